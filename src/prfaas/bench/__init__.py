@@ -1,0 +1,1 @@
+"""prfaas.bench (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.catalog (see docs/structure.md)."""

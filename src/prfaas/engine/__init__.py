@@ -1,0 +1,1 @@
+"""prfaas.engine (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.perf (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.planner (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.policy (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.serve (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.sim (see docs/structure.md)."""

@@ -1,0 +1,1 @@
+"""prfaas.transport (see docs/structure.md)."""

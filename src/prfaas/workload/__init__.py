@@ -1,0 +1,1 @@
+"""prfaas.workload (see docs/structure.md)."""
