@@ -1,0 +1,190 @@
+"""The paper's throughput model, Eqs. 1-6 (PAPER.md §4.2), evaluated at one decision point.
+
+    (1) Phi_kv(l)  = S_kv(l) / T_prefill(l)
+    (3) Theta_prfaas = min(N_prfaas / T_prefill(l_long), B_out / S_kv(l_long))
+    (4) Theta_pd_p   = N_p / T_prefill(l_short)
+    (5) Theta_pd_d   = N_d * BS_max / (T_decode * L_out)
+    (6) Lambda_max   = min(Theta_prfaas / p, Theta_pd_p / (1 - p), Theta_pd_d)
+
+`LengthMode.REPRESENTATIVE` uses the paper's representative lengths l_long = E[L | L > t] and
+l_short = E[L | L <= t]. `LengthMode.EXACT` replaces them with exact expectations over the
+distribution: a pool of N servers with random service time T(L) serves N / E[T(L)] requests/s, and
+the link carries B_out / E[S_kv(L)] requests/s, so T(l_long) becomes E[T(L) | L > t], and so on.
+A stage that receives no traffic (p = 0 or p = 1) drops out of Eq. 6.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from prfaas.core.units import BITS_PER_BYTE, GBPS_BITS_PER_S
+from prfaas.perf.base import PrefillCostModel
+from prfaas.planner.scenario import Scenario, Topology
+
+
+class LengthMode(enum.Enum):
+    REPRESENTATIVE = "representative"
+    EXACT = "exact"
+
+
+class Stage(enum.Enum):
+    PRFAAS_PREFILL = "prfaas_prefill"
+    PRFAAS_EGRESS = "prfaas_egress"
+    PD_PREFILL = "pd_prefill"
+    PD_DECODE = "pd_decode"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPoint:
+    """Eqs. 3-6 at one (t, N_p, N_d). Throughputs in req/s; None where a stage is absent."""
+
+    threshold_tokens: float | None
+    n_prfaas: int
+    n_p: int
+    n_d: int
+    offload_fraction: float
+    l_long_tokens: float | None
+    l_short_tokens: float | None
+    theta_prfaas: float | None
+    theta_prfaas_compute: float | None
+    theta_prfaas_egress: float | None
+    theta_pd_p: float | None
+    theta_pd_d: float
+    lambda_max: float
+    binding_stage: Stage
+    stage_limits: tuple[tuple[Stage, float], ...]  # each stage's cap on Lambda (req/s), binding first
+    egress_gbps: float  # mean PrfaaS egress at Lambda_max (Eq. 2 at the operating point)
+    t_prefill_long_s: float | None
+    t_prefill_short_s: float | None
+    s_kv_long_bytes: float | None
+
+    def headroom(self, stage: Stage) -> float | None:
+        """How far a stage's cap is above Lambda_max, as a fraction (0 for the binding stage)."""
+        for s, cap in self.stage_limits:
+            if s is stage:
+                return cap / self.lambda_max - 1.0 if self.lambda_max > 0 else None
+        return None
+
+
+def phi_kv_gbps(s_kv_bytes: float, t_prefill_s: float) -> float:
+    """Eq. 1: KV throughput of one instance in decimal Gbps."""
+    return s_kv_bytes * BITS_PER_BYTE / t_prefill_s / GBPS_BITS_PER_S
+
+
+class _Moments:
+    """Conditional moments of L, T(L), S(L) above/below t for one scenario, cached per cost model."""
+
+    def __init__(self, scenario: Scenario, mode: LengthMode) -> None:
+        self.scenario = scenario
+        self.mode = mode
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _table(self, model: PrefillCostModel) -> tuple[np.ndarray, np.ndarray]:
+        key = id(model)
+        if key not in self._tables:
+            lengths = self.scenario.lengths.lengths
+            times = np.fromiter((model.t_prefill_s(float(x)) for x in lengths), np.float64, lengths.size)
+            sizes = np.fromiter((model.s_kv_bytes(float(x)) for x in lengths), np.float64, lengths.size)
+            self._tables[key] = (times, sizes)
+        return self._tables[key]
+
+    def above(self, model: PrefillCostModel, t: float) -> tuple[float, float, float] | None:
+        """(l_long, T, S_kv) for requests with L > t; None if none."""
+        dist = self.scenario.lengths
+        l_long = dist.mean_above(t)
+        if l_long is None:
+            return None
+        if self.mode is LengthMode.REPRESENTATIVE:
+            return l_long, model.t_prefill_s(l_long), model.s_kv_bytes(l_long)
+        times, sizes = self._table(model)
+        t_mean = dist.expect_above(times, t)
+        s_mean = dist.expect_above(sizes, t)
+        assert t_mean is not None and s_mean is not None
+        return l_long, t_mean, s_mean
+
+    def below(self, model: PrefillCostModel, t: float) -> tuple[float, float] | None:
+        """(l_short, T) for requests with L <= t; None if none."""
+        dist = self.scenario.lengths
+        l_short = dist.mean_at_or_below(t)
+        if l_short is None:
+            return None
+        if self.mode is LengthMode.REPRESENTATIVE:
+            return l_short, model.t_prefill_s(l_short)
+        times, _ = self._table(model)
+        t_mean = dist.expect_at_or_below(times, t)
+        assert t_mean is not None
+        return l_short, t_mean
+
+
+class ThroughputModel:
+    """Evaluates Eqs. 3-6 for a scenario; caches distribution moments across calls."""
+
+    def __init__(self, scenario: Scenario, mode: LengthMode = LengthMode.REPRESENTATIVE) -> None:
+        self.scenario = scenario
+        self.mode = mode
+        self._moments = _Moments(scenario, mode)
+
+    def theta_pd_d(self, n_d: int) -> float:
+        s = self.scenario
+        return n_d * s.bs_max / (s.t_decode_s * s.output_tokens)
+
+    def evaluate(self, threshold_tokens: float | None, n_p: int, n_d: int) -> PlanPoint:
+        """Eqs. 3-6 at threshold t (None: the topology's fixed routing) and split (n_p, n_d)."""
+        s = self.scenario
+        if n_d < 1 or n_p < 0:
+            raise ValueError("need n_d >= 1 and n_p >= 0")
+        t = self._effective_threshold(threshold_tokens)
+        p = s.lengths.prob_above(t) if s.n_prfaas > 0 else 0.0
+        limits: list[tuple[Stage, float]] = []
+        theta_prfaas = theta_c = theta_e = t_long = s_long = l_long = None
+        if p > 0.0:
+            assert s.prfaas_prefill is not None
+            above = self._moments.above(s.prfaas_prefill, t)
+            assert above is not None
+            l_long, t_long, s_long = above
+            theta_c = s.n_prfaas / t_long
+            theta_e = _egress_rate_rps(s.egress_gbps, s_long)
+            theta_prfaas = min(theta_c, theta_e)
+            limits.append((Stage.PRFAAS_PREFILL, theta_c / p))
+            if theta_e != float("inf"):
+                limits.append((Stage.PRFAAS_EGRESS, theta_e / p))
+        theta_pd_p = t_short = l_short = None
+        if p < 1.0:
+            if s.pd_prefill is None or n_p < 1:
+                raise ValueError("requests stay local but there is no PD prefill capacity")
+            below = self._moments.below(s.pd_prefill, t)
+            assert below is not None
+            l_short, t_short = below
+            theta_pd_p = n_p / t_short
+            limits.append((Stage.PD_PREFILL, theta_pd_p / (1.0 - p)))
+        theta_d = self.theta_pd_d(n_d)
+        limits.append((Stage.PD_DECODE, theta_d))
+        limits.sort(key=lambda item: item[1])
+        lambda_max = limits[0][1]
+        egress = lambda_max * p * (s_long or 0.0) * BITS_PER_BYTE / GBPS_BITS_PER_S
+        return PlanPoint(
+            threshold_tokens=t if s.topology is Topology.PRFAAS_PD else None, n_prfaas=s.n_prfaas, n_p=n_p, n_d=n_d,
+            offload_fraction=p, l_long_tokens=l_long, l_short_tokens=l_short, theta_prfaas=theta_prfaas,
+            theta_prfaas_compute=theta_c, theta_prfaas_egress=theta_e, theta_pd_p=theta_pd_p, theta_pd_d=theta_d,
+            lambda_max=lambda_max, binding_stage=limits[0][0], stage_limits=tuple(limits), egress_gbps=egress,
+            t_prefill_long_s=t_long, t_prefill_short_s=t_short, s_kv_long_bytes=s_long,
+        )
+
+    def _effective_threshold(self, threshold_tokens: float | None) -> float:
+        s = self.scenario
+        if s.topology is Topology.HOMOGENEOUS:
+            return float("inf")
+        if s.topology is Topology.NAIVE:
+            return -1.0  # every request goes to PrfaaS
+        if threshold_tokens is None:
+            raise ValueError("the PrfaaS-PD topology needs a threshold")
+        return threshold_tokens
+
+
+def _egress_rate_rps(egress_gbps: float | None, s_kv_bytes: float) -> float:
+    if egress_gbps is None or s_kv_bytes <= 0:
+        return float("inf")
+    return egress_gbps * GBPS_BITS_PER_S / (s_kv_bytes * BITS_PER_BYTE)
