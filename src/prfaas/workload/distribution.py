@@ -23,8 +23,8 @@ class DiscreteLengthDistribution:
 
     __slots__ = ("_cum_lengths", "_cum_probs", "lengths", "name", "probs")
 
-    def __init__(self, lengths: Sequence[float] | NDArray[np.float64], probs: Sequence[float] | NDArray[np.float64],
-                 name: str = "lengths") -> None:
+    def __init__(self, lengths: Sequence[float] | NDArray[np.float64],
+                 probs: Sequence[float] | NDArray[np.float64], name: str = "lengths") -> None:
         lengths_arr = np.asarray(lengths, dtype=np.float64)
         probs_arr = np.asarray(probs, dtype=np.float64)
         if lengths_arr.ndim != 1 or lengths_arr.shape != probs_arr.shape:
