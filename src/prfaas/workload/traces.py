@@ -197,17 +197,18 @@ def _int_cell(cell: str, field: str, path: str, line_no: int) -> int:
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    line_no = 0
     try:
-        with path.open(encoding="utf-8") as f:
-            for line_no, text in enumerate(f, start=1):  # line_no is read in the except clauses
+        with path.open("rb") as f:  # bytes, decoded per line, so a bad byte names its own line
+            for line_no, raw in enumerate(f, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")  # drop a leading BOM
+                except UnicodeDecodeError:
+                    raise ConfigError("not UTF-8 text", path=str(path), line=line_no) from None
                 yield line_no, text
     except FileNotFoundError:
         raise ConfigError("trace file not found", path=str(path)) from None
     except IsADirectoryError:
         raise ConfigError("trace path is a directory", path=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", path=str(path), line=line_no + 1) from None
     except OSError as exc:
         raise ConfigError(f"cannot read trace: {exc.strerror}", path=str(path)) from None
 
