@@ -266,7 +266,8 @@ class RoleChange:
     instance_id: str
     from_role: Role
     to_role: Role
-    ready_at_s: float
+    ready_at_s: float  # estimate: expected drain end + conversion_s
+    conversion_s: float = 0.0  # time the switch itself takes once drained
     drain_first: bool = True
 
 

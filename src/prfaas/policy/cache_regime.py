@@ -1,0 +1,84 @@
+"""Which of the paper's two prefix-routing regimes applies (PAPER.md §3.2; the paper leaves the rule open).
+
+    SCARCE     each cluster's cache judged on its own: l = l_total - l_pd; no cache crosses clusters
+    ABUNDANT   l = l_total - max(l_prfaas, l_pd); a cross-cluster cache transfer when the longer prefix
+               lives in the cluster that will not compute
+
+Our rule for AUTO (all numbers are `CacheAwareConfig` fields): bandwidth is ABUNDANT while the egress
+link is up, its utilisation is known, and it stays below `abundant_exit_util` with a retransmit rate
+below `abundant_max_retransmit`; it becomes ABUNDANT only once utilisation falls to
+`abundant_enter_util` or below. The band between the two marks keeps the current regime
+(hysteresis). The starting regime is SCARCE, the safe one; an unknown utilisation keeps the current
+regime, a link that is down or missing forces SCARCE.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from prfaas.core.link import LinkSnapshot
+
+
+class CacheRegime(enum.Enum):
+    AUTO = "auto"  # decided from the egress link (the rule above)
+    SCARCE = "scarce"
+    ABUNDANT = "abundant"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheAwareConfig:
+    """Knobs of `prfaas-cache-aware`."""
+
+    regime: CacheRegime = CacheRegime.AUTO
+    """Fixed regime, or AUTO to follow the egress link."""
+    abundant_enter_util: float = 0.30
+    """Egress utilisation at or below which bandwidth becomes abundant."""
+    abundant_exit_util: float = 0.50
+    """Egress utilisation above which bandwidth stops being abundant."""
+    abundant_max_retransmit: float = 0.001
+    """Retransmit rate above which bandwidth is never abundant."""
+    min_transfer_blocks: int = 1
+    """A cross-cluster cache transfer must add at least this many blocks to the destination's prefix."""
+    max_transfer_blocks: int | None = None
+    """Cap on the blocks one transfer moves (None = no cap); longer prefixes are moved only up to it."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.abundant_enter_util < self.abundant_exit_util:
+            raise ValueError("need 0 <= abundant_enter_util < abundant_exit_util")
+        if self.abundant_max_retransmit < 0 or self.min_transfer_blocks < 1:
+            raise ValueError("need abundant_max_retransmit >= 0 and min_transfer_blocks >= 1")
+        if self.max_transfer_blocks is not None and self.max_transfer_blocks < self.min_transfer_blocks:
+            raise ValueError("max_transfer_blocks must be >= min_transfer_blocks")
+
+
+class RegimeDetector:
+    """Holds the current regime between requests; `update` applies the hysteresis rule."""
+
+    def __init__(self, config: CacheAwareConfig) -> None:
+        self.config = config
+        fixed = config.regime
+        self._regime: CacheRegime = fixed if fixed is not CacheRegime.AUTO else CacheRegime.SCARCE
+
+    @property
+    def regime(self) -> CacheRegime:
+        return self._regime
+
+    def update(self, link: LinkSnapshot | None) -> CacheRegime:
+        if self.config.regime is not CacheRegime.AUTO:
+            return self._regime
+        self._regime = self._next(link)
+        return self._regime
+
+    def _next(self, link: LinkSnapshot | None) -> CacheRegime:
+        c = self.config
+        if link is None or not link.is_up or link.retransmit_rate > c.abundant_max_retransmit:
+            return CacheRegime.SCARCE
+        util = link.utilisation
+        if util is None:
+            return self._regime
+        if util > c.abundant_exit_util:
+            return CacheRegime.SCARCE
+        if util <= c.abundant_enter_util:
+            return CacheRegime.ABUNDANT
+        return self._regime

@@ -1,0 +1,149 @@
+"""`prfaas-cache-aware`: the paper's prefix-aware routing in two bandwidth regimes (PAPER.md §3.2).
+
+A cluster's cached prefix is the longest one held by a node of it that could prefill now (PD-P nodes
+of the PD cluster, PrfaaS prefill nodes). With L the prompt, t the threshold:
+
+    SCARCE     l = L - l_pd                 l <= t -> PD-P, else PrfaaS (which reuses its own prefix)
+    ABUNDANT   l = L - max(l_prfaas, l_pd)  l <= t -> PD-P, else PrfaaS; when the other cluster holds a
+               longer prefix than the chosen node, a `CacheTransferPlan` moves the missing blocks
+               (only the increment) from the other cluster's best node to the chosen node first
+
+In ABUNDANT, nodes are scored as if they already held the transferable prefix, so the transfer lands
+on the least-loaded node rather than chasing a small local hit. A transfer must add at least
+`min_transfer_blocks` blocks and moves at most `max_transfer_blocks`. Its byte estimate, with S the
+router's `state_bytes`, is S(end) - S(start) + S(0): the full-attention KV of the new tokens plus the
+fixed linear state, which must come with the exact prefix it belongs to.
+
+Reasons: PD-P with a prefix hit CACHE_HIT_LOCAL, without SHORT_LOCAL; PrfaaS with a hit
+CACHE_HIT_REMOTE, without LONG_OFFLOAD; l > t with PrfaaS unavailable PRFAAS_DOWN_LOCAL.
+The regime is chosen by `policy.cache_regime.RegimeDetector`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prfaas.core.lifecycle import ClusterKind
+from prfaas.policy.cache_regime import CacheAwareConfig, CacheRegime, RegimeDetector
+from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
+from prfaas.policy.node_select import NodeChoice, NodeSelectConfig, select_prefill_node
+from prfaas.policy.routers.base import RouterBase, StateBytesFn, is_prfaas_available, prefill_candidates
+from prfaas.policy.types import (
+    CacheTransferPlan,
+    ClusterView,
+    NoRouteError,
+    RequestInfo,
+    RoutePlan,
+    RouteReason,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClusterHits:
+    """Per-node prefix blocks of one cluster's prefill candidates, and its best node."""
+
+    cluster: ClusterKind
+    blocks_by_node: dict[str, int]
+    best_node: str | None
+    best_blocks: int
+
+
+class CacheAwareRouter(RouterBase):
+    name = "prfaas-cache-aware"
+
+    def __init__(
+        self,
+        *,
+        threshold_tokens: int,
+        cache: CacheAwareConfig | None = None,
+        node_select: NodeSelectConfig | None = None,
+        kv_index: GlobalKvIndex | None = None,
+        state_bytes: StateBytesFn | None = None,
+    ) -> None:
+        super().__init__(threshold_tokens=threshold_tokens, node_select=node_select, kv_index=kv_index,
+                         state_bytes=state_bytes)
+        self.cache_config = cache or CacheAwareConfig()
+        self.regime_detector = RegimeDetector(self.cache_config)
+
+    @property
+    def regime(self) -> CacheRegime:
+        return self.regime_detector.regime
+
+    def _decide(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
+        assert self._threshold_tokens is not None
+        threshold = self._threshold_tokens
+        regime = self.regime_detector.update(view.egress_link)
+        has_prfaas = is_prfaas_available(view)
+        hits = {c: self._hits(req, view, c) for c in ClusterKind}
+        if not has_prfaas:
+            hits[ClusterKind.PRFAAS] = _ClusterHits(ClusterKind.PRFAAS, {}, None, 0)
+        abundant = regime is CacheRegime.ABUNDANT
+        prefix_blocks = hits[ClusterKind.PD].best_blocks
+        if abundant:
+            prefix_blocks = max(prefix_blocks, hits[ClusterKind.PRFAAS].best_blocks)
+        uncached = req.input_tokens - cached_tokens_for(prefix_blocks, req.input_tokens,
+                                                        self.node_select.block_tokens)
+        if uncached <= threshold:
+            cluster = ClusterKind.PD
+        elif has_prfaas:
+            cluster = ClusterKind.PRFAAS
+        else:
+            return self._plan_on(req, view, ClusterKind.PD, RouteReason.PRFAAS_DOWN_LOCAL, threshold)
+        other = ClusterKind.PRFAAS if cluster is ClusterKind.PD else ClusterKind.PD
+        source = hits[other] if abundant else None
+        return self._plan_with_cache(req, view, hits[cluster], source, threshold)
+
+    def _hits(self, req: RequestInfo, view: ClusterView, cluster: ClusterKind) -> _ClusterHits:
+        blocks = self._prefix_blocks(cluster, prefill_candidates(view, cluster), req)
+        best = min(blocks, key=lambda i: (-blocks[i], i), default=None)
+        return _ClusterHits(cluster, blocks, best, blocks[best] if best is not None else 0)
+
+    def _transfer_blocks(self, own_blocks: int, source_blocks: int) -> int:
+        """Blocks a transfer would add on top of `own_blocks` (0 when not worth it)."""
+        gain = source_blocks - own_blocks
+        cap = self.cache_config.max_transfer_blocks
+        if cap is not None:
+            gain = min(gain, cap)
+        return gain if gain >= self.cache_config.min_transfer_blocks else 0
+
+    def _plan_with_cache(self, req: RequestInfo, view: ClusterView, dest: _ClusterHits,
+                         source: _ClusterHits | None, threshold: int) -> RoutePlan:
+        candidates = prefill_candidates(view, dest.cluster)
+        source_blocks = source.best_blocks if source is not None else 0
+        effective = {n.instance_id: dest.blocks_by_node.get(n.instance_id, 0) for n in candidates}
+        for node_id, own in effective.items():
+            effective[node_id] = own + self._transfer_blocks(own, source_blocks)
+        choice = select_prefill_node(candidates, effective, req.input_tokens, self.node_select)
+        if choice is None:
+            raise NoRouteError(f"request {req.request_id}: no {dest.cluster.value} prefill node is up")
+        own = dest.blocks_by_node.get(choice.instance_id, 0)
+        transfer = None
+        if source is not None and source.best_node is not None and choice.cached_blocks > own:
+            transfer = self._transfer_plan(req, source, source.best_node, choice, own)
+        return self._plan_on(req, view, dest.cluster, _reason(dest.cluster, choice.cached_tokens), threshold,
+                             choice=choice, cache_transfer=transfer)
+
+    def _transfer_plan(self, req: RequestInfo, source: _ClusterHits, source_node: str, dest: NodeChoice,
+                       own_blocks: int) -> CacheTransferPlan:
+        block_tokens = self.node_select.block_tokens
+        start_tokens = cached_tokens_for(own_blocks, req.input_tokens, block_tokens)
+        num_tokens = dest.cached_tokens - start_tokens
+        bytes_estimate = None
+        if self.state_bytes is not None:
+            s = self.state_bytes
+            bytes_estimate = round(s(dest.cached_tokens) - s(start_tokens) + s(0))
+        return CacheTransferPlan(
+            source_cluster=source.cluster,
+            source_instance_id=source_node,
+            dest_cluster=ClusterKind.PD if source.cluster is ClusterKind.PRFAAS else ClusterKind.PRFAAS,
+            dest_instance_id=dest.instance_id,
+            num_blocks=dest.cached_blocks - own_blocks,
+            num_tokens=num_tokens,
+            bytes_estimate=bytes_estimate,
+        )
+
+
+def _reason(cluster: ClusterKind, cached_tokens: int) -> RouteReason:
+    if cluster is ClusterKind.PD:
+        return RouteReason.CACHE_HIT_LOCAL if cached_tokens > 0 else RouteReason.SHORT_LOCAL
+    return RouteReason.CACHE_HIT_REMOTE if cached_tokens > 0 else RouteReason.LONG_OFFLOAD
