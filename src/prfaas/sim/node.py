@@ -1,0 +1,113 @@
+"""A simulated instance (node): its role, up/down state, servers, and the `InstanceView` it shows the policy.
+
+A node holds a `PrefillServer` while its role is a prefill role and a `DecodeServer` while it decodes.
+Role conversion (long-term loop): the node gets `pending_role` (it accepts no new work), drains, and
+switches once it is idle, nothing is inbound and `ready_at_s` has passed; the new role gets a fresh server.
+
+Views are cached: every state change goes through the simulator, which calls `touch()`; `view()`
+rebuilds the frozen `InstanceView` only for touched nodes, so a routing decision costs O(changed nodes).
+
+`InstanceView` fields as the simulator fills them:
+    prefill roles  queued_requests = waiting requests; queued_tokens = uncached tokens waiting plus the
+                   running prefill's; running_batch = 1 while prefilling; max_batch = 1; busy_until_s
+    decode role    queued_requests = requests waiting for a slot plus requests routed here whose state
+                   has not arrived yet; queued_tokens = their prompt tokens; running_batch; max_batch = BS_max
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.perf.base import DecodeCostModel, PrefillCostModel
+from prfaas.policy.types import InstanceView
+
+PREFILL_ROLES = (Role.PRFAAS_PREFILL, Role.PD_PREFILL)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """Static description of one instance (e.g. 8 GPUs) in the simulated deployment."""
+
+    instance_id: str
+    cluster: ClusterKind
+    role: Role
+    prefill_cost: PrefillCostModel | None
+    decode_cost: DecodeCostModel | None = None
+    max_batch: int = 1
+    cache_blocks: int = 0
+
+    def __post_init__(self) -> None:
+        if self.role in PREFILL_ROLES and self.prefill_cost is None:
+            raise ValueError(f"{self.instance_id}: a prefill role needs a prefill cost model")
+        if self.role is Role.PD_DECODE and self.decode_cost is None:
+            raise ValueError(f"{self.instance_id}: a decode role needs a decode cost model")
+        if self.cluster is ClusterKind.PRFAAS and self.role is not Role.PRFAAS_PREFILL:
+            raise ValueError(f"{self.instance_id}: PrfaaS nodes only prefill")
+        if self.max_batch < 1 or self.cache_blocks < 0:
+            raise ValueError(f"{self.instance_id}: max_batch must be >= 1 and cache_blocks >= 0")
+
+
+class SimNode:
+    """Mutable state of one simulated instance."""
+
+    __slots__ = ("_view", "decode", "inbound_requests", "inbound_tokens", "is_up", "pending_role", "prefill",
+                 "ready_at_s", "role", "spec")
+
+    def __init__(self, spec: NodeSpec) -> None:
+        from prfaas.sim.servers import DecodeServer, PrefillServer
+
+        self.spec = spec
+        self.role = spec.role
+        self.pending_role: Role | None = None
+        self.ready_at_s = 0.0
+        self.is_up = True
+        self.prefill: PrefillServer | None = None
+        self.decode: DecodeServer | None = None
+        self.inbound_requests = 0
+        self.inbound_tokens = 0
+        self._view: InstanceView | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return self.spec.instance_id
+
+    @property
+    def cluster(self) -> ClusterKind:
+        return self.spec.cluster
+
+    @property
+    def is_idle(self) -> bool:
+        busy_prefill = self.prefill is not None and not self.prefill.is_idle
+        busy_decode = self.decode is not None and not self.decode.is_idle
+        return not busy_prefill and not busy_decode and self.inbound_requests == 0
+
+    def touch(self) -> None:
+        self._view = None
+
+    @property
+    def is_dirty(self) -> bool:
+        return self._view is None
+
+    def view(self) -> InstanceView:
+        if self._view is None:
+            self._view = self._build_view()
+        return self._view
+
+    def _build_view(self) -> InstanceView:
+        common = {"instance_id": self.spec.instance_id, "cluster": self.spec.cluster, "role": self.role,
+                  "is_up": self.is_up, "pending_role": self.pending_role}
+        if self.prefill is not None:
+            srv = self.prefill
+            running = srv.current
+            running_tokens = running.uncached_tokens if running is not None else 0
+            return InstanceView(**common, queued_requests=srv.num_queued,  # type: ignore[arg-type]
+                                queued_tokens=srv.queued_tokens + running_tokens,
+                                running_batch=int(running is not None), max_batch=1,
+                                busy_until_s=srv.busy_until_s)
+        if self.decode is not None:
+            dec = self.decode
+            return InstanceView(**common, queued_requests=len(dec.waiting) + self.inbound_requests,  # type: ignore[arg-type]
+                                queued_tokens=dec.waiting_tokens + self.inbound_tokens,
+                                running_batch=dec.batch_size, max_batch=dec.max_batch)
+        return InstanceView(**common, max_batch=self.spec.max_batch)  # type: ignore[arg-type]

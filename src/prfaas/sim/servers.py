@@ -1,0 +1,245 @@
+"""Simulated instances: an FCFS prefill server and a continuously batching decode server.
+
+Prefill (batching model: FCFS, one request at a time per instance, run to completion): a request's
+prefill takes `PrefillCostModel.t_prefill_s(uncached, cached)`; the cached prefix is looked up when the
+prefill starts (`on_start` fills `req.cached_tokens` / `req.uncached_tokens`).
+
+Decode (continuous batching, `max_batch` = BS_max slots): requests join and leave at step boundaries;
+a request occupies a slot for `output_tokens` steps. Simulated batch-wise, not per token: between two
+batch changes the batch is fixed, so the step time `DecodeCostModel.t_step_s(B, mean context)` is
+constant and the server advances a fractional step counter `steps_done += dt / step_s`. A request
+that joins at step s leaves at step `s + output_tokens`; the next event is the earliest such step.
+This is the fluid version of step-synchronous batching (a join waits at most one step in reality); the
+step time is re-evaluated at every batch change with the batch's current mean context (prompt plus
+tokens generated so far), so context growth is followed piecewise.
+Requests that find every slot taken wait FCFS in the decode queue.
+
+Both servers keep busy-time integrals for utilisation and report every request they hold on `fail()`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+
+from prfaas.perf.base import DecodeCostModel, PrefillCostModel
+from prfaas.sim.events import EventLoop, EventPriority
+from prfaas.sim.request import SimRequest
+
+RequestHook = Callable[[SimRequest], None]
+StartHook = Callable[[SimRequest, float], None]
+
+
+class PrefillServer:
+    """FCFS prefill queue of one instance."""
+
+    __slots__ = (
+        "_version",
+        "busy_s",
+        "busy_since_s",
+        "busy_until_s",
+        "cost",
+        "current",
+        "lookup",
+        "loop",
+        "on_done",
+        "on_start",
+        "queue",
+        "queued_tokens",
+    )
+
+    def __init__(self, loop: EventLoop, cost: PrefillCostModel, lookup: RequestHook, on_start: StartHook,
+                 on_done: RequestHook) -> None:
+        """`lookup(req)` fixes the cached/uncached split at start; then `on_start(req, duration_s)`."""
+        self.loop = loop
+        self.cost = cost
+        self.lookup = lookup
+        self.on_start = on_start
+        self.on_done = on_done
+        self.queue: deque[SimRequest] = deque()
+        self.current: SimRequest | None = None
+        self.queued_tokens = 0
+        self.busy_s = 0.0
+        self.busy_since_s = 0.0
+        self.busy_until_s: float | None = None
+        self._version = 0
+
+    @property
+    def num_queued(self) -> int:
+        return len(self.queue)
+
+    @property
+    def is_idle(self) -> bool:
+        return self.current is None and not self.queue
+
+    def busy_time_s(self, now_s: float) -> float:
+        """Seconds spent prefilling since creation (including the running prefill up to now)."""
+        return self.busy_s + (now_s - self.busy_since_s if self.current is not None else 0.0)
+
+    def enqueue(self, req: SimRequest) -> None:
+        req.prefill_enqueue_s = self.loop.now_s
+        self.queue.append(req)
+        self.queued_tokens += req.uncached_tokens
+        if self.current is None:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        if not self.queue:
+            return
+        req = self.queue.popleft()
+        self.queued_tokens -= req.uncached_tokens
+        now = self.loop.now_s
+        self.current = req
+        self.busy_since_s = now
+        self.lookup(req)
+        duration = self.cost.t_prefill_s(max(req.uncached_tokens, 1), req.cached_tokens)
+        req.prefill_start_s = now
+        self.busy_until_s = now + duration
+        self._version += 1
+        self.loop.schedule(now + duration, EventPriority.COMPLETION, self._finish, self._version)
+        self.on_start(req, duration)
+
+    def _finish(self, version: int) -> None:
+        if version != self._version or self.current is None:
+            return
+        req = self.current
+        now = self.loop.now_s
+        self.busy_s += now - self.busy_since_s
+        self.current = None
+        self.busy_until_s = None
+        req.prefill_end_s = now
+        self._start_next()
+        self.on_done(req)
+
+    def fail(self) -> list[SimRequest]:
+        """The instance died: return the running and queued requests (running first) and reset."""
+        now = self.loop.now_s
+        lost: list[SimRequest] = []
+        if self.current is not None:
+            self.busy_s += now - self.busy_since_s
+            lost.append(self.current)
+            self.current = None
+        lost.extend(self.queue)
+        self.queue.clear()
+        self.queued_tokens = 0
+        self.busy_until_s = None
+        self._version += 1
+        return lost
+
+
+class DecodeServer:
+    """Continuous-batching decode of one instance (see the module docstring for the batch-wise model)."""
+
+    __slots__ = ("_batch", "_last_s", "_seq", "_sum_input", "_sum_join", "_version", "cost", "loop",
+                 "max_batch", "occupancy_s", "on_done", "on_join", "step_s", "steps_done", "waiting", "waiting_tokens")
+
+    def __init__(self, loop: EventLoop, cost: DecodeCostModel, max_batch: int, on_join: RequestHook,
+                 on_done: RequestHook) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.loop = loop
+        self.cost = cost
+        self.max_batch = max_batch
+        self.on_join = on_join
+        self.on_done = on_done
+        self._batch: list[tuple[float, int, SimRequest]] = []  # heap of (finish step, seq, request)
+        self.waiting: deque[SimRequest] = deque()
+        self.waiting_tokens = 0
+        self.steps_done = 0.0
+        self.step_s = 0.0
+        self.occupancy_s = 0.0  # integral of batch size over time
+        self._last_s = loop.now_s
+        self._sum_input = 0.0
+        self._sum_join = 0.0
+        self._seq = 0
+        self._version = 0
+
+    @property
+    def batch_size(self) -> int:
+        return len(self._batch)
+
+    @property
+    def is_idle(self) -> bool:
+        return not self._batch and not self.waiting
+
+    def occupancy_time_s(self, now_s: float) -> float:
+        return self.occupancy_s + len(self._batch) * (now_s - self._last_s)
+
+    def admit(self, req: SimRequest) -> None:
+        """The request's state arrived: join the batch now if a slot is free, else wait FCFS."""
+        self._advance()
+        req.decode_enqueue_s = self.loop.now_s
+        if len(self._batch) < self.max_batch and not self.waiting:
+            self._join(req)
+        else:
+            self.waiting.append(req)
+            self.waiting_tokens += req.wl.input_tokens
+        self._reschedule()
+
+    def _join(self, req: SimRequest) -> None:
+        req.decode_start_s = self.loop.now_s
+        if req.wl.output_tokens <= 0:
+            self.on_join(req)
+            self.on_done(req)
+            return
+        req.join_step = self.steps_done
+        self._seq += 1
+        heapq.heappush(self._batch, (self.steps_done + req.wl.output_tokens, self._seq, req))
+        self._sum_input += req.wl.input_tokens
+        self._sum_join += self.steps_done
+        self.on_join(req)
+
+    def _advance(self) -> None:
+        now = self.loop.now_s
+        dt = now - self._last_s
+        if dt > 0:
+            if self._batch:
+                self.occupancy_s += len(self._batch) * dt
+                self.steps_done += dt / self.step_s
+            self._last_s = now
+
+    def _reschedule(self) -> None:
+        self._version += 1
+        n = len(self._batch)
+        if n == 0:
+            return
+        mean_ctx = (self._sum_input + n * self.steps_done - self._sum_join) / n
+        self.step_s = self.cost.t_step_s(n, mean_ctx)
+        steps_left = max(self._batch[0][0] - self.steps_done, 0.0)
+        next_s = self.loop.now_s + steps_left * self.step_s
+        self.loop.schedule(next_s, EventPriority.COMPLETION, self._on_tick, self._version)
+
+    def _on_tick(self, version: int) -> None:
+        if version != self._version:
+            return
+        self._advance()
+        done: list[SimRequest] = []
+        eps = 1e-6
+        while self._batch and self._batch[0][0] <= self.steps_done + eps:
+            _, _, req = heapq.heappop(self._batch)
+            self._sum_input -= req.wl.input_tokens
+            self._sum_join -= req.join_step
+            done.append(req)
+        if not self._batch:
+            self._sum_input = 0.0
+            self._sum_join = 0.0
+        while self.waiting and len(self._batch) < self.max_batch:
+            req = self.waiting.popleft()
+            self.waiting_tokens -= req.wl.input_tokens
+            self._join(req)
+        self._reschedule()
+        for req in done:
+            self.on_done(req)
+
+    def fail(self) -> list[SimRequest]:
+        """The instance died: return every request in the batch and the queue, and reset."""
+        self._advance()
+        lost = [r for _, _, r in sorted(self._batch)] + list(self.waiting)
+        self._batch.clear()
+        self.waiting.clear()
+        self.waiting_tokens = 0
+        self._sum_input = 0.0
+        self._sum_join = 0.0
+        self._version += 1
+        return lost
