@@ -173,7 +173,8 @@ def test_azure_format_fixture(azure_fixture_path: Path) -> None:
 
 def test_azure_numeric_timestamps_and_column_order(tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
-    p.write_text("GeneratedTokens,Extra,ContextTokens,TIMESTAMP\n5,x,100,10.5\n6,y,200,12.0\n", encoding="utf-8")
+    p.write_text("GeneratedTokens,Extra,ContextTokens,TIMESTAMP\n5,x,100,10.5\n6,y,200,12.0\n",
+                 encoding="utf-8")
     reqs = read_azure_csv(p)
     assert [(r.arrival_s, r.input_tokens, r.output_tokens) for r in reqs] == [(0.0, 100, 5), (1.5, 200, 6)]
 
