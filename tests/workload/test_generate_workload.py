@@ -8,7 +8,7 @@ import pytest
 from prfaas.core.errors import ConfigError
 from prfaas.workload.arrivals import PoissonArrivals, StepSchedule
 from prfaas.workload.distribution import DiscreteLengthDistribution
-from prfaas.workload.generate import scale_distribution, scale_lengths, synthetic_requests
+from prfaas.workload.generate import rescale_arrivals, scale_distribution, scale_lengths, synthetic_requests
 from prfaas.workload.lognormal import truncated_lognormal
 from prfaas.workload.mixshift import MixShift, short_long_split, short_to_long_shift
 from prfaas.workload.prefix import replay_prefix_cache
@@ -175,3 +175,12 @@ def test_scale_distribution() -> None:
     assert scaled.mean() == pytest.approx(PAPER.mean() / 32, rel=0.01)
     with pytest.raises(ConfigError):
         scale_distribution(PAPER, 0.0, 4096)
+
+
+def test_rescale_arrivals_keeps_everything_else() -> None:
+    reqs = [WorkloadRequest(0, 2.0, 600, 3, (1, 2)), WorkloadRequest(1, 5.0, 10, 1)]
+    fast = rescale_arrivals(reqs, 0.5)
+    assert [r.arrival_s for r in fast] == [1.0, 2.5]
+    assert [(r.input_tokens, r.block_hashes) for r in fast] == [(600, (1, 2)), (10, ())]
+    with pytest.raises(ConfigError):
+        rescale_arrivals(reqs, 0.0)

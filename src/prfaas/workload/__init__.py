@@ -16,7 +16,7 @@ from prfaas.workload.arrivals import (
 )
 from prfaas.workload.distribution import DiscreteLengthDistribution
 from prfaas.workload.empirical import lengths_from_trace, output_lengths_from_trace
-from prfaas.workload.generate import scale_distribution, scale_lengths, synthetic_requests
+from prfaas.workload.generate import rescale_arrivals, scale_distribution, scale_lengths, synthetic_requests
 from prfaas.workload.lognormal import truncated_lognormal
 from prfaas.workload.mixshift import MixShift, short_long_split, short_to_long_shift
 from prfaas.workload.prefix import (
@@ -53,6 +53,7 @@ __all__ = [
     "read_azure_csv",
     "read_mooncake_jsonl",
     "replay_prefix_cache",
+    "rescale_arrivals",
     "scale_distribution",
     "scale_lengths",
     "short_long_split",

@@ -95,6 +95,13 @@ def _sample_outputs(output_tokens: int | DiscreteLengthDistribution, rng: np.ran
     return np.full(size, output_tokens, dtype=np.int64)
 
 
+def rescale_arrivals(requests: Sequence[WorkloadRequest], time_scale: float) -> list[WorkloadRequest]:
+    """The same requests with every `arrival_s` multiplied by `time_scale` (0.5 = replay twice as fast)."""
+    if not 0.0 < time_scale < math.inf:
+        raise ConfigError(f"time_scale must be finite and > 0, got {time_scale}")
+    return [replace(r, arrival_s=r.arrival_s * time_scale) for r in requests]
+
+
 # --- scaling to a small model's context --------------------------------------------------------------
 
 
