@@ -59,7 +59,7 @@ class ModelArch:
     active_params: float
     ffn: FfnGeometry | None = None
     explicit_compute_active_params: float | None = None
-    dtypes: StateDtypes = StateDtypes()
+    dtypes: StateDtypes = field(default_factory=StateDtypes)
     unverified_fields: tuple[str, ...] = ()
     sources: str = ""
     layers: tuple[LayerStateSpec, ...] = field(init=False)
@@ -75,7 +75,7 @@ class ModelArch:
         if not self.geometry:
             raise ValueError(f"{self.name}: a model needs at least one layer")
         if (self.ffn is None) == (self.explicit_compute_active_params is None):
-            raise ValueError(f"{self.name}: give exactly one of ffn geometry or explicit compute-active params")
+            raise ValueError(f"{self.name}: give exactly one of ffn geometry or compute-active params")
         dtype_bytes(self.weight_dtype)
         object.__setattr__(self, "layers", tuple(g.state_spec(self.dtypes) for g in self.geometry))
         full = [g for g in self.geometry if not isinstance(g, LinearGeometry) and g.kind is not LayerKind.SWA]

@@ -18,11 +18,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    pass
-
-
-class ModelSection(_Strict):
+class ModelSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     num_layers: Positive
     hidden_size: Positive
     vocab_size: Positive
@@ -30,19 +26,19 @@ class ModelSection(_Strict):
     weight_dtype: str
 
 
-class ParamsSection(_Strict):
+class ParamsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     total: PositiveFloat
     active: PositiveFloat
     compute_active: PositiveFloat | None = None
 
 
-class DtypesSection(_Strict):
+class DtypesSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kv: str = "bf16"
     state: str = "fp32"
     conv: str = "bf16"
 
 
-class GqaBlock(_Strict, tag_field="kind", tag="full_gqa"):
+class GqaBlock(msgspec.Struct, forbid_unknown_fields=True, tag_field="kind", tag="full_gqa", frozen=True):
     num_q_heads: Positive
     num_kv_heads: Positive
     head_dim_qk: Positive
@@ -50,7 +46,7 @@ class GqaBlock(_Strict, tag_field="kind", tag="full_gqa"):
     output_gate: bool = False
 
 
-class SwaBlock(_Strict, tag_field="kind", tag="swa"):
+class SwaBlock(msgspec.Struct, forbid_unknown_fields=True, tag_field="kind", tag="swa", frozen=True):
     num_q_heads: Positive
     num_kv_heads: Positive
     head_dim_qk: Positive
@@ -59,7 +55,7 @@ class SwaBlock(_Strict, tag_field="kind", tag="swa"):
     output_gate: bool = False
 
 
-class MlaBlock(_Strict, tag_field="kind", tag="mla"):
+class MlaBlock(msgspec.Struct, forbid_unknown_fields=True, tag_field="kind", tag="mla", frozen=True):
     num_q_heads: Positive
     kv_lora_rank: Positive
     qk_rope_head_dim: NonNegative
@@ -68,7 +64,7 @@ class MlaBlock(_Strict, tag_field="kind", tag="mla"):
     q_lora_rank: Positive | None = None
 
 
-class LinearBlock(_Strict, tag_field="kind", tag="linear"):
+class LinearBlock(msgspec.Struct, forbid_unknown_fields=True, tag_field="kind", tag="linear", frozen=True):
     variant: str
     num_heads: Positive
     head_dim_k: Positive
@@ -82,7 +78,7 @@ Block = GqaBlock | SwaBlock | MlaBlock | LinearBlock
 BLOCK_KINDS = ("full_gqa", "swa", "mla", "linear")
 
 
-class LayoutRule(_Strict):
+class LayoutRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Assigns the block `use` to the layers it selects (exactly one selector)."""
 
     use: str
@@ -92,12 +88,12 @@ class LayoutRule(_Strict):
     indices_1based: list[Positive] | None = None
 
 
-class LayoutSection(_Strict):
+class LayoutSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     default: str | None = None
     rule: list[LayoutRule] = []
 
 
-class FfnSection(_Strict):
+class FfnSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     dense_intermediate: NonNegative = 0
     first_dense_layers: NonNegative = 0
     num_experts: NonNegative = 0
@@ -107,7 +103,7 @@ class FfnSection(_Strict):
     shared_intermediate: NonNegative = 0
 
 
-class ModelFile(_Strict):
+class ModelFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Top level. `attention` is checked per block by the loader (so errors name the block)."""
 
     schema: str

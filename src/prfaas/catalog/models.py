@@ -16,7 +16,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from prfaas.catalog.geometry import FfnGeometry, GqaGeometry, LinearGeometry, MlaGeometry, MixerGeometry, StateDtypes
+from prfaas.catalog.geometry import (
+    FfnGeometry,
+    GqaGeometry,
+    LinearGeometry,
+    MixerGeometry,
+    MlaGeometry,
+    StateDtypes,
+)
 from prfaas.catalog.model import ModelArch
 from prfaas.catalog.model_schema import (
     BLOCK_KINDS,
@@ -145,7 +152,8 @@ def _expand_layout(doc: TomlDoc, spec: ModelFile, block_names: set[str]) -> list
             raise doc.error(f"layout.rule[{index}].use", f"unknown block {rule.use!r}; known: {known}")
         for layer in _selected(doc, index, rule, num_layers):
             if assigned[layer] is not None:
-                raise doc.error(f"layout.rule[{index}]", f"layer {layer} (0-based) is already {assigned[layer]!r}")
+                taken = assigned[layer]
+                raise doc.error(f"layout.rule[{index}]", f"layer {layer} (0-based) is already {taken!r}")
             assigned[layer] = rule.use
     default = spec.layout.default
     if default is not None and default not in block_names:
@@ -182,9 +190,9 @@ def _geometry(doc: TomlDoc, name: str, block: Block) -> MixerGeometry:
 def _linear_geometry(doc: TomlDoc, name: str, block: LinearBlock) -> LinearGeometry:
     variants = {v.value: v for v in LinearVariant}
     if block.variant not in variants:
-        raise doc.error(
-            f"attention.{name}.variant", f"unknown linear variant {block.variant!r}; known: {', '.join(variants)}"
-        )
+        known = ", ".join(variants)
+        message = f"unknown linear variant {block.variant!r}; known: {known}"
+        raise doc.error(f"attention.{name}.variant", message)
     return LinearGeometry(
         variant=variants[block.variant],
         num_heads=block.num_heads,
@@ -224,7 +232,7 @@ def _lookup_dotted(data: object, key: str) -> object | None:
 
 def _ffn(doc: TomlDoc, ffn: FfnSection | None, compute_active: float | None) -> FfnGeometry | None:
     if (ffn is None) == (compute_active is None):
-        raise doc.error("ffn", "give exactly one of [ffn] (parameters are recomputed) or params.compute_active")
+        raise doc.error("ffn", "give exactly one of [ffn] (params recomputed) or params.compute_active")
     if ffn is None:
         return None
     if ffn.num_experts == 0 and ffn.dense_intermediate == 0:

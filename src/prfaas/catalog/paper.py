@@ -91,7 +91,8 @@ class PhiKvTable:
         for row in self.for_model(model_name):
             if row.length_tokens == length_tokens:
                 return row.phi_kv_gbps
-        raise UnknownNameError("length in Phi_kv table", str(length_tokens), [str(x) for x in self.lengths_tokens])
+        known = [str(x) for x in self.lengths_tokens]
+        raise UnknownNameError("length in Phi_kv table", str(length_tokens), known)
 
 
 class _ProfileRow(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -148,7 +149,8 @@ def load_paper_profile_table(path: Path | str | None = None) -> PaperProfileTabl
     for i, r in enumerate(spec.row):
         implied = bytes_per_s_to_gbps(r.s_kv_mib * MIB_BYTES / r.t_prefill_s)
         if abs(implied - r.phi_kv_gbps) > PHI_CONSISTENCY_REL_TOL * r.phi_kv_gbps:
-            raise doc.error(f"row[{i}].phi_kv_gbps", f"{r.phi_kv_gbps} disagrees with S_kv/T = {implied:.3f} Gbps")
+            message = f"{r.phi_kv_gbps} disagrees with S_kv/T = {implied:.3f} Gbps"
+            raise doc.error(f"row[{i}].phi_kv_gbps", message)
     rows = tuple(PaperProfileRow(r.length_tokens, r.s_kv_mib, r.t_prefill_s, r.phi_kv_gbps) for r in spec.row)
     return PaperProfileTable(
         name=spec.name,

@@ -123,10 +123,11 @@ def _lookup(data: Any, segments: list[str | int]) -> Any:
     for seg in segments:
         if isinstance(seg, int) and isinstance(data, list) and seg < len(data):
             data = data[seg]
-        elif isinstance(seg, str) and isinstance(data, dict) and seg in data:
+            continue
+        if isinstance(seg, str) and isinstance(data, dict) and seg in data:
             data = data[seg]
-        else:
-            return None
+            continue
+        return None
     return data
 
 
