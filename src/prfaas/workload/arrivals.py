@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prfaas.core.errors import ConfigError
+from prfaas.workload.request import WorkloadRequest
 
 FloatArray = NDArray[np.float64]
 MAX_EXPECTED_ARRIVALS = 50_000_000  # refuse to draw more candidates than this in one call
@@ -109,10 +110,10 @@ class TraceArrivals:
         object.__setattr__(self, "times_s", tuple(sorted(self.times_s)))  # normalise once; still immutable
 
     @classmethod
-    def from_requests(cls, requests: Sequence[object], time_scale: float = 1.0,
+    def from_requests(cls, requests: Sequence[WorkloadRequest], time_scale: float = 1.0,
                       window_s: float = 60.0) -> TraceArrivals:
-        """Arrival times of a list of `WorkloadRequest`s (anything with `arrival_s`)."""
-        return cls(tuple(float(getattr(r, "arrival_s")) for r in requests), time_scale, window_s)  # noqa: B009
+        """Arrival times of a list of requests (e.g. a trace read by `traces.load_trace`)."""
+        return cls(tuple(r.arrival_s for r in requests), time_scale, window_s)
 
     def _scaled(self) -> FloatArray:
         return np.asarray(self.times_s, dtype=np.float64) * self.time_scale
