@@ -19,7 +19,8 @@ def hybrid_layout(rng: np.random.Generator, num_layers: int = 6, huge_elems: int
             tokens = int(rng.integers(1, 64))
             heads = huge_elems // (tokens * 64) or 1
             for name in ("keys", "values"):
-                tensors.append(TensorSpec(layer, LayerKind.FULL_GQA, name, "bfloat16", (1, heads, tokens, 64)))
+                shape = (1, heads, tokens, 64)
+                tensors.append(TensorSpec(layer, LayerKind.FULL_GQA, name, "bfloat16", shape))
         else:  # linear layer: small conv + fp32 recurrent state + a 0-d counter
             conv = (1, int(rng.integers(1, 48)), 4)
             tensors.append(TensorSpec(layer, LayerKind.LINEAR, "conv", "bfloat16", conv))
@@ -44,4 +45,5 @@ def empty_like(layout: StateLayout) -> list[np.ndarray]:
 
 
 def layer_views(layout: StateLayout, arrays: list[np.ndarray], layer: int) -> list[memoryview]:
-    return [memoryview(a) for a, spec in zip(arrays, layout.tensors, strict=True) if spec.layer_index == layer]
+    pairs = zip(arrays, layout.tensors, strict=True)
+    return [memoryview(a) for a, spec in pairs if spec.layer_index == layer]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -151,26 +152,23 @@ def test_begin_with_huge_tensor_is_a_limit_error() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2048))
 def test_fuzz_arbitrary_bytes_never_crash(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         FrameDecoder(LIMITS).feed(data)
-    except ProtocolError:
-        pass
 
 
-_VALID = b"".join(encode(f) for f in _all_frames()) + encode_chunk_header(ChunkHeader(TID, 1, 0, 0, 5, 0)) + b"abcde"
+_CHUNK = encode_chunk_header(ChunkHeader(TID, 1, 0, 0, 5, 0)) + b"abcde"
+_VALID = b"".join(encode(f) for f in _all_frames()) + _CHUNK
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8),
        st.integers(1, len(_VALID)))
-def test_fuzz_mutated_valid_streams_give_typed_errors_or_frames(flips: list[tuple[int, int]], cut: int) -> None:
+def test_fuzz_mutated_valid_streams_give_typed_errors(flips: list[tuple[int, int]], cut: int) -> None:
     data = bytearray(_VALID)
     for index, value in flips:
         data[index] = value
-    try:
+    with contextlib.suppress(ProtocolError):
         FrameDecoder(LIMITS, readahead_bytes=64).feed(bytes(data[:cut]))
-    except ProtocolError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -183,7 +181,5 @@ def test_fuzz_manifest_decoding(data: bytes) -> None:
     corrupted = bytes(frame[:start]) + data  # random manifest bytes, with a fixed-up header below
     meta_all = corrupted[HEADER_BYTES:]
     header = struct.pack("<2sBBIQI", b"PK", 1, FrameType.BEGIN, len(meta_all), 0, zlib.crc32(meta_all))
-    try:
+    with contextlib.suppress(ProtocolError):
         FrameDecoder(LIMITS).feed(header + meta_all)
-    except ProtocolError:
-        pass
