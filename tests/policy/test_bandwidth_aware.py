@@ -1,0 +1,209 @@
+"""prfaas-bandwidth-aware: raises t under link/queue pressure, relaxes after recovery, with hysteresis."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from policy_helpers import failed_outcome, link, make_view, ok_outcome, req
+
+from prfaas.core.lifecycle import ClusterKind
+from prfaas.policy.bandwidth_aware import (
+    BandwidthAwareConfig,
+    BandwidthController,
+    BandwidthSignals,
+    CongestionCause,
+    ControlMode,
+)
+from prfaas.policy.routers.bandwidth_aware import BandwidthAwareRouter
+from prfaas.policy.types import ClusterView, FailureKind, RoutePlan, RouteReason
+
+T = 10_000
+CFG = BandwidthAwareConfig(control_interval_s=1.0)
+
+
+class Driver:
+    """Routes one request per control interval through the router and records every plan."""
+
+    def __init__(self, config: BandwidthAwareConfig = CFG) -> None:
+        self.router = BandwidthAwareRouter(threshold_tokens=T, bandwidth=config)
+        self.now_s = 0.0
+        self.next_id = 0
+        self.plans: list[RoutePlan] = []
+
+    def route(self, input_tokens: int, view: ClusterView) -> RoutePlan:
+        plan = self.router.route(req(self.next_id, input_tokens), view, self.now_s)
+        self.plans.append(plan)
+        self.next_id += 1
+        self.now_s += CFG.control_interval_s
+        return plan
+
+    def scale(self) -> float:
+        return self.router.controller.state.threshold_scale
+
+    def finish(self) -> None:
+        for plan in self.plans:
+            self.router.observe(ok_outcome(plan), self.now_s)
+        assert self.router.pending_request_ids == ()
+
+
+def queue_view(per_instance: int) -> ClusterView:
+    queued = {"queued_requests": per_instance}
+    return make_view(overrides={"pf0": queued, "pf1": queued})
+
+
+def test_cool_link_offloads_long_requests_at_base_threshold() -> None:
+    d = Driver()
+    plan = d.route(T + 1, make_view(egress=link(0.2)))
+    assert plan.reason is RouteReason.LONG_OFFLOAD and plan.threshold_tokens == T
+    assert d.router.controller.state.mode is ControlMode.NORMAL
+    d.finish()
+
+
+def test_high_utilisation_raises_threshold() -> None:
+    d = Driver()
+    hot = make_view(egress=link(0.9))
+    plan = d.route(12_000, hot)  # first update: scale 1.25 -> t' = 12500
+    assert plan.reason is RouteReason.LINK_CONGESTED_LOCAL and plan.prefill_cluster is ClusterKind.PD
+    assert plan.threshold_tokens == 12_500
+    plan = d.route(16_000, hot)  # second update: t' = 15625
+    assert plan.reason is RouteReason.LONG_OFFLOAD and plan.threshold_tokens == 15_625
+    short = d.route(T, hot)
+    assert short.reason is RouteReason.SHORT_LOCAL
+    d.finish()
+
+
+def test_updates_are_rate_limited_to_the_control_interval() -> None:
+    router = BandwidthAwareRouter(threshold_tokens=T, bandwidth=CFG)
+    hot = make_view(egress=link(0.9))
+    plans = [router.route(req(i, 100), hot, 5.0 + i * 0.1) for i in range(5)]  # 0.4 s < 1 s
+    assert router.controller.state.threshold_scale == pytest.approx(1.25)
+    for plan in plans:
+        router.observe(ok_outcome(plan), 6.0)
+    assert router.pending_request_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("view", "reason"),
+    [(make_view(egress=link(0.2, rtt_ms=25.0)), RouteReason.LINK_CONGESTED_LOCAL),
+     (make_view(egress=link(0.2, retransmit_rate=0.02)), RouteReason.LINK_CONGESTED_LOCAL),
+     (queue_view(5), RouteReason.PRFAAS_QUEUE_LOCAL)],
+    ids=["rtt", "retransmits", "queue"],
+)
+def test_rtt_retransmits_and_queue_raise_threshold(view: ClusterView, reason: RouteReason) -> None:
+    d = Driver()
+    d.route(100, make_view(egress=link(0.2, rtt_ms=10.0)))  # learns the 10 ms baseline, cool
+    assert d.scale() == 1.0
+    plan = d.route(12_000, view)
+    assert d.scale() == pytest.approx(1.25)
+    assert plan.reason is reason
+    d.finish()
+
+
+def test_saturation_routes_everything_locally_until_it_cools() -> None:
+    d = Driver()
+    for view, reason in ((make_view(egress=link(0.98)), RouteReason.LINK_CONGESTED_LOCAL),
+                         (queue_view(20), RouteReason.PRFAAS_QUEUE_LOCAL)):
+        plan = d.route(131_072, view)
+        assert plan.prefill_cluster is ClusterKind.PD and plan.reason is reason
+        assert d.router.controller.state.mode is ControlMode.LOCAL_ONLY
+    # band signals do not end LOCAL_ONLY
+    assert d.route(131_072, make_view(egress=link(0.7))).prefill_cluster is ClusterKind.PD
+    cool = make_view(egress=link(0.1))
+    modes = []
+    for _ in range(CFG.recover_updates):
+        d.route(131_072, cool)
+        modes.append(d.router.controller.state.mode)
+    assert modes == [ControlMode.LOCAL_ONLY] * (CFG.recover_updates - 1) + [ControlMode.RAISED]
+    assert d.route(131_072, cool).reason is RouteReason.LONG_OFFLOAD
+    d.finish()
+
+
+def test_relaxes_after_recovery_with_dwell_then_returns_to_normal() -> None:
+    d = Driver()
+    for _ in range(4):
+        d.route(100, make_view(egress=link(0.9)))
+    raised = d.scale()
+    assert raised == pytest.approx(1.25**4)
+    cool = make_view(egress=link(0.1))
+    scales = []
+    for _ in range(40):
+        d.route(100, cool)
+        scales.append(d.scale())
+    dwell = CFG.recover_updates - 1
+    assert scales[:dwell] == [raised] * dwell  # no relaxation before the dwell
+    assert scales[dwell] == pytest.approx(raised * CFG.relax_factor)
+    assert all(b <= a for a, b in itertools.pairwise(scales))  # monotone relaxation
+    assert scales[-1] == 1.0
+    assert d.router.controller.state.mode is ControlMode.NORMAL
+    assert d.router.controller.state.cause is CongestionCause.NONE
+    d.finish()
+
+
+def test_no_flapping_for_signals_inside_the_band() -> None:
+    d = Driver()
+    band_utils = [0.61, 0.84, 0.7, 0.65, 0.8, 0.62, 0.84]
+    for u in band_utils:  # from NORMAL, the band never raises t
+        d.route(12_000, make_view(egress=link(u)))
+    assert d.scale() == 1.0
+    assert {p.reason for p in d.plans} == {RouteReason.LONG_OFFLOAD}
+    d.route(100, make_view(egress=link(0.9)))
+    for u in band_utils * 3:  # once raised, the band never relaxes it either
+        d.route(100, make_view(egress=link(u)))
+    assert d.scale() == pytest.approx(1.25)
+    # a cool blip shorter than the dwell, then band again: still held
+    for u in (0.1, 0.1, 0.7, 0.1, 0.7):
+        d.route(100, make_view(egress=link(u)))
+    assert d.scale() == pytest.approx(1.25)
+    d.finish()
+
+
+def test_threshold_scale_is_capped() -> None:
+    d = Driver()
+    for _ in range(30):
+        d.route(100, make_view(egress=link(0.9)))
+    assert d.scale() == CFG.max_threshold_scale
+    assert d.router.effective_threshold() == T * CFG.max_threshold_scale
+    d.finish()
+
+
+def test_offload_transfer_failure_counts_as_hot_once() -> None:
+    d = Driver()
+    plan = d.route(50_000, make_view())
+    assert plan.is_offloaded
+    d.router.observe(failed_outcome(plan, FailureKind.TRANSFER_FAILED), d.now_s)
+    d.plans.remove(plan)
+    d.route(100, make_view())
+    assert d.scale() == pytest.approx(1.25)
+    d.route(100, make_view())
+    assert d.scale() == pytest.approx(1.25)  # consumed: the next cool update does not raise again
+    d.finish()
+
+
+def test_prfaas_down_routes_locally_with_reason() -> None:
+    d = Driver()
+    plan = d.route(50_000, make_view(n_prfaas=0))
+    assert plan.reason is RouteReason.PRFAAS_DOWN_LOCAL and plan.prefill_cluster is ClusterKind.PD
+    plan = d.route(50_000, make_view(egress=link(0.1, is_up=False)))
+    assert plan.reason is RouteReason.PRFAAS_DOWN_LOCAL
+    d.finish()
+
+
+def test_controller_missing_signals_count_as_cool() -> None:
+    ctl = BandwidthController(CFG)
+    state = ctl.update(BandwidthSignals(utilisation=None, rtt_ms=None), 0.0)
+    assert state.mode is ControlMode.NORMAL and state.threshold_scale == 1.0
+    # configured baseline: 30 ms RTT against 10 ms is hot from the first update
+    ctl = BandwidthController(BandwidthAwareConfig(rtt_baseline_ms=10.0))
+    assert ctl.update(BandwidthSignals(rtt_ms=30.0), 0.0).threshold_scale == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"util_low": 0.9, "util_high": 0.85}, {"util_saturated": 0.8}, {"raise_factor": 1.0},
+     {"relax_factor": 1.0}, {"recover_updates": 0}, {"queue_high_per_instance": 0.5},
+     {"max_threshold_scale": 0.5}, {"rtt_baseline_ms": 0.0}, {"control_interval_s": -1.0}],
+)
+def test_config_validation(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        BandwidthAwareConfig(**kwargs)
