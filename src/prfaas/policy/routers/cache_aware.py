@@ -8,9 +8,11 @@ of the PD cluster, PrfaaS prefill nodes). With L the prompt, t the threshold:
                longer prefix than the chosen node, a `CacheTransferPlan` moves the missing blocks
                (only the increment) from the other cluster's best node to the chosen node first
 
-In ABUNDANT, nodes are scored as if they already held the transferable prefix, so the transfer lands
-on the least-loaded node rather than chasing a small local hit. A transfer must add at least
-`min_transfer_blocks` blocks and moves at most `max_transfer_blocks`. Its byte estimate, with S the
+A transfer is considered only when the other cluster's prefix is at least `min_transfer_blocks` longer
+than the compute cluster's own best one. Then nodes are scored as if they already held the
+transferable prefix, so the transfer lands on the least-loaded node rather than chasing a small local
+hit; it must add at least `min_transfer_blocks` blocks to the chosen node and moves at most
+`max_transfer_blocks`. Its byte estimate, with S the
 router's `state_bytes`, is S(end) - S(start) + S(0): the full-attention KV of the new tokens plus the
 fixed linear state, which must come with the exact prefix it belongs to.
 
@@ -110,6 +112,8 @@ class CacheAwareRouter(RouterBase):
                          source: _ClusterHits | None, threshold: int) -> RoutePlan:
         candidates = prefill_candidates(view, dest.cluster)
         source_blocks = source.best_blocks if source is not None else 0
+        if source_blocks - dest.best_blocks < self.cache_config.min_transfer_blocks:
+            source_blocks = 0  # the compute cluster's own prefix is (about) as long: move nothing
         effective = {n.instance_id: dest.blocks_by_node.get(n.instance_id, 0) for n in candidates}
         for node_id, own in effective.items():
             effective[node_id] = own + self._transfer_blocks(own, source_blocks)
