@@ -132,7 +132,8 @@ class DecodeServer:
     """Continuous-batching decode of one instance (see the module docstring for the batch-wise model)."""
 
     __slots__ = ("_batch", "_last_s", "_seq", "_sum_input", "_sum_join", "_version", "cost", "loop",
-                 "max_batch", "occupancy_s", "on_done", "on_join", "step_s", "steps_done", "waiting", "waiting_tokens")
+                 "max_batch", "occupancy_s", "on_done", "on_join", "step_s", "steps_done", "waiting",
+                 "waiting_tokens")
 
     def __init__(self, loop: EventLoop, cost: DecodeCostModel, max_batch: int, on_join: RequestHook,
                  on_done: RequestHook) -> None:
