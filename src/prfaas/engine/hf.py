@@ -16,6 +16,7 @@ from transformers import DynamicCache  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()  # the "falling back to the reference PyTorch implementation" notices
+hf_logging.disable_progress_bar()
 
 __all__ = ["DynamicCache", "set_num_threads", "transformers"]
 
