@@ -169,5 +169,5 @@ def convert(raw: Any, schema: type[T], doc: TomlDoc, prefix: str = "") -> T:
         else:
             value = _lookup(raw, segments)
             if value is not None and not isinstance(value, dict | list):
-                reason = f"{reason}, got {value!r}"
+                reason = f"{reason} ({value!r})" if ", got " in reason else f"{reason}, got {value!r}"
         raise doc.error(_join(prefix, segments), reason) from None
