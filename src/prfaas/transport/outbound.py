@@ -136,8 +136,11 @@ class OutboundState:
     def checksum_of(self, seq: int) -> int | None:
         return self._checksums[seq]
 
-    def mark_in_flight(self, seq: int, checksum: int) -> None:
+    def mark_in_flight(self, seq: int) -> None:
         self._state[seq] = ChunkState.IN_FLIGHT
+
+    def record_checksum(self, seq: int, checksum: int) -> None:
+        """The payload checksum, computed once by whoever sends the chunk first."""
         if self._checksums[seq] is None:
             self._checksums[seq] = checksum
             self._num_checksums += 1

@@ -1,0 +1,132 @@
+"""Blocking-socket glue: socket options, a frame reader over a decoder, and the auth handshake.
+
+The reader drives the sans-I/O `FrameDecoder` with `recv_into`, so chunk payloads land directly in
+the buffer the decoder hands out. The handshake (see `auth`) runs with a timeout and a decoder that
+accepts only handshake frames with tiny metadata, so an unauthenticated peer cannot make this end
+allocate anything or touch a transfer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import TypeVar
+
+from prfaas.transport import auth
+from prfaas.transport.codec import PRE_AUTH_MAX_META_BYTES, FrameDecoder, encode
+from prfaas.transport.config import TransportLimits
+from prfaas.transport.errors import AuthFailed, FailureReason, PeerUnavailable, ProtocolError
+from prfaas.transport.frames import (
+    TRANSFER_ID_BYTES,
+    Abort,
+    Auth,
+    AuthOk,
+    Challenge,
+    Event,
+    FrameType,
+    Hello,
+)
+
+SENDER_FRAMES = frozenset({FrameType.BEGIN, FrameType.CHUNK, FrameType.END, FrameType.ABORT, FrameType.PING})
+RECEIVER_FRAMES = frozenset({FrameType.ADMIT, FrameType.CHUNK_ACK, FrameType.NACK, FrameType.COMPLETE,
+                             FrameType.ABORT, FrameType.PONG})
+NO_TRANSFER = bytes(TRANSFER_ID_BYTES)
+_T = TypeVar("_T")
+_CLIENT_PRE_AUTH_META_BYTES = 2048  # a CHALLENGE, or an ABORT with its message
+
+
+def configure_socket(sock: socket.socket, buffer_bytes: int | None) -> None:
+    """Low-latency control frames, kernel keep-alive, optional socket buffer sizes."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    if buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+
+
+class FrameReader:
+    """Pull events from a socket through a decoder. Raises ConnectionError on EOF."""
+
+    def __init__(self, sock: socket.socket, decoder: FrameDecoder) -> None:
+        self.sock = sock
+        self.decoder = decoder
+
+    def next_event(self) -> Event:
+        decoder = self.decoder
+        while True:
+            event = decoder.next_event()
+            if event is not None:
+                return event
+            n = self.sock.recv_into(decoder.get_buffer())
+            if n == 0:
+                raise ConnectionResetError("peer closed the connection")
+            decoder.buffer_updated(n)
+
+
+def close_quietly(sock: socket.socket) -> None:
+    """Shut down both directions (wakes threads blocked on it) and close; errors are expected here."""
+    with contextlib.suppress(OSError):  # already closed or reset: nothing left to wake
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def client_handshake(sock: socket.socket, *, secret: bytes, node_name: str, session_id: bytes,
+                     limits: TransportLimits, timeout_s: float) -> tuple[AuthOk, FrameReader]:
+    """Authenticate to a receiver. Raises AuthFailed, PeerUnavailable or ProtocolError."""
+    sock.settimeout(timeout_s)
+    decoder = FrameDecoder(limits, allowed=frozenset({FrameType.CHALLENGE, FrameType.ABORT}),
+                           max_meta_bytes=_CLIENT_PRE_AUTH_META_BYTES)
+    reader = FrameReader(sock, decoder)
+    client_nonce = auth.make_nonce()
+    try:
+        sock.sendall(encode(Hello(client_nonce, session_id, node_name)))
+        challenge = _expect(reader.next_event(), Challenge)
+        expected = auth.server_proof(secret, client_nonce, challenge.server_nonce)
+        if not auth.proofs_match(expected, challenge.server_proof):
+            raise AuthFailed("receiver could not prove the shared secret")
+        sock.sendall(encode(Auth(auth.client_proof(secret, client_nonce, challenge.server_nonce))))
+        decoder.authenticated(frozenset({FrameType.AUTH_OK, FrameType.ABORT}), _CLIENT_PRE_AUTH_META_BYTES)
+        ok = _expect(reader.next_event(), AuthOk)
+    except (TimeoutError, ConnectionError) as exc:
+        raise PeerUnavailable(f"handshake with receiver failed: {exc}") from None
+    decoder.authenticated(RECEIVER_FRAMES)
+    sock.settimeout(None)
+    return ok, reader
+
+
+def _expect(event: Event, kind: type[_T]) -> _T:
+    if isinstance(event, Abort):
+        if event.reason is FailureReason.AUTH_FAILED:
+            raise AuthFailed(f"receiver rejected authentication: {event.message}")
+        raise ProtocolError(f"receiver aborted the handshake: {event.message}")
+    if not isinstance(event, kind):
+        raise ProtocolError(f"expected {kind.__name__} during the handshake, got {type(event).__name__}")
+    return event
+
+
+def server_handshake(sock: socket.socket, *, secret: bytes, limits: TransportLimits,
+                     timeout_s: float) -> tuple[Hello, FrameReader]:
+    """Authenticate a sender before reading anything else. Raises AuthFailed or ProtocolError."""
+    sock.settimeout(timeout_s)
+    decoder = FrameDecoder(limits, allowed=frozenset({FrameType.HELLO}),
+                           max_meta_bytes=PRE_AUTH_MAX_META_BYTES)
+    reader = FrameReader(sock, decoder)
+    hello = _expect(reader.next_event(), Hello)
+    server_nonce = auth.make_nonce()
+    proof = auth.server_proof(secret, hello.client_nonce, server_nonce)
+    sock.sendall(encode(Challenge(server_nonce, proof)))
+    decoder.authenticated(frozenset({FrameType.AUTH}), PRE_AUTH_MAX_META_BYTES)
+    answer = _expect(reader.next_event(), Auth)
+    expected = auth.client_proof(secret, hello.client_nonce, server_nonce)
+    if not auth.proofs_match(expected, answer.client_proof):
+        with contextlib.suppress(OSError):  # the peer may be gone; it is rejected either way
+            sock.sendall(encode(Abort(NO_TRANSFER, FailureReason.AUTH_FAILED, "authentication failed")))
+        raise AuthFailed(f"sender {hello.node_name[:64]!r} failed authentication")
+    sock.sendall(encode(AuthOk(limits.max_chunk_bytes)))
+    decoder.authenticated(SENDER_FRAMES)
+    sock.settimeout(None)
+    return hello, reader
