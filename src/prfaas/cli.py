@@ -30,6 +30,10 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
 def build_app(argv: list[str]) -> typer.Typer:
     """Build the typer app, importing only the sub-command that argv names (all of them for --help)."""
     app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+
+    @app.callback()
+    def _root() -> None:
+        """prfaas: Prefill-as-a-Service for hybrid-attention LLMs."""
     wanted = [a for a in argv if not a.startswith("-")][:1]
     names = wanted if wanted and wanted[0] in COMMAND_MODULES else list(COMMAND_MODULES)
     for name in names:

@@ -143,6 +143,25 @@ class ProfilePrefillModel:
     def s_kv_bytes(self, num_tokens: float) -> float:
         return max(_interp_extrapolate(num_tokens, self._lengths, self._sizes), 0.0)
 
+    def t_prefill_array_s(self, num_tokens: np.ndarray) -> np.ndarray:
+        """Vectorised `t_prefill_s` for fresh prompts (no cached prefix)."""
+        x = np.asarray(num_tokens, dtype=np.float64)
+        if self.interpolation is Interpolation.QUADRATIC_FIT:
+            a, b, c = self.coefficients
+            return np.maximum(a + b * x + c * x * x, 1e-9)
+        return np.maximum(np.array([_interp_extrapolate(float(v), self._lengths, self._times) for v in x]), 1e-9)
+
+    def s_kv_array_bytes(self, num_tokens: np.ndarray) -> np.ndarray:
+        """Vectorised `s_kv_bytes`."""
+        x = np.asarray(num_tokens, dtype=np.float64)
+        inside = np.interp(x, self._lengths, self._sizes)
+        if self._lengths.size >= 2:
+            hi_slope = (self._sizes[-1] - self._sizes[-2]) / (self._lengths[-1] - self._lengths[-2])
+            lo_slope = (self._sizes[1] - self._sizes[0]) / (self._lengths[1] - self._lengths[0])
+            inside = np.where(x > self._lengths[-1], self._sizes[-1] + hi_slope * (x - self._lengths[-1]), inside)
+            inside = np.where(x < self._lengths[0], self._sizes[0] + lo_slope * (x - self._lengths[0]), inside)
+        return np.maximum(inside, 0.0)
+
 
 def _interp_extrapolate(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
     """Piecewise-linear interpolation that extends the first/last segment beyond the table."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from prfaas.perf.base import PrefillCostModel
 
 
@@ -41,6 +43,21 @@ class ComputeScaledPrefillModel:
 
     def s_kv_bytes(self, num_tokens: float) -> float:
         return self.source.s_kv_bytes(num_tokens)
+
+    def t_prefill_array_s(self, num_tokens: np.ndarray) -> np.ndarray:
+        """Vectorised fresh-prompt times when the source offers them."""
+        source_array = getattr(self.source, "t_prefill_array_s", None)
+        if source_array is None:
+            base = np.array([self.source.t_prefill_s(float(x)) for x in np.asarray(num_tokens)])
+        else:
+            base = source_array(num_tokens)
+        return np.asarray(self.t0_s + self.compute_scale * np.maximum(base - self.t0_s, 0.0))
+
+    def s_kv_array_bytes(self, num_tokens: np.ndarray) -> np.ndarray:
+        source_array = getattr(self.source, "s_kv_array_bytes", None)
+        if source_array is None:
+            return np.array([self.source.s_kv_bytes(float(x)) for x in np.asarray(num_tokens)])
+        return np.asarray(source_array(num_tokens))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,10 +85,7 @@ class _Moments:
     def _table(self, model: PrefillCostModel) -> tuple[np.ndarray, np.ndarray]:
         key = id(model)
         if key not in self._tables:
-            lengths = self.scenario.lengths.lengths
-            times = np.fromiter((model.t_prefill_s(float(x)) for x in lengths), np.float64, lengths.size)
-            sizes = np.fromiter((model.s_kv_bytes(float(x)) for x in lengths), np.float64, lengths.size)
-            self._tables[key] = (times, sizes)
+            self._tables[key] = evaluate_on_support(model, self.scenario.lengths.lengths)
         return self._tables[key]
 
     def above(self, model: PrefillCostModel, t: float) -> tuple[float, float, float] | None:
@@ -117,6 +114,21 @@ class _Moments:
         t_mean = dist.expect_at_or_below(times, t)
         assert t_mean is not None
         return l_short, t_mean
+
+
+def evaluate_on_support(model: PrefillCostModel, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T_prefill, S_kv) at every length, vectorised when the model offers `*_array_*` methods."""
+    t_array = getattr(model, "t_prefill_array_s", None)
+    s_array = getattr(model, "s_kv_array_bytes", None)
+    if t_array is not None:
+        times = np.asarray(t_array(lengths), dtype=np.float64)
+    else:
+        times = np.fromiter((model.t_prefill_s(float(x)) for x in lengths), np.float64, lengths.size)
+    if s_array is not None:
+        sizes = np.asarray(s_array(lengths), dtype=np.float64)
+    else:
+        sizes = np.fromiter((model.s_kv_bytes(float(x)) for x in lengths), np.float64, lengths.size)
+    return times, sizes
 
 
 class ThroughputModel:

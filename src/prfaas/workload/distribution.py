@@ -38,6 +38,8 @@ class DiscreteLengthDistribution:
         total = probs_arr.sum()
         if total <= 0:
             raise ValueError(f"{name}: probabilities sum to zero")
+        keep = probs_arr > 0  # zero-mass points would make conditional moments 0/0
+        lengths_arr, probs_arr = lengths_arr[keep], probs_arr[keep]
         order = np.argsort(lengths_arr, kind="stable")
         self.lengths: NDArray[np.float64] = lengths_arr[order]
         self.probs: NDArray[np.float64] = probs_arr[order] / total
@@ -74,40 +76,40 @@ class DiscreteLengthDistribution:
         return int(np.searchsorted(self.lengths, threshold_tokens, side="right"))
 
     def prob_above(self, threshold_tokens: float) -> float:
-        """p = P(L > t)."""
-        return float(1.0 - self._cum_probs[self._split(threshold_tokens)])
+        """p = P(L > t); exactly 0 at or beyond the largest length (no rounding residue)."""
+        i = self._split(threshold_tokens)
+        if i >= self.lengths.size:
+            return 0.0
+        return float(1.0 - self._cum_probs[i]) if i > 0 else 1.0
 
     def mean_above(self, threshold_tokens: float) -> float | None:
         """E[L | L > t]; None when no mass lies above t."""
         i = self._split(threshold_tokens)
-        mass = 1.0 - self._cum_probs[i]
-        if mass <= 1e-15:
+        if i >= self.lengths.size:
             return None
+        mass = 1.0 - self._cum_probs[i]
         return float((self._cum_lengths[-1] - self._cum_lengths[i]) / mass)
 
     def mean_at_or_below(self, threshold_tokens: float) -> float | None:
         """E[L | L <= t]; None when no mass lies at or below t."""
         i = self._split(threshold_tokens)
-        mass = self._cum_probs[i]
-        if mass <= 1e-15:
+        if i == 0:
             return None
-        return float(self._cum_lengths[i] / mass)
+        return float(self._cum_lengths[i] / self._cum_probs[i])
 
     def expect_above(self, values: NDArray[np.float64], threshold_tokens: float) -> float | None:
         """E[f(L) | L > t] where `values[k] = f(lengths[k])`; None when no mass lies above t."""
         i = self._split(threshold_tokens)
-        mass = 1.0 - self._cum_probs[i]
-        if mass <= 1e-15:
+        if i >= self.lengths.size:
             return None
-        return float(np.dot(self.probs[i:], values[i:]) / mass)
+        return float(np.dot(self.probs[i:], values[i:]) / self.probs[i:].sum())
 
     def expect_at_or_below(self, values: NDArray[np.float64], threshold_tokens: float) -> float | None:
         """E[f(L) | L <= t] where `values[k] = f(lengths[k])`; None when no mass lies at or below t."""
         i = self._split(threshold_tokens)
-        mass = self._cum_probs[i]
-        if mass <= 1e-15:
+        if i == 0:
             return None
-        return float(np.dot(self.probs[:i], values[:i]) / mass)
+        return float(np.dot(self.probs[:i], values[:i]) / self.probs[:i].sum())
 
     def quantile(self, q: float) -> float:
         """Smallest support length whose CDF reaches q (0 <= q <= 1)."""
