@@ -49,9 +49,15 @@ def make_view(
     specs = ([(f"pf{i}", Role.PRFAAS_PREFILL) for i in range(n_prfaas)]
              + [(f"pdp{i}", Role.PD_PREFILL) for i in range(n_pd_p)]
              + [(f"pdd{i}", Role.PD_DECODE) for i in range(n_pd_d)])
-    instances = tuple(inst(i, role, **dict(overrides.get(i, {}))) for i, role in specs)
+    instances = []
+    for instance_id, role in specs:
+        fields = dict(overrides.get(instance_id, {}))
+        fields.setdefault("cluster", CLUSTER_OF_ROLE[role])
+        fields.setdefault("max_batch", 20)
+        fields.setdefault("role", role)
+        instances.append(InstanceView(instance_id=instance_id, **fields))
     links = {PRFAAS_EGRESS_LINK_ID: egress if egress is not None else link()} if with_link else {}
-    return ClusterView(instances=instances, links=links)
+    return ClusterView(instances=tuple(instances), links=links)
 
 
 def chain(first: int, num_blocks: int) -> tuple[int, ...]:
