@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from policy_helpers import failed_outcome, link, make_view, ok_outcome, req
@@ -204,6 +205,6 @@ def test_controller_missing_signals_count_as_cool() -> None:
      {"relax_factor": 1.0}, {"recover_updates": 0}, {"queue_high_per_instance": 0.5},
      {"max_threshold_scale": 0.5}, {"rtt_baseline_ms": 0.0}, {"control_interval_s": -1.0}],
 )
-def test_config_validation(kwargs: dict[str, float]) -> None:
+def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         BandwidthAwareConfig(**kwargs)

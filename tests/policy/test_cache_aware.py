@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from policy_helpers import chain, link, make_view, ok_outcome, req
 
@@ -37,7 +39,7 @@ def _router(held: dict[str, int], regime: CacheRegime, **cache_kw: int) -> Cache
                             kv_index=_index(held), state_bytes=state_bytes)
 
 
-def _route(router: CacheAwareRouter, input_tokens: int = 30_720, **view_kw: object) -> RoutePlan:
+def _route(router: CacheAwareRouter, input_tokens: int = 30_720, **view_kw: Any) -> RoutePlan:
     plan = router.route(req(1, input_tokens, HASHES[: -(-input_tokens // 512)]), make_view(**view_kw), 0.0)
     assert plan.cached_tokens + plan.uncached_tokens == input_tokens
     router.observe(ok_outcome(plan), 1.0)
@@ -164,6 +166,6 @@ def test_fixed_regime_ignores_the_link() -> None:
     [{"abundant_enter_util": 0.6}, {"min_transfer_blocks": 0}, {"max_transfer_blocks": 0},
      {"abundant_max_retransmit": -1.0}],
 )
-def test_config_validation(kwargs: dict[str, float]) -> None:
+def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        CacheAwareConfig(**kwargs)  # type: ignore[arg-type]
+        CacheAwareConfig(**kwargs)

@@ -45,8 +45,8 @@ def run(reb: PdRebalancer, view: ClusterView, windows: list[WindowStats]) -> lis
     return [reb.step(w, view, w.end_s) for w in windows]
 
 
-PREFILL_HOT = {"p": 0.95, "d": 0.4}
-DECODE_HOT = {"p": 0.4, "d": 0.95}
+PREFILL_HOT: dict[str, Any] = {"p": 0.95, "d": 0.4}
+DECODE_HOT: dict[str, Any] = {"p": 0.4, "d": 0.95}
 
 
 def test_prefill_bound_converts_a_decode_node_after_warm_up() -> None:
@@ -127,7 +127,7 @@ def test_a_foreign_conversion_blocks_new_ones() -> None:
 
 
 @pytest.mark.parametrize(("n_p", "n_d", "hot"), [(1, 4, DECODE_HOT), (4, 1, PREFILL_HOT)])
-def test_never_converts_the_last_prefill_or_decode_node(n_p: int, n_d: int, hot: dict[str, float]) -> None:
+def test_never_converts_the_last_prefill_or_decode_node(n_p: int, n_d: int, hot: dict[str, Any]) -> None:
     reb = PdRebalancer(CFG)
     plans = run(reb, pd_view(n_p, n_d), [window(60.0 * k, **hot) for k in (1, 2, 3, 4)])
     assert plans[-1].reason is RebalanceReason.AT_MINIMUM
@@ -153,7 +153,7 @@ def test_queue_depth_alone_marks_a_stage_hot_and_prfaas_counts_as_prefill() -> N
     plan = run(reb, pd_view(), [window(60.0, p=0.3, d=0.5, q_d=12), window(120.0, p=0.3, d=0.5, q_d=12)])[-1]
     assert plan.reason is RebalanceReason.DECODE_BOUND
     reb = PdRebalancer(CFG)
-    prfaas_hot = {"pf": 0.97, "p": 0.5, "d": 0.4}
+    prfaas_hot: dict[str, Any] = {"pf": 0.97, "p": 0.5, "d": 0.4}
     plan = run(reb, pd_view(), [window(60.0, **prfaas_hot), window(120.0, **prfaas_hot)])[-1]
     assert plan.reason is RebalanceReason.PREFILL_BOUND
 
@@ -199,6 +199,6 @@ def test_deterministic() -> None:
     [{"min_pd_prefill": 0}, {"min_pd_decode": 0}, {"ewma_alpha": 0.0}, {"conversion_s": -1.0},
      {"min_windows": 0}, {"hot_util": 0.0}],
 )
-def test_config_validation(kwargs: dict[str, float]) -> None:
+def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        RebalancerConfig(**kwargs)  # type: ignore[arg-type]
+        RebalancerConfig(**kwargs)
