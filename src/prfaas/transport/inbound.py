@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from prfaas.transport.checksum import transfer_digest
+from prfaas.transport.checksum import chunk_checksum, transfer_digest
 from prfaas.transport.errors import FailureReason, FrameCorrupt, ProtocolError, TransferFailed
 from prfaas.transport.frames import Begin, ChunkHeader, End
 from prfaas.transport.manifest import as_byte_view, plan_chunks
@@ -117,4 +117,13 @@ class InboundState:
             return False
         if transfer_digest(self._checksums) != self._end.digest:
             raise FrameCorrupt(f"whole-transfer digest mismatch for request {self.begin.request_id!r}")
+        return True
+
+    def reverify(self) -> bool:
+        """Hash every chunk in place again and compare with what was verified on arrival."""
+        kind = self.begin.checksum
+        for ref in self.chunks:
+            data = self.buffers[ref.tensor_index][ref.offset:ref.offset + ref.length]
+            if chunk_checksum(kind, data) != self._checksums[ref.seq]:
+                return False
         return True
