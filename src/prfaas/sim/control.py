@@ -136,6 +136,8 @@ class ControlLoop:
             egress_gbps=bytes_per_s_to_gbps(sim.egress.goodput_bytes_per_s()),
             threshold_tokens=threshold if isinstance(threshold, int) else None,
         ))
+        if sim.progress is not None:
+            sim.progress(sim.loop.now_s)
         if sim.is_active:
             next_s = sim.loop.now_s + sim.options.sample_interval_s
             sim.loop.schedule(next_s, EventPriority.SAMPLE, self._on_sample, None)

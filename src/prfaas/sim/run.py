@@ -9,7 +9,7 @@ and S_kv from the deployment's prefill cost model.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prfaas.core.lifecycle import Role
@@ -53,7 +53,8 @@ def state_bytes_fn(deployment: Deployment):  # type: ignore[no-untyped-def]
 def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadRequest], *,
              policy_config: PolicyConfig | None = None, script: Sequence[ScriptedEvent] = (),
              options: SimOptions | None = None, rebalance: bool = False, reoptimise: Reoptimiser | None = None,
-             warmup_s: float = 0.0, measure_end_s: float | None = None) -> RunResult:
+             warmup_s: float = 0.0, measure_end_s: float | None = None,
+             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run `requests` through `deployment` under the registered router `policy`."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
@@ -63,7 +64,7 @@ def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadReq
     if rebalance:
         rebalancer = PdRebalancer(cfg.rebalancer, reoptimise=reoptimise, threshold_tokens=router.threshold_tokens)
     sim = Simulator(deployment, router, requests, kv_index=index, rebalancer=rebalancer, script=script,
-                    options=opts)
+                    options=opts, progress=progress)
     start = time.perf_counter()
     records = sim.run()
     wall = time.perf_counter() - start

@@ -21,7 +21,7 @@ ends FINISHED_ERROR. Same inputs, same records: no randomness is drawn here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.units import gbps_to_bytes_per_s
@@ -52,8 +52,11 @@ class Simulator:
 
     def __init__(self, deployment: Deployment, router: Router, requests: Iterable[WorkloadRequest], *,
                  kv_index: GlobalKvIndex | None = None, rebalancer: Rebalancer | None = None,
-                 script: Iterable[ScriptedEvent] = (), options: SimOptions | None = None) -> None:
+                 script: Iterable[ScriptedEvent] = (), options: SimOptions | None = None,
+                 progress: Callable[[float], None] | None = None) -> None:
+        """`progress(now_s)` is called at every sample tick (for progress bars); it must not touch the run."""
         self.options = options or SimOptions()
+        self.progress = progress
         self.deployment = deployment
         self.loop = EventLoop()
         self.router = router

@@ -1,0 +1,226 @@
+"""`prfaas simulate --config FILE`: the TOML scenario, validated once into a frozen tree (STYLE.md §5).
+
+Every section has defaults (the paper's case study), so a file only states what differs:
+
+    seed = 0                    duration_s = 600.0       # arrivals on [0, duration_s)
+    horizon_s = 700.0           # stop the clock (default: run until every request finished)
+    tpot_slo_s = 0.025          ttft_slo_s = 10.0        warmup_s = 0.0
+    [model]     profile = "paper" | "path/to/profile.json"; pd_profile; t_decode_s; bs_max
+    [cluster]   n_prfaas; n_pd_prefill; n_pd_decode; cache_blocks; intra_cluster_gbps
+    [link]      capacity_gbps; latency_s; window_s                       # the PrfaaS -> PD egress
+    [workload]  kind = "lognormal" (mu, sigma, min_tokens, max_tokens) | "trace" (trace, limit, time_scale)
+                | "mixshift" (lognormal split at split_tokens; start/end_long_fraction, shift_start/end_s)
+                output_tokens
+    [workload.arrivals] kind = "poisson" (rate_rps) | "burst" (base_rps, burst_rps, period_s, burst_s)
+                | "diurnal" (mean_rps, amplitude_rps, period_s, phase_s) | "step" (start_times_s, step_rates_rps)
+    [policy]    name; threshold_tokens; rebalance; control_interval_s
+    [policy.bandwidth] / [policy.cache] / [policy.rebalancer] / [policy.node_select] / [policy.failure]
+                fields of the policy's own config dataclasses
+    [[events]]  time_s; kind = "link_capacity" (capacity_gbps, link) | "node_fail" | "node_recover" (instance)
+
+Errors name the file, the key and its line (`catalog.tomlfile`). Validation only validates: building
+the run (reading profiles and traces) happens in `sim.build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from prfaas.catalog.tomlfile import TomlDoc, convert, read_toml
+from prfaas.policy.config import PolicyConfig
+from prfaas.policy.registry import list_routers
+from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
+from prfaas.sim.deployment import REVERSE_LINK_ID
+
+NonNeg = Annotated[float, Meta(ge=0)]
+Pos = Annotated[float, Meta(gt=0)]
+
+
+class ModelSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    profile: str = "paper"
+    pd_profile: str | None = None
+    t_decode_s: Pos = 0.025
+    bs_max: Annotated[int, Meta(ge=1)] = 20
+
+
+class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    n_prfaas: Annotated[int, Meta(ge=0)] = 4
+    n_pd_prefill: Annotated[int, Meta(ge=0)] = 3
+    n_pd_decode: Annotated[int, Meta(ge=1)] = 5
+    cache_blocks: Annotated[int, Meta(ge=0)] = 100_000
+    intra_cluster_gbps: Pos = 800.0
+
+
+class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    capacity_gbps: NonNeg = 100.0
+    latency_s: NonNeg = 0.005
+    window_s: Pos = 1.0
+
+
+class ArrivalsSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["poisson", "burst", "diurnal", "step"] = "poisson"
+    rate_rps: NonNeg | None = None
+    base_rps: NonNeg | None = None
+    burst_rps: NonNeg | None = None
+    period_s: Pos | None = None
+    burst_s: NonNeg | None = None
+    mean_rps: NonNeg | None = None
+    amplitude_rps: NonNeg | None = None
+    phase_s: float = 0.0
+    start_times_s: list[float] | None = None
+    step_rates_rps: list[NonNeg] | None = None
+
+
+class WorkloadSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["lognormal", "trace", "mixshift"] = "lognormal"
+    output_tokens: Annotated[int, Meta(ge=0)] = 1024
+    mu: float = 9.90
+    sigma: Pos = 1.00
+    min_tokens: Annotated[int, Meta(ge=1)] = 128
+    max_tokens: Annotated[int, Meta(ge=1)] = 131_072
+    trace: str | None = None
+    limit: Annotated[int, Meta(ge=1)] | None = None
+    time_scale: Pos = 1.0
+    split_tokens: Pos = 19_400
+    start_long_fraction: Annotated[float, Meta(ge=0, le=1)] = 0.2
+    end_long_fraction: Annotated[float, Meta(ge=0, le=1)] = 0.8
+    shift_start_s: NonNeg = 0.0
+    shift_end_s: NonNeg = 0.0
+    arrivals: ArrivalsSection = msgspec.field(default_factory=ArrivalsSection)
+
+
+class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str = "prfaas"
+    threshold_tokens: Annotated[int, Meta(ge=0)] | None = None
+    rebalance: bool = False
+    control_interval_s: Pos = 30.0
+    bandwidth: dict[str, Any] = msgspec.field(default_factory=dict)
+    cache: dict[str, Any] = msgspec.field(default_factory=dict)
+    rebalancer: dict[str, Any] = msgspec.field(default_factory=dict)
+    node_select: dict[str, Any] = msgspec.field(default_factory=dict)
+    failure: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EventSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    time_s: NonNeg
+    kind: Literal["link_capacity", "node_fail", "node_recover"]
+    link: str = PRFAAS_EGRESS_LINK_ID
+    capacity_gbps: NonNeg | None = None
+    instance: str | None = None
+
+
+class SimConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole resolved scenario (written to config.json next to the results)."""
+
+    seed: int = 0
+    duration_s: Pos = 600.0
+    horizon_s: Pos | None = None
+    tpot_slo_s: Pos = 0.025
+    ttft_slo_s: Pos | None = None
+    warmup_s: NonNeg = 0.0
+    source: str = ""
+    model: ModelSection = msgspec.field(default_factory=ModelSection)
+    cluster: ClusterSection = msgspec.field(default_factory=ClusterSection)
+    link: LinkSection = msgspec.field(default_factory=LinkSection)
+    workload: WorkloadSection = msgspec.field(default_factory=WorkloadSection)
+    policy: PolicySection = msgspec.field(default_factory=PolicySection)
+    events: list[EventSection] = msgspec.field(default_factory=list)
+
+
+def instance_ids(cluster: ClusterSection) -> tuple[str, ...]:
+    """Node ids the deployment will have (the names events refer to)."""
+    n_pd = cluster.n_pd_prefill + cluster.n_pd_decode
+    return tuple(f"prfaas-{i}" for i in range(cluster.n_prfaas)) + tuple(f"pd-{i}" for i in range(n_pd))
+
+
+def load_config(path: str | Path) -> SimConfig:
+    """Read and validate a scenario file; any problem is a `ConfigError` naming file, key and line."""
+    doc = read_toml(path)
+    cfg = convert(doc.data, SimConfig, doc)
+    cfg = msgspec.structs.replace(cfg, source=str(path))
+    validate(cfg, doc)
+    return cfg
+
+
+def validate(cfg: SimConfig, doc: TomlDoc) -> None:
+    """Cross-field checks the schema cannot express."""
+    if cfg.policy.name not in list_routers():
+        raise doc.error("policy.name", f"unknown policy {cfg.policy.name!r}; known: {', '.join(list_routers())}")
+    policy_config(cfg, doc)
+    w = cfg.workload
+    if w.kind == "trace" and not w.trace:
+        raise doc.error("workload.trace", "a trace workload needs `trace = \"path.jsonl\"`")
+    if w.min_tokens > w.max_tokens:
+        raise doc.error("workload.min_tokens", "must be <= max_tokens")
+    if w.kind == "mixshift" and w.shift_end_s < w.shift_start_s:
+        raise doc.error("workload.shift_end_s", "must be >= shift_start_s")
+    if w.kind != "trace":
+        _check_arrivals(w.arrivals, doc)
+    if cfg.cluster.n_prfaas == 0 and cfg.cluster.n_pd_prefill == 0:
+        raise doc.error("cluster", "no prefill instance: set n_prfaas or n_pd_prefill >= 1")
+    ids = set(instance_ids(cfg.cluster))
+    for i, ev in enumerate(cfg.events):
+        key = f"events[{i}]"
+        if ev.kind == "link_capacity":
+            if ev.capacity_gbps is None:
+                raise doc.error(key, "a link_capacity event needs capacity_gbps")
+            if ev.link not in (PRFAAS_EGRESS_LINK_ID, REVERSE_LINK_ID):
+                raise doc.error(f"{key}.link", f"unknown link {ev.link!r}; known: {PRFAAS_EGRESS_LINK_ID}, "
+                                               f"{REVERSE_LINK_ID}")
+        elif ev.instance not in ids:
+            raise doc.error(f"{key}.instance", f"unknown instance {ev.instance!r}; known: {', '.join(sorted(ids))}")
+
+
+_ARRIVAL_NEEDS = {
+    "poisson": ("rate_rps",),
+    "burst": ("base_rps", "burst_rps", "period_s", "burst_s"),
+    "diurnal": ("mean_rps", "amplitude_rps", "period_s"),
+    "step": ("start_times_s", "step_rates_rps"),
+}
+
+
+def _check_arrivals(a: ArrivalsSection, doc: TomlDoc) -> None:
+    for name in _ARRIVAL_NEEDS[a.kind]:
+        if getattr(a, name) is None:
+            raise doc.error(f"workload.arrivals.{name}", f"required for {a.kind} arrivals")
+
+
+_POLICY_SUBCONFIGS = ("bandwidth", "cache", "rebalancer", "node_select", "failure")
+
+
+def policy_config(cfg: SimConfig, doc: TomlDoc | None = None) -> PolicyConfig:
+    """The policy's own config tree, with the file's overrides applied (validated by its dataclasses)."""
+    base = PolicyConfig()
+    changes: dict[str, Any] = {}
+    for name in _POLICY_SUBCONFIGS:
+        overrides = getattr(cfg.policy, name)
+        if not overrides:
+            continue
+        current = getattr(base, name)
+        known = {f.name for f in dataclasses.fields(current)}
+        for key in overrides:
+            if key not in known:
+                raise _err(doc, f"policy.{name}.{key}", f"unknown key; known: {', '.join(sorted(known))}")
+        try:
+            changes[name] = dataclasses.replace(current, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise _err(doc, f"policy.{name}", str(exc)) from None
+    if cfg.policy.threshold_tokens is not None:
+        changes["threshold_tokens"] = cfg.policy.threshold_tokens
+    return dataclasses.replace(base, **changes)
+
+
+def _err(doc: TomlDoc | None, key: str, message: str) -> Exception:
+    from prfaas.core.errors import ConfigError
+
+    return doc.error(key, message) if doc is not None else ConfigError(f"{key}: {message}")
+
+
+def config_to_json(cfg: SimConfig) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(cfg)
+    return out
