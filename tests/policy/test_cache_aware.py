@@ -90,6 +90,7 @@ def test_abundant_moves_only_the_increment_to_a_node_with_a_partial_prefix() -> 
     assert plan.prefill_instance_id == "pdp0"
     transfer = plan.cache_transfer
     assert transfer is not None and transfer.num_blocks == 34 and transfer.num_tokens == 34 * 512
+    assert (transfer.start_block, transfer.end_block) == (10, 44)
     assert transfer.bytes_estimate == BYTES_PER_TOKEN * 34 * 512 + FIXED_BYTES
     # a loaded node with a small local hit loses to an idle one: the transfer lands where the load is low
     busy = _route(_router({"pdp0": 10, "pf0": 44}, CacheRegime.ABUNDANT),

@@ -1,1 +1,16 @@
-"""prfaas.policy (see docs/structure.md)."""
+"""prfaas.policy: the global scheduler, pure (no clock, sockets, threads, asyncio or torch).
+
+    types.py            shared plain data: RequestInfo, InstanceView, ClusterView, RoutePlan, Outcome,
+                        WindowStats, RebalancePlan, reason/failure enums, Router/Rebalancer protocols
+    registry.py         make_router(name, config, kv_index=, state_bytes=), list_routers()
+    config.py           PolicyConfig: the policy's config tree (narrowed per component)
+    routers/            one module per policy: homogeneous, naive_offload, prfaas, bandwidth_aware,
+                        cache_aware (+ base: forced routes, node choice, pending bookkeeping)
+    kv_index.py         GlobalKvIndex: per-node LRU of 512-token prefix blocks, longest-prefix lookups
+    node_select.py      prefill node by cache affinity and load; decode node by occupancy and memory
+    bandwidth_aware.py  short-term loop: threshold scaling with hysteresis on link and queue signals
+    cache_regime.py     bandwidth-scarce vs -abundant regime for prefix-aware routing
+    failures.py         failure kind -> FailureAction
+    rebalancer.py       long-term loop: PD-P <-> PD-D conversions and threshold re-optimisation
+    planner_adapter.py  the real planner as the rebalancer's injected `reoptimise`
+"""

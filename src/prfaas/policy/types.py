@@ -147,7 +147,12 @@ class RouteReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CacheTransferPlan:
-    """Move a cached prefix across clusters before prefill (bandwidth-abundant regime only)."""
+    """Move a cached prefix across clusters before prefill (bandwidth-abundant regime only).
+
+    Only the increment moves: blocks [start_block, end_block) of the request's hash chain, on top of the
+    `start_block` blocks the destination already holds. Once it lands the destination holds
+    `block_hashes[:end_block]` (what the driver inserts into the KV index).
+    """
 
     source_cluster: ClusterKind
     source_instance_id: str
@@ -156,6 +161,11 @@ class CacheTransferPlan:
     num_blocks: int
     num_tokens: int
     bytes_estimate: int | None = None  # None when the router has no S_kv model
+    start_block: int = 0  # blocks the destination already holds
+
+    @property
+    def end_block(self) -> int:
+        return self.start_block + self.num_blocks
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,7 @@ class CacheAwareRouter(RouterBase):
             num_blocks=dest.cached_blocks - own_blocks,
             num_tokens=num_tokens,
             bytes_estimate=bytes_estimate,
+            start_block=own_blocks,
         )
 
 
