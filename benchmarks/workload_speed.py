@@ -3,7 +3,7 @@
     python benchmarks/workload_speed.py [--trace PATH] [--repeats N]
 
 Prints the median of N runs per step and each step's time relative to reading the trace, all measured in the
-same run. The Mooncake conversation trace defaults to ../shared/traces/ next to the repository.
+same run. The Mooncake conversation trace defaults to the copy vendored in data/traces/.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prfaas.workload.stats import summarize_requests
 from prfaas.workload.traces import read_mooncake_jsonl
 
 TRACE_NAME = "mooncake_conversation_trace.jsonl"
-DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / TRACE_NAME
+DEFAULT_TRACE = Path(__file__).resolve().parents[1] / "data" / "traces" / TRACE_NAME
 
 
 def _median_s(fn: Callable[[], object], repeats: int) -> float:

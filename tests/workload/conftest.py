@@ -16,7 +16,7 @@ MOONCAKE_NAME = "mooncake_conversation_trace.jsonl"
 
 
 def _trace_dirs() -> list[Path]:
-    dirs = [REPO_ROOT / "shared" / "traces", REPO_ROOT.parent / "shared" / "traces"]
+    dirs = [REPO_ROOT / "data" / "traces"]
     if "PRFAAS_TRACE_DIR" in os.environ:
         dirs.insert(0, Path(os.environ["PRFAAS_TRACE_DIR"]))
     return dirs
@@ -27,7 +27,7 @@ def mooncake_path() -> Path:
     for d in _trace_dirs():
         if (d / MOONCAKE_NAME).is_file():
             return d / MOONCAKE_NAME
-    pytest.skip(f"{MOONCAKE_NAME} not found (set PRFAAS_TRACE_DIR)")
+    raise AssertionError(f"{MOONCAKE_NAME} is vendored under data/traces/ and must be present")
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,12 @@ def bandwidth(
     gpus: Annotated[int, typer.Option(help="GPUs in the prefill cluster (N).")] = 512,
     gpus_per_instance: Annotated[int, typer.Option(help="GPUs per instance (P).")] = 8,
     length: Annotated[int | None, typer.Option(help="Representative uncached length L_avg (tokens).")] = None,
-    threshold: Annotated[int | None, typer.Option(help="paper-profile: offload only L > t of the log-normal mix.")] = None,
-    basis: Annotated[str, typer.Option(help="table3 (measured Phi_kv), arch (S_kv from the architecture over a "
-                                            "roofline fitted to Table 3), paper-profile (Table 5 over a mix).")] = "table3",
+    threshold: Annotated[
+        int | None, typer.Option(help="paper-profile: offload only L > t of the log-normal mix.")
+    ] = None,
+    basis: Annotated[str, typer.Option(
+        help="table3 (measured Phi_kv), arch (S_kv from the architecture over a roofline fitted to Table 3), "
+             "paper-profile (Table 5 over a mix).")] = "table3",
     gpu: Annotated[str, typer.Option(help="Accelerator for the arch basis.")] = "h200",
     paper_examples: Annotated[bool, typer.Option(help="Reproduce the paper's egress examples.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -39,19 +39,25 @@ def plan(
     pd_compute_scale: Annotated[float | None, typer.Option(help="k: PD prefill compute time / PrfaaS's.")] = None,
     profile: Annotated[str | None, typer.Option(help="Measured profile JSON for PrfaaS prefill.")] = None,
     pd_profile: Annotated[str | None, typer.Option(help="Measured profile JSON for the PD cluster.")] = None,
-    workload: Annotated[str, typer.Option(help="'lognormal' or a trace file (Mooncake JSONL, Azure CSV).")] = "lognormal",
+    workload: Annotated[
+        str, typer.Option(help="'lognormal' or a trace file (Mooncake JSONL, Azure CSV).")
+    ] = "lognormal",
     mu: Annotated[float | None, typer.Option(help="Log-normal mu.")] = None,
     sigma: Annotated[float | None, typer.Option(help="Log-normal sigma.")] = None,
     min_tokens: Annotated[int | None, typer.Option(help="Truncation minimum.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Truncation maximum.")] = None,
     hit_rate: Annotated[float, typer.Option(help="Prefix-cache hit fraction of each prompt.")] = 0.0,
-    cache_blocks: Annotated[int | None, typer.Option(help="Replay the trace's hash_ids through an LRU of N blocks.")] = None,
+    cache_blocks: Annotated[
+        int | None, typer.Option(help="Replay the trace's hash_ids through an LRU of N blocks.")
+    ] = None,
     output_tokens: Annotated[float | None, typer.Option(help="Mean output length L_out.")] = None,
     slo_tokens_per_s: Annotated[float | None, typer.Option(help="Decode SLO per request (tokens/s).")] = None,
     bs_max: Annotated[int | None, typer.Option(help="Max decode batch under the SLO.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Evaluate at this threshold instead of optimising.")] = None,
     exact: Annotated[bool, typer.Option(help="Exact expectations instead of representative lengths.")] = False,
-    compare_modes: Annotated[bool, typer.Option(help="Also solve with the other length mode and show the change.")] = False,
+    compare_modes: Annotated[
+        bool, typer.Option(help="Also solve with the other length mode and show the change.")
+    ] = False,
     interpolation: Annotated[str, typer.Option(help="quadratic_fit or piecewise_linear.")] = "quadratic_fit",
     price_ratio: Annotated[float, typer.Option(help="PrfaaS GPU price / PD GPU price (equal-cost comparison).")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

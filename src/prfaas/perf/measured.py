@@ -78,7 +78,9 @@ class MeasuredProfile:
                 raise ValueError(f"profile {self.name!r}: decode point {d} is invalid")
 
 
-def fit_quadratic_nonneg(lengths: Sequence[float], times_s: Sequence[float]) -> tuple[float, float, float]:
+def fit_quadratic_nonneg(
+    lengths: Sequence[float] | np.ndarray, times_s: Sequence[float] | np.ndarray
+) -> tuple[float, float, float]:
     """Least-squares `a + b*l + c*l^2` with a, b, c >= 0 (active-set over the 7 sign patterns)."""
     x = np.asarray(lengths, dtype=np.float64)
     y = np.asarray(times_s, dtype=np.float64)

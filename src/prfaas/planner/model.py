@@ -23,6 +23,7 @@ import numpy as np
 from prfaas.core.units import BITS_PER_BYTE, GBPS_BITS_PER_S
 from prfaas.perf.base import PrefillCostModel
 from prfaas.planner.scenario import Scenario, Topology
+from prfaas.workload.distribution import ConditionalMeans
 
 
 class LengthMode(enum.Enum):
@@ -80,12 +81,14 @@ class _Moments:
     def __init__(self, scenario: Scenario, mode: LengthMode) -> None:
         self.scenario = scenario
         self.mode = mode
-        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._tables: dict[int, tuple[ConditionalMeans, ConditionalMeans]] = {}
 
-    def _table(self, model: PrefillCostModel) -> tuple[np.ndarray, np.ndarray]:
+    def _table(self, model: PrefillCostModel) -> tuple[ConditionalMeans, ConditionalMeans]:
         key = id(model)
         if key not in self._tables:
-            self._tables[key] = evaluate_on_support(model, self.scenario.lengths.lengths)
+            times, sizes = evaluate_on_support(model, self.scenario.lengths.lengths)
+            dist = self.scenario.lengths
+            self._tables[key] = (dist.conditional_means(times), dist.conditional_means(sizes))
         return self._tables[key]
 
     def above(self, model: PrefillCostModel, t: float) -> tuple[float, float, float] | None:
@@ -97,8 +100,8 @@ class _Moments:
         if self.mode is LengthMode.REPRESENTATIVE:
             return l_long, model.t_prefill_s(l_long), model.s_kv_bytes(l_long)
         times, sizes = self._table(model)
-        t_mean = dist.expect_above(times, t)
-        s_mean = dist.expect_above(sizes, t)
+        t_mean = times.above(t)
+        s_mean = sizes.above(t)
         assert t_mean is not None and s_mean is not None
         return l_long, t_mean, s_mean
 
@@ -111,7 +114,7 @@ class _Moments:
         if self.mode is LengthMode.REPRESENTATIVE:
             return l_short, model.t_prefill_s(l_short)
         times, _ = self._table(model)
-        t_mean = dist.expect_at_or_below(times, t)
+        t_mean = times.at_or_below(t)
         assert t_mean is not None
         return l_short, t_mean
 

@@ -24,7 +24,13 @@ from prfaas.perf.measured import Interpolation, MeasuredProfile, PrefillPoint, P
 from prfaas.perf.transfer import ComputeScaledPrefillModel, calibrate_compute_scale
 from prfaas.planner.report import Assumption
 from prfaas.planner.scenario import Scenario, Topology
-from prfaas.workload.lognormal import PAPER_MAX_TOKENS, PAPER_MIN_TOKENS, PAPER_MU, PAPER_SIGMA, truncated_lognormal
+from prfaas.workload.lognormal import (
+    PAPER_MAX_TOKENS,
+    PAPER_MIN_TOKENS,
+    PAPER_MU,
+    PAPER_SIGMA,
+    truncated_lognormal,
+)
 
 PAPER_N_PRFAAS = 4
 PAPER_N_PD = 8

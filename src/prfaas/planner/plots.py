@@ -31,7 +31,8 @@ def plot_plan_curves(result: PlanResult, path: str | Path) -> None:
     ax_a.legend()
     if result.threshold_curve:
         ts = [(pt.threshold_tokens or 0.0) / 1000.0 for pt in result.threshold_curve]
-        ax_b.plot(ts, [_stage(pt, Stage.PRFAAS_PREFILL) for pt in result.threshold_curve], label="PrfaaS bound Θ_prfaas/p")
+        prfaas_caps = [_stage(pt, Stage.PRFAAS_PREFILL) for pt in result.threshold_curve]
+        ax_b.plot(ts, prfaas_caps, label="PrfaaS bound Θ_prfaas/p")
         ax_b.plot(ts, [_stage(pt, Stage.PD_PREFILL) for pt in result.threshold_curve], label="PD-P bound Θ_pd-p/(1−p)")
         ax_b.plot(ts, [pt.lambda_max for pt in result.threshold_curve], "k--", label="Λ_max")
         ax_b.axvline((best.threshold_tokens or 0.0) / 1000.0, color="grey", lw=0.8)

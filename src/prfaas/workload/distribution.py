@@ -111,6 +111,10 @@ class DiscreteLengthDistribution:
             return None
         return float(np.dot(self.probs[:i], values[:i]) / self.probs[:i].sum())
 
+    def conditional_means(self, values: NDArray[np.float64]) -> ConditionalMeans:
+        """Precomputed E[f(L) | L > t] / E[f(L) | L <= t] for many thresholds, O(log n) each."""
+        return ConditionalMeans(self, values)
+
     def quantile(self, q: float) -> float:
         """Smallest support length whose CDF reaches q (0 <= q <= 1)."""
         if not 0.0 <= q <= 1.0:
@@ -122,3 +126,30 @@ class DiscreteLengthDistribution:
         """Draw `size` integer lengths."""
         idx = rng.choice(self.lengths.size, size=size, p=self.probs)
         return np.rint(self.lengths[idx]).astype(np.int64)
+
+
+class ConditionalMeans:
+    """Prefix sums of P(L = l) * f(l) so conditional expectations of f cost one binary search."""
+
+    __slots__ = ("_cum", "_dist")
+
+    def __init__(self, dist: DiscreteLengthDistribution, values: NDArray[np.float64]) -> None:
+        if values.shape != dist.lengths.shape:
+            raise ValueError("values must be evaluated on the distribution's support")
+        self._dist = dist
+        self._cum = np.concatenate([[0.0], np.cumsum(dist.probs * values)])
+
+    def above(self, threshold_tokens: float) -> float | None:
+        """E[f(L) | L > t]; None when no mass lies above t."""
+        i = self._dist._split(threshold_tokens)
+        if i >= self._dist.lengths.size:
+            return None
+        mass = 1.0 - self._dist._cum_probs[i]
+        return float((self._cum[-1] - self._cum[i]) / mass)
+
+    def at_or_below(self, threshold_tokens: float) -> float | None:
+        """E[f(L) | L <= t]; None when no mass lies at or below t."""
+        i = self._dist._split(threshold_tokens)
+        if i == 0:
+            return None
+        return float(self._cum[i] / self._dist._cum_probs[i])
