@@ -13,6 +13,7 @@ with no default every layer must be claimed.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -68,10 +69,14 @@ def _is_path(name_or_path: str) -> bool:
 
 
 def load_model(name_or_path: str) -> ModelArch:
-    """A model by catalog name (case-insensitive) or TOML path."""
+    """A model by catalog name (case-insensitive) or TOML path. Bundled models are parsed once."""
     if _is_path(name_or_path):
         return load_model_file(Path(name_or_path))
-    path = model_path(name_or_path)
+    return _load_bundled(model_path(name_or_path))
+
+
+@cache
+def _load_bundled(path: Path) -> ModelArch:
     arch = load_model_file(path)
     if arch.name != path.stem:
         raise read_toml(path).error("name", f"must equal the file name {path.stem!r}, got {arch.name!r}")
