@@ -157,6 +157,12 @@ def test_router_switches_regime_with_the_link() -> None:
     assert router.regime is CacheRegime.ABUNDANT
 
 
+def test_regime_by_name() -> None:
+    assert CacheAwareConfig(regime="abundant").regime is CacheRegime.ABUNDANT  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="known: auto, scarce, abundant"):
+        CacheAwareConfig(regime="plenty")  # type: ignore[arg-type]
+
+
 def test_fixed_regime_ignores_the_link() -> None:
     detector = RegimeDetector(CacheAwareConfig(regime=CacheRegime.ABUNDANT))
     assert detector.update(link(0.99)) is CacheRegime.ABUNDANT

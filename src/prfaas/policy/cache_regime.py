@@ -44,6 +44,12 @@ class CacheAwareConfig:
     """Cap on the blocks one transfer moves (None = no cap); longer prefixes are moved only up to it."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.regime, CacheRegime):  # a name from a config file
+            known = ", ".join(r.value for r in CacheRegime)
+            try:
+                object.__setattr__(self, "regime", CacheRegime(self.regime))
+            except ValueError:
+                raise ValueError(f"unknown cache regime {self.regime!r}; known: {known}") from None
         if not 0.0 <= self.abundant_enter_util < self.abundant_exit_util:
             raise ValueError("need 0 <= abundant_enter_util < abundant_exit_util")
         if self.abundant_max_retransmit < 0 or self.min_transfer_blocks < 1:
