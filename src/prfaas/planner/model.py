@@ -21,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from prfaas.core.units import BITS_PER_BYTE, GBPS_BITS_PER_S
+from prfaas.perf.arch import phi_kv_gbps
 from prfaas.perf.base import PrefillCostModel
 from prfaas.planner.scenario import Scenario, Topology
 from prfaas.workload.distribution import ConditionalMeans
+
+__all__ = ["LengthMode", "PlanPoint", "Stage", "ThroughputModel", "evaluate_on_support", "phi_kv_gbps"]
 
 
 class LengthMode(enum.Enum):
@@ -68,11 +71,6 @@ class PlanPoint:
             if s is stage:
                 return cap / self.lambda_max - 1.0 if self.lambda_max > 0 else None
         return None
-
-
-def phi_kv_gbps(s_kv_bytes: float, t_prefill_s: float) -> float:
-    """Eq. 1: KV throughput of one instance in decimal Gbps."""
-    return s_kv_bytes * BITS_PER_BYTE / t_prefill_s / GBPS_BITS_PER_S
 
 
 class _Moments:
