@@ -47,3 +47,36 @@ def empty_like(layout: StateLayout) -> list[np.ndarray]:
 def layer_views(layout: StateLayout, arrays: list[np.ndarray], layer: int) -> list[memoryview]:
     pairs = zip(arrays, layout.tensors, strict=True)
     return [memoryview(a) for a, spec in pairs if spec.layer_index == layer]
+
+
+class Sink:
+    """Records what a KvReceiver hands out (allocations, completions, failures)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.allocations: list[tuple[object, list[np.ndarray]]] = []
+        self.completed: dict[str, list[bytes]] = {}
+        self.failed: dict[str, object] = {}
+        self.done = threading.Event()
+
+    def allocate(self, layout: StateLayout) -> list[memoryview]:
+        arrays = empty_like(layout)
+        with self.lock:
+            self.allocations.append((layout, arrays))
+        return [memoryview(a) for a in arrays]
+
+    def on_complete(self, request_id: str, layout: StateLayout, buffers: list[memoryview]) -> None:
+        with self.lock:
+            self.completed[request_id] = [bytes(b) for b in buffers]
+        self.done.set()
+
+    def on_failed(self, request_id: str, error: object) -> None:
+        with self.lock:
+            self.failed[request_id] = error
+        self.done.set()
+
+
+def as_bytes(arrays: list[np.ndarray]) -> list[bytes]:
+    return [a.tobytes() for a in arrays]

@@ -53,6 +53,7 @@ from prfaas.transport.wire import NO_TRANSFER, client_handshake, close_quietly, 
 
 _MAINTENANCE_PERIOD_S = 0.05
 _TCP_SAMPLE_PERIOD_S = 0.5
+_DRAIN_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class PeerPool:
                 if self._controls:
                     work = self._controls.popleft()
                     self._note_carrier(work, conn)
+                    self._cond.notify_all()
                     return work
                 while self._chunks:
                     chunk = self._chunks.popleft()
@@ -281,6 +283,8 @@ class PeerPool:
         del self._transfers[state.transfer_id]
         now = self.clock()
         duration_s = now - record.started_s
+        # COMPLETE means every chunk was verified, even if some acks are still on other connections
+        self.telemetry.record_delivered(state.layout.total_bytes - state.acked_bytes, now)
         self.telemetry.transfer_finished(state.layout.total_bytes, is_ok=True, latency_s=duration_s)
         finished_s = record.finished_s if record.finished_s is not None else now
         report = TransferReport(state.request_id, self.link_id, state.layout.total_bytes, len(state.chunks),
@@ -427,10 +431,15 @@ class PeerPool:
             return self.telemetry.snapshot(self.clock())
 
     def close(self, timeout_s: float) -> None:
+        """Ordered shutdown: fail what is in flight, drain the ABORTs (bounded), close, join."""
         with self._cond:
-            self._closed = True
             closing = TransferFailed(f"sender link {self.link_id} closed", reason=FailureReason.SHUTDOWN)
-            self._fail_all(closing)
+            for record in list(self._transfers.values()):
+                self._fail(record, closing)
+            drain_until_s = self.clock() + min(timeout_s, _DRAIN_S)
+            while self._controls and self._conns and self.clock() < drain_until_s:
+                self._cond.wait(0.01)
+            self._closed = True
             conns = list(self._all_conns)
             self._cond.notify_all()
         self._flush()

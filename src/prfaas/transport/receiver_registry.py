@@ -210,7 +210,7 @@ class InboundRegistry:
                 self._link(record.node_name).record_delivered(header.length, self._clock())
         if verdict is Verdict.ACK:
             conn.send(encode(ChunkAck(tid, header.seq)))
-            self._maybe_complete(record)
+            self._maybe_complete(record, conn)
         elif verdict is Verdict.NACK:
             conn.send(encode(Nack(tid, header.seq, NackReason.CHECKSUM_MISMATCH)))
 
@@ -221,7 +221,7 @@ class InboundRegistry:
                 record.state.session_id = conn.session_id
                 record.state.on_end(end)
         if record is not None:
-            self._maybe_complete(record)
+            self._maybe_complete(record, conn)
 
     def on_abort(self, abort: Abort) -> None:
         with self._lock:
@@ -232,7 +232,7 @@ class InboundRegistry:
 
     # -- outcomes ----------------------------------------------------------------------------------
 
-    def _maybe_complete(self, record: InboundRecord) -> None:
+    def _maybe_complete(self, record: InboundRecord, conn: ReceiverConnection) -> None:
         state = record.state
         with self._lock:
             if self._transfers.get(state.transfer_id) is not record:
@@ -249,9 +249,9 @@ class InboundRegistry:
         if corrupt is not None:
             self._fail(record, corrupt)
             return
-        self._hand_over(record)
+        self._hand_over(record, conn)
 
-    def _hand_over(self, record: InboundRecord) -> None:
+    def _hand_over(self, record: InboundRecord, conn: ReceiverConnection) -> None:
         state = record.state
         begin = state.begin
         if self.config.reverify_on_complete and not state.reverify():
@@ -265,7 +265,7 @@ class InboundRegistry:
             self._report_failure(record, TransferFailed(f"receiver application failed: {exc}",
                                                         reason=FailureReason.CANCELLED))
         else:
-            self._send(state.session_id, encode(Complete(begin.transfer_id)))
+            self._send(state.session_id, encode(Complete(begin.transfer_id)), prefer=conn)
         self._admit(self._locked_pop_admissible())
 
     def _locked_pop_admissible(self) -> list[InboundRecord]:

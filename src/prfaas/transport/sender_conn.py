@@ -78,7 +78,7 @@ class SenderConnection:
 
     def join(self, timeout_s: float) -> None:
         for thread in self._threads:
-            if thread is not threading.current_thread():
+            if thread.ident is not None and thread is not threading.current_thread():
                 thread.join(timeout_s)
 
     def close(self) -> None:
@@ -122,6 +122,8 @@ class SenderConnection:
         shim = self.pool.shim
         if shim is not None:
             _sleep_until(self.pool, shim.hold_until_s(work.ready_at_s))
+            if state.is_done:
+                return
             payload = shim.payload_for(state.transfer_id, work.seq, payload)
             cut = shim.cut_point(self.index, self.payload_bytes_sent, ref.length)
         self.sock.sendall(encode_chunk_header(header))
