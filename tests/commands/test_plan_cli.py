@@ -112,3 +112,31 @@ def test_console_script_exit_code() -> None:
     result = subprocess.run([sys.executable, "-m", "prfaas.cli", "plan", "--n-pd", "1"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.startswith("prfaas: error:")
+
+
+def test_plan_for_a_catalog_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["plan", "--model", "kimi-linear-48b-a3b", "--egress-gbps", "10", "--json"], capsys)
+    assert code == 0
+    obj = json.loads(out)
+    names = {a["name"]: a for a in obj["assumptions"]}
+    assert names["model"]["value"] == "kimi-linear-48b-a3b"
+    assert "Table 3" in names["prefill_roofline_mfu"]["source"]
+    assert obj["prfaas_pd"]["egress_gbps"] <= 10.0 + 1e-6  # the link cap is respected at Lambda_max
+    # a model whose BF16 weights exceed 8 x 96 GB is reported, not planned
+    code, _, err = run_cli(["plan", "--model", "qwen3.5-397b-a17b"], capsys)
+    assert code == 2 and "do not fit" in err
+
+
+def test_plan_config_file_and_flag_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "plan.toml"
+    cfg.write_text('[plan]\nn_prfaas = 2\nn_pd = 6\negress_gbps = 50.0\n')
+    code, out, _ = run_cli(["plan", "--config", str(cfg), "--json"], capsys)
+    obj = json.loads(out)
+    assert code == 0 and obj["prfaas_pd"]["n_prfaas"] == 2
+    assert obj["prfaas_pd"]["n_p"] + obj["prfaas_pd"]["n_d"] == 6
+    assert obj["homogeneous"]["n_p"] + obj["homogeneous"]["n_d"] == 8  # same instance count
+    code, out, _ = run_cli(["plan", "--config", str(cfg), "--n-prfaas", "3", "--json"], capsys)
+    assert json.loads(out)["prfaas_pd"]["n_prfaas"] == 3
+    cfg.write_text('[plan]\nn_prfaas = 2\nbogus = 1\n')
+    code, _, err = run_cli(["plan", "--config", str(cfg)], capsys)
+    assert code == 2 and f"{cfg}:3" in err and "unknown key" in err

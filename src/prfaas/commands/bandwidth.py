@@ -10,8 +10,8 @@ import typer
 
 from prfaas.catalog import load_accelerator, load_model
 from prfaas.catalog.paper import load_phi_kv_table
-from prfaas.core.errors import ConfigError, UnknownNameError
-from prfaas.perf.arch import arch_prefill_model, fit_arch_roofline, s_kv_bytes
+from prfaas.core.errors import ConfigError
+from prfaas.perf.arch import arch_prefill_model
 from prfaas.planner.bandwidth import (
     PAPER_EGRESS_EXAMPLES,
     EgressEstimate,
@@ -20,6 +20,7 @@ from prfaas.planner.bandwidth import (
     egress_from_phi,
     phi_from_table,
 )
+from prfaas.planner.calibration import table3_calibration
 from prfaas.planner.paper import paper_profile
 from prfaas.planner.report import format_table
 from prfaas.workload.lognormal import truncated_lognormal
@@ -77,18 +78,16 @@ def estimate_for_model(basis: str, model_name: str, num_gpus: int, gpus_per_inst
         phi = phi_from_table(rows, length_tokens)
         return egress_from_phi(num_gpus, gpus_per_instance, phi, f"Table 3 Phi_kv ({arch.name}, {length_tokens} tok)")
     accelerator = load_accelerator(gpu)
-    try:
-        rows = [(r.length_tokens, r.phi_kv_gbps) for r in table.for_model(arch.name)]
-    except UnknownNameError:
+    calibration = table3_calibration(arch.name)
+    if calibration is None:
         raise ConfigError(f"the arch basis calibrates on Table 3 and has no data for {arch.name}; "
-                          f"known: {', '.join(table.model_names)}") from None
-    points = [(float(n), s_kv_bytes(arch, n) * 8 / (phi * 1e9)) for n, phi in rows]
-    fit = fit_arch_roofline(arch, points, load_accelerator(table.gpu_name), table.gpus_per_instance)
-    cost = arch_prefill_model(arch, accelerator, gpus_per_instance, fit.params)
+                          f"known: {', '.join(table.model_names)}")
+    cost = arch_prefill_model(arch, accelerator, gpus_per_instance, calibration.params)
     estimate = egress_at_length(num_gpus, gpus_per_instance, cost, length_tokens)
     return egress_from_phi(num_gpus, gpus_per_instance, estimate.phi_kv_gbps_per_instance,
-                           f"S_kv({arch.name}) / roofline T (T0 {fit.params.t0_s:.3f} s, MFU {fit.params.mfu:.2f}) "
-                           f"at {length_tokens} tok on {gpus_per_instance}x{accelerator.name}")
+                           f"S_kv({arch.name}) / roofline T (T0 {calibration.params.t0_s:.3f} s, MFU "
+                           f"{calibration.params.mfu:.2f}) at {length_tokens} tok on "
+                           f"{gpus_per_instance}x{accelerator.name}")
 
 
 def _paper_profile_estimate(num_gpus: int, gpus_per_instance: int, length: int | None,

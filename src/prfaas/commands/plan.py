@@ -10,7 +10,7 @@ import typer
 
 from prfaas.core.errors import ConfigError
 from prfaas.perf.measured import Interpolation
-from prfaas.planner.build import PlanInputs, build_case
+from prfaas.planner.build import PlanInputs, build_case, load_plan_inputs, merge_inputs
 from prfaas.planner.cost import GpuPrices
 from prfaas.planner.model import LengthMode
 from prfaas.planner.report import binding_sentence, format_table
@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
 
 def plan(
     scenario: Annotated[str, typer.Option(help="Base scenario.")] = "paper",
+    config: Annotated[str | None, typer.Option(help="TOML file with a [plan] table of these options.")] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog model (roofline from its architecture).")] = None,
+    decode_overhead_ms: Annotated[float | None, typer.Option(help="--model: fixed decode step overhead.")] = None,
     n_prfaas: Annotated[int | None, typer.Option(help="PrfaaS prefill instances.")] = None,
     n_pd: Annotated[int | None, typer.Option(help="Local PD instances (N_p + N_d).")] = None,
     n_homogeneous: Annotated[int | None, typer.Option(help="Instances of the homogeneous baseline.")] = None,
@@ -77,8 +80,10 @@ def plan(
         pd_compute_scale=pd_compute_scale, profile_path=profile, pd_profile_path=pd_profile, workload=workload,
         mu=mu, sigma=sigma, min_tokens=min_tokens, max_tokens=max_tokens, hit_rate=hit_rate,
         cache_blocks=cache_blocks, output_tokens=output_tokens, slo_tokens_per_s=slo_tokens_per_s, bs_max=bs_max,
-        interpolation=interp,
+        interpolation=interp, model=model, decode_overhead_ms=decode_overhead_ms,
     )
+    if config is not None:
+        inputs = merge_inputs(load_plan_inputs(config), inputs)
     for name, value in (("n-prfaas", n_prfaas), ("n-homogeneous", n_homogeneous)):
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")

@@ -14,6 +14,7 @@ from prfaas.core.errors import ConfigError, InfeasibleError
 from prfaas.perf.base import PrefillCostModel
 from prfaas.perf.measured import Interpolation, ProfileDecodeModel, ProfilePrefillModel, load_profile_json
 from prfaas.perf.transfer import ComputeScaledPrefillModel
+from prfaas.planner.arch_models import arch_models
 from prfaas.planner.paper import PAPER_BS_MAX, PAPER_EGRESS_GBPS, PaperCase, paper_case
 from prfaas.planner.report import Assumption
 from prfaas.workload.distribution import DiscreteLengthDistribution
@@ -51,6 +52,8 @@ class PlanInputs:
     slo_tokens_per_s: float | None = None
     bs_max: int | None = None
     interpolation: Interpolation = Interpolation.QUADRATIC_FIT
+    model: str | None = None  # a catalog architecture instead of the paper's measured 1T profile
+    decode_overhead_ms: float | None = None
 
 
 def _positive(name: str, value: float | int | None) -> None:
@@ -62,7 +65,8 @@ def validate(inputs: PlanInputs) -> None:
     if inputs.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {inputs.scenario!r}; known: {', '.join(SCENARIOS)}")
     for name in ("n_prfaas", "n_homogeneous", "gpus_per_instance", "egress_gbps", "pd_compute_scale",
-                 "sigma", "min_tokens", "max_tokens", "output_tokens", "slo_tokens_per_s", "bs_max"):
+                 "decode_overhead_ms", "sigma", "min_tokens", "max_tokens", "output_tokens", "slo_tokens_per_s",
+                 "bs_max"):
         _positive(name.replace("_", "-"), getattr(inputs, name, None))
     if inputs.n_pd is not None and inputs.n_pd < 2:
         raise ConfigError(f"n-pd must be >= 2 (one PD-P and one PD-D at least), got {inputs.n_pd}")
@@ -82,14 +86,20 @@ def build_case(inputs: PlanInputs) -> PaperCase:
     base = paper_case(inputs.interpolation, egress_gbps=inputs.egress_gbps or PAPER_EGRESS_GBPS, slo_tokens_per_s=slo)
     notes: list[Assumption] = list(base.assumptions)
     lengths, output_tokens = _lengths(inputs, notes)
-    prfaas_model, pd_model = _prefill_models(inputs, base, notes)
-    bs_max = _bs_max(inputs, slo, lengths, output_tokens, notes)
+    if inputs.model is not None:
+        if inputs.profile_path is not None or inputs.pd_profile_path is not None:
+            raise ConfigError("give either --model or measured profiles, not both")
+        gpus_per_instance = inputs.gpus_per_instance or 8
+        prfaas_model, pd_model, bs_max = arch_models(inputs, gpus_per_instance, slo, lengths, output_tokens, notes)
+    else:
+        prfaas_model, pd_model = _prefill_models(inputs, base, notes)
+        bs_max = _bs_max(inputs, slo, lengths, output_tokens, notes)
     changes = dict(lengths=lengths, output_tokens=output_tokens, bs_max=bs_max, t_decode_s=1.0 / slo)
     if inputs.gpus_per_instance is not None:
         changes.update(gpus_per_instance_prfaas=inputs.gpus_per_instance, gpus_per_instance_pd=inputs.gpus_per_instance)
     n_prfaas = inputs.n_prfaas or base.prfaas_pd.n_prfaas
     n_pd = inputs.n_pd or base.prfaas_pd.n_pd
-    n_homog = inputs.n_homogeneous or base.homogeneous.n_pd
+    n_homog = inputs.n_homogeneous or (n_prfaas + n_pd)  # same instance count (the paper: 4 + 8 = 12)
     gpus = dict(prfaas_gpu=inputs.prfaas_gpu or "h200", pd_gpu=inputs.pd_gpu or "h20")
     try:
         prfaas_pd = base.prfaas_pd.replace(n_prfaas=n_prfaas, n_pd=n_pd, prfaas_prefill=prfaas_model,
@@ -211,3 +221,30 @@ def _replace_note(notes: list[Assumption], note: Assumption) -> None:
             notes[i] = note
             return
     notes.append(note)
+
+
+def load_plan_inputs(path: str) -> PlanInputs:
+    """Read a `[plan]` table of `PlanInputs` fields from TOML; errors name the file and line."""
+    import dataclasses
+
+    from prfaas.catalog.tomlfile import convert, read_toml
+
+    doc = read_toml(path)
+    table = doc.data.get("plan")
+    if not isinstance(table, dict):
+        raise ConfigError("expected a [plan] table", path=path)
+    known = {f.name for f in dataclasses.fields(PlanInputs)}
+    for key in table:
+        if key not in known:
+            raise doc.error(f"plan.{key}", f"unknown key; known: {', '.join(sorted(known))}")
+    return convert(table, PlanInputs, doc, prefix="plan")
+
+
+def merge_inputs(base: PlanInputs, overrides: PlanInputs) -> PlanInputs:
+    """`overrides`' fields that differ from the defaults replace `base`'s (command-line flags over a file)."""
+    import dataclasses
+
+    defaults = PlanInputs()
+    changes = {f.name: getattr(overrides, f.name) for f in dataclasses.fields(PlanInputs)
+               if getattr(overrides, f.name) != getattr(defaults, f.name)}
+    return dataclasses.replace(base, **changes)
