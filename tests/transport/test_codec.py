@@ -35,7 +35,7 @@ from prfaas.transport.frames import (
     Ping,
     Pong,
 )
-from prfaas.transport.manifest import encode_layout, num_chunks, plan_chunks
+from prfaas.transport.manifest import check_layout_limits, encode_layout, num_chunks, plan_chunks
 
 LIMITS = TransportLimits()
 TID = bytes(range(16))
@@ -145,8 +145,11 @@ def test_begin_with_huge_tensor_is_a_limit_error() -> None:
     layout = hybrid_layout(np.random.default_rng(3))
     limits = TransportLimits(max_tensor_bytes=1024)
     frame = Begin(TID, "r", layout.total_bytes, 1, 4096, ChecksumKind.XXH3_64, layout)
+    (decoded,) = FrameDecoder(limits).feed(encode(frame))  # structure is fine; the size is not
+    assert isinstance(decoded, Begin) and decoded.layout == layout
     with pytest.raises(LimitExceeded):
-        FrameDecoder(limits).feed(encode(frame))
+        check_layout_limits(decoded.layout, limits)
+    check_layout_limits(decoded.layout, TransportLimits())
 
 
 @settings(max_examples=300, deadline=None)

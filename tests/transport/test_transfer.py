@@ -8,11 +8,16 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SECRET
 from kvt_helpers import Sink, as_bytes, hybrid_layout, layer_views, random_buffers
 
+from conftest import SECRET
 from prfaas.transport import (
-    FailureReason, KvReceiver, KvSender, PeerAddress, SenderConfig, TransferFailed,
+    FailureReason,
+    KvReceiver,
+    KvSender,
+    PeerAddress,
+    SenderConfig,
+    TransferFailed,
 )
 from prfaas.transport.testing import LinkShim
 

@@ -165,7 +165,7 @@ def _decode_begin(meta: bytes, limits: TransportLimits) -> Begin:
     except ValueError:
         raise ProtocolError(f"BEGIN names unknown checksum kind {checksum}") from None
     rid = _text(meta[_BEGIN.size:_BEGIN.size + rid_len], "request id")
-    layout = decode_layout(meta[_BEGIN.size + rid_len:], limits)
+    layout = decode_layout(meta[_BEGIN.size + rid_len:])
     return Begin(tid, rid, total, n_chunks, chunk_bytes, kind, layout)
 
 

@@ -66,41 +66,41 @@ def encode_layout(layout: StateLayout) -> bytes:
     return _ENCODER.encode(wire)
 
 
-def decode_layout(data: bytes | memoryview, limits: TransportLimits) -> StateLayout:
-    """Decode and validate an untrusted manifest. Raises ProtocolError or LimitExceeded."""
+def decode_layout(data: bytes | memoryview) -> StateLayout:
+    """Decode an untrusted manifest (structure only; see `check_layout_limits`). Raises ProtocolError."""
     try:
         wire = _DECODER.decode(data)
     except msgspec.MsgspecError as exc:
         raise ProtocolError(f"invalid layout manifest: {exc}") from None
-    if len(wire.tensors) > limits.max_tensors:
-        raise LimitExceeded(f"manifest declares {len(wire.tensors)} tensors > limit {limits.max_tensors}")
-    tensors = tuple(_decode_tensor(t, limits) for t in wire.tensors)
     if wire.num_tokens < 0:
         raise ProtocolError("manifest num_tokens must be >= 0")
-    return StateLayout(tensors=tensors, num_tokens=wire.num_tokens, version=wire.version)
+    return StateLayout(tensors=tuple(_decode_tensor(t) for t in wire.tensors), num_tokens=wire.num_tokens,
+                       version=wire.version)
 
 
-def _decode_tensor(t: _WireTensor, limits: TransportLimits) -> TensorSpec:
-    if len(t.shape) > limits.max_dims:
-        raise LimitExceeded(f"tensor {t.name!r} has {len(t.shape)} dims > limit {limits.max_dims}")
+def _decode_tensor(t: _WireTensor) -> TensorSpec:
     kind = _KINDS.get(t.kind)
     if kind is None or t.dtype not in WIRE_DTYPE_BYTES:
         raise ProtocolError(f"tensor {t.name[:64]!r}: unknown layer kind or dtype")
     if t.layer_index < 0 or any(d < 0 for d in t.shape):
         raise ProtocolError(f"tensor {t.name[:64]!r}: negative layer index or dimension")
-    nbytes = math.prod(t.shape) * WIRE_DTYPE_BYTES[t.dtype]
-    if nbytes > limits.max_tensor_bytes:
-        raise LimitExceeded(f"tensor {t.name[:64]!r} declares {nbytes} B > limit {limits.max_tensor_bytes} B")
     return TensorSpec(t.layer_index, kind, t.name, t.dtype, tuple(t.shape))
 
 
 def check_layout_limits(layout: StateLayout, limits: TransportLimits) -> None:
-    """Raise LimitExceeded if the layout as a whole is above the limits."""
-    total = layout.total_bytes
-    if total > limits.max_transfer_bytes:
-        raise LimitExceeded(f"transfer declares {total} B > limit {limits.max_transfer_bytes} B")
+    """Raise LimitExceeded if the declared layout is above the limits. Call before allocating."""
     if len(layout.tensors) > limits.max_tensors:
         raise LimitExceeded(f"transfer declares {len(layout.tensors)} tensors > limit {limits.max_tensors}")
+    total = 0
+    for spec in layout.tensors:
+        if len(spec.shape) > limits.max_dims:
+            raise LimitExceeded(f"tensor {spec.name[:64]!r} has {len(spec.shape)} dims > limit {limits.max_dims}")
+        nbytes = math.prod(spec.shape) * WIRE_DTYPE_BYTES[spec.dtype]
+        if nbytes > limits.max_tensor_bytes:
+            raise LimitExceeded(f"tensor {spec.name[:64]!r} declares {nbytes} B > limit {limits.max_tensor_bytes} B")
+        total += nbytes
+    if total > limits.max_transfer_bytes:
+        raise LimitExceeded(f"transfer declares {total} B > limit {limits.max_transfer_bytes} B")
 
 
 def num_chunks(layout: StateLayout, chunk_bytes: int) -> int:

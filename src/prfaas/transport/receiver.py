@@ -57,8 +57,8 @@ class KvReceiver:
         return str(host), int(port)
 
     @property
-    def num_auth_failures(self) -> int:
-        return self.registry.num_auth_failures
+    def num_rejected_connections(self) -> int:
+        return self.registry.num_rejected_connections
 
     def start(self) -> tuple[str, int]:
         """Bind, listen and start serving; returns the bound (host, port)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from prfaas.transport.codec import encode
 from prfaas.transport.config import ReceiverConfig
-from prfaas.transport.errors import AuthFailed, TransportError
+from prfaas.transport.errors import TransportError
 from prfaas.transport.frames import Abort, Begin, ChunkHeader, ChunkPayloadDone, End, Event, Ping, Pong
 from prfaas.transport.tcpinfo import TcpInfo, read_tcp_info
 from prfaas.transport.wire import FrameReader, close_quietly, configure_socket, server_handshake
@@ -62,8 +62,7 @@ class ReceiverConnection:
         try:
             reader = self._authenticate()
         except (OSError, TransportError, ssl.SSLError) as exc:
-            if isinstance(exc, AuthFailed):
-                self.registry.count_auth_failure()
+            self.registry.count_rejected_connection()
             _log.info("rejected KV connection %d: %s", self.conn_id, exc)
             self.close()
             return

@@ -70,13 +70,13 @@ class InboundRegistry:
         self._budget_used_bytes = 0
         self._sessions: dict[bytes, list[ReceiverConnection]] = {}
         self._telemetry: dict[str, LinkTelemetry] = {}
-        self.num_auth_failures = 0
+        self.num_rejected_connections = 0
 
     # -- connections -------------------------------------------------------------------------------
 
-    def count_auth_failure(self) -> None:
+    def count_rejected_connection(self) -> None:
         with self._lock:
-            self.num_auth_failures += 1
+            self.num_rejected_connections += 1
 
     def add_connection(self, conn: ReceiverConnection) -> None:
         with self._lock:
