@@ -134,7 +134,7 @@ class SimLink:
 
     def snapshot(self) -> LinkSnapshot:
         now = self.loop.now_s
-        in_flight = sum(f.remaining_bytes for f in self._flows)
+        in_flight = sum(f.total_bytes for f in self._flows)  # declared bytes not yet delivered
         return LinkSnapshot(
             link_id=self.link_id, time_s=now, capacity_gbps=self.capacity_gbps,
             goodput_gbps=bytes_per_s_to_gbps(self.goodput_bytes_per_s()), window_s=self.window_s,

@@ -11,8 +11,11 @@ Lifecycle of a request (each step an event on the virtual clock, see `events.Eve
             -> state at the decode node = first token: `Router.observe(Outcome)`, join the batch
             -> last decode step: the request's `RequestRecord` is written.
 
-Offloaded requests send only what the PD cluster lacks: S_kv(l) - (S_kv(l_pd) - S_kv(0)), where l_pd
-is the longest prefix of the prompt cached on a PD node (the fixed linear state always crosses).
+Prefix caches: the `GlobalKvIndex` is the simulated prefill nodes' caches (exact here, and exactly what
+the routers see). A prefill node caches the prompt's full blocks when its prefill ends and reuses only
+what it holds itself; decode nodes cache nothing (NOTE(sim): a per-node pool, not a cluster-wide RDMA
+pool). Offloaded requests send only what the PD cluster lacks: S_kv(l) - (S_kv(l_pd) - S_kv(0)), l_pd
+the longest prefix cached on a PD node (the fixed linear state always crosses).
 
 Failures (scripted): a failed node's queued, running and transferring requests get a failed `Outcome`
 and are re-dispatched (attempt + 1); nothing is dropped. A request no instance can take (`NoRouteError`)
@@ -212,12 +215,16 @@ class Simulator:
             total -= cost.s_kv_bytes(pd_tokens) - cost.s_kv_bytes(0)
         return max(total, 0.0)
 
+    def _cache_prompt(self, instance_id: str, req: SimRequest) -> None:
+        """`instance_id` now holds the prompt's full blocks in its prefix cache."""
+        full_blocks = req.wl.input_tokens // BLOCK_TOKENS
+        if full_blocks and req.wl.block_hashes and self.kv_index.has_node(instance_id):
+            self.kv_index.insert(instance_id, req.wl.block_hashes[:full_blocks])
+
     def _on_prefill_done(self, req: SimRequest) -> None:
         node = self.nodes[req.prefill_id]
         node.touch()
-        full_blocks = req.wl.input_tokens // BLOCK_TOKENS
-        if full_blocks and req.wl.block_hashes:
-            self.kv_index.insert(req.prefill_id, req.wl.block_hashes[:full_blocks])
+        self._cache_prompt(req.prefill_id, req)
         assert req.plan is not None
         if req.plan.prefill_cluster is ClusterKind.PRFAAS:
             req.state = RequestState.KV_IN_FLIGHT
