@@ -1,0 +1,75 @@
+"""Batched decode throughput of the DecodeWorker at batch 1, 8 and 32.
+
+    python benchmarks/bench_engine_decode.py [--model default] [--context 512] [--steps 16] [--runs 3]
+
+Each request has a `--context`-token prompt state (lengths staggered by up to 64 tokens, so the batch is padded
+as in serving). A run decodes `--steps` tokens for every request after the batch is built; tokens/s counts every
+generated token. "one-at-a-time" is batch 1 (the same requests decoded sequentially cost batch-1 time each).
+Medians of `--runs` runs; speedup = tokens/s at batch B / tokens/s at batch 1, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from prfaas.engine.decode import DecodeWorker
+from prfaas.engine.models import LoadedModel, load_model
+from prfaas.engine.prefill import PrefillEngine
+from prfaas.engine.sampling import SamplingParams
+from prfaas.engine.state import HybridState
+
+
+def prefill_states(loaded: LoadedModel, context: int, count: int) -> list[tuple[int, HybridState]]:
+    engine = PrefillEngine(loaded)
+    out = []
+    for i in range(count):
+        n = context - (i * 8) % 64
+        prompt = torch.randint(3, loaded.vocab_size, (n,), generator=torch.Generator().manual_seed(i)).tolist()
+        out.append(engine.prefill(prompt))
+    return out
+
+
+def decode_tokens_per_s(loaded: LoadedModel, states: list[tuple[int, HybridState]], batch: int, steps: int) -> float:
+    worker = DecodeWorker(loaded, max_batch_size=batch)
+    params = SamplingParams(max_tokens=steps + 2, ignore_eos=True)
+    for i in range(batch):
+        first, state = states[i]
+        worker.add(f"r{i}", state.clone(), first, params)
+    worker.step()  # join: builds the padded batch
+    start = time.perf_counter()
+    generated = sum(len(worker.step()) for _ in range(steps))
+    return generated / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", default="1,8,32")
+    args = parser.parse_args()
+    loaded = load_model(args.model, num_threads=args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    states = prefill_states(loaded, args.context, max(batches))
+    decode_tokens_per_s(loaded, states, 1, 2)  # warm-up
+    per_batch: dict[int, list[float]] = {b: [] for b in batches}
+    for _ in range(args.runs):
+        for b in batches:  # interleaved so noise hits every batch size alike
+            per_batch[b].append(decode_tokens_per_s(loaded, states, b, args.steps))
+    base = statistics.median(per_batch[batches[0]])
+    print(f"model {args.model}, context ~{args.context} tokens, {torch.get_num_threads()} threads, "
+          f"{args.steps} steps, median of {args.runs} runs")
+    print(f"{'batch':>6} {'tokens/s':>10} {'ms/step':>8} {'speedup vs batch ' + str(batches[0]):>20}")
+    for b in batches:
+        tps = statistics.median(per_batch[b])
+        print(f"{b:>6} {tps:>10.1f} {1e3 * b / tps:>8.1f} {tps / base:>20.2f}x")
+
+
+if __name__ == "__main__":
+    main()
