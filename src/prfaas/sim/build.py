@@ -4,12 +4,14 @@ Model profiles: `profile = "paper"` is the case study (Table 5 on 8 x H200 for P
 H20 model derived from it for PD, `planner.paper`); otherwise a `perf` profile JSON (`pd_profile`
 defaults to the same file). Decode uses the profile's decode fit when it has decode points, else the
 constant `t_decode_s`. Workloads come from `prfaas.workload` (traces, log-normal, mix shift, arrival
-processes); requests arriving at or after `duration_s` are dropped.
+processes); requests arriving at or after `duration_s` are dropped. Relative paths (profiles, traces)
+are relative to the config file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from prfaas.core.errors import ConfigError
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
@@ -56,11 +58,19 @@ def cost_models(cfg: SimConfig) -> CostModels:
         case = paper_case()
         assert case.prfaas_pd.prfaas_prefill is not None and case.prfaas_pd.pd_prefill is not None
         return CostModels(case.prfaas_pd.prfaas_prefill, case.prfaas_pd.pd_prefill, ConstantStepDecode(m.t_decode_s))
-    profile = load_profile_json(m.profile)
-    pd_profile = load_profile_json(m.pd_profile) if m.pd_profile else profile
+    profile = load_profile_json(resolve_path(m.profile, cfg))
+    pd_profile = load_profile_json(resolve_path(m.pd_profile, cfg)) if m.pd_profile else profile
     decode: DecodeCostModel = ProfileDecodeModel(pd_profile) if pd_profile.decode else ConstantStepDecode(
         m.t_decode_s)
     return CostModels(ProfilePrefillModel(profile), ProfilePrefillModel(pd_profile), decode)
+
+
+def resolve_path(path: str, cfg: SimConfig) -> Path:
+    """A path from the config file: absolute, or relative to the file's directory."""
+    p = Path(path)
+    if p.is_absolute() or not cfg.source:
+        return p
+    return Path(cfg.source).parent / p
 
 
 def deployment_from(cfg: SimConfig, models: CostModels) -> Deployment:
@@ -92,7 +102,7 @@ def workload_from(cfg: SimConfig) -> tuple[list[WorkloadRequest], DiscreteLength
     w = cfg.workload
     if w.kind == "trace":
         assert w.trace is not None
-        trace = load_trace(w.trace, limit=w.limit)
+        trace = load_trace(resolve_path(w.trace, cfg), limit=w.limit)
         scaled = [_rescale(r, w.time_scale) for r in trace]
         kept = [r for r in scaled if r.arrival_s < cfg.duration_s]
         if not kept:
