@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_helpers import FAMILIES, DecodeChild, TinyModels
 
-from engine_helpers import DecodeChild
 from prfaas.engine.models import LoadedModel, load_model
-from prfaas.engine.tiny import TINY_CONFIGS, save_tiny_checkpoint
-
-FAMILIES = tuple(TINY_CONFIGS)
+from prfaas.engine.tiny import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,17 +23,6 @@ def _threads() -> None:
 def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     return {family: save_tiny_checkpoint(family, root / family) for family in FAMILIES}
-
-
-class TinyModels:
-    def __init__(self, paths: dict[str, Path]) -> None:
-        self.paths = paths
-        self._models: dict[str, LoadedModel] = {}
-
-    def __getitem__(self, family: str) -> LoadedModel:
-        if family not in self._models:
-            self._models[family] = load_model(str(self.paths[family]))
-        return self._models[family]
 
 
 @pytest.fixture(scope="session")

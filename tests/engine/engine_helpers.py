@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from prfaas.engine.decode import DecodeWorker
-from prfaas.engine.models import LoadedModel
+from prfaas.engine.models import LoadedModel, load_model
 from prfaas.engine.sampling import SamplingParams
 from prfaas.engine.state import HybridState
+from prfaas.engine.tiny import TINY_CONFIGS
 
 CHILD_TIMEOUT_S = 120.0
+FAMILIES = tuple(TINY_CONFIGS)
+
+
+class TinyModels:
+    """Tiny checkpoints of every family, loaded by path on first use."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        self._models: dict[str, LoadedModel] = {}
+
+    def __getitem__(self, family: str) -> LoadedModel:
+        if family not in self._models:
+            self._models[family] = load_model(str(self.paths[family]))
+        return self._models[family]
 
 
 def random_prompt(num_tokens: int, vocab_size: int, seed: int) -> list[int]:
@@ -45,8 +61,6 @@ def decode_in_process(loaded: LoadedModel, state: HybridState, first_token: int,
 
 
 def _load(ref: str, seed: int) -> LoadedModel:
-    from prfaas.engine.models import load_model
-
     return load_model(ref, seed=seed, num_threads=1)
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAMILIES, TinyModels
+from engine_helpers import FAMILIES, DecodeChild, TinyModels, decode_in_process, random_prompt
 
-from engine_helpers import DecodeChild, decode_in_process, random_prompt
 from prfaas.engine.models import LoadedModel
 from prfaas.engine.prefill import PrefillEngine
 from prfaas.engine.prefix_pool import CachingPrefiller, PrefixCachePool

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAMILIES, TinyModels
+from engine_helpers import FAMILIES, TinyModels, decode_all, decode_in_process, random_prompt
 
-from engine_helpers import decode_all, decode_in_process, random_prompt
 from prfaas.engine.decode import DecodeWorker, FinishReason
 from prfaas.engine.errors import (
     BatchFullError,

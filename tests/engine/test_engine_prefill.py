@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAMILIES, TinyModels
+from engine_helpers import FAMILIES, TinyModels, random_prompt
 
-from engine_helpers import random_prompt
 from prfaas.engine.errors import (
     EmptyPromptError,
     EngineError,

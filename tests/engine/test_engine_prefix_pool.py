@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAMILIES, TinyModels
+from engine_helpers import FAMILIES, TinyModels, decode_in_process, random_prompt
 
-from engine_helpers import decode_in_process, random_prompt
 from prfaas.engine.errors import PoolExhaustedError, UnknownRequestError
 from prfaas.engine.prefill import PrefillEngine
 from prfaas.engine.prefix_ledger import PrefixLedger, block_hashes
@@ -81,7 +80,7 @@ def test_cache_hit_computes_only_the_tail_and_decodes_identically(tiny_models: T
     assert decode_in_process(loaded, hit.state, hit.first_token, params) == decode_in_process(
         loaded, ref_state, ref_first, params
     )
-    assert pool.leaks() == ["transfer b (%d B)" % hit.state.nbytes]
+    assert pool.leaks() == [f"transfer b ({hit.state.nbytes} B)"]
     pool.ack_transfer("b")
     assert pool.leaks() == []
 
@@ -96,7 +95,7 @@ def test_pool_budget_evicts_old_prefixes(tiny_models: TinyModels) -> None:
         assert pool.ledger.used_bytes <= pool.ledger.capacity_bytes
     again = prefiller.prefill("first-again", random_prompt(130, loaded.vocab_size, 100))
     assert again.num_cached_tokens == 0  # evicted
-    latest = prefiller.prefill("last-again", random_prompt(131, loaded.vocab_size, 105)[:130] + [7])
+    latest = prefiller.prefill("last-again", [*random_prompt(130, loaded.vocab_size, 105), 7])
     assert latest.num_cached_tokens > 0
     pool.ack_transfer("first-again")
     pool.ack_transfer("last-again")

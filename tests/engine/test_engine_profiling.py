@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TinyModels
+from engine_helpers import TinyModels
 
 from prfaas.cli import main
 from prfaas.core.layers import total_state_bytes

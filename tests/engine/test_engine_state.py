@@ -6,11 +6,10 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TinyModels
+from engine_helpers import TinyModels, random_prompt
 
-from engine_helpers import random_prompt
 from prfaas.core.layers import LayerKind
-from prfaas.core.state_layout import TensorSpec
+from prfaas.core.state_layout import StateLayout, TensorSpec
 from prfaas.engine.errors import StateLayoutMismatchError
 from prfaas.engine.prefill import PrefillEngine
 from prfaas.engine.state import HybridState, SlidingWindowKV, check_layout, uint8_view
@@ -65,7 +64,5 @@ def test_allocate_rejects_incomplete_parts() -> None:
         HybridState.allocate(layout)
 
 
-def _layout_with(*specs: TensorSpec):  # type: ignore[no-untyped-def]
-    from prfaas.core.state_layout import StateLayout
-
+def _layout_with(*specs: TensorSpec) -> StateLayout:
     return StateLayout(tensors=specs, num_tokens=0)

@@ -10,10 +10,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import DynamicCache  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+import torch
+import transformers
+from transformers import DynamicCache
+from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()  # the "falling back to the reference PyTorch implementation" notices
 hf_logging.disable_progress_bar()

@@ -109,9 +109,8 @@ def load_local_checkpoint(path: Path, device: str = "cpu", dtype: str | None = N
         raise UnsupportedModelError(f"{path} has no config.json; expected a Hugging Face checkpoint folder")
     config = transformers.AutoConfig.from_pretrained(str(path))
     family_for_model_type(str(text_config(config).model_type))  # fail early, listing the supported types
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=_torch_dtype(dtype) or "auto"
-    ).to(device)
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=_torch_dtype(dtype) or "auto")
+    model.to(device)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, TypeError):

@@ -31,7 +31,8 @@ def block_hashes(tokens: Sequence[int], block_tokens: int = BLOCK_TOKENS) -> lis
     parent = b""
     for start in range(0, len(tokens) - block_tokens + 1, block_tokens):
         digest = hashlib.blake2b(parent, digest_size=16)
-        digest.update(b"".join(int(t).to_bytes(4, "little", signed=False) for t in tokens[start : start + block_tokens]))
+        block = tokens[start : start + block_tokens]
+        digest.update(b"".join(int(t).to_bytes(4, "little", signed=False) for t in block))
         parent = digest.digest()
         hashes.append(parent.hex())
     return hashes

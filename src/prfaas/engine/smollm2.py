@@ -113,6 +113,7 @@ def load_smollm2(
     window_tokens: int = DEFAULT_WINDOW_TOKENS,
 ) -> LoadedModel:
     folder = converted_dir(cache_dir, window_tokens)
-    model = transformers.Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
+    model: Any = transformers.Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    model.to(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     return wrap_model("smollm2", model, tokenizer)

@@ -97,7 +97,7 @@ def uint8_view(tensor: torch.Tensor) -> memoryview:
         raise StateLayoutMismatchError("tensor views need CPU tensors; move the state with .to('cpu') first")
     if not tensor.is_contiguous():
         raise StateLayoutMismatchError("tensor views need contiguous tensors")
-    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+    return tensor.reshape(-1).view(torch.uint8).numpy().data
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,10 +40,10 @@ def _qwen3_5() -> Any:
 
 def _kimi_linear() -> Any:
     return transformers.KimiLinearConfig(
-        **{**_COMMON, "num_key_value_heads": 4}, num_hidden_layers=4, moe_intermediate_size=32, num_experts=4,
-        num_experts_per_token=2, num_shared_experts=1, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8,
-        v_head_dim=16, qk_nope_head_dim=8, linear_head_dim=16, linear_num_heads=4, linear_conv_kernel_dim=4,
-        head_dim=8, mlp_layer_types=["dense"] + ["sparse"] * 3, layer_types=_LIN3_FULL1)
+        **{**_COMMON, "num_key_value_heads": 4}, num_hidden_layers=4, moe_intermediate_size=32,
+        num_local_experts=4, num_experts_per_tok=2, n_shared_experts=1, kv_lora_rank=16, q_lora_rank=None,
+        qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=8, linear_head_dim=16, linear_num_heads=4,
+        linear_conv_kernel_dim=4, mlp_layer_types=["dense"] + ["sparse"] * 3, layer_types=_LIN3_FULL1)
 
 
 def _minimax() -> Any:
@@ -71,7 +71,7 @@ def _bamba() -> Any:
 
 def _nemotron_h() -> Any:
     return transformers.NemotronHConfig(
-        **_COMMON, num_hidden_layers=4, head_dim=16,
+        **_COMMON, head_dim=16,
         layers_block_type=["linear_attention", "mlp", "full_attention", "mlp"], ssm_state_size=16,
         mamba_num_heads=4, mamba_head_dim=32, n_groups=1, chunk_size=32, n_routed_experts=4,
         moe_intermediate_size=32, moe_shared_expert_intermediate_size=32)
