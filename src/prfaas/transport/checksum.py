@@ -31,6 +31,24 @@ def chunk_checksum(kind: ChecksumKind, data: memoryview) -> int:
     raise ValueError(f"unknown checksum kind {kind!r}")
 
 
+class RunningChecksum:
+    """The same checksum as `chunk_checksum`, fed piece by piece (e.g. as bytes arrive, cache-hot)."""
+
+    def __init__(self, kind: ChecksumKind) -> None:
+        self.kind = kind
+        self._xxh = xxhash.xxh3_64() if kind is ChecksumKind.XXH3_64 else None
+        self._crc = 0
+
+    def update(self, data: memoryview) -> None:
+        if self._xxh is not None:
+            self._xxh.update(data)
+        else:
+            self._crc = zlib.crc32(data, self._crc)
+
+    def value(self) -> int:
+        return int(self._xxh.intdigest()) if self._xxh is not None else self._crc
+
+
 def transfer_digest(checksums: Iterable[int]) -> bytes:
     """Digest over the ordered chunk checksums (index = chunk seq)."""
     h = hashlib.blake2b(digest_size=TRANSFER_DIGEST_BYTES)

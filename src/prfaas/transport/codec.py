@@ -26,6 +26,7 @@ import struct
 import zlib
 from typing import Any
 
+from prfaas.transport.checksum import RunningChecksum
 from prfaas.transport.config import ChecksumKind, TransportLimits
 from prfaas.transport.errors import FailureReason, FrameCorrupt, LimitExceeded, ProtocolError
 from prfaas.transport.frames import (
@@ -244,6 +245,7 @@ class FrameDecoder:
         self._header: tuple[FrameType, int, int, int] | None = None  # kind, meta_len, payload_len, crc
         self._chunk: ChunkHeader | None = None
         self._sink: memoryview | None = None
+        self._hasher: RunningChecksum | None = None
         self._done = 0
         self._target = _Target.STAGING
         self._scratch: bytearray | None = None
@@ -285,16 +287,20 @@ class FrameDecoder:
         """Record that the last buffer from get_buffer() received `num_bytes` bytes."""
         if self._target is _Target.STAGING:
             self._end += num_bytes
-        else:
-            self._done += num_bytes
+            return
+        if self._target is _Target.SINK and self._hasher is not None and self._sink is not None:
+            self._hasher.update(self._sink[self._done:self._done + num_bytes])
+        self._done += num_bytes
 
-    def set_payload_sink(self, sink: memoryview | None) -> None:
-        """Where the payload of the last ChunkHeader goes; None discards it."""
+    def set_payload_sink(self, sink: memoryview | None, hasher: RunningChecksum | None = None) -> None:
+        """Where the payload of the last ChunkHeader goes (None discards it); `hasher`, if given,
+        checksums the payload piece by piece as it lands (reported in ChunkPayloadDone)."""
         if self._chunk is None:
             raise RuntimeError("no chunk payload is pending")
         if sink is not None and sink.nbytes != self._chunk.length:
             raise ValueError(f"payload sink has {sink.nbytes} B, chunk has {self._chunk.length} B")
         self._sink = sink
+        self._hasher = hasher if sink is not None else None
         self._target = _Target.SINK if sink is not None else _Target.DISCARD
 
     def next_event(self) -> Event | None:
@@ -396,10 +402,13 @@ class FrameDecoder:
             n = min(leftover, chunk.length - self._done)
             if self._sink is not None:
                 self._sink[self._done:self._done + n] = self._buf[self._start:self._start + n]
+                if self._hasher is not None:
+                    self._hasher.update(self._sink[self._done:self._done + n])
             self._start += n
             self._done += n
         if self._done < chunk.length:
             return None
-        self._chunk, self._sink, self._done = None, None, 0
+        checksum = self._hasher.value() if self._hasher is not None else None
+        self._chunk, self._sink, self._done, self._hasher = None, None, 0, None
         self._target = _Target.STAGING
-        return ChunkPayloadDone(chunk)
+        return ChunkPayloadDone(chunk, checksum)

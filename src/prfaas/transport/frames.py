@@ -94,9 +94,13 @@ class ChunkHeader:
 
 @dataclass(frozen=True, slots=True)
 class ChunkPayloadDone:
-    """Decoder event: the payload of `header` has been written to its sink (or discarded)."""
+    """Decoder event: the payload of `header` has been written to its sink (or discarded).
+
+    `checksum` is the checksum of the bytes as they arrived, when the sink came with a
+    RunningChecksum (computed piece by piece while receiving); None otherwise."""
 
     header: ChunkHeader
+    checksum: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from prfaas.core.link import LinkSnapshot
+from prfaas.transport.checksum import chunk_checksum
 from prfaas.transport.codec import encode
 from prfaas.transport.config import SenderConfig, TransportLimits
 from prfaas.transport.errors import (
@@ -100,6 +101,7 @@ class PeerPool:
         self._cond = threading.Condition()
         self._controls: deque[ControlWork] = deque()
         self._chunks: deque[ChunkWork] = deque()
+        self._to_hash: deque[ChunkWork] = deque()
         self._conns: dict[int, SenderConnection] = {}
         self._all_conns: list[SenderConnection] = []
         self._transfers: dict[bytes, TransferRecord] = {}
@@ -112,7 +114,9 @@ class PeerPool:
         self.telemetry = LinkTelemetry(self.link_id, window_s=config.telemetry_window_s,
                                        capacity_gbps=config.link_capacity_gbps)
         self._thread = threading.Thread(target=self._maintain, name=f"kv-pool-{self.link_id}", daemon=True)
+        self._hasher = threading.Thread(target=self._hash_loop, name=f"kv-hash-{self.link_id}", daemon=True)
         self._thread.start()
+        self._hasher.start()
 
     # -- transfers (called by OutboundTransfer) ----------------------------------------------------
 
@@ -147,20 +151,38 @@ class PeerPool:
             self._fail(record, TransferFailed(message, reason=FailureReason.CANCELLED))
         self._flush()
 
-    def record_checksum(self, record: TransferRecord, seq: int, checksum: int) -> None:
-        with self._cond:
-            record.state.record_checksum(seq, checksum)
-            self._maybe_end(record)
-
     def _enqueue(self, record: TransferRecord, seqs: list[int], *, front: bool = False) -> None:
+        """Under the lock: chunks whose checksum is known go to the writers, the others to the hasher."""
         now = self.clock()
-        items = [ChunkWork(record, seq, now) for seq in seqs]
+        state = record.state
+        items = [ChunkWork(record, seq, now) for seq in seqs if state.checksum_of(seq) is not None]
+        self._to_hash.extend(ChunkWork(record, seq, now) for seq in seqs if state.checksum_of(seq) is None)
         if front:
             self._chunks.extendleft(reversed(items))
         else:
             self._chunks.extend(items)
-        if items:
+        if seqs:
             self._cond.notify_all()
+
+    def _hash_loop(self) -> None:
+        """Checksum chunks ahead of the writers (xxhash releases the GIL), then hand them over."""
+        while True:
+            with self._cond:
+                while not self._closed and not self._to_hash:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                work = self._to_hash.popleft()
+            state = work.transfer.state
+            if state.is_done:
+                continue
+            checksum = chunk_checksum(state.checksum_kind, state.payload(work.seq))
+            with self._cond:
+                state.record_checksum(work.seq, checksum)
+                if state.is_sendable(work.seq):
+                    self._chunks.append(work)
+                    self._cond.notify_all()
+                self._maybe_end(work.transfer)
 
     def _maybe_end(self, record: TransferRecord) -> None:
         if record.state.is_end_ready():
@@ -449,3 +471,4 @@ class PeerPool:
         for conn in conns:
             conn.join(timeout_s)
         self._thread.join(timeout_s)
+        self._hasher.join(timeout_s)

@@ -15,6 +15,7 @@ import ssl
 import threading
 from typing import TYPE_CHECKING
 
+from prfaas.transport.checksum import RunningChecksum
 from prfaas.transport.codec import encode
 from prfaas.transport.config import ReceiverConfig
 from prfaas.transport.errors import TransportError
@@ -91,13 +92,13 @@ class ReceiverConnection:
     def _dispatch(self, event: Event, reader: FrameReader) -> None:
         registry = self.registry
         if isinstance(event, ChunkHeader):
-            sink, is_known = registry.claim(self, event)
-            reader.decoder.set_payload_sink(sink)
+            sink, kind, is_known = registry.claim(self, event)
+            reader.decoder.set_payload_sink(sink, RunningChecksum(kind) if sink is not None and kind else None)
             self._sink = (sink, is_known)
         elif isinstance(event, ChunkPayloadDone):
             sink, is_known = self._sink
             self._sink = (None, False)
-            registry.on_payload(self, event.header, sink, is_known=is_known)
+            registry.on_payload(self, event, sink, is_known=is_known)
         elif isinstance(event, Begin):
             registry.on_begin(self, event)
         elif isinstance(event, End):

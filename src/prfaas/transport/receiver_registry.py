@@ -7,8 +7,8 @@ allocated; a violation is answered with ABORT(LIMIT_EXCEEDED). An acceptable tra
 stay within `memory_budget_bytes`; otherwise it waits in FIFO order, and the sender sends no chunk
 until it is admitted. A transfer completes only when every chunk was verified in place and the END
 digest matches; then `on_complete(request_id, layout, buffers)` runs (on a transport thread) and
-COMPLETE is sent. Any failure calls `on_failed(request_id, TransferFailed)` and the buffers are
-never handed out. Callbacks and the allocator run without the registry lock held.
+COMPLETE is sent; its budget is released when `on_complete` returns. Any failure calls
+`on_failed(request_id, TransferFailed)` and the buffers are never handed out. Callbacks and the allocator run without the registry lock held.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prfaas.core.link import LinkSnapshot
 from prfaas.core.state_layout import StateLayout
 from prfaas.transport.checksum import chunk_checksum
 from prfaas.transport.codec import encode
-from prfaas.transport.config import ReceiverConfig
+from prfaas.transport.config import ChecksumKind, ReceiverConfig
 from prfaas.transport.errors import FailureReason, FrameCorrupt, LimitExceeded, ProtocolError, TransferFailed
 from prfaas.transport.frames import (
     Abort,
@@ -31,6 +31,7 @@ from prfaas.transport.frames import (
     Begin,
     ChunkAck,
     ChunkHeader,
+    ChunkPayloadDone,
     Complete,
     End,
     Nack,
@@ -185,16 +186,18 @@ class InboundRegistry:
 
     # -- chunks and END ----------------------------------------------------------------------------
 
-    def claim(self, conn: ReceiverConnection, header: ChunkHeader) -> tuple[memoryview | None, bool]:
-        """(destination or None to discard, whether the transfer is known and receiving)."""
+    def claim(self, conn: ReceiverConnection,
+              header: ChunkHeader) -> tuple[memoryview | None, ChecksumKind | None, bool]:
+        """(destination or None to discard, its checksum kind, whether the transfer is receiving)."""
         with self._lock:
             record = self._transfers.get(header.transfer_id)
             if record is None or record.state.phase is not InboundPhase.RECEIVING:
-                return None, False
-            return record.state.claim(header, conn.conn_id), True
+                return None, None, False
+            return record.state.claim(header, conn.conn_id), record.state.begin.checksum, True
 
-    def on_payload(self, conn: ReceiverConnection, header: ChunkHeader, sink: memoryview | None,
+    def on_payload(self, conn: ReceiverConnection, done: ChunkPayloadDone, sink: memoryview | None,
                    *, is_known: bool) -> None:
+        header = done.header
         tid = header.transfer_id
         if not is_known:
             conn.send(encode(Nack(tid, header.seq, NackReason.UNKNOWN_TRANSFER)))
@@ -203,7 +206,9 @@ class InboundRegistry:
             record = self._transfers.get(tid)
         if record is None:
             return
-        actual = chunk_checksum(record.state.begin.checksum, sink) if sink is not None else header.checksum
+        actual = done.checksum
+        if actual is None:
+            actual = chunk_checksum(record.state.begin.checksum, sink) if sink is not None else header.checksum
         with self._lock:
             verdict = record.state.verify(header, conn.conn_id, actual) if sink is not None else Verdict.ACK
             if verdict is Verdict.ACK and sink is not None:
@@ -245,7 +250,7 @@ class InboundRegistry:
             else:
                 corrupt = None
                 state.phase = InboundPhase.COMPLETE
-                self._finish(record, is_ok=True)
+                self._finish(record, is_ok=True, release_budget=False)  # released after the hand-over
         if corrupt is not None:
             self._fail(record, corrupt)
             return
@@ -266,17 +271,16 @@ class InboundRegistry:
                                                         reason=FailureReason.CANCELLED))
         else:
             self._send(state.session_id, encode(Complete(begin.transfer_id)), prefer=conn)
-        self._admit(self._locked_pop_admissible())
-
-    def _locked_pop_admissible(self) -> list[InboundRecord]:
         with self._lock:
-            return self._pop_admissible()
+            self._budget_used_bytes -= begin.total_bytes
+            to_admit = self._pop_admissible()
+        self._admit(to_admit)
 
-    def _finish(self, record: InboundRecord, *, is_ok: bool) -> None:
-        """Under the lock: forget the transfer and give its budget back."""
+    def _finish(self, record: InboundRecord, *, is_ok: bool, release_budget: bool = True) -> None:
+        """Under the lock: forget the transfer and (by default) give its budget back."""
         state = record.state
         del self._transfers[state.transfer_id]
-        if record.admitted_s is not None:
+        if record.admitted_s is not None and release_budget:
             self._budget_used_bytes -= state.begin.total_bytes
         latency_s = self._clock() - record.declared_s if is_ok else None
         self._link(record.node_name).transfer_finished(state.begin.total_bytes, is_ok=is_ok, latency_s=latency_s)

@@ -1,7 +1,7 @@
 """One sender-side TCP connection: a writer thread and a reader thread around a blocking socket.
 
-The writer takes work from its peer pool (control frames first, then chunks of any transfer),
-computes a chunk's checksum the first time it is sent, and writes the header and then the payload
+The writer takes work from its peer pool (control frames first, then chunks of any transfer,
+already checksummed by the pool's hasher thread), and writes the header and then the payload
 straight from the producer's memoryview (paced in quanta when a rate cap is set). The reader turns
 the receiver's frames into pool events. Either thread reports a broken connection to the pool,
 which requeues that connection's unacknowledged chunks on the others.
@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prfaas.transport.checksum import chunk_checksum
 from prfaas.transport.codec import encode, encode_chunk_header
 from prfaas.transport.errors import TransportError
 from prfaas.transport.frames import ChunkHeader, Ping
@@ -113,9 +112,7 @@ class SenderConnection:
         state = work.transfer.state
         payload = state.payload(work.seq)
         checksum = state.checksum_of(work.seq)
-        if checksum is None:
-            checksum = chunk_checksum(state.checksum_kind, payload)
-            self.pool.record_checksum(work.transfer, work.seq, checksum)
+        assert checksum is not None, "the pool's hasher checksums a chunk before it is queued"
         ref = state.chunks[work.seq]
         header = ChunkHeader(state.transfer_id, work.seq, ref.tensor_index, ref.offset, ref.length, checksum)
         cut = None
