@@ -8,7 +8,8 @@ stay within `memory_budget_bytes`; otherwise it waits in FIFO order, and the sen
 until it is admitted. A transfer completes only when every chunk was verified in place and the END
 digest matches; then `on_complete(request_id, layout, buffers)` runs (on a transport thread) and
 COMPLETE is sent; its budget is released when `on_complete` returns. Any failure calls
-`on_failed(request_id, TransferFailed)` and the buffers are never handed out. Callbacks and the allocator run without the registry lock held.
+`on_failed(request_id, TransferFailed)` and the buffers are never handed out. Callbacks and the
+allocator run without the registry lock held.
 """
 
 from __future__ import annotations
