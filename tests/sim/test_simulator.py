@@ -115,3 +115,14 @@ def test_decode_node_failure_reprefills_its_requests() -> None:
     assert all(r.state is RequestState.FINISHED_OK for r in run.records)
     assert any(r.attempts > 1 for r in run.records)
     assert all(r.decode_instance != "pd-3" for r in run.records if r.arrival_s > 20.0)
+
+
+def test_same_trace_gives_identical_records(mooncake_trace) -> None:  # type: ignore[no-untyped-def]
+    from prfaas.workload.traces import load_trace
+
+    trace = load_trace(mooncake_trace, limit=1500)
+    cfg = PolicyConfig(threshold_tokens=8000)
+    runs = [simulate(small_deployment(capacity_gbps=5.0), "prfaas-cache-aware", trace, policy_config=cfg)
+            for _ in range(2)]
+    assert runs[0].records == runs[1].records
+    assert sum(r.cached_tokens > 0 for r in runs[0].records) > 100  # the trace's prefixes were reused

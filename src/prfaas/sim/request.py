@@ -11,6 +11,7 @@ Time definitions (all virtual seconds):
     ttft_s           state at the decode node - arrival: the first token (produced by the prefill) is
                      emitted together with the state
     tpot_s           (finish - first token) / output_tokens: decode-queue wait plus decode steps per token
+    decode_queue_s   wait for a decode batch slot (BS_max reached)
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ class RequestRecord:
     @property
     def is_ok(self) -> bool:
         return self.state is RequestState.FINISHED_OK
+
+    @property
+    def batch_tpot_s(self) -> float | None:
+        """Seconds per output token while in the decode batch (no slot wait): the SLO-governed step time."""
+        if self.finish_s is None or self.ttft_s is None or self.decode_queue_s is None:
+            return None
+        in_batch_s = self.finish_s - self.arrival_s - self.ttft_s - self.decode_queue_s
+        return in_batch_s / max(self.output_tokens, 1)
 
     @property
     def is_offloaded(self) -> bool:
