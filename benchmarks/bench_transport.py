@@ -205,14 +205,18 @@ def main() -> None:
     parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--pace-gbps", type=float, default=None)
     parser.add_argument("--skip-raw", action="store_true")
+    parser.add_argument("--server-netns", default=None, help="run the receiver in this network namespace")
+    parser.add_argument("--reference-gbps", type=float, default=None, help="configured link rate for %% column")
     args = parser.parse_args()
     if args.serve:
         serve(args.host, args.max_bytes)
         return
     layout = bench_layout(args.mib)
+    prefix = ["ip", "netns", "exec", args.server_netns] if args.server_netns else []
+    pacing = f"pacing {args.pace_gbps} Gbit/s" if args.pace_gbps else "pacing off"
     print(f"state: {len(layout.tensors)} tensors, {layout.total_bytes / MIB_BYTES:.1f} MiB; "
-          f"{args.runs} runs per mode, interleaved; loopback {args.host}")
-    print_table(run(args.host, args), layout.total_bytes)
+          f"{args.runs} runs per mode, interleaved; receiver {args.host}; prfaas {pacing}")
+    print_table(run(args.host, args, prefix), layout.total_bytes, args.reference_gbps)
 
 
 if __name__ == "__main__":

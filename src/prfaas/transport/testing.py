@@ -9,12 +9,20 @@ injected by the sender itself when `SenderConfig.shim` is set. Production config
   source tensor is never modified); the receiver's checksum must catch it;
 - cut: after a given number of payload bytes on connection k, the sender shuts that connection
   down in the middle of a chunk (a truncated chunk), once per connection index.
+
+`netns_pair()` builds the two-namespace, `tc tbf` rate-limited setup of STACK.md §8.2 for tests and
+benchmarks (root only), with unique names, and always deletes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import shutil
+import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -72,3 +80,55 @@ class ShimRuntime:
             del self._cuts[conn_index]
             self.num_cuts += 1
             return max(0, min(payload_bytes - 1, limit - sent_on_conn))
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsPair:
+    """Two network namespaces joined by a veth pair; `a` reaches `b` at `addr_b`."""
+
+    ns_a: str
+    ns_b: str
+    dev_a: str
+    addr_a: str
+    addr_b: str
+
+    def exec_prefix(self, ns: str) -> list[str]:
+        return ["ip", "netns", "exec", ns]
+
+
+def netns_supported() -> bool:
+    """Root and the `ip`/`tc` tools are present (namespaces may still fail; callers catch that)."""
+    return os.name == "posix" and os.geteuid() == 0 and shutil.which("ip") is not None \
+        and shutil.which("tc") is not None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(list(args), check=True, capture_output=True, timeout=20)
+
+
+@contextlib.contextmanager
+def netns_pair(rate_mbit: float | None = None, burst_kb: int = 256) -> Iterator[NetnsPair]:
+    """EMULATION: create two namespaces (unique names), optionally rate-limit a -> b with `tc tbf`
+    (STACK.md §8.2), and always delete both on exit. Raises OSError/CalledProcessError if it cannot."""
+    tag = f"{os.getpid() % 100000:05d}{random.randrange(16**3):03x}"
+    ns_a, ns_b = f"prfaas_kv_{tag}_a", f"prfaas_kv_{tag}_b"
+    dev_a, dev_b = f"kv{tag}a", f"kv{tag}b"
+    octet = random.randrange(1, 250)
+    addr_a, addr_b = f"10.213.{octet}.1", f"10.213.{octet}.2"
+    try:
+        _ip("ip", "netns", "add", ns_a)
+        _ip("ip", "netns", "add", ns_b)
+        _ip("ip", "link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
+        _ip("ip", "link", "set", dev_a, "netns", ns_a)
+        _ip("ip", "link", "set", dev_b, "netns", ns_b)
+        for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+            _ip("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            _ip("ip", "-n", ns, "link", "set", dev, "up")
+            _ip("ip", "-n", ns, "link", "set", "lo", "up")
+        if rate_mbit is not None:
+            _ip("tc", "-n", ns_a, "qdisc", "add", "dev", dev_a, "root", "tbf", "rate", f"{rate_mbit}mbit",
+                "burst", f"{burst_kb}kb", "latency", "20ms")
+        yield NetnsPair(ns_a, ns_b, dev_a, addr_a, addr_b)
+    finally:
+        for ns in (ns_a, ns_b):  # deleting a namespace removes its end of the veth pair too
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20, check=False)
