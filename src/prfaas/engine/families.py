@@ -41,7 +41,9 @@ class Family:
     linear_variant: LinearVariant | None = None
     full_layer_kind: LayerKind = LayerKind.FULL_GQA
     uses_minimax_cache: bool = False
-    exact_chunked_prefill: bool = True  # False where continuing from a cache differs numerically (MiniMax)
+    # The recurrent state's dtype: fixed float32 (GDN, KDA and Mamba2 keep it in fp32 even for bf16 weights),
+    # or None for the model's dtype (MiniMax's lightning-attention cache).
+    recurrent_dtype: str | None = "float32"
 
 
 def _head_dim(cfg: Any) -> int:
@@ -94,7 +96,7 @@ FAMILIES: tuple[Family, ...] = (
            LinearVariant.GDN),
     Family("kimi-linear", ("kimi_linear",), _mla_kv, _kda_linear, LinearVariant.KDA, LayerKind.MLA),
     Family("minimax", ("minimax",), _gqa_kv, _lightning_linear, LinearVariant.LIGHTNING,
-           uses_minimax_cache=True, exact_chunked_prefill=False),
+           uses_minimax_cache=True, recurrent_dtype=None),
     Family("bamba", ("bamba",), _gqa_kv, _bamba_linear, LinearVariant.MAMBA2),
     Family("nemotron-h", ("nemotron_h",), _gqa_kv, _nemotron_h_linear, LinearVariant.MAMBA2),
     Family("swa", ("gemma3_text", "olmo3", "qwen2", "llama", "mistral", "qwen3"), _gqa_kv),
@@ -128,7 +130,7 @@ def _layer_geometry(family: Family, cfg: Any, index: int, layer_type: str, dtype
     if layer_type == "linear_attention" and family.linear_shapes is not None:
         conv, recurrent = family.linear_shapes(cfg)
         return LayerGeometry(index, PartKind.LINEAR, LayerKind.LINEAR, conv_shape=conv, conv_dtype=dtype,
-                             recurrent_shape=recurrent, recurrent_dtype=dtype,
+                             recurrent_shape=recurrent, recurrent_dtype=family.recurrent_dtype or dtype,
                              linear_variant=family.linear_variant)
     if layer_type in _NONE_LAYER_TYPES:
         return LayerGeometry(index, PartKind.NONE, LayerKind.NONE)
