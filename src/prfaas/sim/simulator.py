@@ -34,7 +34,6 @@ from prfaas.policy.types import (
     PRFAAS_EGRESS_LINK_ID,
     ClusterView,
     FailureKind,
-    InstanceView,
     NoRouteError,
     Outcome,
     Rebalancer,
@@ -47,6 +46,7 @@ from prfaas.sim.link import SimLink, Transfer
 from prfaas.sim.node import PREFILL_ROLES, SimNode
 from prfaas.sim.request import RequestRecord, SimRequest, make_record
 from prfaas.sim.servers import DecodeServer, PrefillServer
+from prfaas.sim.view import ViewBuilder
 from prfaas.workload.request import WorkloadRequest
 
 
@@ -76,8 +76,7 @@ class Simulator:
             self._open_servers(node)
             if not self.kv_index.has_node(node.instance_id):
                 self.kv_index.add_node(node.instance_id, node.cluster, node_spec.cache_blocks)
-        self._node_list = list(self.nodes.values())
-        self._view_cache: tuple[InstanceView, ...] | None = None
+        self._views = ViewBuilder(list(self.nodes.values()))
         self.records: list[RequestRecord] = []
         self.in_flight: dict[int, SimRequest] = {}
         self.num_arrived = 0
@@ -106,10 +105,9 @@ class Simulator:
         return not self._arrivals_done or bool(self.in_flight)
 
     def view(self) -> ClusterView:
-        if self._view_cache is None or any(n.is_dirty for n in self._node_list):
-            self._view_cache = tuple(n.view() for n in self._node_list)
+        """The snapshot the policy sees now (incrementally maintained, see `sim.view`)."""
         links = {lid: link.snapshot() for lid, link in self.links.items()}
-        return ClusterView(instances=self._view_cache, links=links, time_s=self.loop.now_s)
+        return self._views.snapshot(links, self.loop.now_s)
 
     @property
     def egress(self) -> SimLink:

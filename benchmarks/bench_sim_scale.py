@@ -1,0 +1,75 @@
+"""Simulator at datacenter scale: 10,000 GPUs (1,250 eight-GPU instances) for 10 simulated minutes.
+
+    python benchmarks/bench_sim_scale.py [--instances 1250] [--minutes 10] [--load 0.85] [--repeats 1]
+
+The paper's PrfaaS-PD proportions scaled up: PrfaaS : PD = 4 : 8 and PD-P : PD-D = 3 : 5 (Table 5
+profile, planner threshold), Poisson arrivals at `--load` x the planner's Lambda_max for that
+deployment, egress link scaled with the PrfaaS cluster (100 Gbps per 4 PrfaaS instances).
+Prints wall time, events, events/s and simulated seconds per wall second; with `--compare`, also the
+12-instance paper deployment for the same simulated time, as a ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from prfaas.planner.optimize import optimize
+from prfaas.planner.paper import paper_case
+from prfaas.policy.config import PolicyConfig
+from prfaas.sim.deployment import SimOptions
+from prfaas.sim.run import simulate
+from prfaas.sim.scenario import deployment_for, poisson_workload
+
+
+def run_scale(n_instances: int, minutes: float, load: float, repeats: int) -> dict[str, float]:
+    base = paper_case().prfaas_pd
+    n_prfaas = max(1, round(n_instances * 4 / 12))
+    n_pd = n_instances - n_prfaas
+    n_p = max(1, round(n_pd * 3 / 8))
+    scenario = base.replace(n_prfaas=n_prfaas, n_pd=n_pd, egress_gbps=100.0 * n_prfaas / 4)
+    plan = optimize(scenario).best
+    dep = deployment_for(scenario, n_p, n_pd - n_p)
+    rate = load * plan.lambda_max
+    duration = 60.0 * minutes
+    t0 = time.perf_counter()
+    requests = poisson_workload(scenario.lengths, int(scenario.output_tokens), rate, duration_s=duration, seed=0)
+    gen_s = time.perf_counter() - t0
+    cfg = PolicyConfig(threshold_tokens=int(plan.threshold_tokens or 0))
+    walls, events, finished = [], 0, 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run = simulate(dep, "prfaas", requests, policy_config=cfg, options=SimOptions(horizon_s=duration))
+        walls.append(time.perf_counter() - t0)
+        events, finished = run.num_events, run.summary.num_finished
+    wall = statistics.median(walls)
+    return {"instances": n_instances, "gpus": 8 * n_instances, "n_prfaas": n_prfaas, "n_p": n_p, "n_d": n_pd - n_p,
+            "rate": rate, "requests": len(requests), "finished": finished, "gen_s": gen_s, "wall_s": wall,
+            "events": events, "events_per_s": events / wall, "sim_per_wall": duration / wall,
+            "egress_gbps": scenario.egress_gbps or 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--instances", type=int, default=1250)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--load", type=float, default=0.85)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--compare", action="store_true", help="also run the 12-instance paper deployment")
+    args = parser.parse_args()
+    rows = [run_scale(12, args.minutes, args.load, max(args.repeats, 3))] if args.compare else []
+    rows.append(run_scale(args.instances, args.minutes, args.load, args.repeats))
+    print(f"{'GPUs':>6} {'inst':>5} {'PrfaaS/P/D':>13} {'egress Gbps':>11} {'rate':>7} {'requests':>8} "
+          f"{'finished':>8} {'events':>9} {'wall s':>7} {'events/s':>9} {'sim s/wall s':>12}")
+    for r in rows:
+        split = f"{r['n_prfaas']:.0f}/{r['n_p']:.0f}/{r['n_d']:.0f}"
+        print(f"{r['gpus']:>6.0f} {r['instances']:>5.0f} {split:>13} {r['egress_gbps']:>11.0f} {r['rate']:>7.1f} "
+              f"{r['requests']:>8.0f} {r['finished']:>8.0f} {r['events']:>9.0f} {r['wall_s']:>7.1f} "
+              f"{r['events_per_s']:>9,.0f} {r['sim_per_wall']:>12.2f}")
+    if len(rows) == 2:
+        print(f"events/s ratio 10k-GPU / 96-GPU (same run): {rows[1]['events_per_s'] / rows[0]['events_per_s']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
