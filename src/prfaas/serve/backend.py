@@ -1,0 +1,147 @@
+"""What a node's model thread runs: the real engine (`TorchBackend`) or a trivial stub (`StubBackend`).
+
+A backend is single-threaded (only the node's `ModelWorker` thread calls it). Contract:
+
+    prefill(request_id, tokens, sampling, on_layer_done) -> PrefillOutput   # on_layer_done(layer, views)
+    expected_layout(num_tokens) -> StateLayout      # what a prefill of that many tokens ships, in wire order
+    allocate(layout) -> (state, views)              # receive buffers (views) backing an opaque state
+    decode_add(request_id, state, first_token, sampling) -> finish reason or None
+    decode_step() -> list[DecodeEvent];  decode_remove(request_id);  num_running
+    release(request_id)                             # the prefill's state may be dropped (transfer acknowledged)
+
+`StubBackend` imports no torch: a one-tensor uint8 state of `num_tokens` bytes and tokens (first + i) mod V.
+It lets benchmarks measure the gateway and the control plane alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prfaas.core.layers import LayerKind
+from prfaas.core.state_layout import StateLayout, TensorSpec
+from prfaas.serve.config import ModelSection
+from prfaas.serve.messages import SamplingMsg
+
+LayerViews = Callable[[int, Sequence[memoryview]], None]
+
+
+class BackendInputError(Exception):
+    """Bad input for this model (prompt too long, bad sampling, ...): a 400 for the client, not a node fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillOutput:
+    first_token: int
+    state: Any
+    num_cached_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeEvent:
+    request_id: str
+    token_id: int | None  # None: the request ended without a new token (see finish_reason / error)
+    finish_reason: str | None  # "stop" | "length" | "error" | None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    max_context_tokens: int
+    vocab_size: int
+
+    def prefill(self, request_id: str, tokens: Sequence[int], sampling: SamplingMsg,
+                on_layer_done: LayerViews | None) -> PrefillOutput: ...
+
+    def expected_layout(self, num_tokens: int) -> StateLayout: ...
+
+    def allocate(self, layout: StateLayout) -> tuple[Any, list[memoryview]]: ...
+
+    def decode_add(self, request_id: str, state: Any, first_token: int, sampling: SamplingMsg) -> str | None: ...
+
+    def decode_step(self) -> list[DecodeEvent]: ...
+
+    def decode_remove(self, request_id: str) -> None: ...
+
+    @property
+    def num_running(self) -> int: ...
+
+    @property
+    def request_ids(self) -> tuple[str, ...]: ...
+
+    def release(self, request_id: str) -> None: ...
+
+
+class StubBackend:
+    """No model: instant prefill, one uint8 tensor of num_tokens bytes, tokens (first + i) mod vocab."""
+
+    vocab_size = 2048
+    max_context_tokens = 16384
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[int, int, int]] = {}  # id -> (next token, generated, max_tokens)
+
+    def prefill(self, request_id: str, tokens: Sequence[int], sampling: SamplingMsg,
+                on_layer_done: LayerViews | None) -> PrefillOutput:
+        _check_prompt(len(tokens), self.max_context_tokens)
+        state = bytearray(len(tokens))
+        if on_layer_done is not None:
+            on_layer_done(0, [memoryview(state)])
+        return PrefillOutput((sum(tokens) + 1) % self.vocab_size, state, 0)
+
+    def expected_layout(self, num_tokens: int) -> StateLayout:
+        spec = TensorSpec(0, LayerKind.FULL_GQA, "keys", "uint8", (num_tokens,))
+        return StateLayout(tensors=(spec,), num_tokens=num_tokens)
+
+    def allocate(self, layout: StateLayout) -> tuple[Any, list[memoryview]]:
+        state = bytearray(layout.num_tokens)
+        return state, [memoryview(state)]
+
+    def decode_add(self, request_id: str, state: Any, first_token: int, sampling: SamplingMsg) -> str | None:
+        if sampling.max_tokens <= 1:
+            return "length"
+        self._running[request_id] = ((first_token + 1) % self.vocab_size, 1, sampling.max_tokens)
+        return None
+
+    def decode_step(self) -> list[DecodeEvent]:
+        events = []
+        for rid, (token, generated, max_tokens) in list(self._running.items()):
+            generated += 1
+            done = generated >= max_tokens
+            events.append(DecodeEvent(rid, token, "length" if done else None))
+            if done:
+                del self._running[rid]
+            else:
+                self._running[rid] = ((token + 1) % self.vocab_size, generated, max_tokens)
+        return events
+
+    def decode_remove(self, request_id: str) -> None:
+        self._running.pop(request_id, None)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def request_ids(self) -> tuple[str, ...]:
+        return tuple(self._running)
+
+    def release(self, request_id: str) -> None:
+        return None
+
+
+def _check_prompt(num_tokens: int, max_context_tokens: int) -> None:
+    if num_tokens == 0:
+        raise BackendInputError("empty prompt")
+    if num_tokens >= max_context_tokens:
+        raise BackendInputError(f"prompt of {num_tokens} tokens exceeds the model's context of "
+                                f"{max_context_tokens - 1} tokens")
+
+
+def make_backend(model: ModelSection) -> Backend:
+    """The backend a node runs for `model` (loads the model; call it in the model thread's process)."""
+    if model.name == "stub":
+        return StubBackend()
+    from prfaas.serve.torch_backend import TorchBackend
+
+    return TorchBackend.load(model)

@@ -1,0 +1,257 @@
+"""The deployment's one typed config tree (STYLE.md §5): model, gateway, transport, nodes, links, policy, SLOs.
+
+    cfg = load_config("deploy.toml")        # TOML (or a resolved config.json); ConfigError names key and line
+    cfg = default_config()                  # the embedded default: one PrfaaS node, one PD-P, one PD-D, localhost
+    cfg = resolve_ports(cfg)                # every port 0 replaced by a free loopback port (launcher only)
+    write_resolved(cfg, run_dir)            # run_dir/config.json, what every run records
+
+Validation checks values only (no sockets, no files written). Components get their own section:
+nodes their `NodeSection`, the gateway its `GatewaySection` plus the node list, the policy a `PolicyConfig`
+built by `policy_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+from prfaas.catalog.tomlfile import TomlDoc, convert, parse_toml, read_toml
+from prfaas.core.errors import ConfigError
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.policy.config import PolicyConfig
+from prfaas.policy.registry import list_routers
+from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
+
+Pos = Annotated[float, Meta(gt=0)]
+NonNeg = Annotated[float, Meta(ge=0)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+
+DEFAULT_SECRET = "prfaas-localhost-demo-secret"
+EMBEDDED_THRESHOLD_TOKENS = 1024
+"""The embedded default's offload threshold: the small model's analogue of the paper's t = 19.4K (its
+context is 16K tokens, so the paper's t would never offload)."""
+
+
+class ModelSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Which model every node loads (all nodes of a deployment run the same model)."""
+
+    name: str = "default"  # default | smollm2 | path to a checkpoint folder | stub (benchmarks only)
+    served_name: str = "default"  # the OpenAI `model` name clients use
+    num_layers: Annotated[int, Meta(ge=4)] = 8  # default model only (multiple of 4)
+    hidden_size: Annotated[int, Meta(ge=128)] = 512  # default model only (multiple of 128)
+    seed: int = 0
+    dtype: str | None = None
+    num_threads: Annotated[int, Meta(ge=1)] | None = 1  # torch threads per node process (None: torch default)
+    max_batch_size: Annotated[int, Meta(ge=1)] = 32
+    prefix_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024  # per prefill node; 0 disables it
+
+
+class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    heartbeat_interval_s: Pos = 0.5  # nodes send a heartbeat this often
+    heartbeat_timeout_s: Pos = 3.0  # a node silent this long is taken out of routing
+    request_timeout_s: Pos = 300.0  # one node call (prefill, or the whole decode stream)
+    route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert
+    rebalance_interval_s: Pos = 10.0
+    allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
+
+
+class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    shared_secret: Annotated[str, Meta(min_length=16)] = DEFAULT_SECRET
+    connections_per_peer: Annotated[int, Meta(ge=1, le=64)] = 2
+    chunk_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    transfer_deadline_s: Pos = 60.0
+    memory_budget_bytes: Annotated[int, Meta(gt=0)] = 4 * 1024**3
+
+
+class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    cluster: ClusterKind
+    role: Role
+    host: str = "127.0.0.1"
+    port: Port = 0  # control (HTTP) port; 0 = pick a free one
+    kv_port: Port = 0  # KV receiver port (PD nodes); 0 = pick a free one
+
+
+class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The PrfaaS -> PD egress. `capacity_gbps` paces the senders; `one_way_delay_s` is emulation only."""
+
+    id: str = PRFAAS_EGRESS_LINK_ID
+    capacity_gbps: Pos | None = None
+    one_way_delay_s: NonNeg = 0.0
+
+
+class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str = "prfaas"
+    threshold_tokens: Annotated[int, Meta(ge=0)] | None = EMBEDDED_THRESHOLD_TOKENS
+    rebalance: bool = True
+    bandwidth: dict[str, Any] = msgspec.field(default_factory=dict)
+    cache: dict[str, Any] = msgspec.field(default_factory=dict)
+    rebalancer: dict[str, Any] = msgspec.field(default_factory=dict)
+    node_select: dict[str, Any] = msgspec.field(default_factory=dict)
+    failure: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class SloSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    ttft_s: Pos | None = None
+    tpot_s: Pos | None = None
+
+
+class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole deployment (written resolved to config.json next to each run's logs)."""
+
+    model: ModelSection = msgspec.field(default_factory=ModelSection)
+    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    transport: TransportSection = msgspec.field(default_factory=TransportSection)
+    nodes: list[NodeSection] = msgspec.field(default_factory=list)
+    links: list[LinkSection] = msgspec.field(default_factory=list)
+    policy: PolicySection = msgspec.field(default_factory=PolicySection)
+    slo: SloSection = msgspec.field(default_factory=SloSection)
+
+    def node(self, name: str) -> NodeSection:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ConfigError(f"unknown node {name!r}; known: {', '.join(n.name for n in self.nodes)}")
+
+    def egress_link(self) -> LinkSection:
+        for link in self.links:
+            if link.id == PRFAAS_EGRESS_LINK_ID:
+                return link
+        return LinkSection()
+
+
+_ROLES_BY_CLUSTER = {
+    ClusterKind.PRFAAS: (Role.PRFAAS_PREFILL,),
+    ClusterKind.PD: (Role.PD_PREFILL, Role.PD_DECODE),
+}
+_POLICY_SUBCONFIGS = ("bandwidth", "cache", "rebalancer", "node_select", "failure")
+
+
+def default_nodes() -> list[NodeSection]:
+    return [
+        NodeSection(name="prfaas-0", cluster=ClusterKind.PRFAAS, role=Role.PRFAAS_PREFILL),
+        NodeSection(name="pd-0", cluster=ClusterKind.PD, role=Role.PD_PREFILL),
+        NodeSection(name="pd-1", cluster=ClusterKind.PD, role=Role.PD_DECODE),
+    ]
+
+
+def default_config(**sections: Any) -> DeployConfig:
+    """The embedded default deployment on localhost (sections override whole tables)."""
+    base = DeployConfig(nodes=default_nodes(), links=[LinkSection()])
+    cfg = msgspec.structs.replace(base, **sections)
+    validate(cfg, None)
+    return cfg
+
+
+def load_config(path: str | Path) -> DeployConfig:
+    """Read and validate a deployment file (.toml, or a resolved .json); errors name file, key and line."""
+    file_path = Path(path)
+    if file_path.suffix == ".json":
+        try:
+            text = file_path.read_text(encoding="utf-8")
+            doc = parse_toml("", str(file_path))
+            cfg = convert(json.loads(text), DeployConfig, doc)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read config: {exc}", path=str(file_path)) from None
+    else:
+        doc = read_toml(file_path)
+        raw = dict(doc.data)
+        cfg = convert(raw, DeployConfig, doc)
+        if "nodes" not in raw:
+            cfg = msgspec.structs.replace(cfg, nodes=default_nodes())
+    validate(cfg, doc)
+    return cfg
+
+
+def _err(doc: TomlDoc | None, key: str, message: str) -> ConfigError:
+    return doc.error(key, message) if doc is not None else ConfigError(f"{key}: {message}")
+
+
+def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
+    """Cross-field checks the schema cannot express."""
+    if cfg.policy.name not in list_routers():
+        raise _err(doc, "policy.name", f"unknown policy {cfg.policy.name!r}; known: {', '.join(list_routers())}")
+    policy_config(cfg, doc)
+    names = [n.name for n in cfg.nodes]
+    for i, node in enumerate(cfg.nodes):
+        if names.count(node.name) > 1:
+            raise _err(doc, f"nodes[{i}].name", f"duplicate node name {node.name!r}")
+        if node.role not in _ROLES_BY_CLUSTER[node.cluster]:
+            allowed = ", ".join(r.value for r in _ROLES_BY_CLUSTER[node.cluster])
+            raise _err(doc, f"nodes[{i}].role", f"a {node.cluster.value} node's role must be one of: {allowed}")
+    if not any(n.role is Role.PD_DECODE for n in cfg.nodes):
+        raise _err(doc, "nodes", "a deployment needs at least one pd_decode node")
+    if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
+        raise _err(doc, "nodes", "a deployment needs at least one prefill node")
+    if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
+        raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
+
+
+def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig:
+    """The policy's own config tree with the file's overrides applied (validated by its dataclasses)."""
+    base = PolicyConfig()
+    changes: dict[str, Any] = {}
+    for name in _POLICY_SUBCONFIGS:
+        overrides = getattr(cfg.policy, name)
+        if not overrides:
+            continue
+        current = getattr(base, name)
+        known = {f.name for f in dataclasses.fields(current)}
+        for key in overrides:
+            if key not in known:
+                raise _err(doc, f"policy.{name}.{key}", f"unknown key; known: {', '.join(sorted(known))}")
+        try:
+            changes[name] = dataclasses.replace(current, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise _err(doc, f"policy.{name}", str(exc)) from None
+    if cfg.policy.threshold_tokens is not None:
+        changes["threshold_tokens"] = cfg.policy.threshold_tokens
+    return dataclasses.replace(base, **changes)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (there is a small race until the process binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def resolve_ports(cfg: DeployConfig) -> DeployConfig:
+    """Replace every port 0 (gateway, node control, node KV) with a free port on that host."""
+    gateway = cfg.gateway
+    if gateway.port == 0:
+        gateway = msgspec.structs.replace(gateway, port=free_port(gateway.host))
+    nodes = [
+        msgspec.structs.replace(
+            n, port=n.port or free_port(n.host), kv_port=n.kv_port or free_port(n.host)
+        )
+        for n in cfg.nodes
+    ]
+    return msgspec.structs.replace(cfg, gateway=gateway, nodes=nodes)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def config_to_json(cfg: DeployConfig) -> str:
+    return json.dumps(msgspec.to_builtins(cfg), indent=2, default=_json_default)
+
+
+def write_resolved(cfg: DeployConfig, run_dir: Path) -> Path:
+    """Write run_dir/config.json (the resolved config this run uses) and return its path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    path.write_text(config_to_json(cfg) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,304 @@
+"""`RequestDriver`: one request's live path through the system (DESIGN.md "The request's path").
+
+    async for delta in driver.generate(job):     # TokenDelta(token_ids, finish_reason), first one = token 0
+        ...
+
+Per attempt: build `RequestInfo` (with the prompt's 512-token hash chain) and the `ClusterView`, call the
+live router (`policy`, the same objects the simulator runs), ask the prefill node to prefill and stream the
+state to the decode node (or keep it, colocated), report the `Outcome` to the router, then stream tokens from
+the decode node. A failure becomes a `FailureKind`; `policy.failures.decide_failure` says what to do:
+recompute locally (PrfaaS node or transfer lost), re-prefill elsewhere (decode node lost: the prompt plus the
+tokens already sent is prefilled again and decoding continues), or fail with a typed error. A request waits
+for a route (bounded) while roles are switching or nodes are registering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import msgspec
+import xxhash
+
+from prfaas.core.lifecycle import ClusterKind
+from prfaas.policy.failures import decide_failure
+from prfaas.policy.routers.base import RouterBase
+from prfaas.policy.types import (
+    BLOCK_TOKENS,
+    FailureAction,
+    FailureKind,
+    NoRouteError,
+    Outcome,
+    RequestInfo,
+    RoutePlan,
+)
+from prfaas.serve.cluster import NodeRecord
+from prfaas.serve.control import ControlPlane
+from prfaas.serve.messages import (
+    AbortRequest,
+    DecodeRequest,
+    DecodeTarget,
+    ErrorReply,
+    PrefillReply,
+    PrefillRequest,
+    ProtocolVersionError,
+    SamplingMsg,
+    TokenChunk,
+    decode,
+    encode,
+)
+
+
+class ForcedRoute(enum.Enum):
+    """Values of the `x-prfaas-route` header."""
+
+    PRFAAS = "prfaas"
+    LOCAL = "local"
+    COLOCATED = "colocated"
+
+
+class RequestFailed(Exception):
+    """The request cannot be served; `status` is the HTTP status for the client (4xx: its fault)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _Rejected(Exception):
+    """The node refused the request's input (a client error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationJob:
+    request_id: int
+    prompt_tokens: tuple[int, ...]
+    sampling: SamplingMsg
+    forced: ForcedRoute | None = None
+    debug_stall_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    token_ids: tuple[int, ...]
+    finish_reason: str | None = None
+    route: str = "local"
+
+
+def block_hashes(tokens: Sequence[int], block_tokens: int = BLOCK_TOKENS) -> tuple[int, ...]:
+    """Hash chain over `block_tokens`-token blocks (the last one possibly partial); hash i covers [0, (i+1)B)."""
+    hashes: list[int] = []
+    previous = 0
+    for start in range(0, len(tokens), block_tokens):
+        block = tokens[start:start + block_tokens]
+        digest = xxhash.xxh3_64_intdigest(previous.to_bytes(8, "little") + b"".join(
+            int(t).to_bytes(4, "little") for t in block))
+        hashes.append(digest)
+        previous = digest
+    return tuple(hashes)
+
+
+def route_label(plan: RoutePlan, forced: ForcedRoute | None) -> str:
+    if forced is ForcedRoute.COLOCATED:
+        return "colocated"
+    return "prfaas" if plan.is_offloaded else "local"
+
+
+class RequestDriver:
+    def __init__(self, control: ControlPlane, session: aiohttp.ClientSession) -> None:
+        self.control = control
+        self.session = session
+        self.cfg = control.cfg
+
+    async def generate(self, job: GenerationJob) -> AsyncIterator[TokenDelta]:
+        generated: list[int] = []
+        forced = job.forced
+        attempt = 0
+        while True:
+            router = self.control.router
+            plan = await self._route(router, job, len(job.prompt_tokens) + len(generated), forced)
+            label = route_label(plan, forced)
+            prefill_node, decode_node = self._nodes(plan, forced)
+            rid = f"{job.request_id}-{attempt}"
+            remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))
+            prompt = [*job.prompt_tokens, *generated]
+            try:
+                reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, job)
+            except _AttemptFailed as exc:
+                forced = self._after_failure(router, plan, exc, attempt, forced)
+                attempt += 1
+                continue
+            except _Rejected as exc:
+                self._observe_rejected(router, plan, attempt)
+                raise RequestFailed(400, str(exc)) from None
+            self._observe_ok(router, plan, reply, attempt, label, job)
+            generated.append(reply.first_token)
+            finished = remaining.max_tokens <= 1
+            yield TokenDelta((reply.first_token,), "length" if finished else None, label)
+            if finished:
+                await self._drop_state(decode_node, rid)
+                return
+            try:
+                async for chunk in self._decode(rid, reply, remaining, decode_node):
+                    generated.extend(chunk.token_ids)
+                    yield TokenDelta(tuple(chunk.token_ids), chunk.finish_reason, label)
+                    if chunk.finish_reason is not None:
+                        return
+                raise _AttemptFailed(FailureKind.DECODE_NODE_LOST, "decode stream ended without a finish")
+            except _AttemptFailed as exc:
+                failed = Outcome(request_id=job.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
+                self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+                if decide_failure(failed, self.control.policy.failure) is FailureAction.FAIL_REQUEST:
+                    raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}") from None
+                if exc.kind is FailureKind.DECODE_NODE_LOST:
+                    self.control.nodes.mark_down(decode_node.name)
+                forced = None if forced is ForcedRoute.COLOCATED else forced
+                attempt += 1
+
+    # --- routing ---------------------------------------------------------------------------------
+    async def _route(self, router: RouterBase, job: GenerationJob, num_tokens: int,
+                     forced: ForcedRoute | None) -> RoutePlan:
+        cluster = None
+        if forced is ForcedRoute.PRFAAS:
+            cluster = ClusterKind.PRFAAS
+        elif forced is not None:
+            cluster = ClusterKind.PD
+        deadline = time.monotonic() + self.cfg.gateway.route_wait_s
+        prompt = job.prompt_tokens
+        hashes = block_hashes(prompt, self.control.policy.node_select.block_tokens)
+        while True:
+            now = time.monotonic()
+            info = RequestInfo(request_id=job.request_id, arrival_s=now, input_tokens=num_tokens,
+                               output_tokens=job.sampling.max_tokens, block_hashes=hashes, forced_cluster=cluster)
+            try:
+                return router.route(info, self.control.nodes.view(now), now)
+            except NoRouteError as exc:
+                waiting = self.control.nodes.any_switch_pending or not self.control.nodes.up()
+                if not waiting or now >= deadline:
+                    raise RequestFailed(503, str(exc)) from None
+            await asyncio.sleep(0.05)
+
+    def _nodes(self, plan: RoutePlan, forced: ForcedRoute | None) -> tuple[NodeRecord, NodeRecord]:
+        decode_node = self.control.nodes.get(plan.decode_instance_id)
+        prefill_node = decode_node if forced is ForcedRoute.COLOCATED else self.control.nodes.get(
+            plan.prefill_instance_id)
+        assert prefill_node is not None and decode_node is not None
+        return prefill_node, decode_node
+
+    # --- prefill ---------------------------------------------------------------------------------
+    async def _prefill(self, rid: str, prompt: list[int], sampling: SamplingMsg, plan: RoutePlan,
+                       prefill_node: NodeRecord, decode_node: NodeRecord, job: GenerationJob) -> PrefillReply:
+        target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port)
+        msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
+                             route=plan.reason.value, debug_stall_s=job.debug_stall_s)
+        prefill_node.gateway_prefills += 1
+        prefill_node.gateway_prefill_tokens += plan.uncached_tokens
+        try:
+            async with self.session.post(f"{prefill_node.info.control_url}/prefill", data=encode(msg),
+                                         timeout=self._timeout()) as resp:
+                body = await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if not isinstance(exc, TimeoutError):
+                self.control.nodes.mark_down(prefill_node.name)
+            raise _AttemptFailed(FailureKind.PREFILL_NODE_LOST, f"prefill node {prefill_node.name}: {exc!r}") from None
+        finally:
+            prefill_node.gateway_prefills -= 1
+            prefill_node.gateway_prefill_tokens -= plan.uncached_tokens
+        if resp.status == 200:
+            return decode(body, PrefillReply)
+        error = _error_reply(body)
+        if resp.status == 400:
+            raise _Rejected(error)
+        raise _AttemptFailed(FailureKind.TRANSFER_FAILED, f"prefill on {prefill_node.name}: {error}")
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.cfg.gateway.request_timeout_s, sock_connect=5.0)
+
+    def _observe_ok(self, router: RouterBase, plan: RoutePlan, reply: PrefillReply, attempt: int, label: str,
+                    job: GenerationJob) -> None:
+        now = time.monotonic()
+        outcome = Outcome(request_id=job.request_id, route=plan, ok=True, prefill_queue_s=reply.queue_s,
+                          prefill_s=reply.prefill_s, transfer_bytes=reply.transfer_bytes,
+                          transfer_s=reply.transfer_s, attempt=attempt)
+        router.observe(outcome, now)
+        metrics = self.control.metrics
+        metrics.by_reason[plan.reason].inc()
+        if reply.transfer_bytes:
+            metrics.transfer_bytes.labels(label).inc(reply.transfer_bytes)
+        self.control.window.record(plan.uncached_tokens, plan.is_offloaded)
+        full_blocks = len(job.prompt_tokens) // self.control.kv_index.block_tokens
+        prefill_id = plan.decode_instance_id if label == "colocated" else plan.prefill_instance_id
+        if full_blocks and self.control.kv_index.has_node(prefill_id):
+            hashes = block_hashes(job.prompt_tokens, self.control.kv_index.block_tokens)[:full_blocks]
+            self.control.kv_index.insert(prefill_id, hashes)
+
+    def _observe_rejected(self, router: RouterBase, plan: RoutePlan, attempt: int) -> None:
+        # NOTE(serve): a node rejecting the input has no FailureKind of its own; the router only needs the
+        # pending plan cleared, so it is reported as a failed prefill (the request then fails with a 400).
+        outcome = Outcome(request_id=plan.request_id, route=plan, ok=False, failure=FailureKind.PREFILL_NODE_LOST,
+                          attempt=attempt)
+        router.observe(outcome, time.monotonic())
+
+    def _after_failure(self, router: RouterBase, plan: RoutePlan, exc: _AttemptFailed, attempt: int,
+                       forced: ForcedRoute | None) -> ForcedRoute | None:
+        outcome = Outcome(request_id=plan.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
+        router.observe(outcome, time.monotonic())
+        self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+        action = decide_failure(outcome, self.control.policy.failure)
+        if action is FailureAction.FAIL_REQUEST:
+            raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}")
+        if action is FailureAction.RECOMPUTE_LOCALLY:
+            return ForcedRoute.LOCAL
+        if action is FailureAction.REPREFILL_ELSEWHERE and forced is ForcedRoute.PRFAAS:
+            return ForcedRoute.LOCAL
+        return forced
+
+    # --- decode ----------------------------------------------------------------------------------
+    async def _decode(self, rid: str, reply: PrefillReply, sampling: SamplingMsg,
+                      node: NodeRecord) -> AsyncIterator[TokenChunk]:
+        msg = DecodeRequest(request_id=rid, first_token=reply.first_token, num_prompt_tokens=reply.num_prompt_tokens,
+                            sampling=sampling)
+        node.gateway_decodes += 1
+        try:
+            async with self.session.post(f"{node.info.control_url}/decode", data=encode(msg),
+                                         timeout=self._timeout()) as resp:
+                if resp.status != 200:
+                    error = _error_reply(await resp.read())
+                    kind = FailureKind.TRANSFER_FAILED if resp.status == 409 else FailureKind.DECODE_NODE_LOST
+                    raise _AttemptFailed(kind, f"decode on {node.name}: {error}")
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    chunk = decode(line, TokenChunk)
+                    if chunk.error is not None:
+                        raise RequestFailed(400, f"decode rejected the request: {chunk.error}")
+                    yield chunk
+        except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
+            raise _AttemptFailed(FailureKind.DECODE_NODE_LOST, f"decode node {node.name}: {exc!r}") from None
+        finally:
+            node.gateway_decodes -= 1
+
+    async def _drop_state(self, node: NodeRecord, rid: str) -> None:
+        try:
+            async with self.session.post(f"{node.info.control_url}/abort", data=encode(AbortRequest(request_id=rid)),
+                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass  # NOTE(serve): the node's inbox sweeps unclaimed states after its TTL anyway
+
+
+def _error_reply(body: bytes) -> str:
+    try:
+        return decode(body, ErrorReply).message
+    except ProtocolVersionError:
+        return body[:200].decode("utf-8", "replace")

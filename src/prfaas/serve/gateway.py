@@ -1,0 +1,358 @@
+"""The gateway process: OpenAI-compatible API, node registry endpoints, metrics and admin (FastAPI).
+
+    app = build_gateway(cfg)          # FastAPI app; uvicorn runs it (see `serve.main`)
+
+Public:   POST /v1/completions, POST /v1/chat/completions (SSE with `stream`), GET /v1/models, GET /health,
+          GET /metrics (Prometheus).
+Admin:    GET /admin/cluster (the ClusterView the router sees), POST /admin/policy {"name", "threshold_tokens"},
+          POST /admin/roles {"roles": {"pd-0": "pd_decode"}} (drain, then switch), POST /admin/rebalance.
+Internal: POST /internal/register, POST /internal/heartbeat (nodes; `serve.messages`).
+
+Header `x-prfaas-route: prfaas|local|colocated` forces the route; `x-prfaas-debug-stall-s` (only with
+`gateway.allow_debug_hooks`) stalls the prefill node's transfer after its first layer. Responses are
+pre-encoded bytes; every error is an OpenAI-style body; the gateway keeps serving after any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+from prfaas.core.lifecycle import Role
+from prfaas.serve.config import DeployConfig
+from prfaas.serve.control import ControlPlane, RoleSwitchError
+from prfaas.serve.driver import ForcedRoute, GenerationJob, RequestDriver, RequestFailed
+from prfaas.serve.messages import (
+    Heartbeat,
+    HeartbeatReply,
+    NodeRegister,
+    ProtocolVersionError,
+    RegisterReply,
+    SamplingMsg,
+    decode,
+    encode,
+)
+from prfaas.serve.metrics import GatewayMetrics
+from prfaas.serve.openai_api import (
+    DEFAULT_MAX_TOKENS,
+    SSE_DONE,
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    chat_body,
+    chat_chunk,
+    chat_max_tokens,
+    completion_body,
+    completion_chunk,
+    decode_chat,
+    decode_completion,
+    error_event,
+    message_text,
+    stop_list,
+    usage_chunk,
+)
+from prfaas.serve.text import TextStream, encode_chat, encode_prompt, load_tokenizer
+
+_log = logging.getLogger(__name__)
+_JSON = "application/json"
+
+
+class AdminPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str | None = None
+    threshold_tokens: int | None = None
+
+
+class AdminRoles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    roles: dict[str, Role]
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(payload), status_code=status, media_type=_JSON)
+
+
+def _api_error(error: ApiError) -> Response:
+    return Response(error.body(), status_code=error.status, media_type=_JSON)
+
+
+class Gateway:
+    def __init__(self, cfg: DeployConfig, tokenizer: Any) -> None:
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.metrics = GatewayMetrics()
+        self.control = ControlPlane(cfg, self.metrics)
+        self.session: aiohttp.ClientSession | None = None
+        self.driver: RequestDriver | None = None
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        self.session = aiohttp.ClientSession(connector=connector)
+        self.driver = RequestDriver(self.control, self.session)
+        self.control.start(self.session)
+
+    async def close(self) -> None:
+        await self.control.close()
+        if self.session is not None:
+            await self.session.close()
+
+    # --- request preparation ---------------------------------------------------------------------
+    def _check_model(self, model: str) -> None:
+        if model != self.cfg.model.served_name:
+            raise ApiError(404, f"The model `{model}` does not exist; this server serves "
+                                f"`{self.cfg.model.served_name}`", param="model", code="model_not_found")
+
+    def _check_prompt(self, tokens: list[int], max_tokens: int) -> None:
+        if not tokens:
+            raise ApiError(400, "the prompt is empty", param="prompt")
+        vocab = len(self.tokenizer)
+        if any(not 0 <= t < vocab for t in tokens):
+            raise ApiError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
+        context = self.control.nodes.max_context_tokens()
+        if context is not None and len(tokens) + 1 >= context:
+            raise ApiError(400, f"This model's maximum context length is {context - 1} tokens; the prompt has "
+                                f"{len(tokens)} tokens", param="prompt", code="context_length_exceeded")
+
+    def _job(self, request: Request, tokens: list[int], max_tokens: int | None, temperature: float | None,
+             top_p: float | None, seed: int | None, stop: list[str]) -> GenerationJob:
+        limit = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+        self._check_prompt(tokens, limit)
+        forced = None
+        header = request.headers.get("x-prfaas-route")
+        if header:
+            try:
+                forced = ForcedRoute(header.strip().lower())
+            except ValueError:
+                raise ApiError(400, f"x-prfaas-route must be one of prfaas, local, colocated; got {header!r}",
+                               param="x-prfaas-route") from None
+        stall = 0.0
+        if self.cfg.gateway.allow_debug_hooks:
+            stall = float(request.headers.get("x-prfaas-debug-stall-s", "0") or 0)
+        sampling = SamplingMsg(max_tokens=limit, temperature=1.0 if temperature is None else temperature,
+                               top_p=1.0 if top_p is None else top_p, seed=seed, stop_strings=tuple(stop))
+        return GenerationJob(next(self._ids), tuple(tokens), sampling, forced, stall)
+
+    def completion_job(self, request: Request, req: CompletionRequest) -> GenerationJob:
+        self._check_model(req.model)
+        prompt = req.prompt
+        if isinstance(prompt, str):
+            tokens = encode_prompt(self.tokenizer, prompt)
+        elif prompt and isinstance(prompt[0], str):
+            tokens = encode_prompt(self.tokenizer, str(prompt[0]))
+        else:
+            tokens = [int(t) for t in prompt]
+        return self._job(request, tokens, req.max_tokens, req.temperature, req.top_p, req.seed, stop_list(req.stop))
+
+    def chat_job(self, request: Request, req: ChatRequest) -> GenerationJob:
+        self._check_model(req.model)
+        tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
+        return self._job(request, tokens, chat_max_tokens(req), req.temperature, req.top_p, req.seed,
+                         stop_list(req.stop))
+
+    # --- generation ------------------------------------------------------------------------------
+    async def run(self, job: GenerationJob) -> tuple[str, str, int]:
+        """(text, finish_reason, completion tokens) of a non-streamed request."""
+        stream = TextStream(self.tokenizer, job.sampling.stop_strings)
+        finish = "length"
+        async for piece, reason in self.pieces(job, stream):
+            del piece
+            if reason is not None:
+                finish = reason
+        return stream.text, finish, stream.num_tokens
+
+    async def pieces(self, job: GenerationJob, stream: TextStream) -> AsyncIterator[tuple[str, str | None]]:
+        """Text deltas with the finish reason on the last one; records TTFT / ITL by route."""
+        assert self.driver is not None
+        start = last = time.monotonic()
+        route = "local"
+        async for delta in self.driver.generate(job):
+            now = time.monotonic()
+            route = delta.route
+            if stream.num_tokens == 0:
+                self.metrics.ttft[route].observe(now - start)
+            else:
+                self.metrics.itl[route].observe((now - last) / max(len(delta.token_ids), 1))
+            last = now
+            text = stream.push(delta.token_ids)
+            if stream.stopped:
+                yield text + stream.finish(), "stop"
+                break
+            if delta.finish_reason is not None:
+                yield text + stream.finish(), delta.finish_reason
+                break
+            if text:
+                yield text, None
+        self.metrics.by_route[route].inc()
+
+
+def _status_of(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestFailed):
+        kind = "invalid_request_error" if exc.status < 500 else "server_error"
+        return ApiError(exc.status, str(exc), kind=kind)
+    return ApiError(500, f"internal error: {exc}", kind="server_error")
+
+
+def build_gateway(cfg: DeployConfig, tokenizer: Any | None = None) -> FastAPI:
+    gw = Gateway(cfg, tokenizer if tokenizer is not None else load_tokenizer(cfg.model))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.close()
+
+    app = FastAPI(title="prfaas gateway", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
+    app.state.gateway = gw
+    _add_openai_routes(app, gw)
+    _add_internal_routes(app, gw)
+    _add_admin_routes(app, gw)
+    return app
+
+
+def _add_openai_routes(app: FastAPI, gw: Gateway) -> None:
+    model_name = gw.cfg.model.served_name
+
+    async def serve(request: Request, chat: bool) -> Response:
+        try:
+            body = await request.body()
+            stream_req: Any = decode_chat(body) if chat else decode_completion(body)
+            job = gw.chat_job(request, stream_req) if chat else gw.completion_job(request, stream_req)
+        except ApiError as exc:
+            gw.metrics.errors.labels(str(exc.status)).inc()
+            return _api_error(exc)
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
+        include_usage = bool(stream_req.stream_options and stream_req.stream_options.include_usage)
+        if stream_req.stream:
+            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage),
+                                     media_type="text/event-stream")
+        try:
+            text, finish, num_out = await gw.run(job)
+        except Exception as exc:
+            error = _status_of(exc)
+            gw.metrics.errors.labels(str(error.status)).inc()
+            if error.status >= 500:
+                _log.warning("request %s failed: %s", rid, exc)
+            return _api_error(error)
+        encoder = chat_body if chat else completion_body
+        return Response(encoder(rid, model_name, text, finish, len(job.prompt_tokens), num_out), media_type=_JSON)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await serve(request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await serve(request, chat=True)
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        return _json({"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
+                                                  "owned_by": "prfaas"}]})
+
+    @app.get("/health")
+    async def health() -> Response:
+        counts = gw.control.nodes.role_counts()
+        ready = counts[Role.PD_DECODE] > 0 and (counts[Role.PD_PREFILL] + counts[Role.PRFAAS_PREFILL]) > 0
+        nodes = {r.name: {"up": r.is_up, "role": r.role.value, "cluster": r.cluster.value}
+                 for r in gw.control.nodes.nodes.values()}
+        return _json({"status": "ok" if ready else "starting", "ready": ready, "nodes": nodes},
+                     200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        gw.metrics.refresh(gw.control.nodes, time.monotonic(), gw.control.threshold_tokens())
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
+               include_usage: bool) -> AsyncIterator[bytes]:
+    stream = TextStream(gw.tokenizer, job.sampling.stop_strings)
+    if chat:
+        yield chat_chunk(rid, model, {"role": "assistant", "content": ""}, None)
+    try:
+        async for text, finish in gw.pieces(job, stream):
+            if chat:
+                yield chat_chunk(rid, model, {"content": text} if text else {}, finish)
+            else:
+                yield completion_chunk(rid, model, text, finish)
+    except Exception as exc:
+        error = _status_of(exc)
+        gw.metrics.errors.labels(str(error.status)).inc()
+        yield error_event(error)
+    if include_usage:
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        yield usage_chunk(rid, model, obj, len(job.prompt_tokens), stream.num_tokens)
+    yield SSE_DONE
+
+
+def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:
+    @app.post("/internal/register")
+    async def register(request: Request) -> Response:
+        try:
+            msg = decode(await request.body(), NodeRegister)
+        except ProtocolVersionError as exc:
+            return _api_error(ApiError(400, str(exc)))
+        gw.control.register(msg)
+        return Response(encode(RegisterReply(accepted=True)), media_type=_JSON)
+
+    @app.post("/internal/heartbeat")
+    async def heartbeat(request: Request) -> Response:
+        try:
+            msg = decode(await request.body(), Heartbeat)
+        except ProtocolVersionError as exc:
+            return _api_error(ApiError(400, str(exc)))
+        known = gw.control.nodes.heartbeat(msg, time.monotonic())
+        return Response(encode(HeartbeatReply(known=known)), media_type=_JSON)
+
+
+def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
+    @app.get("/admin/cluster")
+    async def cluster() -> Response:
+        control = gw.control
+        view = control.nodes.view(time.monotonic())
+        return _json({"policy": control.policy_name, "threshold_tokens": control.threshold_tokens(),
+                      "instances": msgspec.to_builtins(list(view.instances)),
+                      "links": msgspec.to_builtins(dict(view.links)),
+                      "last_rebalance": msgspec.to_builtins(control.last_plan)})
+
+    @app.post("/admin/policy")
+    async def policy(request: Request) -> Response:
+        try:
+            msg = msgspec.json.decode(await request.body(), type=AdminPolicy)
+            gw.control.set_policy(msg.name, msg.threshold_tokens)
+        except (msgspec.DecodeError, ValueError) as exc:
+            return _api_error(ApiError(400, str(exc)))
+        except Exception as exc:  # UnknownNameError lists the valid policies
+            return _api_error(ApiError(400, str(exc), param="name"))
+        return _json({"policy": gw.control.policy_name, "threshold_tokens": gw.control.threshold_tokens()})
+
+    @app.post("/admin/roles")
+    async def roles(request: Request) -> Response:
+        try:
+            msg = msgspec.json.decode(await request.body(), type=AdminRoles)
+            replies = await gw.control.switch_roles(dict(msg.roles))
+        except (msgspec.DecodeError, RoleSwitchError) as exc:
+            return _api_error(ApiError(400, str(exc)))
+        return _json({"switched": [{"name": r.name, "role": r.role.value, "drained_s": r.drained_s}
+                                   for r in replies]})
+
+    @app.post("/admin/rebalance")
+    async def rebalance() -> Response:
+        try:
+            plan = await gw.control.rebalance_once(time.monotonic())
+        except RoleSwitchError as exc:
+            return _api_error(ApiError(409, str(exc)))
+        return _json(msgspec.to_builtins(plan))

@@ -1,0 +1,119 @@
+"""`Launcher`: start a whole deployment on this host as child processes, and stop it cleanly.
+
+    with Launcher(cfg, run_dir) as deployment:      # resolves free ports, writes run_dir/config.json
+        deployment.wait_ready(timeout_s=120)        # gateway /health ready and every node registered
+        deployment.url                              # http://127.0.0.1:8000
+        deployment.kill("prfaas-0")                 # tests: SIGKILL one node
+    # exit: SIGTERM every child, SIGKILL what is left after `stop_timeout_s`
+
+Each child logs to run_dir/<name>.log. Children run `python -m prfaas.serve.main`, so `prfaas serve` on
+other hosts runs the very same processes from the same config file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from prfaas.core.errors import PrfaasError
+from prfaas.serve.config import DeployConfig, resolve_ports, write_resolved
+
+
+class LaunchError(PrfaasError):
+    """A process of the deployment failed to start or never became ready."""
+
+
+class Launcher:
+    def __init__(self, cfg: DeployConfig, run_dir: Path, *, stop_timeout_s: float = 5.0,
+                 env: dict[str, str] | None = None) -> None:
+        self.cfg = resolve_ports(cfg)
+        self.run_dir = run_dir
+        self.stop_timeout_s = stop_timeout_s
+        self.env = env
+        self.config_path: Path | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
+
+    def start(self) -> Launcher:
+        self.config_path = write_resolved(self.cfg, self.run_dir)
+        self._spawn("gateway", ["gateway"])
+        for node in self.cfg.nodes:
+            self._spawn(node.name, ["node", "--name", node.name])
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        assert self.config_path is not None
+        log = (self.run_dir / f"{name}.log").open("wb")
+        self._logs.append(log)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(self.env or {})}
+        cmd = [sys.executable, "-m", "prfaas.serve.main", *args, "--config", str(self.config_path)]
+        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        expected = {n.name for n in self.cfg.nodes}
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise LaunchError(f"{name} exited with status {proc.returncode}; see "
+                                      f"{self.run_dir / (name + '.log')}")
+            health = self.health()
+            if health and health.get("ready") and expected <= {
+                    n for n, v in health.get("nodes", {}).items() if v.get("up")}:
+                return
+            time.sleep(0.2)
+        raise LaunchError(f"deployment not ready after {timeout_s:.0f}s; logs in {self.run_dir}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (failure tests)."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    def stop(self) -> None:
+        """SIGTERM every child (nodes first, then the gateway), then SIGKILL stragglers."""
+        order = [n for n in self.procs if n != "gateway"] + [n for n in self.procs if n == "gateway"]
+        for name in order:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for name in order:
+            proc = self.procs[name]
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> Launcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,71 @@
+"""Process entry points: `python -m prfaas.serve.main gateway|node --config FILE [--name NODE]`.
+
+`serve_gateway(cfg)` runs the FastAPI gateway under uvicorn; `serve_node(cfg, name)` loads the model, then
+runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from prfaas.serve.config import DeployConfig, load_config
+
+
+def _logging(name: str) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+
+
+def serve_gateway(cfg: DeployConfig) -> None:
+    import uvicorn
+
+    from prfaas.serve.gateway import build_gateway
+
+    _logging("gateway")
+    app = build_gateway(cfg)
+    config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run()
+
+
+def serve_node(cfg: DeployConfig, name: str) -> None:
+    from prfaas.serve.backend import make_backend
+    from prfaas.serve.node import NodeServer
+
+    _logging(name)
+    cfg.node(name)  # fail early on an unknown name
+    backend = make_backend(cfg.model)
+
+    async def run() -> None:
+        node = NodeServer(cfg, name, backend)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, node.stop)
+        await node.start()
+        logging.getLogger(__name__).info("node %s serving on %s", name, node.control_url)
+        await node.wait_closed()
+
+    asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="prfaas.serve.main")
+    parser.add_argument("process", choices=("gateway", "node"))
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.process == "gateway":
+        serve_gateway(cfg)
+    else:
+        if args.name is None:
+            parser.error("node needs --name")
+        serve_node(cfg, args.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Control-plane messages between the gateway and the nodes: msgspec Structs with a `type` tag and a version.
+
+Direction and endpoint (all JSON over HTTP on the node's / gateway's control port):
+
+    node -> gateway   POST /internal/register    NodeRegister          -> RegisterReply
+    node -> gateway   POST /internal/heartbeat   Heartbeat             -> HeartbeatReply
+    gateway -> node   POST /prefill              PrefillRequest        -> PrefillReply | ErrorReply
+    gateway -> node   POST /decode               DecodeRequest         -> NDJSON stream of TokenChunk
+    gateway -> node   POST /role                 RoleSwitch            -> RoleSwitchReply (after draining)
+    gateway -> node   POST /abort                AbortRequest          -> AbortReply
+
+Never bare dicts across processes: `encode(msg)` / `decode(data, Type)` are the only (de)serialisers.
+A message with another `version` is rejected with `ProtocolVersionError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import Struct
+
+from prfaas.core.errors import PrfaasError
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.core.link import LinkSnapshot
+
+PROTOCOL_VERSION = 1
+T = TypeVar("T")
+
+
+class ProtocolVersionError(PrfaasError):
+    """A peer speaks another control-protocol version, or sent a malformed message."""
+
+
+class Message(Struct, frozen=True, kw_only=True, tag_field="type"):
+    version: int = PROTOCOL_VERSION
+
+
+class NodeRegister(Message, frozen=True, kw_only=True, tag="register"):
+    name: str
+    cluster: ClusterKind
+    role: Role
+    control_url: str
+    kv_host: str
+    kv_port: int
+    max_batch: int
+    pid: int
+    max_context_tokens: int
+
+
+class RegisterReply(Message, frozen=True, kw_only=True, tag="register_reply"):
+    accepted: bool
+
+
+class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
+    name: str
+    role: Role
+    queued_requests: int = 0  # prefills waiting (prefill roles) + decode admissions waiting
+    queued_tokens: int = 0
+    running_batch: int = 0
+    in_flight: int = 0  # requests the node has accepted and not finished (drain waits for 0)
+    free_kv_bytes: int | None = None
+    busy_s_total: float = 0.0  # model-thread busy time since start (for utilisation)
+    prefill_tokens_total: int = 0
+    links: list[LinkSnapshot] = msgspec.field(default_factory=list)
+
+
+class HeartbeatReply(Message, frozen=True, kw_only=True, tag="heartbeat_reply"):
+    known: bool  # False: the gateway forgot the node (restart); the node registers again
+
+
+class SamplingMsg(Struct, frozen=True, kw_only=True):
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_strings: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+class DecodeTarget(Struct, frozen=True, kw_only=True):
+    name: str
+    kv_host: str
+    kv_port: int
+
+
+class PrefillRequest(Message, frozen=True, kw_only=True, tag="prefill"):
+    request_id: str  # unique per attempt
+    token_ids: list[int]
+    sampling: SamplingMsg
+    decode_target: DecodeTarget  # the node that will decode; itself for a colocated request
+    route: str  # RouteReason value (for logs)
+    debug_stall_s: float = 0.0  # test hook: stall after the first layer is handed to the transport
+
+
+class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):
+    request_id: str
+    first_token: int
+    num_prompt_tokens: int
+    num_cached_tokens: int
+    queue_s: float
+    prefill_s: float
+    transfer_bytes: int
+    transfer_s: float | None  # None when the state stayed on this node (colocated)
+
+
+class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):
+    request_id: str  # the id the state arrived (or was kept) under
+    first_token: int
+    num_prompt_tokens: int
+    sampling: SamplingMsg
+    state_wait_s: float = 30.0
+
+
+class TokenChunk(Message, frozen=True, kw_only=True, tag="tokens"):
+    """Tokens 1.. of a request (token 0 came with the prefill reply). The last chunk has `finish_reason`."""
+
+    request_id: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+class RoleSwitch(Message, frozen=True, kw_only=True, tag="role_switch"):
+    role: Role
+    drain_timeout_s: float = 120.0
+
+
+class RoleSwitchReply(Message, frozen=True, kw_only=True, tag="role_switch_reply"):
+    name: str
+    role: Role
+    drained_s: float
+
+
+class AbortRequest(Message, frozen=True, kw_only=True, tag="abort"):
+    request_id: str
+
+
+class AbortReply(Message, frozen=True, kw_only=True, tag="abort_reply"):
+    found: bool
+
+
+class ErrorReply(Message, frozen=True, kw_only=True, tag="error"):
+    kind: str  # "bad_request" | "engine" | "transfer" | "unavailable"
+    message: str
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(message: Message) -> bytes:
+    return _ENCODER.encode(message)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Decode and validate one message of `kind`; `ProtocolVersionError` on any mismatch."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        message = decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolVersionError(f"malformed {kind.__name__}: {exc}") from None
+    if getattr(message, "version", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        raise ProtocolVersionError(f"{kind.__name__} version {message.version}, expected {PROTOCOL_VERSION}")
+    return message

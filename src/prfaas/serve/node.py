@@ -1,0 +1,374 @@
+"""A node process: a PrfaaS prefill node or a PD node (PD-P or PD-D, switchable at run time).
+
+    node = NodeServer(cfg, "pd-1", backend)        # the backend is loaded already (model thread owns it)
+    await node.start()                             # control HTTP, KV receiver, register + heartbeats
+    await node.wait_closed()                       # until stop() (SIGTERM / SIGINT in `serve_node`)
+
+Endpoints and messages: see `serve.messages`. Every node has a prefill path and a decode path; the role only
+says what the gateway routes to it. The prefill path streams each finished layer to the decode target's KV
+receiver (`KvSender`, layer-wise), or keeps the state here for a colocated request. The decode path waits for
+the state in the `StateInbox`, admits it into the model thread's continuous batch and streams `TokenChunk`s
+(NDJSON) back. A role switch waits until nothing is in flight (drain), then switches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.core.state_layout import StateLayout
+from prfaas.core.units import gbps_to_bytes_per_s
+from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
+from prfaas.serve.config import DeployConfig, NodeSection
+from prfaas.serve.inbox import StateInbox, StateNotArrived
+from prfaas.serve.messages import (
+    AbortReply,
+    AbortRequest,
+    DecodeRequest,
+    ErrorReply,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    NodeRegister,
+    PrefillReply,
+    PrefillRequest,
+    ProtocolVersionError,
+    RegisterReply,
+    RoleSwitch,
+    RoleSwitchReply,
+    TokenChunk,
+    decode,
+    encode,
+)
+from prfaas.serve.worker import ModelWorker
+from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
+from prfaas.transport.errors import TransportError
+from prfaas.transport.testing import LinkShim
+
+_log = logging.getLogger(__name__)
+
+
+def _reply(message: Message, status: int = 200) -> web.Response:
+    return web.Response(body=encode(message), status=status, content_type="application/json")
+
+
+def _error(kind: str, message: str, status: int) -> web.Response:
+    return _reply(ErrorReply(kind=kind, message=message), status)
+
+
+class NodeServer:
+    def __init__(self, cfg: DeployConfig, name: str, backend: Backend) -> None:
+        self.cfg = cfg
+        self.section: NodeSection = cfg.node(name)
+        self.role = self.section.role
+        self.backend = backend
+        self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe)
+        self.inbox = StateInbox()
+        self.in_flight = 0
+        self.queued_tokens = 0
+        self.prefill_tokens_total = 0
+        self._streams: dict[str, asyncio.Queue[DecodeEvent]] = {}
+        self._allocated: dict[int, Any] = {}
+        self._alloc_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sender = KvSender(self._sender_config())
+        self.receiver = KvReceiver(self._receiver_config(), self._allocate, self._on_state_complete,
+                                   self._on_state_failed)
+
+    # --- configuration ---------------------------------------------------------------------------
+    def _sender_config(self) -> SenderConfig:
+        t = self.cfg.transport
+        link = self.cfg.egress_link()
+        is_prfaas = self.section.cluster is ClusterKind.PRFAAS
+        rate = gbps_to_bytes_per_s(link.capacity_gbps) if is_prfaas and link.capacity_gbps else None
+        shim = LinkShim(one_way_delay_s=link.one_way_delay_s) if is_prfaas and link.one_way_delay_s > 0 else None
+        return SenderConfig(shared_secret=t.shared_secret.encode(), node_name=self.section.name,
+                            connections_per_peer=t.connections_per_peer, chunk_bytes=t.chunk_bytes,
+                            transfer_deadline_s=t.transfer_deadline_s, pacing=PacingConfig(rate_bytes_per_s=rate),
+                            link_capacity_gbps=link.capacity_gbps if is_prfaas else None, shim=shim)
+
+    def _receiver_config(self) -> ReceiverConfig:
+        t = self.cfg.transport
+        return ReceiverConfig(shared_secret=t.shared_secret.encode(), host=self.section.host,
+                              port=self.section.kv_port, memory_budget_bytes=t.memory_budget_bytes,
+                              transfer_deadline_s=t.transfer_deadline_s)
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.section.host}:{self.section.port}"
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.worker.start()
+        self.receiver.start()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.add_routes([web.post("/prefill", self.handle_prefill), web.post("/decode", self.handle_decode),
+                        web.post("/role", self.handle_role), web.post("/abort", self.handle_abort),
+                        web.get("/health", self.handle_health)])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.section.host, self.section.port).start()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait_closed(self) -> None:
+        await self._stop.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.sender.close()
+        self.receiver.close()
+        self.worker.stop()
+
+    # --- registration and heartbeats ------------------------------------------------------------
+    def _register_message(self) -> NodeRegister:
+        return NodeRegister(name=self.section.name, cluster=self.section.cluster, role=self.role,
+                            control_url=self.control_url, kv_host=self.section.host,
+                            kv_port=self.receiver.address[1], max_batch=self.cfg.model.max_batch_size,
+                            pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens)
+
+    def heartbeat(self) -> Heartbeat:
+        links = list(self.sender.link_snapshots().values())
+        return Heartbeat(name=self.section.name, role=self.role,
+                         queued_requests=self.worker.num_queued_jobs + self.worker.num_waiting_admissions,
+                         queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
+                         in_flight=self.in_flight, busy_s_total=self.worker.busy_s_total,
+                         prefill_tokens_total=self.prefill_tokens_total, links=links)
+
+    async def _post(self, path: str, message: Message) -> bytes:
+        assert self._session is not None
+        gw = self.cfg.gateway
+        async with self._session.post(f"http://{gw.host}:{gw.port}{path}", data=encode(message)) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise ProtocolVersionError(f"gateway answered {resp.status} to {path}: {body[:200]!r}")
+            return body
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.cfg.gateway.heartbeat_interval_s
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    decode(await self._post("/internal/register", self._register_message()), RegisterReply)
+                    registered = True
+                reply = decode(await self._post("/internal/heartbeat", self.heartbeat()), HeartbeatReply)
+                registered = reply.known
+            except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
+                _log.debug("gateway not reachable: %s", exc)
+                registered = False
+            self.inbox.sweep(time.monotonic())
+            await asyncio.sleep(interval)
+
+    # --- KV receive (transport threads) ---------------------------------------------------------
+    def _allocate(self, layout: StateLayout) -> Sequence[object]:
+        state, views = self.backend.allocate(layout)
+        with self._alloc_lock:
+            self._allocated[id(layout)] = (state, time.monotonic())
+            self._drop_stale_allocations()
+        return views
+
+    def _drop_stale_allocations(self) -> None:
+        horizon = time.monotonic() - 2 * self.cfg.transport.transfer_deadline_s
+        for key in [k for k, (_s, t) in self._allocated.items() if t < horizon]:
+            del self._allocated[key]
+
+    def _on_state_complete(self, request_id: str, layout: StateLayout, _buffers: list[memoryview]) -> None:
+        with self._alloc_lock:
+            state, _t = self._allocated.pop(id(layout))
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.inbox.put, request_id, state)
+
+    def _on_state_failed(self, request_id: str, exc: Exception) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.inbox.fail, request_id, f"transfer failed: {exc}")
+
+    # --- prefill ---------------------------------------------------------------------------------
+    async def handle_prefill(self, request: web.Request) -> web.Response:
+        try:
+            msg = decode(await request.read(), PrefillRequest)
+        except ProtocolVersionError as exc:
+            return _error("bad_request", str(exc), 400)
+        self.in_flight += 1
+        self.queued_tokens += len(msg.token_ids)
+        try:
+            return await self._prefill(msg)
+        finally:
+            self.in_flight -= 1
+
+    async def _prefill(self, msg: PrefillRequest) -> web.Response:
+        arrived_s = time.monotonic()
+        is_local = msg.decode_target.name == self.section.name
+        transfer = None
+        if not is_local:
+            peer = PeerAddress(msg.decode_target.kv_host, msg.decode_target.kv_port)
+            try:
+                transfer = self.sender.begin(peer, msg.request_id, self.backend.expected_layout(len(msg.token_ids)))
+            except TransportError as exc:
+                return _error("transfer", str(exc), 502)
+        started: list[float] = []
+        job = self._prefill_job(msg, transfer, started)
+        try:
+            output = await asyncio.wrap_future(self.worker.submit(job))
+        except BackendInputError as exc:
+            if transfer is not None:
+                transfer.abort(str(exc))
+            return _error("bad_request", str(exc), 400)
+        finally:
+            self.queued_tokens -= len(msg.token_ids)
+        prefill_done_s = time.monotonic()
+        self.prefill_tokens_total += len(msg.token_ids) - output.num_cached_tokens
+        transfer_bytes, transfer_s = 0, None
+        if transfer is None:
+            self.inbox.put(msg.request_id, output.state)
+        else:
+            try:
+                report = await asyncio.wait_for(asyncio.wrap_future(transfer.future),
+                                                self.cfg.transport.transfer_deadline_s)
+            except (TransportError, TimeoutError) as exc:
+                transfer.abort(str(exc))
+                return _error("transfer", f"transfer to {msg.decode_target.name} failed: {exc}", 502)
+            finally:
+                self.worker.submit(lambda: self.backend.release(msg.request_id))
+            transfer_bytes = report.total_bytes
+            transfer_s = report.finish_to_complete_s
+        if transfer is None:
+            self.worker.submit(lambda: self.backend.release(msg.request_id))
+        start_s = started[0] if started else arrived_s
+        return _reply(PrefillReply(request_id=msg.request_id, first_token=output.first_token,
+                                   num_prompt_tokens=len(msg.token_ids), num_cached_tokens=output.num_cached_tokens,
+                                   queue_s=start_s - arrived_s, prefill_s=prefill_done_s - start_s,
+                                   transfer_bytes=transfer_bytes, transfer_s=transfer_s))
+
+    def _prefill_job(self, msg: PrefillRequest, transfer: Any, started: list[float]) -> Callable[[], Any]:
+        stall_s = msg.debug_stall_s if self.cfg.gateway.allow_debug_hooks else 0.0
+
+        def on_layer(layer_index: int, views: Sequence[memoryview]) -> None:
+            transfer.send_layer(layer_index, views)
+            if stall_s > 0 and not stalled:
+                stalled.append(True)
+                time.sleep(stall_s)  # test hook: a transfer stuck after its first layer
+
+        stalled: list[bool] = []
+
+        def job() -> Any:
+            started.append(time.monotonic())
+            output = self.backend.prefill(msg.request_id, msg.token_ids, msg.sampling,
+                                          on_layer if transfer is not None else None)
+            if transfer is not None:
+                transfer.finish()
+            return output
+
+        return job
+
+    # --- decode ----------------------------------------------------------------------------------
+    def _on_events_threadsafe(self, events: list[DecodeEvent]) -> None:
+        if self._loop is not None and events:
+            self._loop.call_soon_threadsafe(self._dispatch, events)
+
+    def _dispatch(self, events: list[DecodeEvent]) -> None:
+        for event in events:
+            queue = self._streams.get(event.request_id)
+            if queue is not None:
+                queue.put_nowait(event)
+
+    async def handle_decode(self, request: web.Request) -> web.StreamResponse:
+        try:
+            msg = decode(await request.read(), DecodeRequest)
+        except ProtocolVersionError as exc:
+            return _error("bad_request", str(exc), 400)
+        self.in_flight += 1
+        try:
+            try:
+                state = await self.inbox.take(msg.request_id, msg.state_wait_s)
+            except StateNotArrived as exc:
+                return _error("state_missing", str(exc), 409)
+            return await self._stream_decode(request, msg, state)
+        finally:
+            self.in_flight -= 1
+
+    async def _stream_decode(self, request: web.Request, msg: DecodeRequest, state: Any) -> web.StreamResponse:
+        queue: asyncio.Queue[DecodeEvent] = asyncio.Queue()
+        self._streams[msg.request_id] = queue
+        self.worker.admit(msg.request_id, state, msg.first_token, msg.sampling)
+        response = web.StreamResponse(headers={"content-type": "application/x-ndjson"})
+        finished = False
+        try:
+            await response.prepare(request)
+            while not finished:
+                events = [await queue.get()]
+                while not queue.empty():
+                    events.append(queue.get_nowait())
+                chunk = _chunk(msg.request_id, events)
+                finished = chunk.finish_reason is not None
+                await response.write(encode(chunk) + b"\n")
+            await response.write_eof()
+        finally:
+            self._streams.pop(msg.request_id, None)
+            if not finished:
+                self.worker.cancel(msg.request_id)
+        return response
+
+    # --- role switch, abort, health ------------------------------------------------------------
+    async def handle_role(self, request: web.Request) -> web.Response:
+        try:
+            msg = decode(await request.read(), RoleSwitch)
+        except ProtocolVersionError as exc:
+            return _error("bad_request", str(exc), 400)
+        if self.section.cluster is not ClusterKind.PD or msg.role not in (Role.PD_PREFILL, Role.PD_DECODE):
+            return _error("bad_request", f"{self.section.name} cannot take role {msg.role.value}", 400)
+        started = time.monotonic()
+        while self.in_flight > 0 or self.backend.num_running > 0:
+            if time.monotonic() - started > msg.drain_timeout_s:
+                return _error("unavailable", f"drain did not finish in {msg.drain_timeout_s}s", 503)
+            await asyncio.sleep(0.02)
+        self.role = msg.role
+        return _reply(RoleSwitchReply(name=self.section.name, role=self.role, drained_s=time.monotonic() - started))
+
+    async def handle_abort(self, request: web.Request) -> web.Response:
+        try:
+            msg = decode(await request.read(), AbortRequest)
+        except ProtocolVersionError as exc:
+            return _error("bad_request", str(exc), 400)
+        found = msg.request_id in self._streams
+        self.worker.cancel(msg.request_id)
+        self.inbox.drop(msg.request_id)
+        return _reply(AbortReply(found=found))
+
+    async def handle_health(self, _request: web.Request) -> web.Response:
+        return _reply(self.heartbeat())
+
+
+def _chunk(request_id: str, events: list[DecodeEvent]) -> TokenChunk:
+    tokens = [e.token_id for e in events if e.token_id is not None]
+    last = events[-1]
+    errors = [e.error for e in events if e.error is not None]
+    return TokenChunk(request_id=request_id, token_ids=tokens, finish_reason=last.finish_reason,
+                      error=errors[0] if errors else None)

@@ -1,0 +1,151 @@
+"""`ModelWorker`: the one thread of a node process that touches the model.
+
+    worker = ModelWorker(backend, max_batch=32, on_events=deliver)     # deliver runs on this thread
+    worker.start()
+    future = worker.submit(lambda: backend.prefill(...))               # concurrent.futures.Future
+    worker.admit(request_id, state, first_token, sampling)             # joins the decode batch when there is room
+    worker.cancel(request_id)
+    worker.stop()
+
+Loop: run one submitted job (prefills, FIFO), admit waiting decodes while the batch has room, run one decode
+step, repeat; sleep when there is nothing to do. Jobs and decode steps alternate, so a long prefill delays the
+running batch by at most one prefill. The asyncio loop never waits on this thread: it wraps the futures.
+`busy_s_total` is the time spent in jobs and steps (utilisation for the rebalancer).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
+from prfaas.serve.messages import SamplingMsg
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Admission:
+    request_id: str
+    state: Any
+    first_token: int
+    sampling: SamplingMsg
+
+
+class ModelWorker:
+    def __init__(self, backend: Backend, max_batch: int,
+                 on_events: Callable[[list[DecodeEvent]], None]) -> None:
+        self.backend = backend
+        self.max_batch = max_batch
+        self._on_events = on_events
+        self._cond = threading.Condition()
+        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._admissions: deque[_Admission] = deque()
+        self._cancels: set[str] = set()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
+        self.busy_s_total = 0.0
+
+    @property
+    def num_queued_jobs(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def num_waiting_admissions(self) -> int:
+        return len(self._admissions)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._cond:
+            self._jobs.append((job, future))
+            self._cond.notify()
+        return future
+
+    def admit(self, request_id: str, state: Any, first_token: int, sampling: SamplingMsg) -> None:
+        with self._cond:
+            self._admissions.append(_Admission(request_id, state, first_token, sampling))
+            self._cond.notify()
+
+    def cancel(self, request_id: str) -> None:
+        with self._cond:
+            self._cancels.add(request_id)
+            self._cond.notify()
+
+    def _has_work(self) -> bool:
+        return bool(self._jobs or self._cancels or self.backend.num_running
+                    or (self._admissions and self.backend.num_running < self.max_batch))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not self._has_work():
+                    self._cond.wait(0.5)
+                if self._stopped:
+                    return
+                job = self._jobs.popleft() if self._jobs else None
+                cancels, self._cancels = self._cancels, set()
+            started = time.monotonic()
+            if job is not None:
+                _run_job(*job)
+            self._apply_cancels(cancels)
+            self._admit_waiting()
+            if self.backend.num_running:
+                self._step()
+            self.busy_s_total += time.monotonic() - started
+
+    def _apply_cancels(self, cancels: set[str]) -> None:
+        for request_id in cancels:
+            self.backend.decode_remove(request_id)
+        if cancels:
+            with self._cond:
+                self._admissions = deque(a for a in self._admissions if a.request_id not in cancels)
+
+    def _admit_waiting(self) -> None:
+        while self.backend.num_running < self.max_batch:
+            with self._cond:
+                if not self._admissions:
+                    return
+                adm = self._admissions.popleft()
+            try:
+                reason = self.backend.decode_add(adm.request_id, adm.state, adm.first_token, adm.sampling)
+            except BackendInputError as exc:
+                self._on_events([DecodeEvent(adm.request_id, None, "error", str(exc))])
+                continue
+            if reason is not None:
+                self._on_events([DecodeEvent(adm.request_id, None, reason)])
+
+    def _step(self) -> None:
+        try:
+            events = self.backend.decode_step()
+        except Exception as exc:  # a failed step must not kill the node silently: fail its requests
+            _log.exception("decode step failed")
+            events = []
+            for request_id in self.backend.request_ids:
+                self.backend.decode_remove(request_id)
+                events.append(DecodeEvent(request_id, None, "error", f"decode step failed: {exc}"))
+        self._on_events(events)
+
+
+def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(job())
+    except BaseException as exc:
+        future.set_exception(exc)
