@@ -1,4 +1,5 @@
-"""Plots of simulation results (matplotlib, Agg). Imported lazily by the command, never by `sim` itself.
+"""Plots of simulation results (matplotlib, Agg). matplotlib is imported inside the functions: pyplot
+pulls in `socket`, which the pure `sim` package must not import (tests/core/test_purity.py).
 
     ttft_cdf(runs, path)         TTFT CDF, one line per policy
     egress_over_time(run, path)  egress Gbps in 1 s windows, with the link capacity as a step line
@@ -9,11 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from prfaas.core.units import bytes_per_s_to_gbps
@@ -21,7 +19,17 @@ from prfaas.sim.metrics import window_rates
 from prfaas.sim.run import RunResult
 
 
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def ttft_cdf(runs: Sequence[RunResult], path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
         ttft = np.sort([r.ttft_s for r in run.records if r.ttft_s is not None])
@@ -38,6 +46,7 @@ def ttft_cdf(runs: Sequence[RunResult], path: Path) -> None:
 
 
 def egress_over_time(run: RunResult, path: Path) -> None:
+    plt = _pyplot()
     end = max((r.finish_s or r.arrival_s for r in run.records), default=1.0)
     rates = bytes_per_s_to_gbps(1.0) * window_rates(run.egress_rate_history, 0.0, end)
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -56,6 +65,7 @@ def egress_over_time(run: RunResult, path: Path) -> None:
 
 
 def role_counts(run: RunResult, path: Path) -> None:
+    plt = _pyplot()
     t = [s.time_s for s in run.samples]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.step(t, [s.num_prfaas_up for s in run.samples], where="post", label="PrfaaS up")
