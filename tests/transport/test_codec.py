@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kvt_helpers import hybrid_layout
 
+from prfaas.transport.checksum import RunningChecksum, chunk_checksum
 from prfaas.transport.codec import HEADER_BYTES, FrameDecoder, encode, encode_chunk_header
 from prfaas.transport.config import ChecksumKind, TransportLimits
 from prfaas.transport.errors import FailureReason, FrameCorrupt, LimitExceeded, ProtocolError
@@ -186,3 +187,28 @@ def test_fuzz_manifest_decoding(data: bytes) -> None:
     header = struct.pack("<2sBBIQI", b"PK", 1, FrameType.BEGIN, len(meta_all), 0, zlib.crc32(meta_all))
     with contextlib.suppress(ProtocolError):
         FrameDecoder(LIMITS).feed(header + meta_all)
+
+
+@pytest.mark.parametrize("kind", list(ChecksumKind))
+@pytest.mark.parametrize("readahead", [20, 4096, 1 << 20])
+def test_running_checksum_while_receiving_matches_one_shot(kind: ChecksumKind, readahead: int) -> None:
+    payload = os.urandom(300_001)
+    header = ChunkHeader(TID, 0, 0, 0, len(payload), 0)
+    wire = encode_chunk_header(header) + payload
+    dest = bytearray(len(payload))
+    dec = FrameDecoder(LIMITS, readahead_bytes=readahead)
+    pos, done = 0, None
+    while done is None:
+        ev = dec.next_event()
+        if isinstance(ev, ChunkHeader):
+            dec.set_payload_sink(memoryview(dest), RunningChecksum(kind))
+        elif isinstance(ev, ChunkPayloadDone):
+            done = ev
+        elif ev is None:
+            buf = dec.get_buffer()
+            n = min(len(buf), 9999, len(wire) - pos)
+            buf[:n] = wire[pos:pos + n]
+            pos += n
+            dec.buffer_updated(n)
+    assert bytes(dest) == payload
+    assert done.checksum == chunk_checksum(kind, memoryview(payload))
