@@ -39,14 +39,15 @@ class TransportLimits:
     max_transfer_bytes: int = 64 * GIB_BYTES
     max_tensor_bytes: int = 16 * GIB_BYTES
     max_tensors: int = 65_536
-    max_chunks: int = 1 << 22
+    max_chunks: int = 1 << 18  # per transfer (1 TiB at 4 MiB chunks); bounds the receiver's bookkeeping
+    min_chunk_bytes: int = 1024
     max_chunk_bytes: int = 64 * MIB_BYTES
     max_meta_bytes: int = 4 * MIB_BYTES  # metadata of one frame (the BEGIN manifest is the largest)
     max_dims: int = 8
     max_request_id_bytes: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_transfer_bytes", "max_tensor_bytes", "max_tensors", "max_chunks",
+        for name in ("max_transfer_bytes", "max_tensor_bytes", "max_tensors", "max_chunks", "min_chunk_bytes",
                      "max_chunk_bytes", "max_meta_bytes", "max_dims", "max_request_id_bytes"):
             _require(getattr(self, name) > 0, f"transport limit {name} must be > 0")
         _require(self.max_meta_bytes >= 1024, "transport limit max_meta_bytes must be >= 1024")
@@ -116,6 +117,7 @@ class ReceiverConfig:
     transfer_deadline_s: float = 120.0  # admission -> verified, or the transfer is failed
     admission_timeout_s: float = 30.0  # how long a BEGIN may wait for memory budget
     max_connections: int = 256
+    max_waiting_transfers: int = 256  # declared transfers waiting for memory budget; more are refused
     ssl_context: ssl.SSLContext | None = None
     telemetry_window_s: float = 5.0
     socket_buffer_bytes: int | None = None
@@ -126,7 +128,8 @@ class ReceiverConfig:
                  f"shared_secret must be at least {MIN_SECRET_BYTES} bytes")
         _require(0 <= self.port <= 65535, "port must be in 0..65535")
         _require(self.memory_budget_bytes > 0, "memory_budget_bytes must be > 0")
-        _require(self.max_connections > 0, "max_connections must be > 0")
+        _require(self.max_connections > 0 and self.max_waiting_transfers > 0,
+                 "max_connections and max_waiting_transfers must be > 0")
         for name in ("handshake_timeout_s", "transfer_deadline_s", "admission_timeout_s",
                      "telemetry_window_s"):
             _require(getattr(self, name) > 0, f"{name} must be > 0")

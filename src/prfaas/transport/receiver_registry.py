@@ -120,8 +120,9 @@ class InboundRegistry:
     def _check_begin(self, begin: Begin) -> InboundState | None:
         limits = self.config.limits
         check_layout_limits(begin.layout, limits)
-        if not 0 < begin.chunk_bytes <= limits.max_chunk_bytes:
-            raise LimitExceeded(f"chunk size {begin.chunk_bytes} B outside 1..{limits.max_chunk_bytes}")
+        if not limits.min_chunk_bytes <= begin.chunk_bytes <= limits.max_chunk_bytes:
+            raise LimitExceeded(f"chunk size {begin.chunk_bytes} B outside "
+                                f"{limits.min_chunk_bytes}..{limits.max_chunk_bytes}")
         if begin.num_chunks > limits.max_chunks:
             raise LimitExceeded(f"{begin.num_chunks} chunks > limit {limits.max_chunks}")
         if begin.total_bytes > self.config.memory_budget_bytes:
@@ -138,18 +139,24 @@ class InboundRegistry:
             return
         assert state is not None
         state.session_id = conn.session_id
+        refused: str | None = None
         with self._lock:
             existing = self._transfers.get(begin.transfer_id)
             if existing is not None:  # BEGIN resent after a lost connection
                 existing.state.session_id = conn.session_id
                 admitted = existing.state.phase is InboundPhase.RECEIVING
+            elif len(self._waiting) >= self.config.max_waiting_transfers:
+                refused = f"{len(self._waiting)} transfers already wait for memory budget"
+                admitted = False
             else:
                 record = InboundRecord(state, conn.node_name, self._clock())
                 self._transfers[begin.transfer_id] = record
                 self._link(conn.node_name).transfer_started(begin.total_bytes)
                 self._waiting.append(begin.transfer_id)
                 admitted = False
-            to_admit = self._pop_admissible() if existing is None else []
+            to_admit = self._pop_admissible() if existing is None and refused is None else []
+        if refused is not None:
+            conn.send(encode(Abort(begin.transfer_id, FailureReason.LIMIT_EXCEEDED, refused)))
         if admitted:
             conn.send(encode(Admit(begin.transfer_id)))
         self._admit(to_admit)
