@@ -12,7 +12,7 @@ from prfaas.core.layers import LayerKind
 from prfaas.core.state_layout import StateLayout, TensorSpec
 from prfaas.engine.errors import StateLayoutMismatchError
 from prfaas.engine.prefill import PrefillEngine
-from prfaas.engine.state import HybridState, SlidingWindowKV, check_layout, uint8_view
+from prfaas.engine.state import HybridState, SlidingWindowKV, check_layout, part_views, uint8_view
 
 
 def _state(tiny_models: TinyModels, family: str, num_tokens: int) -> HybridState:
@@ -40,6 +40,12 @@ def test_allocate_then_fill_reproduces_the_state(tiny_models: TinyModels) -> Non
         assert torch.equal(a, b)
     sliding = [p for p in received.parts if isinstance(p, SlidingWindowKV)]
     assert sliding and all(p.cumulative_length == 90 for p in sliding)
+
+
+def test_part_views_concatenate_to_the_state_views(tiny_models: TinyModels) -> None:
+    state = _state(tiny_models, "nemotron-h", 50)
+    per_part = [bytes(v) for p in state.parts for v in part_views(p)]
+    assert per_part == [bytes(v) for v in state.tensor_views()]
 
 
 def test_zero_dim_tensor_view() -> None:

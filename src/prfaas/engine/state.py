@@ -100,6 +100,11 @@ def uint8_view(tensor: torch.Tensor) -> memoryview:
     return tensor.reshape(-1).view(torch.uint8).numpy().data
 
 
+def part_views(part: LayerPart) -> list[memoryview]:
+    """uint8 views over one part's tensors, in wire order (for streaming a layer from `on_layer_done`)."""
+    return [uint8_view(t) for _name, t in part.named_tensors()]
+
+
 @dataclass(frozen=True, slots=True)
 class HybridState:
     """A request's prompt state after `num_tokens` tokens: ordered per-layer parts."""
