@@ -7,10 +7,13 @@ import torch
 from engine_helpers import FAMILIES, TinyModels, decode_in_process, random_prompt
 
 from prfaas.engine.errors import PoolExhaustedError, UnknownRequestError
+from prfaas.engine.hf import transformers
+from prfaas.engine.models import wrap_model
 from prfaas.engine.prefill import PrefillEngine
 from prfaas.engine.prefix_ledger import PrefixLedger, block_hashes
 from prfaas.engine.prefix_pool import CachingPrefiller, PrefixCachePool
 from prfaas.engine.sampling import SamplingParams
+from prfaas.engine.tiny import tiny_config
 
 BLOCK = 32  # tiny blocks so tiny prompts span several
 
@@ -99,4 +102,23 @@ def test_pool_budget_evicts_old_prefixes(tiny_models: TinyModels) -> None:
     assert latest.num_cached_tokens > 0
     pool.ack_transfer("first-again")
     pool.ack_transfer("last-again")
+    assert pool.leaks() == []
+
+
+def test_full_attention_only_models_reuse_any_block_boundary() -> None:
+    cfg = tiny_config("olmo3")
+    cfg.layer_types = ["full_attention"] * 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        loaded = wrap_model("olmo3-full", transformers.AutoModelForCausalLM.from_config(cfg), None)
+    pool = PrefixCachePool(loaded, capacity_bytes=64 << 20, block_tokens=BLOCK)
+    assert not pool.needs_snapshot
+    prefiller = CachingPrefiller(PrefillEngine(loaded), pool)
+    prompt = random_prompt(100, loaded.vocab_size, 31)
+    prefiller.prefill("a", prompt[:70])
+    hit = prefiller.prefill("b", prompt)
+    assert hit.num_cached_tokens == 64
+    assert hit.first_token == PrefillEngine(loaded).prefill(prompt)[0]
+    pool.ack_transfer("a")
+    pool.ack_transfer("b")
     assert pool.leaks() == []

@@ -77,7 +77,8 @@ class PrefixCachePool:
         """The prefix's state: full-attention KV concatenated from blocks, linear/sliding parts from the snapshot."""
         if not hit.hashes:
             return None
-        parts: dict[int, LayerPart] = {p.layer_index: p for p in self._snapshots[hit.hashes[-1]].parts}
+        snapshot = self._snapshots.get(hit.hashes[-1])  # None only for full-attention-only models
+        parts: dict[int, LayerPart] = {p.layer_index: p for p in snapshot.parts} if snapshot is not None else {}
         blocks = [self._blocks[h] for h in hit.hashes]
         for g in self.loaded.geometries:
             if g.part_kind is PartKind.FULL_KV:
