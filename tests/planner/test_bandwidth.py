@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from planner_helpers import AffineCost
 
 from prfaas.planner.bandwidth import PAPER_EGRESS_EXAMPLES, egress_for_mix, egress_from_phi, phi_from_table
 from prfaas.workload.distribution import DiscreteLengthDistribution
-
-from planner_helpers import AffineCost
 
 
 def test_phi_table_interpolation() -> None:

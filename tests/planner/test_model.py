@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from planner_helpers import AffineCost
 
 from prfaas.planner.model import LengthMode, Stage, ThroughputModel, phi_kv_gbps
 from prfaas.planner.scenario import Scenario, Topology
 from prfaas.workload.distribution import DiscreteLengthDistribution
-
-from planner_helpers import AffineCost
 
 # lengths 1000 and 3000 with equal probability
 DIST = DiscreteLengthDistribution([1000, 3000], [0.5, 0.5])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from planner_helpers import AffineCost
 
 from prfaas.planner.model import LengthMode, ThroughputModel
 from prfaas.planner.optimize import optimize, optimize_threshold
 from prfaas.planner.scenario import Scenario, Topology
 from prfaas.workload.distribution import DiscreteLengthDistribution
-
-from planner_helpers import AffineCost
 
 
 def random_scenario(seed: int) -> Scenario:
