@@ -132,8 +132,9 @@ class RequestDriver:
             rid = f"{job.request_id}-{attempt}"
             remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))
             prompt = [*job.prompt_tokens, *generated]
+            stall_s = job.debug_stall_s if attempt == 0 else 0.0
             try:
-                reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, job)
+                reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, stall_s)
             except _AttemptFailed as exc:
                 forced = self._after_failure(router, plan, exc, attempt, forced)
                 attempt += 1
@@ -197,10 +198,10 @@ class RequestDriver:
 
     # --- prefill ---------------------------------------------------------------------------------
     async def _prefill(self, rid: str, prompt: list[int], sampling: SamplingMsg, plan: RoutePlan,
-                       prefill_node: NodeRecord, decode_node: NodeRecord, job: GenerationJob) -> PrefillReply:
+                       prefill_node: NodeRecord, decode_node: NodeRecord, stall_s: float) -> PrefillReply:
         target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port)
         msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
-                             route=plan.reason.value, debug_stall_s=job.debug_stall_s)
+                             route=plan.reason.value, debug_stall_s=stall_s)
         prefill_node.gateway_prefills += 1
         prefill_node.gateway_prefill_tokens += plan.uncached_tokens
         try:

@@ -1,0 +1,48 @@
+"""Small HTTP helpers for the serve tests (stdlib only, bounded timeouts)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
+         timeout_s: float = 60.0) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def metrics(url: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value} (samples only)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        match = re.match(r"^(\S+)\s+(\S+)$", line)
+        if match:
+            out[match.group(1)] = float(match.group(2))
+    return out
+
+
+def complete(url: str, prompt: str | list[int], max_tokens: int = 8, route: str | None = None,
+             **extra: Any) -> dict[str, Any]:
+    headers = {"x-prfaas-route": route} if route else {}
+    status, body = post(f"{url}/v1/completions", {"model": "default", "prompt": prompt, "max_tokens": max_tokens,
+                                                  "temperature": 0, **extra}, headers)
+    assert status == 200, body
+    return body

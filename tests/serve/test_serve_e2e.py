@@ -1,0 +1,238 @@
+"""End to end through real processes: the official `openai` client against `prfaas` on a tiny default model.
+
+One deployment (gateway, PrfaaS node, PD-P, PD-D) serves the whole module; the PrfaaS kill test runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import openai
+import pytest
+
+from prfaas.serve.launcher import Launcher
+from serve_helpers import complete, get_json, metrics, post
+
+pytestmark = pytest.mark.network
+
+SHORT_PROMPT = "The scheduler routes short prompts to the local cluster"
+LONG_PROMPT = " ".join(f"token{i}" for i in range(400))  # well above the 256-token threshold
+
+
+def _client(deployment: Launcher) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{deployment.url}/v1", api_key="none", timeout=60, max_retries=0)
+
+
+def test_models_and_health(deployment: Launcher) -> None:
+    models = _client(deployment).models.list()
+    assert [m.id for m in models.data] == ["default"]
+    health = get_json(f"{deployment.url}/health")
+    assert health["ready"] is True
+    assert set(health["nodes"]) == {"prfaas-0", "pd-0", "pd-1"}
+
+
+def test_openai_client_stream_matches_non_stream(deployment: Launcher) -> None:
+    client = _client(deployment)
+    whole = client.completions.create(model="default", prompt=SHORT_PROMPT, max_tokens=12, temperature=0)
+    assert whole.usage is not None and whole.usage.completion_tokens == 12
+    assert whole.usage.prompt_tokens > 0
+    assert whole.choices[0].finish_reason == "length"
+    stream = client.completions.create(model="default", prompt=SHORT_PROMPT, max_tokens=12, temperature=0,
+                                       stream=True, stream_options={"include_usage": True})
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        pieces.extend(c.text for c in chunk.choices)
+    assert "".join(pieces) == whole.choices[0].text
+    assert usage is not None and usage.completion_tokens == 12
+
+
+def test_chat_stream_and_non_stream(deployment: Launcher) -> None:
+    client = _client(deployment)
+    messages = [{"role": "user", "content": "Say something about prefill."}]
+    whole = client.chat.completions.create(model="default", messages=messages, max_tokens=10, temperature=0)
+    assert whole.choices[0].message.role == "assistant"
+    assert whole.usage is not None and whole.usage.completion_tokens == 10
+    stream = client.chat.completions.create(model="default", messages=messages, max_tokens=10, temperature=0,
+                                            stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == whole.choices[0].message.content
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "top_p": 0.9, "seed": 7}])
+def test_output_identical_across_routes(deployment: Launcher, sampling: dict[str, float]) -> None:
+    texts = {route: complete(deployment.url, LONG_PROMPT, 16, route, **sampling)["choices"][0]["text"]
+             for route in ("prfaas", "local", "colocated")}
+    assert texts["prfaas"] == texts["local"] == texts["colocated"], texts
+    if "seed" in sampling:
+        other = complete(deployment.url, LONG_PROMPT, 16, "local", **{**sampling, "seed": 8})["choices"][0]["text"]
+        assert other != texts["local"]  # the seed matters, so the equality above is not vacuous
+
+
+def test_threshold_offloads_long_and_keeps_short_local(deployment: Launcher) -> None:
+    before = metrics(deployment.url)
+    fresh_long = " ".join(f"fresh{i}" for i in range(400))  # nothing of it is cached anywhere yet
+    complete(deployment.url, fresh_long, 4)
+    complete(deployment.url, SHORT_PROMPT + " fresh", 4)
+    after = metrics(deployment.url)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    reasons = {k: delta(k) for k in after if k.startswith("prfaas_requests_by_reason_total") and delta(k)}
+    assert sum(reasons.values()) == 2, reasons
+
+    assert delta('prfaas_requests_by_reason_total{reason="long_offload"}') == 1
+    assert delta('prfaas_requests_by_reason_total{reason="short_local"}') == 1
+    assert delta('prfaas_transfer_bytes_total{route="prfaas"}') > 0
+    assert after["prfaas_threshold_tokens"] == 256
+    assert after['prfaas_link_bytes{link="prfaas->pd"}'] > 0
+
+
+def test_stop_string_and_max_tokens(deployment: Launcher) -> None:
+    base = complete(deployment.url, SHORT_PROMPT, 16, temperature=1.0, seed=3)["choices"][0]["text"]
+    assert len(base) > 4
+    stop = base[2:4]
+    cut = complete(deployment.url, SHORT_PROMPT, 16, temperature=1.0, seed=3, stop=[stop])["choices"][0]
+    assert cut["finish_reason"] == "stop"
+    assert cut["text"] == base[: base.find(stop)]
+
+
+def test_concurrent_requests_all_complete(deployment: Launcher) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{deployment.url}/v1", api_key="none", timeout=120, max_retries=0)
+
+    async def one(i: int) -> str:
+        prompt = LONG_PROMPT if i % 4 == 0 else f"{SHORT_PROMPT} number {i}"
+        result = await client.completions.create(model="default", prompt=prompt, max_tokens=8, temperature=0)
+        return result.choices[0].finish_reason or ""
+
+    async def run() -> list[str]:
+        try:
+            return list(await asyncio.gather(*(one(i) for i in range(36))))
+        finally:
+            await client.close()
+
+    reasons = asyncio.run(run())
+    assert reasons == ["length"] * 36
+
+
+BAD_REQUESTS = [
+    (b"{not json", 400, None),
+    (b'{"model": "default"}', 400, "prompt"),
+    (b'{"model": "default", "prompt": "x", "max_tokens": "ten"}', 400, "max_tokens"),
+    (b'{"model": "default", "prompt": "x", "max_tokens": 0}', 400, "max_tokens"),
+    (b'{"model": "default", "prompt": "x", "max_tokens": -3}', 400, "max_tokens"),
+    (b'{"model": "default", "prompt": "x", "temperature": 9}', 400, "temperature"),
+    (b'{"model": "nope", "prompt": "x"}', 404, "model"),
+    (b'{"model": "default", "prompt": [1, 2, 99999]}', 400, "prompt"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param"), BAD_REQUESTS)
+def test_bad_requests_get_openai_errors(deployment: Launcher, body: bytes, status: int, param: str | None) -> None:
+    code, reply = post(f"{deployment.url}/v1/completions", body)
+    assert code == status
+    assert reply["error"]["message"]
+    assert reply["error"]["type"] == "invalid_request_error"
+    if param is not None:
+        assert reply["error"]["param"] == param
+
+
+def test_prompt_over_context_and_bad_chat(deployment: Launcher) -> None:
+    code, reply = post(f"{deployment.url}/v1/completions", {"model": "default", "prompt": [5] * 17000})
+    assert code == 400 and reply["error"]["code"] == "context_length_exceeded"
+    code, reply = post(f"{deployment.url}/v1/chat/completions", {"model": "default", "messages": "hi"})
+    assert code == 400 and reply["error"]["param"] == "messages"
+    code, reply = post(f"{deployment.url}/v1/completions", {"model": "default", "prompt": "x"},
+                       {"x-prfaas-route": "moon"})
+    assert code == 400
+    with pytest.raises(openai.BadRequestError):
+        _client(deployment).completions.create(model="default", prompt="x", max_tokens=0)
+    assert complete(deployment.url, SHORT_PROMPT, 4)["choices"][0]["finish_reason"] == "length"  # still serving
+
+
+def test_admin_policy_change_at_run_time(deployment: Launcher) -> None:
+    code, reply = post(f"{deployment.url}/admin/policy", {"threshold_tokens": 100000})
+    assert code == 200 and reply["threshold_tokens"] == 100000
+    try:
+        before = metrics(deployment.url)
+        complete(deployment.url, LONG_PROMPT, 2)
+        after = metrics(deployment.url)
+        key = 'prfaas_requests_by_reason_total{reason="short_local"}'
+        assert after[key] - before.get(key, 0) == 1
+        code, reply = post(f"{deployment.url}/admin/policy", {"name": "no-such-policy"})
+        assert code == 400 and "known" in reply["error"]["message"]
+    finally:
+        post(f"{deployment.url}/admin/policy", {"threshold_tokens": 256})
+
+
+def test_role_switch_under_load_loses_no_request(deployment: Launcher) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{deployment.url}/v1", api_key="none", timeout=120, max_retries=0)
+
+    async def one(i: int) -> str:
+        await asyncio.sleep(0.02 * i)
+        prompt = f"{SHORT_PROMPT} {i}" if i % 3 else LONG_PROMPT
+        result = await client.completions.create(model="default", prompt=prompt, max_tokens=12, temperature=0)
+        return result.choices[0].finish_reason or ""
+
+    async def switch() -> int:
+        await asyncio.sleep(0.15)
+        code, _ = await asyncio.to_thread(post, f"{deployment.url}/admin/roles",
+                                          {"roles": {"pd-0": "pd_decode", "pd-1": "pd_prefill"}}, None, 120.0)
+        return code
+
+    async def run() -> tuple[list[str], int]:
+        try:
+            results = await asyncio.gather(switch(), *(one(i) for i in range(20)))
+        finally:
+            await client.close()
+        return [str(r) for r in results[1:]], int(results[0])
+
+    reasons, code = asyncio.run(run())
+    assert code == 200
+    assert reasons == ["length"] * 20
+    roles = {i["instance_id"]: i["role"] for i in get_json(f"{deployment.url}/admin/cluster")["instances"]}
+    assert roles["pd-0"] == "pd_decode" and roles["pd-1"] == "pd_prefill"
+    assert complete(deployment.url, SHORT_PROMPT, 4)["choices"][0]["finish_reason"] == "length"
+    code, _ = post(f"{deployment.url}/admin/roles", {"roles": {"pd-0": "pd_prefill", "pd-1": "pd_decode"}})
+    assert code == 200
+
+
+def test_zz_killing_prfaas_mid_transfer_recomputes_locally(deployment: Launcher) -> None:
+    expected = complete(deployment.url, LONG_PROMPT + " again", 8, "local")["choices"][0]["text"]
+    before = metrics(deployment.url)
+    result: dict[str, object] = {}
+
+    def request() -> None:
+        result["body"] = post(f"{deployment.url}/v1/completions",
+                              {"model": "default", "prompt": LONG_PROMPT + " again", "max_tokens": 8,
+                               "temperature": 0}, {"x-prfaas-debug-stall-s": "60", "x-prfaas-route": "prfaas"}, 90.0)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until the PrfaaS node holds the stalled transfer
+        link = get_json(f"{deployment.url}/admin/cluster")["links"].get("prfaas->pd")
+        if link and link["transfers_in_flight"] > 0:
+            break
+        time.sleep(0.05)
+    deployment.kill("prfaas-0")
+    thread.join(90)
+    assert not thread.is_alive()
+    code, body = result["body"]  # type: ignore[misc]
+    assert code == 200, body
+    assert body["choices"][0]["text"] == expected
+    after = metrics(deployment.url)
+    key = 'prfaas_failed_attempts_total{kind="prefill_node_lost"}'
+    assert after.get(key, 0) - before.get(key, 0) == 1
+    time.sleep(2.0)  # heartbeat timeout: the node is out of routing
+    health = get_json(f"{deployment.url}/health")
+    assert health["nodes"]["prfaas-0"]["up"] is False
+    before = metrics(deployment.url)
+    complete(deployment.url, " ".join(f"unseen{i}" for i in range(400)), 4)
+    after = metrics(deployment.url)
+    key = 'prfaas_requests_by_reason_total{reason="prfaas_down_local"}'
+    assert after.get(key, 0) - before.get(key, 0) == 1
