@@ -195,26 +195,28 @@ def test_tls_round_trip(tmp_path: Path) -> None:
 def test_too_many_waiting_transfers_are_refused() -> None:
     sink = Sink()
     layout, arrays = _layout()
-    gate = threading.Event()
-
-    def held_complete(request_id: str, lay: StateLayout, buffers: list[memoryview]) -> None:
-        gate.wait(5)
-        sink.on_complete(request_id, lay, buffers)
-
     config = ReceiverConfig(shared_secret=SECRET, memory_budget_bytes=int(layout.total_bytes * 1.5),
                             max_waiting_transfers=1)
-    with KvReceiver(config, sink.allocate, held_complete, sink.on_failed) as rx, \
-            KvSender(SenderConfig(shared_secret=SECRET, connections_per_peer=1)) as sender:
+    views = [memoryview(a) for a in arrays]
+    first_layer = [v for v, spec in zip(views, layout.tensors, strict=True) if spec.layer_index == 0]
+    with KvReceiver(config, sink.allocate, sink.on_complete, sink.on_failed) as rx, \
+            KvSender(SenderConfig(shared_secret=SECRET, connections_per_peer=2)) as sender:
         peer = PeerAddress(*rx.address)
-        transfers = []
-        for name in ("held", "waiting", "refused"):
-            transfers.append(sender.begin(peer, name, layout))
-            transfers[-1].send_all([memoryview(a) for a in arrays])
-            time.sleep(0.2)
+        held = sender.begin(peer, "held", layout)  # admitted, but its producer is slow: holds the budget
+        held.send_layer(0, first_layer)
+        time.sleep(0.2)
+        waiting = sender.begin(peer, "waiting", layout)
+        waiting.send_all(views)
+        time.sleep(0.2)
+        refused = sender.begin(peer, "refused", layout)
+        refused.send_all(views)
         with pytest.raises(TransferFailed) as info:
-            transfers[2].result(10)
+            refused.result(10)
         assert info.value.reason is FailureReason.LIMIT_EXCEEDED
-        gate.set()
-        transfers[0].result(10)
-        transfers[1].result(10)
+        for layer in layout.layer_indices[1:]:
+            held.send_layer(layer, [v for v, spec in zip(views, layout.tensors, strict=True)
+                                    if spec.layer_index == layer])
+        held.finish()
+        held.result(10)
+        waiting.result(10)
     assert sorted(sink.completed) == ["held", "waiting"]
