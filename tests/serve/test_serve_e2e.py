@@ -11,9 +11,9 @@ import time
 
 import openai
 import pytest
+from serve_helpers import complete, get_json, metrics, post
 
 from prfaas.serve.launcher import Launcher
-from serve_helpers import complete, get_json, metrics, post
 
 pytestmark = pytest.mark.network
 

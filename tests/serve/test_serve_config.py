@@ -1,0 +1,55 @@
+"""Config tree: defaults, TOML errors naming key and line, resolution and the resolved JSON round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prfaas.core.errors import ConfigError
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.serve.config import default_config, load_config, policy_config, resolve_ports, write_resolved
+
+
+def test_default_config_is_the_embedded_deployment() -> None:
+    cfg = default_config()
+    assert [(n.cluster, n.role) for n in cfg.nodes] == [
+        (ClusterKind.PRFAAS, Role.PRFAAS_PREFILL), (ClusterKind.PD, Role.PD_PREFILL), (ClusterKind.PD, Role.PD_DECODE)]
+    assert cfg.gateway.port == 8000
+    assert policy_config(cfg).threshold_tokens == cfg.policy.threshold_tokens
+
+
+def test_resolve_ports_and_json_round_trip(tmp_path: Path) -> None:
+    cfg = resolve_ports(default_config())
+    ports = [n.port for n in cfg.nodes] + [n.kv_port for n in cfg.nodes]
+    assert all(p > 0 for p in ports) and len(set(ports)) == len(ports)
+    path = write_resolved(cfg, tmp_path)
+    assert load_config(path) == cfg
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "deploy.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[model]\nnum_layers = 'eight'\n", "deploy.toml:2: model.num_layers"),
+    ("[gateway]\nport = 70000\n", "deploy.toml:2: gateway.port"),
+    ("[policy]\nname = 'fastest'\n", "deploy.toml:2: policy.name"),
+    ("[policy.bandwidth]\nbogus = 1\n", "policy.bandwidth.bogus"),
+    ("[[nodes]]\nname = 'a'\ncluster = 'prfaas'\nrole = 'pd_decode'\n", "deploy.toml:4: nodes[0].role"),
+    ("[[nodes]]\nname = 'a'\ncluster = 'pd'\nrole = 'pd_prefill'\n", "pd_decode node"),
+    ("[transport]\nshared_secret = 'short'\n", "transport.shared_secret"),
+    ("[model\n", "TOML syntax error"),
+    ("[gateway]\nportt = 1\n", "gateway.portt: unknown key"),
+])
+def test_bad_files_name_the_key_and_line(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+def test_partial_file_keeps_default_nodes(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "[model]\nnum_layers = 4\nhidden_size = 128\n"))
+    assert cfg.model.num_layers == 4 and len(cfg.nodes) == 3
