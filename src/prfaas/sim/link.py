@@ -54,12 +54,12 @@ def water_fill(capacity: float, caps: list[float | None]) -> list[float]:
     rates = [0.0] * n
     if n == 0 or capacity <= 0:
         return rates
-    order = sorted(range(n), key=lambda i: float("inf") if caps[i] is None else caps[i])  # type: ignore[arg-type,return-value]
+    limits = [float("inf") if c is None else c for c in caps]
+    order = sorted(range(n), key=limits.__getitem__)
     left = capacity
     for pos, i in enumerate(order):
         share = left / (n - pos)
-        cap = caps[i]
-        rate = share if cap is None or cap >= share else cap
+        rate = min(share, limits[i])
         rates[i] = rate
         left -= rate
     return rates

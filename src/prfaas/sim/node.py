@@ -104,19 +104,21 @@ class SimNode:
         return self._view
 
     def _build_view(self) -> InstanceView:
-        common = {"instance_id": self.spec.instance_id, "cluster": self.spec.cluster, "role": self.role,
-                  "is_up": self.is_up, "pending_role": self.pending_role}
+        spec = self.spec
         if self.prefill is not None:
             srv = self.prefill
             running = srv.current
             running_tokens = running.uncached_tokens if running is not None else 0
-            return InstanceView(**common, queued_requests=srv.num_queued,  # type: ignore[arg-type]
-                                queued_tokens=srv.queued_tokens + running_tokens,
+            return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
+                                queued_requests=srv.num_queued, queued_tokens=srv.queued_tokens + running_tokens,
                                 running_batch=int(running is not None), max_batch=1,
-                                busy_until_s=srv.busy_until_s)
+                                busy_until_s=srv.busy_until_s, pending_role=self.pending_role)
         if self.decode is not None:
             dec = self.decode
-            return InstanceView(**common, queued_requests=len(dec.waiting) + self.inbound_requests,  # type: ignore[arg-type]
+            return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
+                                queued_requests=len(dec.waiting) + self.inbound_requests,
                                 queued_tokens=dec.waiting_tokens + self.inbound_tokens,
-                                running_batch=dec.batch_size, max_batch=dec.max_batch)
-        return InstanceView(**common, max_batch=self.spec.max_batch)  # type: ignore[arg-type]
+                                running_batch=dec.batch_size, max_batch=dec.max_batch,
+                                pending_role=self.pending_role)
+        return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
+                            max_batch=spec.max_batch, pending_role=self.pending_role)

@@ -42,7 +42,7 @@ class RunResult:
         return self.num_events / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def state_bytes_fn(deployment: Deployment):  # type: ignore[no-untyped-def]
+def state_bytes_fn(deployment: Deployment) -> Callable[[float], float] | None:
     """S_kv(l) of the deployment's model (the first node with a prefill cost model)."""
     for node in deployment.nodes:
         if node.prefill_cost is not None:

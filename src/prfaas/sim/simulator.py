@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.units import gbps_to_bytes_per_s
+from prfaas.perf.base import PrefillCostModel
 from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
 from prfaas.policy.types import (
     BLOCK_TOKENS,
@@ -365,7 +366,7 @@ class Simulator:
             node.decode = DecodeServer(self.loop, spec.decode_cost, spec.max_batch, self._on_decode_join,
                                        self._on_decode_done)
 
-    def _prefill_cost_model(self, instance_id: str):  # type: ignore[no-untyped-def]
+    def _prefill_cost_model(self, instance_id: str) -> PrefillCostModel:
         cost = self.nodes[instance_id].spec.prefill_cost
         assert cost is not None
         return cost

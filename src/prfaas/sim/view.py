@@ -51,7 +51,7 @@ class ViewBuilder:
         self.dirty: set[int] = set(range(len(self._nodes)))
         for i, node in enumerate(self._nodes):
             node.attach(self.dirty, i)
-        self._views: list[InstanceView | None] = [None] * len(self._nodes)
+        self._views: list[InstanceView] = [node.view() for node in self._nodes]
         self._group_of: list[GroupKey | None] = [None] * len(self._nodes)
         self._members: dict[GroupKey, list[int]] = {}
         self._groups: dict[GroupKey, tuple[InstanceView, ...]] = {}
@@ -83,5 +83,5 @@ class ViewBuilder:
         self._groups = dict(self._groups)  # snapshots already handed out keep their own mapping
         for key in changed:
             members = self._members.get(key, [])
-            self._groups[key] = tuple(views[i] for i in members)  # type: ignore[misc]
-        self._instances = tuple(views)  # type: ignore[arg-type]
+            self._groups[key] = tuple(views[i] for i in members)
+        self._instances = tuple(views)
