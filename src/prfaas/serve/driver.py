@@ -89,10 +89,26 @@ class GenerationJob:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """What the prefill of one attempt did (carried on the attempt's first delta)."""
+
+    reason: str
+    prefill_node: str
+    decode_node: str
+    uncached_tokens: int
+    prefill_s: float
+    queue_s: float
+    transfer_bytes: int
+    transfer_s: float | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class TokenDelta:
     token_ids: tuple[int, ...]
     finish_reason: str | None = None
     route: str = "local"
+    info: AttemptInfo | None = None
 
 
 def block_hashes(tokens: Sequence[int], block_tokens: int = BLOCK_TOKENS) -> tuple[int, ...]:
@@ -145,7 +161,9 @@ class RequestDriver:
             self._observe_ok(router, plan, reply, attempt, label, job)
             generated.append(reply.first_token)
             finished = remaining.max_tokens <= 1
-            yield TokenDelta((reply.first_token,), "length" if finished else None, label)
+            info = AttemptInfo(plan.reason.value, prefill_node.name, decode_node.name, plan.uncached_tokens,
+                               reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt)
+            yield TokenDelta((reply.first_token,), "length" if finished else None, label, info)
             if finished:
                 await self._drop_state(decode_node, rid)
                 return

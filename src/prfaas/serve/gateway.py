@@ -4,7 +4,8 @@
 
 Public:   POST /v1/completions, POST /v1/chat/completions (SSE with `stream`), GET /v1/models, GET /health,
           GET /metrics (Prometheus).
-Admin:    GET /admin/cluster (the ClusterView the router sees), POST /admin/policy {"name", "threshold_tokens"},
+Admin:    GET /admin/cluster (the ClusterView the router sees), GET /admin/requests?since=ID (per-request log),
+          POST /admin/policy {"name", "threshold_tokens"},
           POST /admin/roles {"roles": {"pd-0": "pd_decode"}} (drain, then switch), POST /admin/rebalance.
 Internal: POST /internal/register, POST /internal/heartbeat (nodes; `serve.messages`).
 
@@ -16,9 +17,11 @@ pre-encoded bytes; every error is an OpenAI-style body; the gateway keeps servin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 from prfaas.core.lifecycle import Role
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
-from prfaas.serve.driver import ForcedRoute, GenerationJob, RequestDriver, RequestFailed
+from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver, RequestFailed
 from prfaas.serve.messages import (
     Heartbeat,
     HeartbeatReply,
@@ -64,6 +67,11 @@ from prfaas.serve.text import TextStream, encode_chat, encode_prompt, load_token
 
 _log = logging.getLogger(__name__)
 _JSON = "application/json"
+RECORDS_KEPT = 10_000
+
+
+def _info_dict(info: AttemptInfo) -> dict[str, Any]:
+    return {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
 
 
 class AdminPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +100,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.driver: RequestDriver | None = None
         self._ids = itertools.count(1)
+        self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -173,10 +182,14 @@ class Gateway:
         assert self.driver is not None
         start = last = time.monotonic()
         route = "local"
+        record: dict[str, Any] = {"id": job.request_id, "prompt_tokens": len(job.prompt_tokens)}
         async for delta in self.driver.generate(job):
             now = time.monotonic()
             route = delta.route
+            if delta.info is not None:
+                record.update(_info_dict(delta.info))
             if stream.num_tokens == 0:
+                record["ttft_s"] = now - start
                 self.metrics.ttft[route].observe(now - start)
             else:
                 self.metrics.itl[route].observe((now - last) / max(len(delta.token_ids), 1))
@@ -191,6 +204,8 @@ class Gateway:
             if text:
                 yield text, None
         self.metrics.by_route[route].inc()
+        record.update(route=route, completion_tokens=stream.num_tokens, latency_s=time.monotonic() - start)
+        self.records.append(record)
 
 
 def _status_of(exc: Exception) -> ApiError:
@@ -348,6 +363,11 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
             return _api_error(ApiError(400, str(exc)))
         return _json({"switched": [{"name": r.name, "role": r.role.value, "drained_s": r.drained_s}
                                    for r in replies]})
+
+    @app.get("/admin/requests")
+    async def requests(since: int = 0) -> Response:
+        """Finished requests (newest 10,000): route, reason, TTFT, prefill and transfer details."""
+        return _json([r for r in gw.records if r["id"] > since])
 
     @app.post("/admin/rebalance")
     async def rebalance() -> Response:
