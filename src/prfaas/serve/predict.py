@@ -1,0 +1,143 @@
+"""What the planner and the simulator predict for a live deployment, from the live run's own measurements.
+
+    profile = profile_from_records(records, model_name)      # T_prefill(l), S_kv(l), decode step, measured live
+    sim = simulate_same(profile_path, setup)                 # the simulator on the same cluster, link, workload
+    plan = plan_same(profile_path, setup)                    # the planner's optimum for the same inputs
+
+`records` are the gateway's per-request log (`GET /admin/requests`). The profile is binned by uncached prompt
+length (powers of two); S_kv comes from the bytes the transport actually moved (a linear fit over transferred
+requests). Both predictions use the same policy, threshold, node counts and link capacity as the live run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prfaas.perf.measured import DecodePoint, MeasuredProfile, PrefillPoint, save_profile_json
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSetup:
+    """The live configuration the predictions reproduce."""
+
+    policy: str
+    threshold_tokens: int
+    n_prfaas: int
+    n_pd_prefill: int
+    n_pd_decode: int
+    link_gbps: float
+    mu: float
+    sigma: float
+    min_tokens: int
+    max_tokens: int
+    output_tokens: int
+    rate_rps: float
+    duration_s: float
+    max_batch: int
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    source: str
+    ttft_mean_s: float | None
+    ttft_p90_s: float | None
+    offload_fraction: float | None
+    egress_bytes: float | None
+    throughput_rps: float | None  # simulator: finished / s; planner: Lambda_max
+    threshold_tokens: float | None = None
+
+
+def _s_kv_fit(records: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """bytes = a + b * tokens over requests whose state crossed the wire (least squares)."""
+    pts = [(float(r["uncached_tokens"] + 0), float(r["transfer_bytes"])) for r in records
+           if r.get("transfer_bytes") and r.get("attempt") == 0 and r.get("uncached_tokens") == r["prompt_tokens"]]
+    if not pts:
+        return 0.0, 0.0
+    if len({x for x, _ in pts}) < 2:
+        x, y = pts[0]
+        return 0.0, y / x
+    mean_x = statistics.fmean(x for x, _ in pts)
+    mean_y = statistics.fmean(y for _, y in pts)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in pts) / sum((x - mean_x) ** 2 for x, _ in pts)
+    return max(0.0, mean_y - slope * mean_x), max(slope, 0.0)
+
+
+def profile_from_records(records: Sequence[dict[str, Any]], model: str) -> MeasuredProfile:
+    """A measured profile of this deployment's nodes from the live per-request log."""
+    usable = [r for r in records if r.get("prefill_s") and r.get("uncached_tokens")]
+    if not usable:
+        raise ValueError("no finished requests with prefill timings to build a profile from")
+    a, b = _s_kv_fit(usable)
+    bins: dict[int, list[dict[str, Any]]] = {}
+    for r in usable:
+        bins.setdefault(2 ** round(math.log2(max(1, r["uncached_tokens"]))), []).append(r)
+    prefill = tuple(
+        PrefillPoint(int(statistics.median(r["uncached_tokens"] for r in group)),
+                     max(1e-6, statistics.median(r["prefill_s"] for r in group)),
+                     a + b * statistics.median(r["uncached_tokens"] for r in group))
+        for _key, group in sorted(bins.items()))
+    prefill = tuple({p.num_tokens: p for p in prefill}.values())
+    steps = [(r["latency_s"] - r["ttft_s"]) / (r["completion_tokens"] - 1) for r in usable
+             if r.get("completion_tokens", 0) > 1 and r.get("ttft_s") is not None]
+    step_s = max(1e-6, statistics.median(steps)) if steps else 0.01
+    context = int(statistics.median(r["prompt_tokens"] for r in usable))
+    return MeasuredProfile(name="live", model=model, device="cpu", n_gpu=1, prefill=prefill,
+                           decode=(DecodePoint(1, context, step_s),), source="prfaas demo (live gateway log)")
+
+
+def write_profile(profile: MeasuredProfile, path: Path) -> Path:
+    save_profile_json(profile, path)
+    return path
+
+
+def decode_step_s(profile: MeasuredProfile) -> float:
+    return profile.decode[0].t_step_s if profile.decode else 0.01
+
+
+def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup) -> Prediction:
+    """The discrete-event simulator on the live configuration (same policy objects, measured costs)."""
+    import msgspec
+
+    from prfaas.sim.build import build_inputs
+    from prfaas.sim.config import SimConfig
+    from prfaas.sim.run import simulate
+
+    raw = {
+        "seed": setup.seed, "duration_s": setup.duration_s, "tpot_slo_s": 10.0,
+        "model": {"profile": str(profile_path), "t_decode_s": decode_step_s(profile), "bs_max": setup.max_batch},
+        "cluster": {"n_prfaas": setup.n_prfaas, "n_pd_prefill": setup.n_pd_prefill,
+                    "n_pd_decode": setup.n_pd_decode},
+        "link": {"capacity_gbps": setup.link_gbps, "latency_s": 0.0001},
+        "workload": {"kind": "lognormal", "mu": setup.mu, "sigma": setup.sigma, "min_tokens": setup.min_tokens,
+                     "max_tokens": setup.max_tokens, "output_tokens": setup.output_tokens,
+                     "arrivals": {"kind": "poisson", "rate_rps": setup.rate_rps}},
+        "policy": {"name": setup.policy, "threshold_tokens": setup.threshold_tokens},
+    }
+    cfg = msgspec.convert(raw, SimConfig)
+    inputs = build_inputs(cfg)
+    run = simulate(inputs.deployment, setup.policy, inputs.requests, policy_config=inputs.policy_config,
+                   options=inputs.options)
+    s = run.summary
+    return Prediction("simulator", s.ttft_mean_s, s.ttft_p90_s, s.offload_fraction, s.egress_bytes,
+                      s.throughput_rps, setup.threshold_tokens)
+
+
+def plan_same(profile_path: Path, setup: LiveSetup) -> Prediction:
+    """The planner's throughput-optimal threshold and Lambda_max for the same nodes, link and lengths."""
+    from prfaas.planner.build import PlanInputs, build_case
+    from prfaas.planner.run import run_plan
+
+    inputs = PlanInputs(n_prfaas=setup.n_prfaas, n_pd=setup.n_pd_prefill + setup.n_pd_decode,
+                        egress_gbps=setup.link_gbps, profile_path=str(profile_path),
+                        pd_profile_path=str(profile_path), mu=setup.mu, sigma=setup.sigma,
+                        min_tokens=setup.min_tokens, max_tokens=setup.max_tokens,
+                        output_tokens=float(setup.output_tokens), bs_max=setup.max_batch)
+    run = run_plan(build_case(inputs))
+    best = run.prfaas_pd.best
+    return Prediction("planner", None, None, None, None, best.lambda_max, best.threshold_tokens)
