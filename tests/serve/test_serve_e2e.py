@@ -13,6 +13,7 @@ import openai
 import pytest
 from serve_helpers import complete, get_json, metrics, post
 
+from prfaas.serve.demo import DemoWorkload, format_report, run_demo
 from prfaas.serve.launcher import Launcher
 
 pytestmark = pytest.mark.network
@@ -199,6 +200,25 @@ def test_role_switch_under_load_loses_no_request(deployment: Launcher) -> None:
     assert complete(deployment.url, SHORT_PROMPT, 4)["choices"][0]["finish_reason"] == "length"
     code, _ = post(f"{deployment.url}/admin/roles", {"roles": {"pd-0": "pd_prefill", "pd-1": "pd_decode"}})
     assert code == 200
+
+
+def test_demo_report_against_live_deployment(deployment: Launcher) -> None:
+    workload = DemoWorkload(num_requests=8, rate_rps=8.0, median_tokens=300, min_tokens=64, max_tokens=1024,
+                            output_tokens=4, seed=1)
+    report = asyncio.run(run_demo(deployment.url, workload))
+    assert len(report.records) == 8
+    routes = {r["route"] for r in report.records}
+    assert routes <= {"prfaas", "local"} and all(r["ttft_s"] > 0 for r in report.records)
+    assert [p.source for p in report.predictions] == ["simulator", "planner"], report.prediction_errors
+    text = format_report(report)
+    assert "live" in text and "simulator" in text and "planner" in text
+
+
+def test_admin_rebalance_runs_the_policy_rebalancer(deployment: Launcher) -> None:
+    code, plan = post(f"{deployment.url}/admin/rebalance", b"")
+    assert code == 200
+    assert plan["reason"] in {"warming_up", "at_minimum", "balanced", "cooldown", "threshold_only"}
+    assert plan["role_changes"] == []  # one PD-P and one PD-D: nothing may be converted
 
 
 def test_zz_killing_prfaas_mid_transfer_recomputes_locally(deployment: Launcher) -> None:

@@ -64,3 +64,12 @@ def test_up_prints_url_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_serve_rejects_a_node_of_the_wrong_cluster(tmp_path: Path) -> None:
+    config = tmp_path / "stub.toml"
+    config.write_text(STUB_TOML, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "prfaas.cli", "serve", "prefill", "--config", str(config),
+                           "--name", "pd-0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "not a prfaas node" in proc.stderr
