@@ -126,3 +126,18 @@ def test_same_trace_gives_identical_records(mooncake_trace) -> None:  # type: ig
             for _ in range(2)]
     assert runs[0].records == runs[1].records
     assert sum(r.cached_tokens > 0 for r in runs[0].records) > 100  # the trace's prefixes were reused
+
+
+def test_failure_while_state_is_streaming_aborts_the_transfer_and_retries() -> None:
+    reqs = requests([30000] * 4, gap_s=0.01)
+    script = [ScriptedEvent(2.0, ScriptKind.NODE_FAIL, instance_id="prfaas-0")]
+    index = GlobalKvIndex()
+    router = make_router("prfaas", THRESHOLD, kv_index=index)
+    sim = Simulator(small_deployment(capacity_gbps=0.5), router, reqs, kv_index=index, script=script)
+    records = sim.run()
+    assert all(r.state is RequestState.FINISHED_OK for r in records)
+    retried = [r for r in records if r.attempts > 1]
+    assert len(retried) == 2  # one streaming its state (prefill done at 1.6 s), one prefilling
+    assert sim.egress.transfers_failed >= 1
+    assert router.pending_request_ids == ()
+    assert all(r.prefill_instance != "prfaas-0" for r in retried)
