@@ -101,6 +101,7 @@ def _paper_row_json(r: Any) -> dict[str, Any]:
         "throughput_vs_planner": round(r.throughput_vs_planner, 4), "load_rps": r.load_rps,
         "ttft_mean_s": _round(r.ttft_mean_s), "ttft_p90_s": _round(r.ttft_p90_s),
         "egress_gbps_mean": round(r.egress_gbps_mean, 3), "offload_fraction": round(r.offload_fraction, 4),
+        "egress_gbps_at_throughput": round(r.egress_gbps_at_max, 3),
         "paper_ttft_mean_s": paper[0] if paper else None, "paper_ttft_p90_s": paper[1] if paper else None,
         "paper_lambda_max": paper[2] if paper else None,
     }
