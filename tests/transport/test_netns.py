@@ -30,6 +30,7 @@ RECEIVER = textwrap.dedent("""
     print(json.dumps({"port": rx.start()[1]}), flush=True)
     ok = done.wait(60)
     print(json.dumps({"ok": ok, "sum": out.get("sum")}), flush=True)
+    sys.stdin.read()  # keep serving (COMPLETE may still be on its way) until the test is done
     rx.close()
 """)
 
@@ -67,7 +68,7 @@ def test_paced_transfer_across_a_rate_limited_veth() -> None:
     receiver = None
     try:
         receiver = subprocess.Popen([*pair.exec_prefix(pair.ns_b), sys.executable, "-c", RECEIVER, pair.addr_b],
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert receiver.stdout is not None
         port = json.loads(receiver.stdout.readline())["port"]
         pace_bytes_per_s = RATE_MBIT * 1e6 / 8 * 0.95

@@ -15,6 +15,7 @@ fails with TransferFailed when its deadline passes, when no connection could be 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -52,6 +53,7 @@ from prfaas.transport.telemetry import LinkTelemetry
 from prfaas.transport.testing import ShimRuntime
 from prfaas.transport.wire import NO_TRANSFER, client_handshake, close_quietly, configure_socket
 
+_log = logging.getLogger(__name__)
 _MAINTENANCE_PERIOD_S = 0.05
 _TCP_SAMPLE_PERIOD_S = 0.5
 _DRAIN_S = 0.5
@@ -394,7 +396,8 @@ class PeerPool:
                     self._fail_all(TransferFailed(str(exc), reason=FailureReason.AUTH_FAILED))
                 self._flush()
                 return False
-            except (OSError, TransportError):
+            except (OSError, TransportError) as exc:
+                _log.info("connection %d to %s failed: %s", index, self.link_id, exc)
                 return False
             with self._cond:
                 if self._closed:
@@ -437,7 +440,8 @@ class PeerPool:
             live = [c.last_tcp for c in self._conns.values() if c.last_tcp is not None]
             retrans = self._closed_tcp[0] + sum(t.total_retrans for t in live)
             segs = self._closed_tcp[1] + sum(t.segs_out or 0 for t in live)
-            rtt_ms = sum(t.rtt_us for t in live) / len(live) / 1000 if live else None
+            # with no live connection keep the last RTT seen (is_up says the link is down)
+            rtt_ms = sum(t.rtt_us for t in live) / len(live) / 1000 if live else self.telemetry.rtt_ms
             self.telemetry.record_tcp(rtt_ms=rtt_ms, retrans_total=retrans, segs_out_total=segs,
                                       now_s=self.clock())
 
