@@ -107,3 +107,23 @@ def test_scenario_and_config_are_exclusive_and_scenarios_are_named(capsys: pytes
     assert "exactly one" in _fails(["simulate"], capsys)
     assert "unknown scenario 'moon'" in _fails(["simulate", "--scenario", "moon"], capsys)
     assert "cannot read" in _fails(["simulate", "--config", "/nonexistent/x.toml"], capsys)
+
+
+@pytest.mark.parametrize("arrivals", [
+    'kind = "burst"\nbase_rps = 0.5\nburst_rps = 4.0\nperiod_s = 60.0\nburst_s = 10.0\n',
+    'kind = "diurnal"\nmean_rps = 1.0\namplitude_rps = 0.9\nperiod_s = 120.0\n',
+    'kind = "step"\nstart_times_s = [0.0, 60.0]\nstep_rates_rps = [0.2, 3.0]\n',
+])
+def test_modulated_arrivals_follow_their_rate(tmp_path: Path, arrivals: str) -> None:
+    from prfaas.sim.build import build_inputs
+    from prfaas.sim.config import load_config
+
+    text = TINY.replace('kind = "poisson"\nrate_rps = 1.0\n', arrivals)
+    inputs = build_inputs(load_config(_write(tmp_path, text)))
+    times = [r.arrival_s for r in inputs.requests]
+    assert times == sorted(times) and times[-1] < 120.0
+    if "burst" in arrivals:  # 10 s bursts at 4/s vs 50 s at 0.5/s: bursts hold most arrivals
+        in_burst = sum((t % 60.0) < 10.0 for t in times)
+        assert in_burst > 0.5 * len(times)
+    if "step" in arrivals:
+        assert sum(t >= 60.0 for t in times) > 5 * sum(t < 60.0 for t in times)
