@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 from prfaas.core.link import LinkSnapshot
 from prfaas.transport.checksum import chunk_checksum
 from prfaas.transport.codec import encode
-from prfaas.transport.config import SenderConfig, TransportLimits
+from prfaas.transport.config import SenderConfig
 from prfaas.transport.errors import (
     AuthFailed,
     FailureReason,
@@ -47,42 +45,17 @@ from prfaas.transport.frames import (
 )
 from prfaas.transport.outbound import OutboundState, Phase
 from prfaas.transport.pacing import TokenBucket
+from prfaas.transport.records import TransferRecord, TransferReport
 from prfaas.transport.sender_conn import ChunkWork, ControlKind, ControlWork, SenderConnection, Work
 from prfaas.transport.tcpinfo import read_tcp_info
 from prfaas.transport.telemetry import LinkTelemetry
 from prfaas.transport.testing import ShimRuntime
-from prfaas.transport.wire import NO_TRANSFER, client_handshake, close_quietly, configure_socket
+from prfaas.transport.wire import NO_TRANSFER, open_connection
 
 _log = logging.getLogger(__name__)
 _MAINTENANCE_PERIOD_S = 0.05
 _TCP_SAMPLE_PERIOD_S = 0.5
 _DRAIN_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class TransferReport:
-    """What a verified transfer cost."""
-
-    request_id: str
-    peer: str
-    total_bytes: int
-    num_chunks: int
-    duration_s: float  # begin() -> receiver verified everything
-    finish_to_complete_s: float  # finish() -> verified: the tail left after the last layer
-    retransmitted_chunks: int
-    connections_used: int
-
-
-@dataclass(slots=True)
-class TransferRecord:
-    state: OutboundState
-    future: Future[TransferReport]
-    started_s: float
-    deadline_s: float
-    finished_s: float | None = None
-    begin_conn: int | None = None  # connection that carried the unanswered BEGIN
-    end_conn: int | None = None  # connection that carried the unanswered END
-    connections_used: set[int] = field(default_factory=set)
 
 
 Settlement = tuple[Future[TransferReport], TransferReport | TransferFailed]
@@ -411,19 +384,7 @@ class PeerPool:
         return True
 
     def _connect(self, index: int) -> SenderConnection:
-        cfg = self.config
-        sock = socket.create_connection((self.host, self.port), timeout=cfg.connect_timeout_s)
-        try:
-            configure_socket(sock, cfg.socket_buffer_bytes)
-            if cfg.ssl_context is not None:
-                sock = cfg.ssl_context.wrap_socket(sock, server_hostname=cfg.tls_server_hostname or self.host)
-            limits = TransportLimits()
-            _, reader = client_handshake(sock, secret=cfg.shared_secret, node_name=cfg.node_name,
-                                         session_id=self._session_id, limits=limits,
-                                         timeout_s=cfg.handshake_timeout_s)
-        except BaseException:
-            close_quietly(sock)
-            raise
+        sock, reader = open_connection(self.host, self.port, self.config, self._session_id)
         with self._cond:
             self._next_conn_id += 1
             conn_id = self._next_conn_id

@@ -28,7 +28,8 @@ from prfaas.transport.config import SenderConfig
 from prfaas.transport.errors import PeerUnavailable
 from prfaas.transport.frames import TRANSFER_ID_BYTES
 from prfaas.transport.outbound import OutboundState
-from prfaas.transport.peer_pool import PeerPool, TransferRecord, TransferReport
+from prfaas.transport.peer_pool import PeerPool
+from prfaas.transport.records import TransferRecord, TransferReport
 
 __all__ = ["KvSender", "OutboundTransfer", "PeerAddress", "TransferReport"]
 

@@ -23,7 +23,8 @@ from prfaas.transport.tcpinfo import TcpInfo
 from prfaas.transport.wire import NO_TRANSFER, FrameReader, close_quietly
 
 if TYPE_CHECKING:
-    from prfaas.transport.peer_pool import PeerPool, TransferRecord
+    from prfaas.transport.peer_pool import PeerPool
+    from prfaas.transport.records import TransferRecord
 
 
 class ControlKind(enum.Enum):

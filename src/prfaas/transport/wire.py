@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from prfaas.transport import auth
 from prfaas.transport.codec import PRE_AUTH_MAX_META_BYTES, FrameDecoder, encode
-from prfaas.transport.config import TransportLimits
+from prfaas.transport.config import SenderConfig, TransportLimits
 from prfaas.transport.errors import AuthFailed, FailureReason, PeerUnavailable, ProtocolError
 from prfaas.transport.frames import (
     TRANSFER_ID_BYTES,
@@ -96,6 +96,23 @@ def client_handshake(sock: socket.socket, *, secret: bytes, node_name: str, sess
     decoder.authenticated(RECEIVER_FRAMES)
     sock.settimeout(None)
     return ok, reader
+
+
+def open_connection(host: str, port: int, config: SenderConfig,
+                    session_id: bytes) -> tuple[socket.socket, FrameReader]:
+    """Connect, optionally wrap in TLS, and authenticate. Raises OSError or a TransportError."""
+    sock = socket.create_connection((host, port), timeout=config.connect_timeout_s)
+    try:
+        configure_socket(sock, config.socket_buffer_bytes)
+        if config.ssl_context is not None:
+            sock = config.ssl_context.wrap_socket(sock, server_hostname=config.tls_server_hostname or host)
+        _, reader = client_handshake(sock, secret=config.shared_secret, node_name=config.node_name,
+                                     session_id=session_id, limits=TransportLimits(),
+                                     timeout_s=config.handshake_timeout_s)
+    except BaseException:
+        close_quietly(sock)
+        raise
+    return sock, reader
 
 
 def _expect(event: Event, kind: type[_T]) -> _T:
