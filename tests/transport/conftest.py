@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kvt_helpers import Sink
+from transport_helpers import Sink
 
 from prfaas.transport import KvReceiver, ReceiverConfig
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from kvt_helpers import Sink, as_bytes, hybrid_layout, layer_views, random_buffers
+from transport_helpers import Sink, as_bytes, hybrid_layout, layer_views, random_buffers
 
 from conftest import SECRET
 from prfaas.transport import (

@@ -6,7 +6,7 @@ import socket
 
 import numpy as np
 import pytest
-from kvt_helpers import hybrid_layout, layer_views, random_buffers
+from transport_helpers import hybrid_layout, layer_views, random_buffers
 
 from prfaas.transport.checksum import chunk_checksum
 from prfaas.transport.config import ChecksumKind

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kvt_helpers import Sink, as_bytes, hybrid_layout, random_buffers
+from transport_helpers import Sink, as_bytes, hybrid_layout, random_buffers
 
 from conftest import SECRET
 from prfaas.core.state_layout import StateLayout

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kvt_helpers import hybrid_layout
+from transport_helpers import hybrid_layout
 
 from prfaas.transport.checksum import RunningChecksum, chunk_checksum
 from prfaas.transport.codec import HEADER_BYTES, FrameDecoder, encode, encode_chunk_header
