@@ -25,6 +25,7 @@ def serve_cmd(
     process: Annotated[str, typer.Argument(help="gateway | prefill | pd")],
     config: Annotated[Path, typer.Option(help="Deployment TOML (or a resolved config.json).")],
     name: Annotated[str | None, typer.Option(help="Node name in the config (prefill / pd).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Write the resolved config here (config.json).")] = None,
 ) -> None:
     from prfaas.serve.config import load_config
     from prfaas.serve.main import serve_gateway, serve_node
@@ -32,6 +33,10 @@ def serve_cmd(
     if process not in PROCESSES:
         raise ConfigError(f"process must be one of {', '.join(PROCESSES)}; got {process!r}")
     cfg = load_config(config)
+    if run_dir is not None:
+        from prfaas.serve.config import write_resolved
+
+        write_resolved(cfg, run_dir)
     if process == "gateway":
         serve_gateway(cfg)
         return
