@@ -235,7 +235,7 @@ class Simulator:
             req.transfer_bytes = cost.s_kv_bytes(req.wl.input_tokens)
             delay = req.transfer_bytes / self._intra_bytes_per_s
             arrive_s = self.loop.now_s + delay
-            self.loop.schedule(arrive_s, EventPriority.COMPLETION, self._on_state_delivered, req)
+            self.loop.schedule(arrive_s, EventPriority.COMPLETION, self._on_rdma_delivered, (req, req.attempt))
         self._maybe_switch_role(node)
 
     # --- state at decode, decode -----------------------------------------------------------------
@@ -246,6 +246,11 @@ class Simulator:
             return  # aborted attempt
         req.flow = None
         self._on_state_delivered(req)
+
+    def _on_rdma_delivered(self, payload: tuple[SimRequest, int]) -> None:
+        req, attempt = payload
+        if req.attempt == attempt:  # else that attempt was abandoned and a newer one is under way
+            self._on_state_delivered(req)
 
     def _on_state_delivered(self, req: SimRequest) -> None:
         if req.state is not RequestState.KV_IN_FLIGHT or req.plan is None:
