@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from transport_helpers import Sink
+from transport_helpers import SECRET, Sink
 
 from prfaas.transport import KvReceiver, ReceiverConfig
-
-SECRET = b"transport-test-secret-0123456789"
 
 
 @pytest.fixture

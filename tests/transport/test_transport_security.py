@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from transport_helpers import Sink, as_bytes, hybrid_layout, random_buffers
+from transport_helpers import SECRET, Sink, as_bytes, hybrid_layout, random_buffers
 
-from conftest import SECRET
 from prfaas.core.state_layout import StateLayout
 from prfaas.transport import (
     FailureReason,

@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 import pytest
-from transport_helpers import Sink, as_bytes, hybrid_layout, layer_views, random_buffers
+from transport_helpers import SECRET, Sink, as_bytes, hybrid_layout, layer_views, random_buffers
 
-from conftest import SECRET
 from prfaas.transport import (
     FailureReason,
     KvReceiver,
     KvSender,
     PeerAddress,
+    ReceiverConfig,
     SenderConfig,
     TransferFailed,
 )
@@ -143,8 +143,6 @@ def test_connection_cut_mid_chunk_resumes_on_another(receiver: KvReceiver, sink:
 
 
 def test_receiver_gone_fails_within_the_reconnect_deadline(sink: Sink) -> None:
-    from conftest import ReceiverConfig
-
     rx = KvReceiver(ReceiverConfig(shared_secret=SECRET), sink.allocate, sink.on_complete, sink.on_failed)
     rx.start()
     peer = PeerAddress(*rx.address)

@@ -7,6 +7,8 @@ import numpy as np
 from prfaas.core.layers import LayerKind
 from prfaas.core.state_layout import StateLayout, TensorSpec
 
+SECRET = b"transport-test-secret-0123456789"
+
 # numpy stand-ins for the wire dtypes (bf16 travels as its raw 16-bit pattern)
 NUMPY_OF = {"bfloat16": np.uint16, "float32": np.float32, "float16": np.float16, "int64": np.int64}
 
