@@ -73,3 +73,35 @@ def test_serve_rejects_a_node_of_the_wrong_cluster(tmp_path: Path) -> None:
                            "--name", "pd-0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "not a prfaas node" in proc.stderr
+
+
+def test_serve_starts_each_process_from_one_config(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "deploy.toml"
+    config.write_text(STUB_TOML.replace("[gateway]", f"[gateway]\nport = {port}"), encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    commands = [["gateway"], ["prefill"], ["pd", "--name", "pd-0"], ["pd", "--name", "pd-1"]]
+    procs = [subprocess.Popen([sys.executable, "-m", "prfaas.cli", "serve", *args, "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) for args in commands]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if get_json(f"{url}/health")["ready"] and len(get_json(f"{url}/health")["nodes"]) == 3:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        long_prompt = list(range(3, 600))
+        assert complete(url, long_prompt, 3, "prfaas")["usage"]["completion_tokens"] == 3
+        assert complete(url, [7, 8, 9], 3)["usage"]["completion_tokens"] == 3
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

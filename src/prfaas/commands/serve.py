@@ -33,6 +33,8 @@ def serve_cmd(
     if process not in PROCESSES:
         raise ConfigError(f"process must be one of {', '.join(PROCESSES)}; got {process!r}")
     cfg = load_config(config)
+    if cfg.gateway.port == 0:
+        raise ConfigError("gateway.port must be set (not 0) when processes are started one by one")
     if run_dir is not None:
         from prfaas.serve.config import write_resolved
 

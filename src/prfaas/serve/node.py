@@ -83,6 +83,7 @@ class NodeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._port = self.section.port
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = KvSender(self._sender_config())
@@ -109,7 +110,7 @@ class NodeServer:
 
     @property
     def control_url(self) -> str:
-        return f"http://{self.section.host}:{self.section.port}"
+        return f"http://{self.section.host}:{self._port}"
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +124,7 @@ class NodeServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port).start()
+        self._port = int(self._runner.addresses[0][1])  # the bound port (config port 0: an ephemeral one)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
 
