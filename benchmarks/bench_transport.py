@@ -179,7 +179,7 @@ def run(host: str, args: argparse.Namespace, prefix: Sequence[str] = ()) -> dict
 def print_table(times: dict[str, list[float]], total_bytes: int, reference_gbps: float | None = None) -> None:
     raw = times.get("raw")
     head = f"{'mode':<14}{'median MiB/s':>14}{'Gbit/s':>9}{'min..max MiB/s':>20}"
-    head += f"{'vs raw (median of ratios)':>28}" if raw else ""
+    head += f"{'vs raw (median of ratios)':>28}{'best vs best raw':>18}" if raw else ""
     head += f"{'% of rate':>11}" if reference_gbps else ""
     print(head)
     for mode, samples in times.items():
@@ -189,7 +189,8 @@ def print_table(times: dict[str, list[float]], total_bytes: int, reference_gbps:
         line = f"{mode:<14}{med:>14.0f}{gbit:>9.2f}{f'{min(rates):.0f}..{max(rates):.0f}':>20}"
         if raw:
             ratio = statistics.median(r / t for r, t in zip(raw, samples, strict=False))
-            line += f"{ratio:>27.1%} "
+            best = min(raw) / min(samples)
+            line += f"{ratio:>27.1%} {best:>17.1%}"
         if reference_gbps:
             line += f"{gbit / reference_gbps:>10.1%}"
         print(line)
