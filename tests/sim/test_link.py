@@ -95,3 +95,15 @@ def test_negative_capacity_is_rejected() -> None:
     with pytest.raises(ValueError, match="capacity"):
         SimLink(EventLoop(), "l", capacity_gbps=-1.0)
     assert gbps_to_bytes_per_s(8.0) == GB
+
+
+def test_rtt_inflates_only_while_the_link_is_saturated() -> None:
+    loop = EventLoop()
+    link = SimLink(loop, "l", capacity_gbps=8.0, latency_s=0.005, buffer_s=0.05)
+    flow = link.start(1 * GB, lambda f: None, release_rate_bytes_per_s=0.5 * GB)  # paced below capacity
+    loop.run(until_s=0.5)
+    assert link.snapshot().rtt_ms == pytest.approx(10.0)
+    link.release_all(flow)
+    link.start(4 * GB, lambda f: None)  # backlogged: the buffer fills
+    loop.run(until_s=1.0)
+    assert link.snapshot().rtt_ms == pytest.approx(10.0 + 50.0)

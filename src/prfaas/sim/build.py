@@ -78,7 +78,8 @@ def deployment_from(cfg: SimConfig, models: CostModels) -> Deployment:
     nodes = prfaas_nodes(c.n_prfaas, models.prfaas_prefill, c.cache_blocks)
     nodes += pd_nodes(c.n_pd_prefill, c.n_pd_decode, models.pd_prefill, models.decode, cfg.model.bs_max,
                       c.cache_blocks)
-    link = LinkSpec(capacity_gbps=cfg.link.capacity_gbps, latency_s=cfg.link.latency_s, window_s=cfg.link.window_s)
+    link = LinkSpec(capacity_gbps=cfg.link.capacity_gbps, latency_s=cfg.link.latency_s, window_s=cfg.link.window_s,
+                    buffer_s=cfg.link.buffer_s)
     return Deployment(tuple(nodes), link, c.intra_cluster_gbps)
 
 

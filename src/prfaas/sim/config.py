@@ -7,7 +7,7 @@ Every section has defaults (the paper's case study), so a file only states what 
     tpot_slo_s = 0.025          ttft_slo_s = 10.0        warmup_s = 0.0
     [model]     profile = "paper" | "path/to/profile.json"; pd_profile; t_decode_s; bs_max
     [cluster]   n_prfaas; n_pd_prefill; n_pd_decode; cache_blocks; intra_cluster_gbps
-    [link]      capacity_gbps; latency_s; window_s                       # the PrfaaS -> PD egress
+    [link]      capacity_gbps; latency_s; window_s; buffer_s             # the PrfaaS -> PD egress
     [workload]  kind = "lognormal" (mu, sigma, min_tokens, max_tokens) | "trace" (trace, limit, time_scale)
                 | "mixshift" (lognormal split at split_tokens; start/end_long_fraction, shift_start/end_s)
                 output_tokens
@@ -60,6 +60,7 @@ class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     capacity_gbps: NonNeg = 100.0
     latency_s: NonNeg = 0.005
     window_s: Pos = 1.0
+    buffer_s: NonNeg = 0.05
 
 
 class ArrivalsSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

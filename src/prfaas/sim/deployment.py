@@ -23,8 +23,11 @@ class LinkSpec:
     capacity_gbps: float | None = 100.0
     latency_s: float = 0.005
     window_s: float = 1.0
+    buffer_s: float = 0.05  # bottleneck buffer (seconds of capacity) for the RTT model of `sim.link`
 
     def __post_init__(self) -> None:
+        if self.buffer_s < 0:
+            raise ValueError(f"link buffer_s must be >= 0, got {self.buffer_s}")
         if self.capacity_gbps is not None and self.capacity_gbps < 0:
             raise ValueError(f"link capacity_gbps must be >= 0, got {self.capacity_gbps}")
         if self.latency_s < 0 or self.window_s <= 0:

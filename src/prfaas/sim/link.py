@@ -14,6 +14,10 @@ Model (fluid, processor sharing):
 - Capacity 0 stalls every transfer (link down); rates resume when capacity returns.
 - Telemetry: cumulative bytes sent, goodput over a sliding window, and a piecewise-constant rate history
   (for egress Gbps over 1 s windows and plots), exposed as a `LinkSnapshot` for the policy.
+- RTT: 2 x latency plus a queueing delay while the link is saturated (the fair shares add up to the
+  capacity): the bytes waiting to be sent fill the bottleneck buffer, up to `buffer_s` seconds of
+  capacity, so RTT = 2 * latency_s + min(backlog, buffer_s * capacity) / capacity (a standing-queue
+  model of many TCP flows into a drop-tail buffer; no loss is modelled, retransmissions stay 0).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class SimLink:
     """A directed link on the simulator's virtual clock."""
 
     def __init__(self, loop: EventLoop, link_id: str, capacity_gbps: float, latency_s: float = 0.0,
-                 window_s: float = 1.0) -> None:
+                 window_s: float = 1.0, buffer_s: float = 0.05) -> None:
         if capacity_gbps < 0:
             raise ValueError(f"link {link_id}: capacity_gbps must be >= 0, got {capacity_gbps}")
         if latency_s < 0:
@@ -79,6 +83,7 @@ class SimLink:
         self.capacity_gbps = capacity_gbps
         self.latency_s = latency_s
         self.window_s = window_s
+        self.buffer_s = buffer_s
         self._flows: list[Transfer] = []
         self._last_s = loop.now_s
         self._version = 0
@@ -141,8 +146,20 @@ class SimLink:
             bytes_total=int(self._cum_at(now)),
             transfers_total=self.transfers_total, transfers_failed=self.transfers_failed,
             transfers_in_flight=len(self._flows), bytes_in_flight=int(in_flight),
-            rtt_ms=2000.0 * self.latency_s, is_up=self.capacity_gbps > 0,
+            rtt_ms=1000.0 * self.rtt_s(), is_up=self.capacity_gbps > 0,
         )
+
+    def rtt_s(self) -> float:
+        """Round trip now: propagation plus the standing queue of a saturated link (module docstring)."""
+        base = 2.0 * self.latency_s
+        cap = gbps_to_bytes_per_s(self.capacity_gbps)
+        total_rate = sum(f.rate_bytes_per_s for f in self._flows)
+        if cap <= 0 or not self._flows or total_rate < cap * (1 - 1e-9):
+            return base
+        dt = self.loop.now_s - self._last_s
+        backlog = sum(max(f.remaining_bytes - f.rate_bytes_per_s * dt, 0.0) for f in self._flows
+                      if f.release_rate_bytes_per_s is None or f.rate_bytes_per_s < f.release_rate_bytes_per_s)
+        return base + min(backlog, self.buffer_s * cap) / cap
 
     def goodput_bytes_per_s(self) -> float:
         """Bytes sent per second over the last `window_s` (or since start if shorter)."""

@@ -67,7 +67,7 @@ class Simulator:
         self.kv_index = kv_index if kv_index is not None else GlobalKvIndex()
         spec = deployment.egress
         self.links = {
-            lid: SimLink(self.loop, lid, spec.effective_gbps, spec.latency_s, spec.window_s)
+            lid: SimLink(self.loop, lid, spec.effective_gbps, spec.latency_s, spec.window_s, spec.buffer_s)
             for lid in (PRFAAS_EGRESS_LINK_ID, REVERSE_LINK_ID)
         }
         self.nodes: dict[str, SimNode] = {}
