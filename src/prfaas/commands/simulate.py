@@ -1,6 +1,6 @@
 """`prfaas simulate`: the discrete-event simulator.
 
-    prfaas simulate --scenario paper [--json] [--load-rps 1.5] [--duration-s 3600] [--check-split]
+    prfaas simulate --scenario paper [--json] [--load-rps 1.0] [--duration-s 3600] [--check-split]
     prfaas simulate --config FILE [--policy NAME ...] [--out DIR] [--json] [--progress]
 
 The paper mode prints, per configuration of Table 6: policy, throughput_rps (max sustainable rate, by
@@ -39,7 +39,7 @@ def simulate_cmd(
     out: Annotated[Path | None, typer.Option(help="Write records, summary, config and plots here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = False,
-    load_rps: Annotated[float, typer.Option(help="Paper: common load for the TTFT comparison.")] = 1.5,
+    load_rps: Annotated[float, typer.Option(help="Paper: common load for the TTFT comparison.")] = 1.0,
     duration_s: Annotated[float, typer.Option(help="Paper: arrival window of each probe run (s).")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Paper: workload seed.")] = 0,
     check_split: Annotated[bool, typer.Option(help="Paper: also search N_p - 1 .. N_p + 1 for PrfaaS-PD.")] = False,

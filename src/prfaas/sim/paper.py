@@ -26,7 +26,7 @@ from prfaas.sim.run import RunResult, simulate
 from prfaas.sim.scenario import POLICY_FOR_TOPOLOGY, deployment_for, poisson_workload
 from prfaas.sim.search import Probe, SustainCriteria, max_sustainable_rate
 
-DEFAULT_COMMON_LOAD_RPS = 1.5
+DEFAULT_COMMON_LOAD_RPS = 1.0  # light load: the paper's Table 6 TTFTs look queue-free
 
 
 @dataclass(frozen=True, slots=True)
