@@ -91,6 +91,10 @@ def test_threshold_offloads_long_and_keeps_short_local(deployment: Launcher) -> 
     assert delta('prfaas_transfer_bytes_total{route="prfaas"}') > 0
     assert after["prfaas_threshold_tokens"] == 256
     assert after['prfaas_link_bytes{link="prfaas->pd"}'] > 0
+    assert 0 <= after['prfaas_link_utilisation{link="prfaas->pd"}'] <= 1.5
+    assert after['prfaas_link_rtt_ms{link="prfaas->pd"}'] >= 0
+    assert after['prfaas_role_count{role="pd_decode"}'] == 1
+    assert 'prfaas_node_queue_requests{node="pd-0"}' in after
 
 
 def test_stop_string_and_max_tokens(deployment: Launcher) -> None:

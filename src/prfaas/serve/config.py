@@ -82,10 +82,11 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """The PrfaaS -> PD egress. `capacity_gbps` paces the senders; `one_way_delay_s` is emulation only."""
+    """The PrfaaS -> PD egress. `capacity_gbps` paces the PrfaaS senders (None: unpaced, utilisation unknown);
+    the default is about what loopback carries on a small machine. `one_way_delay_s` is emulation only."""
 
     id: str = PRFAAS_EGRESS_LINK_ID
-    capacity_gbps: Pos | None = None
+    capacity_gbps: Pos | None = 10.0
     one_way_delay_s: NonNeg = 0.0
 
 

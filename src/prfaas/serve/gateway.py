@@ -30,6 +30,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
@@ -350,7 +351,7 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
             gw.control.set_policy(msg.name, msg.threshold_tokens)
         except (msgspec.DecodeError, ValueError) as exc:
             return _api_error(ApiError(400, str(exc)))
-        except Exception as exc:  # UnknownNameError lists the valid policies
+        except PrfaasError as exc:  # UnknownNameError lists the valid policies
             return _api_error(ApiError(400, str(exc), param="name"))
         return _json({"policy": gw.control.policy_name, "threshold_tokens": gw.control.threshold_tokens()})
 
