@@ -1,0 +1,79 @@
+"""The gateway's control plane without processes: policy swaps, rebalance plans, role-switch validation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from prfaas.core.errors import UnknownNameError
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.policy.types import ClusterView, RebalancePlan, RebalanceReason, WindowStats
+from prfaas.serve.config import default_config
+from prfaas.serve.control import ControlPlane, RoleSwitchError
+from prfaas.serve.messages import Heartbeat, NodeRegister
+from prfaas.serve.metrics import GatewayMetrics
+
+
+def _control() -> ControlPlane:
+    control = ControlPlane(default_config(), GatewayMetrics())
+    for name, cluster, role in (("prfaas-0", ClusterKind.PRFAAS, Role.PRFAAS_PREFILL),
+                                ("pd-0", ClusterKind.PD, Role.PD_PREFILL), ("pd-1", ClusterKind.PD, Role.PD_DECODE)):
+        control.register(NodeRegister(name=name, cluster=cluster, role=role, control_url="http://127.0.0.1:9",
+                                      kv_host="127.0.0.1", kv_port=9, max_batch=4, pid=1, max_context_tokens=99))
+    return control
+
+
+class _FixedRebalancer:
+    def __init__(self, plan: RebalancePlan) -> None:
+        self.plan = plan
+        self.windows: list[WindowStats] = []
+
+    def step(self, window: WindowStats, view: ClusterView, now_s: float) -> RebalancePlan:
+        self.windows.append(window)
+        return self.plan
+
+
+def test_policy_swap_keeps_the_index_and_threshold() -> None:
+    control = _control()
+    control.set_policy(None, 777)
+    assert control.router.threshold_tokens == 777
+    control.set_policy("prfaas-bandwidth-aware", None)
+    assert control.policy_name == "prfaas-bandwidth-aware" and control.router.threshold_tokens == 777
+    assert control.router.kv_index is control.kv_index
+    with pytest.raises(UnknownNameError):
+        control.set_policy("nope", None)
+
+
+def test_rebalance_plan_installs_threshold_and_window_counts_arrivals() -> None:
+    control = _control()
+    control.window.record(300, offloaded=False)
+    control.window.record(5000, offloaded=True)
+    fake = _FixedRebalancer(RebalancePlan(decided_at_s=1.0, reason=RebalanceReason.THRESHOLD_ONLY,
+                                          new_threshold_tokens=4321))
+    control.rebalancer = fake  # type: ignore[assignment]
+    plan = asyncio.run(control.rebalance_once(control.window.start_s + 5.0))
+    assert plan.new_threshold_tokens == 4321 and control.router.threshold_tokens == 4321
+    window = fake.windows[0]
+    assert window.num_arrivals == 2 and window.num_offloaded == 1
+    assert window.uncached_token_samples == (300, 5000)
+    assert control.window.num_arrivals == 0  # a fresh window started
+
+
+def test_utilisation_comes_from_heartbeat_busy_time() -> None:
+    control = _control()
+    for t, busy in ((0.0, 0.0), (1.0, 0.25), (2.0, 0.5)):
+        control.nodes.heartbeat(Heartbeat(name="pd-0", role=Role.PD_PREFILL, busy_s_total=busy), t)
+    assert control.nodes.utilisation("pd-0", 0.0, 2.0) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(("changes", "needle"), [
+    ({"ghost": Role.PD_DECODE}, "unknown or down"),
+    ({"prfaas-0": Role.PD_DECODE}, "cannot take role"),
+    ({"pd-0": Role.PRFAAS_PREFILL}, "cannot take role"),
+])
+def test_invalid_role_switches_are_refused_before_draining(changes: dict[str, Role], needle: str) -> None:
+    control = _control()
+    with pytest.raises(RoleSwitchError, match=needle):
+        asyncio.run(control.switch_roles(changes))
+    assert not control.nodes.any_switch_pending
