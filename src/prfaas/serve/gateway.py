@@ -120,7 +120,7 @@ class Gateway:
             raise ApiError(404, f"The model `{model}` does not exist; this server serves "
                                 f"`{self.cfg.model.served_name}`", param="model", code="model_not_found")
 
-    def _check_prompt(self, tokens: list[int], max_tokens: int) -> None:
+    def _check_prompt(self, tokens: list[int]) -> None:
         if not tokens:
             raise ApiError(400, "the prompt is empty", param="prompt")
         vocab = len(self.tokenizer)
@@ -134,7 +134,7 @@ class Gateway:
     def _job(self, request: Request, tokens: list[int], max_tokens: int | None, temperature: float | None,
              top_p: float | None, seed: int | None, stop: list[str]) -> GenerationJob:
         limit = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
-        self._check_prompt(tokens, limit)
+        self._check_prompt(tokens)
         forced = None
         header = request.headers.get("x-prfaas-route")
         if header:
