@@ -6,6 +6,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 
@@ -46,3 +47,28 @@ def complete(url: str, prompt: str | list[int], max_tokens: int = 8, route: str 
                                                   "temperature": 0, **extra}, headers)
     assert status == 200, body
     return body
+
+
+TINY_TOML = """
+[model]
+num_layers = 4
+hidden_size = 128
+max_batch_size = 32
+
+[gateway]
+port = 0
+allow_debug_hooks = true
+heartbeat_interval_s = 0.2
+heartbeat_timeout_s = 1.5
+route_wait_s = 30.0
+
+[policy]
+threshold_tokens = 256
+rebalance = false
+"""
+
+
+def tiny_config_file(directory: Path, extra: str = "") -> Path:
+    path = directory / "deploy.toml"
+    path.write_text(TINY_TOML + extra, encoding="utf-8")
+    return path

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from serve_helpers import get_json, metrics
+from serve_helpers import get_json, metrics, tiny_config_file
 
-from conftest import tiny_config_file
 from prfaas.serve.config import load_config
 from prfaas.serve.launcher import Launcher
 
