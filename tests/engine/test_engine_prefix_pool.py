@@ -6,7 +6,7 @@ import pytest
 import torch
 from engine_helpers import FAMILIES, TinyModels, decode_in_process, random_prompt
 
-from prfaas.engine.errors import PoolExhaustedError, UnknownRequestError
+from prfaas.engine.errors import DuplicateRequestError, PoolExhaustedError, UnknownRequestError
 from prfaas.engine.hf import transformers
 from prfaas.engine.models import wrap_model
 from prfaas.engine.prefill import PrefillEngine
@@ -54,6 +54,8 @@ def test_ledger_transfers_take_budget_until_acked() -> None:
     assert ledger.hold_transfer("t1", 250) == ["a"]
     with pytest.raises(PoolExhaustedError):
         ledger.hold_transfer("t2", 100)
+    with pytest.raises(DuplicateRequestError):
+        ledger.hold_transfer("t1", 1)
     assert ledger.leaks() == ["transfer t1 (250 B)"]
     ledger.release_transfer("t1")
     with pytest.raises(UnknownRequestError):

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prfaas.engine.errors import PoolExhaustedError, UnknownRequestError
+from prfaas.engine.errors import DuplicateRequestError, PoolExhaustedError, UnknownRequestError
 
 BLOCK_TOKENS = 512
 
@@ -142,7 +142,7 @@ class PrefixLedger:
     def hold_transfer(self, transfer_id: str, num_bytes: int) -> list[str]:
         """Reserve bytes for a state awaiting its transfer ack; evicts prefix blocks if needed."""
         if transfer_id in self._transfers:
-            raise ValueError(f"transfer {transfer_id!r} is already held")
+            raise DuplicateRequestError(f"transfer {transfer_id!r} is already held")
         evicted = self._make_room(num_bytes, protect=None)
         if self.used_bytes + num_bytes > self.capacity_bytes:
             raise PoolExhaustedError(
