@@ -1,0 +1,166 @@
+"""One live benchmark run: deploy (optionally on two emulated sites), drive a workload, record, summarise, plot.
+
+    with bench_deployment(cfg, run_dir, SitesSpec(cap_mbit=80)) as dep:     # sites + processes, always torn down
+        result = dep.measure(requests, LoadOptions(...))                    # records + link samples
+        write_run(result, run_dir / "lognormal", "prfaas", Slo(ttft_s=10))  # records.jsonl, link.jsonl,
+                                                                            # summary.json, run.png
+`Deployment.measure` runs the load generator and the link monitor in one event loop on a thread placed in
+the local site, then joins each record with the gateway's request log (`/admin/requests`: route, reason, KV
+bytes) by the gateway's request id (checked against the prompt length).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from prfaas.bench.deploy import BenchLauncher, CorruptPlan, place_on_sites
+from prfaas.bench.linkmon import LinkMonitor
+from prfaas.bench.loadgen import LoadOptions, ProgressFn, drive
+from prfaas.bench.plots import plot_run
+from prfaas.bench.records import LinkSample, RequestRecord, write_jsonl
+from prfaas.bench.sites import Sites, SitesSpec, two_sites
+from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
+from prfaas.bench.workload import BenchRequest
+from prfaas.serve.config import DeployConfig
+
+SideTask = Callable[[float], Awaitable[None]]  # gets the run's t0 (monotonic); runs beside the load
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    records: list[RequestRecord]
+    samples: list[LinkSample]
+    duration_s: float
+
+
+def _join(records: Sequence[RequestRecord], log: Sequence[dict[str, Any]]) -> list[RequestRecord]:
+    by_id = {int(row["id"]): row for row in log if "id" in row}
+    out = []
+    for r in records:
+        row = by_id.get(r.gateway_id) if r.gateway_id is not None else None
+        if row is None or row.get("prompt_tokens") != r.prompt_tokens:
+            out.append(r)
+            continue
+        out.append(msgspec.structs.replace(r, route=row.get("route"), reason=row.get("reason"),
+                                           transfer_bytes=int(row.get("transfer_bytes") or 0)))
+    return out
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            return await resp.json() if resp.status == 200 else None
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        return None
+
+
+async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOptions, *,
+                        cap_gbps: Callable[[], float | None] | None = None,
+                        wire_bytes: Callable[[], int] | None = None, progress: ProgressFn | None = None,
+                        side: SideTask | None = None) -> RunResult:
+    async with aiohttp.ClientSession() as session:
+        before = await _get_json(session, f"{url}/admin/requests") or []
+        since = max((int(r["id"]) for r in before), default=0)
+        t0 = time.monotonic()
+        monitor = LinkMonitor(url, t0, cap_gbps=cap_gbps, wire_bytes=wire_bytes)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(monitor.run(session, stop))
+        extra = asyncio.create_task(side(t0)) if side is not None else None
+        try:
+            records = await drive(url, requests, opts, progress)
+            if extra is not None:
+                await extra
+        finally:
+            stop.set()
+            await watcher
+            if extra is not None and not extra.done():
+                extra.cancel()
+        duration_s = time.monotonic() - t0
+        log = await _get_json(session, f"{url}/admin/requests?since={since}") or []
+    return RunResult(_join(records, log), monitor.samples, duration_s)
+
+
+class Deployment:
+    """A started deployment (and its sites, if any); everything below runs with the client in the local site."""
+
+    def __init__(self, launcher: BenchLauncher, sites: Sites | None) -> None:
+        self.launcher = launcher
+        self.sites = sites
+
+    @property
+    def url(self) -> str:
+        return self.launcher.url
+
+    def cap_gbps(self) -> float | None:
+        if self.sites is not None and self.sites.cap_mbit is not None:
+            return self.sites.cap_mbit / 1000.0
+        return self.launcher.cfg.egress_link().capacity_gbps
+
+    def measure(self, requests: Sequence[BenchRequest], opts: LoadOptions, progress: ProgressFn | None = None,
+                side: SideTask | None = None) -> RunResult:
+        wire = self.sites.tx_bytes if self.sites is not None else None
+        with self.launcher.client():
+            return asyncio.run(measure_async(self.url, requests, opts, cap_gbps=self.cap_gbps, wire_bytes=wire,
+                                             progress=progress, side=side))
+
+    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (no body) or POST an admin endpoint of the gateway; returns the decoded JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, headers={"content-type": "application/json"})
+        with self.launcher.client():
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                raise RuntimeError(f"{path}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
+
+    def set_policy(self, name: str, threshold_tokens: int | None = None) -> None:
+        body: dict[str, Any] = {"name": name}
+        if threshold_tokens is not None:
+            body["threshold_tokens"] = threshold_tokens
+        self.admin("/admin/policy", body)
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        with self.launcher.client():
+            self.launcher.wait_ready(timeout_s)
+
+
+@contextlib.contextmanager
+def bench_deployment(cfg: DeployConfig, run_dir: Path, sites_spec: SitesSpec | None = None, *,
+                     fault_nodes: dict[str, CorruptPlan] | None = None,
+                     ready_timeout_s: float = 180.0) -> Iterator[Deployment]:
+    """Sites (if asked), then the processes; waits until ready; tears both down on any exit."""
+    with contextlib.ExitStack() as stack:
+        sites = stack.enter_context(two_sites(sites_spec)) if sites_spec is not None else None
+        placed = place_on_sites(cfg, sites.info) if sites is not None else cfg
+        launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=fault_nodes)
+        stack.callback(launcher.stop)
+        launcher.start()
+        deployment = Deployment(launcher, sites)
+        deployment.wait_ready(ready_timeout_s)
+        yield deployment
+
+
+def write_run(result: RunResult, out_dir: Path, title: str, slo: Slo, *, plot: bool = True) -> BenchSummary:
+    """records.jsonl, link.jsonl, summary.json (and run.png) under out_dir; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "records.jsonl", result.records)
+    write_jsonl(out_dir / "link.jsonl", result.samples)
+    summary = summarize(result.records, result.samples, result.duration_s, slo)
+    (out_dir / "summary.json").write_bytes(msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n")
+    (out_dir / "summary.txt").write_text(format_summary(summary, title) + "\n", encoding="utf-8")
+    if plot:
+        plot_run(result.records, result.samples, out_dir / "run.png", title)
+    return summary
