@@ -9,13 +9,16 @@ import pytest
 from policy_helpers import failed_outcome, link, make_view, ok_outcome, req
 
 from prfaas.core.lifecycle import ClusterKind
+from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.policy.bandwidth_aware import (
     BandwidthAwareConfig,
     BandwidthController,
     BandwidthSignals,
     CongestionCause,
     ControlMode,
+    PdPressure,
 )
+from prfaas.policy.offload_demand import StateBytesFn
 from prfaas.policy.routers.bandwidth_aware import BandwidthAwareRouter
 from prfaas.policy.types import ClusterView, FailureKind, RoutePlan, RouteReason
 
@@ -26,8 +29,8 @@ CFG = BandwidthAwareConfig(control_interval_s=1.0)
 class Driver:
     """Routes one request per control interval through the router and records every plan."""
 
-    def __init__(self, config: BandwidthAwareConfig = CFG) -> None:
-        self.router = BandwidthAwareRouter(threshold_tokens=T, bandwidth=config)
+    def __init__(self, config: BandwidthAwareConfig = CFG, state_bytes: StateBytesFn | None = None) -> None:
+        self.router = BandwidthAwareRouter(threshold_tokens=T, bandwidth=config, state_bytes=state_bytes)
         self.now_s = 0.0
         self.next_id = 0
         self.plans: list[RoutePlan] = []
@@ -101,31 +104,97 @@ def test_rtt_retransmits_and_queue_raise_threshold(view: ClusterView, reason: Ro
     d.finish()
 
 
-def test_saturation_routes_everything_locally_until_it_cools() -> None:
+def state_bytes(tokens: float) -> float:
+    """A toy S_kv: 1,000 fixed bytes plus 10 per token."""
+    return 1_000.0 + 10.0 * tokens
+
+
+def offload_rate(lengths: list[int], threshold: int, span_s: float) -> float:
+    return sum(state_bytes(n) for n in lengths if n > threshold) / span_s
+
+
+def fill_demand(d: Driver, lengths: list[int]) -> None:
+    """Route one request per control interval through a cool link (records the demand window)."""
+    for n in lengths:
+        d.route(n, make_view(egress=link(0.1, capacity_gbps=0.001)))
+
+
+def test_link_raise_is_sized_so_the_offloaded_byte_rate_fits_the_link() -> None:
+    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0)
+    d = Driver(cfg, state_bytes=state_bytes)
+    lengths = [11_000 + 1_000 * i for i in range(20)]  # one per second, t = 0..19
+    fill_demand(d, lengths)
+    assert d.scale() == 1.0
+    # hot at 95% of a 0.001 Gbps link (125,000 B/s); budget 0.8 x 125,000 B/s over the 20 s observed
+    plan = d.route(100, make_view(egress=link(0.95, capacity_gbps=0.001)))
+    budget = cfg.target_link_util * gbps_to_bytes_per_s(0.001)
+    raised = plan.threshold_tokens
+    assert raised is not None and raised > T
+    assert offload_rate(lengths, raised, 20.0) <= budget  # what still offloads fits the link ...
+    below = max(n for n in lengths if n < raised)
+    assert offload_rate(lengths, below, 20.0) > budget  # ... and it is the smallest threshold that does
+    assert d.router.controller.state.available_gbps == pytest.approx(0.001)
+    # one long request above t' offloads; one between t and t' stays local for the link
+    assert d.route(raised + 1, make_view(egress=link(0.95, capacity_gbps=0.001))).is_offloaded
+    plan = d.route(raised, make_view(egress=link(0.95, capacity_gbps=0.001)))
+    assert plan.reason is RouteReason.LINK_CONGESTED_LOCAL
+    d.finish()
+
+
+def test_congested_link_is_sized_from_measured_goodput_not_capacity() -> None:
+    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0)
+    d = Driver(cfg, state_bytes=state_bytes)
+    d.route(100, make_view(egress=link(0.1, capacity_gbps=100.0, rtt_ms=10.0)))  # learns a 10 ms RTT
+    fill_demand(d, [30_000] * 10)
+    # provisioned 100 Gbps, but the link queues (RTT x5) while delivering 0.0005 Gbps: B is the goodput
+    congested = make_view(egress=link(0.000005, capacity_gbps=100.0, rtt_ms=50.0))
+    d.route(100, congested)
+    assert d.router.controller.state.available_gbps == pytest.approx(0.0005)
+    # 30K-token requests at ~300 KB each every second cannot fit 50 KB/s: t' = 30K keeps them local
+    assert d.router.effective_threshold() == 30_000
+    d.finish()
+
+
+def test_saturated_link_never_forces_every_long_request_local() -> None:
+    d = Driver(state_bytes=state_bytes)
+    fill_demand(d, [50_000] * 5)
+    for _ in range(5):
+        d.route(100, make_view(egress=link(5.0, capacity_gbps=0.001)))
+    assert d.scale() == CFG.max_threshold_scale
+    beyond = d.route(round(T * CFG.max_threshold_scale) + 1, make_view(egress=link(5.0, capacity_gbps=0.001)))
+    assert beyond.is_offloaded and beyond.reason is RouteReason.LONG_OFFLOAD
+    d.finish()
+
+
+def pd_queue_view(util: float, pd_tokens: int) -> ClusterView:
+    queued = {"queued_tokens": pd_tokens}
+    return make_view(egress=link(util), overrides={"pdp0": queued, "pdp1": queued})
+
+
+def test_pd_prefill_queue_holds_then_backs_off_a_raise() -> None:
     d = Driver()
-    for view, reason in ((make_view(egress=link(0.98)), RouteReason.LINK_CONGESTED_LOCAL),
-                         (queue_view(20), RouteReason.PRFAAS_QUEUE_LOCAL)):
-        plan = d.route(131_072, view)
-        assert plan.prefill_cluster is ClusterKind.PD and plan.reason is reason
-        assert d.router.controller.state.mode is ControlMode.LOCAL_ONLY
-    # band signals do not end LOCAL_ONLY
-    assert d.route(131_072, make_view(egress=link(0.7))).prefill_cluster is ClusterKind.PD
-    cool = make_view(egress=link(0.1))
-    modes = []
-    for _ in range(CFG.recover_updates):
-        d.route(131_072, cool)
-        modes.append(d.router.controller.state.mode)
-    assert modes == [ControlMode.LOCAL_ONLY] * (CFG.recover_updates - 1) + [ControlMode.RAISED]
-    assert d.route(131_072, cool).reason is RouteReason.LONG_OFFLOAD
+    d.route(100, pd_queue_view(0.95, 0))
+    assert d.scale() == pytest.approx(1.25)
+    for _ in range(3):  # hot link, but PD-P is at the hold mark: no further raise
+        d.route(100, pd_queue_view(0.95, int(CFG.pd_queue_hold_tokens)))
+    assert d.scale() == pytest.approx(1.25)
+    assert d.router.controller.state.pd_pressure is PdPressure.HOLD
+    d.route(100, pd_queue_view(0.95, int(CFG.pd_queue_backoff_tokens)))  # back-off mark: lower even while hot
+    assert d.scale() == pytest.approx(1.25 * CFG.relax_factor)
+    for _ in range(5):
+        d.route(100, pd_queue_view(0.95, int(CFG.pd_queue_backoff_tokens)))
+    assert d.scale() == 1.0 and d.router.controller.state.mode is ControlMode.NORMAL  # never below t
+    d.route(100, pd_queue_view(0.95, 0))  # PD-P drained: the link raises again
+    assert d.scale() == pytest.approx(1.25)
     d.finish()
 
 
 def test_relaxes_after_recovery_with_dwell_then_returns_to_normal() -> None:
     d = Driver()
-    for _ in range(4):
+    for _ in range(3):
         d.route(100, make_view(egress=link(0.9)))
     raised = d.scale()
-    assert raised == pytest.approx(1.25**4)
+    assert raised == pytest.approx(1.25**3)
     cool = make_view(egress=link(0.1))
     scales = []
     for _ in range(40):
@@ -201,7 +270,8 @@ def test_controller_missing_signals_count_as_cool() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"util_low": 0.9, "util_high": 0.85}, {"util_saturated": 0.8}, {"raise_factor": 1.0},
+    [{"util_low": 0.9, "util_high": 0.85}, {"target_link_util": 0.0}, {"raise_factor": 1.0},
+     {"pd_queue_hold_tokens": 9.0, "pd_queue_backoff_tokens": 5.0}, {"demand_window_s": 0.0},
      {"relax_factor": 1.0}, {"recover_updates": 0}, {"queue_high_per_instance": 0.5},
      {"max_threshold_scale": 0.5}, {"rtt_baseline_ms": 0.0}, {"control_interval_s": -1.0}],
 )

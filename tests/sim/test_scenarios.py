@@ -33,21 +33,29 @@ def _p90_ttft(records: tuple[RequestRecord, ...], lo: float, hi: float) -> float
 
 def test_a_link_drop_bandwidth_aware_holds_ttft_while_prfaas_queues_at_the_link() -> None:
     cfg = load_config(SCENARIOS / "link_drop.toml")
+    assert not cfg.policy.bandwidth, "scenario (a) must run the policy's default short-term loop"
     plain, aware = _run(cfg, "prfaas"), _run(cfg, "prfaas-bandwidth-aware")
     before_plain = _p90_ttft(plain.records, 60, 300)
     drop_plain = _p90_ttft(plain.records, 300, 420)
     drop_aware = _p90_ttft(aware.records, 300, 420)
     # plain prfaas keeps offloading into the 4 Gbps link: its TTFT P90 for arrivals during the drop
-    # (and the minute after) is several times its pre-drop level
+    # (and the minute after) is several times its pre-drop level (measured 17.2 s against 4.3 s)
     assert drop_plain > 3 * before_plain
-    # bandwidth-aware: at most 60% of plain's P90 and under 10 s, and overall SLO attainment no worse
+    # while the link is cool the loop changes nothing: same routes, same pre-drop TTFT
+    assert [r.route for r in aware.records if r.arrival_s < 300] == [r.route for r in plain.records
+                                                                      if r.arrival_s < 300]
+    # bandwidth-aware (defaults): at most 60% of plain's P90 and under 10 s (measured 8.9 s), and SLO
+    # attainment no worse than plain and at least 0.98 (measured 0.993 against 0.974)
     assert drop_aware <= 0.6 * drop_plain
     assert drop_aware <= 10.0
     assert aware.summary.slo_attainment >= plain.summary.slo_attainment
-    assert aware.summary.slo_attainment >= 0.97
-    # it did it by keeping some long requests local during the drop
-    reasons = {r.route for r in aware.records if 300 <= r.arrival_s < 420}
-    assert "link_congested_local" in reasons
+    assert aware.summary.slo_attainment >= 0.98
+    # it did it by keeping some long requests local during the drop, not all of them
+    reasons = [r.route for r in aware.records if 300 <= r.arrival_s < 360]
+    assert "link_congested_local" in reasons and "long_offload" in reasons
+    # and it relaxed after the link recovered: arrivals from 60 s after recovery route like plain prfaas
+    assert [r.route for r in aware.records if r.arrival_s >= 420] == [r.route for r in plain.records
+                                                                      if r.arrival_s >= 420]
 
 
 def test_b_mix_shift_rebalancer_converts_roles_and_restores_throughput() -> None:

@@ -86,6 +86,15 @@ class InstanceView:
         return self.is_up and self.role is not Role.DRAINING and self.pending_role is None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueLoad:
+    """Mean queue per up instance of one (cluster, role) group; zeros when the group is empty."""
+
+    num_instances: int
+    requests: float
+    tokens: float
+
+
 def _empty_links() -> Mapping[str, LinkSnapshot]:
     return MappingProxyType({})
 
@@ -105,6 +114,14 @@ class ClusterView:
     def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
         """Instances of `cluster` with `role` that can accept new work now."""
         return tuple(i for i in self.instances if i.cluster is cluster and i.role is role and i.can_accept)
+
+    def mean_queued(self, cluster: ClusterKind, role: Role) -> QueueLoad:
+        """Mean `queued_requests` and `queued_tokens` over `up_instances(cluster, role)`."""
+        nodes = self.up_instances(cluster, role)
+        if not nodes:
+            return QueueLoad(0, 0.0, 0.0)
+        n = len(nodes)
+        return QueueLoad(n, sum(i.queued_requests for i in nodes) / n, sum(i.queued_tokens for i in nodes) / n)
 
     def instance(self, instance_id: str) -> InstanceView | None:
         for inst in self.instances:

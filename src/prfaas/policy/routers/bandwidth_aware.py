@@ -2,14 +2,15 @@
 
 Per request (l = input_tokens - l_pd as in `prfaas`, t the base threshold, t' = t * scale):
 
-    PrfaaS unavailable, l > t         -> PD-P, PRFAAS_DOWN_LOCAL
     l <= t                            -> PD-P, SHORT_LOCAL
-    controller LOCAL_ONLY, l > t      -> PD-P, LINK_CONGESTED_LOCAL or PRFAAS_QUEUE_LOCAL (by cause)
+    PrfaaS unavailable, l > t         -> PD-P, PRFAAS_DOWN_LOCAL
     t < l <= t'                       -> PD-P, LINK_CONGESTED_LOCAL or PRFAAS_QUEUE_LOCAL (by cause)
     l > t'                            -> PrfaaS, LONG_OFFLOAD
 
-The plan's `threshold_tokens` is t' (the one in force). Failed offload transfers reported through
-`observe` count as a hot link signal at the controller's next update.
+The plan's `threshold_tokens` is t' (the one in force). Every routed request's l feeds the controller's
+demand window (which sizes link raises with `state_bytes`, S_kv); signals are read from the view only
+when an update is due. Failed offload transfers reported through `observe` count as a hot link signal
+at the controller's next update.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from prfaas.policy.bandwidth_aware import (
     BandwidthAwareConfig,
     BandwidthController,
     CongestionCause,
-    ControlMode,
     read_signals,
 )
 from prfaas.policy.kv_index import GlobalKvIndex
@@ -45,21 +45,25 @@ class BandwidthAwareRouter(PrfaasRouter):
     ) -> None:
         super().__init__(threshold_tokens=threshold_tokens, node_select=node_select, kv_index=kv_index,
                          state_bytes=state_bytes)
-        self.controller = BandwidthController(bandwidth)
+        self.controller = BandwidthController(bandwidth, state_bytes)
 
     def effective_threshold(self) -> int:
         return self.controller.effective_threshold(self._base_threshold())
 
     def _decide(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
-        state = self.controller.update(read_signals(view), now_s)
         base = self._base_threshold()
-        effective = self.controller.effective_threshold(base)
+        controller = self.controller
+        if controller.is_due(now_s):
+            controller.update(read_signals(view), now_s, base)
+        state = controller.state
+        effective = controller.effective_threshold(base)
         uncached = self.uncached_tokens(req, view)
+        controller.record_request(now_s, uncached)
         if uncached <= base:
             return self._plan_on(req, view, ClusterKind.PD, RouteReason.SHORT_LOCAL, effective)
         if not is_prfaas_available(view):
             return self._plan_on(req, view, ClusterKind.PD, RouteReason.PRFAAS_DOWN_LOCAL, effective)
-        if state.mode is ControlMode.LOCAL_ONLY or uncached <= effective:
+        if uncached <= effective:
             reason = (RouteReason.PRFAAS_QUEUE_LOCAL if state.cause is CongestionCause.QUEUE
                       else RouteReason.LINK_CONGESTED_LOCAL)
             return self._plan_on(req, view, ClusterKind.PD, reason, effective)
