@@ -10,6 +10,7 @@ Logs and the resolved config go to --run-dir (default runs/up-<time>/). Ctrl-C s
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,10 @@ def usage_text(url: str, model: str) -> str:
     )
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def up_cmd(
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000, or the config's).")] = None,
     config: Annotated[Path | None, typer.Option(help="Deployment TOML (default: the embedded one).")] = None,
@@ -58,6 +63,9 @@ def up_cmd(
     cfg = resolve_up_config(config, port, model)
     out = run_dir or Path("runs") / time.strftime("up-%Y%m%d-%H%M%S")
     launcher = Launcher(cfg, out)
+    # SIGTERM/SIGHUP (a service manager, `timeout`, a closed terminal) stop everything like Ctrl-C does
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     typer.echo(f"starting {len(cfg.nodes)} nodes and the gateway (logs: {out}) ...", err=True)
     try:
         launcher.start()
