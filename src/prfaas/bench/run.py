@@ -43,6 +43,7 @@ class RunResult:
     records: list[RequestRecord]
     samples: list[LinkSample]
     duration_s: float
+    gateway_log: list[dict[str, Any]]  # the gateway's /admin/requests rows of this run
 
 
 def _join(records: Sequence[RequestRecord], log: Sequence[dict[str, Any]]) -> list[RequestRecord]:
@@ -89,7 +90,7 @@ async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOp
                 extra.cancel()
         duration_s = time.monotonic() - t0
         log = await _get_json(session, f"{url}/admin/requests?since={since}") or []
-    return RunResult(_join(records, log), monitor.samples, duration_s)
+    return RunResult(_join(records, log), monitor.samples, duration_s, list(log))
 
 
 class Deployment:
@@ -135,6 +136,34 @@ class Deployment:
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         with self.launcher.client():
             self.launcher.wait_ready(timeout_s)
+
+    def wait_restarted(self, name: str, timeout_s: float = 120.0) -> None:
+        """After `launcher.restart(name)`: the process answers /health, has had time to register (nodes), and
+        the deployment is ready again (a stale registration of the old process cannot pass for the new one)."""
+        if name == "gateway":
+            url = self.url
+        else:
+            node = self.launcher.cfg.node(name)
+            url = f"http://{node.host}:{node.port}"
+        deadline = time.monotonic() + timeout_s
+        with self.launcher.client():
+            while not _answers(f"{url}/health"):
+                if time.monotonic() > deadline or not self.launcher.is_alive(name):
+                    raise RuntimeError(f"{name} did not come back within {timeout_s:g}s (see its log)")
+                time.sleep(0.2)
+        if name != "gateway":
+            time.sleep(2 * self.launcher.cfg.gateway.heartbeat_interval_s)
+        self.wait_ready(max(1.0, deadline - time.monotonic()))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return True  # it is up (a gateway still waiting for nodes answers 503)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
