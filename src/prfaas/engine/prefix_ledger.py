@@ -16,26 +16,17 @@ the hashes they evicted so the tensor storage can drop them. `leaks()` lists any
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prfaas.core.blocks import BLOCK_TOKENS, block_hash_chain
 from prfaas.engine.errors import DuplicateRequestError, PoolExhaustedError, UnknownRequestError
-
-BLOCK_TOKENS = 512
 
 
 def block_hashes(tokens: Sequence[int], block_tokens: int = BLOCK_TOKENS) -> list[str]:
-    """Hash chain over the complete blocks of `tokens`: hash_i covers tokens[: (i + 1) * block_tokens]."""
-    hashes: list[str] = []
-    parent = b""
-    for start in range(0, len(tokens) - block_tokens + 1, block_tokens):
-        digest = hashlib.blake2b(parent, digest_size=16)
-        block = tokens[start : start + block_tokens]
-        digest.update(b"".join(int(t).to_bytes(4, "little", signed=False) for t in block))
-        parent = digest.digest()
-        hashes.append(parent.hex())
-    return hashes
+    """Hash chain over the complete blocks of `tokens` (`core.blocks`, the chain the gateway's KV index uses),
+    as hex strings: hash_i covers tokens[: (i + 1) * block_tokens]."""
+    return [format(h, "016x") for h in block_hash_chain(tokens, block_tokens, include_partial=False)]
 
 
 @dataclass(slots=True)

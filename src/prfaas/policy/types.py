@@ -22,15 +22,18 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from prfaas.core.blocks import BLOCK_TOKENS as BLOCK_TOKENS  # re-exported: policy speaks of 512-token blocks
 from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
 
-BLOCK_TOKENS = 512
 """Tokens per prefix block (the Mooncake trace's hash-chain granularity)."""
 
 PRFAAS_EGRESS_LINK_ID = "prfaas->pd"
 """Link id of the cross-cluster egress (PrfaaS cluster -> PD cluster) in `ClusterView.links`."""
+
+PD_TO_PRFAAS_LINK_ID = "pd->prfaas"
+"""Link id of the reverse direction (PD -> PrfaaS: cross-cluster prefix-cache transfers), if reported."""
 
 
 class NoRouteError(PrfaasError):

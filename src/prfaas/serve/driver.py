@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import msgspec
-import xxhash
 
+from prfaas.core.blocks import block_hash_chain
 from prfaas.core.lifecycle import ClusterKind
 from prfaas.policy.failures import decide_failure
 from prfaas.policy.routers.base import RouterBase
@@ -112,16 +112,8 @@ class TokenDelta:
 
 
 def block_hashes(tokens: Sequence[int], block_tokens: int = BLOCK_TOKENS) -> tuple[int, ...]:
-    """Hash chain over `block_tokens`-token blocks (the last one possibly partial); hash i covers [0, (i+1)B)."""
-    hashes: list[int] = []
-    previous = 0
-    for start in range(0, len(tokens), block_tokens):
-        block = tokens[start:start + block_tokens]
-        digest = xxhash.xxh3_64_intdigest(previous.to_bytes(8, "little") + b"".join(
-            int(t).to_bytes(4, "little") for t in block))
-        hashes.append(digest)
-        previous = digest
-    return tuple(hashes)
+    """The prompt's prefix-block hash chain (`core.blocks`; the last block may be partial)."""
+    return block_hash_chain(tokens, block_tokens)
 
 
 def route_label(plan: RoutePlan, forced: ForcedRoute | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BLOCK_TOKENS = 512
+from prfaas.core.blocks import BLOCK_TOKENS
 
 
 def num_blocks_for(num_tokens: int, block_tokens: int = BLOCK_TOKENS) -> int:
