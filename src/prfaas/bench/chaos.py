@@ -25,6 +25,7 @@ import enum
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -34,7 +35,7 @@ from prfaas.bench.loadgen import LoadOptions
 from prfaas.bench.records import RequestStatus
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import Slo, summarize
-from prfaas.bench.workload import BenchRequest
+from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 
 LINK_DROP_FACTOR = 10.0
@@ -68,6 +69,16 @@ class FaultReport(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def ok(self) -> bool:
         return self.lost == 0 and self.recovered and self.outputs_match is not False
+
+
+def probe_requests(spec: WorkloadSpec, count: int = 3) -> list[BenchRequest]:
+    """`count` log-normal prompts above the offload threshold (they go to PrfaaS when routing is normal),
+    sent 0.2 s apart, drawn with another seed than the load."""
+    pool = build_requests(replace(spec, kind=WorkloadKind.LOGNORMAL, num_requests=10 * count, seed=spec.seed + 1000))
+    longer = [r for r in pool if len(r.prompt_tokens) > 1.2 * spec.threshold_tokens][:count]
+    if len(longer) < count:
+        raise ValueError(f"cannot draw {count} prompts above {spec.threshold_tokens} tokens")
+    return [BenchRequest(i, 0.2 * i, r.prompt_tokens, r.max_tokens) for i, r in enumerate(longer)]
 
 
 def _node(dep: Deployment, cluster: ClusterKind, role: Role | None = None) -> str:
@@ -194,8 +205,6 @@ def run_corrupt(dep: Deployment, during: Sequence[BenchRequest], probes: Sequenc
 
 
 def _with(opts: LoadOptions, route: str) -> LoadOptions:
-    from dataclasses import replace
-
     return replace(opts, keep_text=True, headers=(*opts.headers, ("x-prfaas-route", route)))
 
 

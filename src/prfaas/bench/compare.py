@@ -18,7 +18,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -29,6 +28,7 @@ from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import BenchSummary, Slo
 from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec
 from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.perf.measured import MeasuredProfile, load_profile_json
 from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
 from prfaas.workload.lognormal import PAPER_MAX_TOKENS, PAPER_MIN_TOKENS, PAPER_MU, PAPER_SIGMA
 
@@ -81,9 +81,8 @@ def _prediction_dict(p: Prediction) -> dict[str, float | None]:
             "threshold_tokens": p.threshold_tokens}
 
 
-def _profile(runs: dict[str, RunResult], profile_path: Path | None, out_dir: Path) -> tuple[Path, Any, str]:
-    from prfaas.perf.measured import load_profile_json
-
+def _profile(runs: dict[str, RunResult], profile_path: Path | None,
+             out_dir: Path) -> tuple[Path, MeasuredProfile, str]:
     if profile_path is not None:
         return profile_path, load_profile_json(profile_path), f"prfaas profile ({profile_path})"
     rows = [row for run in runs.values() for row in run.gateway_log]
@@ -103,43 +102,54 @@ def run_policies(dep: Deployment, requests: Sequence[BenchRequest], opts: LoadOp
     return out
 
 
-def compare_policies(dep: Deployment, requests: Sequence[BenchRequest], spec: WorkloadSpec, opts: LoadOptions,
-                     out_dir: Path, *, policies: Sequence[str] = POLICIES, slo: Slo = Slo(),
-                     profile_path: Path | None = None, progress: bool = True) -> CompareResult:
-    live = run_policies(dep, requests, opts, out_dir, policies, slo, progress)
-    notes: list[str] = []
-    rows: list[CompareRow] = []
-    planner = None
-    source = "none"
-    can_predict = spec.kind is WorkloadKind.LOGNORMAL
-    if not can_predict:
-        notes.append("trace workload: no simulator prediction (the live-setup bridge takes a log-normal)")
+@dataclass(slots=True)
+class _Predictions:
+    sims: dict[str, Prediction]
+    planner: dict[str, float | None] | None
+    source: str
+    notes: list[str]
+
+
+def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], profile_path: Path | None,
+             out_dir: Path) -> _Predictions:
+    """The simulator per policy and the planner once; every failure becomes a note, never an exception."""
+    out = _Predictions({}, None, "none", [])
+    if spec.kind is not WorkloadKind.LOGNORMAL:
+        out.notes.append("trace workload: no simulator prediction (the live-setup bridge takes a log-normal)")
+        return out
     try:
-        path, profile, source = _profile({k: v[0] for k, v in live.items()}, profile_path, out_dir) \
-            if can_predict else (None, None, "none")
+        path, profile, out.source = _profile(runs, profile_path, out_dir)
     except ValueError as exc:
-        path, profile, can_predict = None, None, False
-        notes.append(f"no profile for the predictions: {exc}")
-    for policy, (result, summary) in live.items():
-        sim = None
-        if can_predict and path is not None:
-            try:
-                sim = simulate_same(path, profile, live_setup(dep, spec, policy, result.duration_s))
-            except Exception as exc:  # a prediction is an extra; the live row stands without it
-                notes.append(f"{policy}: simulator unavailable: {exc}")
+        out.notes.append(f"no profile for the predictions: {exc}")
+        return out
+    for policy, run in runs.items():
+        try:
+            out.sims[policy] = simulate_same(path, profile, live_setup(dep, spec, policy, run.duration_s))
+        except Exception as exc:  # a prediction is an extra; the live row stands without it
+            out.notes.append(f"{policy}: simulator unavailable: {exc}")
+    try:
+        first = next(iter(runs.values()))
+        out.planner = _prediction_dict(plan_same(path, live_setup(dep, spec, "prfaas", first.duration_s)))
+    except Exception as exc:
+        out.notes.append(f"planner unavailable: {exc}")
+    return out
+
+
+def compare_policies(dep: Deployment, requests: Sequence[BenchRequest], spec: WorkloadSpec, opts: LoadOptions,
+                     out_dir: Path, *, policies: Sequence[str] = POLICIES, slo: Slo | None = None,
+                     profile_path: Path | None = None, progress: bool = True) -> CompareResult:
+    live = run_policies(dep, requests, opts, out_dir, policies, slo or Slo(), progress)
+    pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir)
+    rows = []
+    for policy, (_run, summary) in live.items():
+        sim = pred.sims.get(policy)
         rows.append(CompareRow(policy=policy, live=summary, sim=_prediction_dict(sim) if sim else None,
                                ttft_error=_relative(sim.ttft_mean_s if sim else None, summary.ttft_s.mean),
                                throughput_error=_relative(sim.throughput_rps if sim else None,
                                                           summary.throughput_rps)))
-    if can_predict and path is not None:
-        try:
-            first = next(iter(live.values()))[0]
-            planner = _prediction_dict(plan_same(path, live_setup(dep, spec, "prfaas", first.duration_s)))
-        except Exception as exc:
-            notes.append(f"planner unavailable: {exc}")
-    result = CompareResult(rows, planner, source, notes)
-    write_compare(result, {p: v[0].records for p, v in live.items()}, out_dir)
-    return result
+    compared = CompareResult(rows, pred.planner, pred.source, pred.notes)
+    write_compare(compared, {p: v[0].records for p, v in live.items()}, out_dir)
+    return compared
 
 
 def _f(value: float | None, spec: str) -> str:

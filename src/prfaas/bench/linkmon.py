@@ -13,6 +13,7 @@ included). The capacity is the cap in force at the sample (the callable), else w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +71,5 @@ class LinkMonitor:
             link = (cluster or {}).get("links", {}).get(PRFAAS_EGRESS_LINK_ID)
             wire = await asyncio.to_thread(self.wire_bytes) if self.wire_bytes is not None else None
             self.observe(time.monotonic(), link, wire)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -166,19 +167,22 @@ async def drive(url: str, requests: Sequence[BenchRequest], opts: LoadOptions,
     return sorted(records, key=lambda r: r.index)
 
 
+def _stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 class ProgressBar:
     """A one-line progress bar on a stream (stderr by default), redrawn as records finish."""
 
     def __init__(self, total: int, label: str = "bench", width: int = 30,
                  write: Callable[[str], None] | None = None) -> None:
-        import sys
-
         self.total = total
         self.label = label
         self.width = width
         self.done = 0
         self.failed = 0
-        self._write = write or (lambda s: (sys.stderr.write(s), sys.stderr.flush()) and None)
+        self._write = write or _stderr
 
     def __call__(self, record: RequestRecord) -> None:
         self.done += 1

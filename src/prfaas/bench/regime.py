@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from prfaas.bench.workload import PAPER_THRESHOLD_TOKENS
 from prfaas.core.lifecycle import ClusterKind
 from prfaas.perf.measured import ProfilePrefillModel, load_profile_json
 from prfaas.serve.config import DeployConfig, GatewaySection, ModelSection, PolicySection, default_config
 from prfaas.workload import scale_distribution, truncated_lognormal
 from prfaas.workload.lognormal import PAPER_MU
-
-from prfaas.bench.workload import PAPER_THRESHOLD_TOKENS
 
 PAPER_EGRESS_UTILISATION = 0.13  # ~13 Gbps average of ~100 Gbps at the operating point (PAPER.md §8.3)
 PAPER_L_LONG_TOKENS = 44_000

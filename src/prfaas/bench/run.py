@@ -17,7 +17,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
 from prfaas.bench.workload import BenchRequest
 from prfaas.serve.config import DeployConfig
 
-SideTask = Callable[[float], Awaitable[None]]  # gets the run's t0 (monotonic); runs beside the load
+SideTask = Callable[[float], Coroutine[Any, Any, None]]  # gets the run's t0 (monotonic); runs beside the load
 
 
 @dataclass(frozen=True, slots=True)

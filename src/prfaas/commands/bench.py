@@ -1,0 +1,184 @@
+"""`prfaas bench`: two emulated datacenters, the live benchmark, policy comparison and fault injection.
+
+    prfaas bench sites up --cap-mbit 80 [--state F]   # namespaces "prfaas" + "local", veth, tbf cap (root)
+    prfaas bench sites down [--state F]
+    prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
+    prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
+    prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
+
+Each run starts its own deployment (on the sites by default when root), writes records.jsonl, link.jsonl,
+summary.json and plots under --out, and tears everything down, even on failure or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prfaas.core.errors import ConfigError
+
+DEFAULT_STATE = Path("/tmp/prfaas-bench/sites.json")
+
+Config = Annotated[Path | None, typer.Option(help="Deployment TOML (default: the embedded default model).")]
+Tiny = Annotated[bool, typer.Option(help="Use the tiny CI model (4 layers, hidden 128, threshold 256).")]
+Sites = Annotated[bool | None, typer.Option("--sites/--no-sites", help="Two emulated sites (default: if root).")]
+Cap = Annotated[float | None, typer.Option(help="Cross-site cap in Mbit/s (default: from --profile, else 80).")]
+Profile = Annotated[Path | None, typer.Option(help="`prfaas profile` JSON: sets the regime cap, feeds the sim.")]
+Workload = Annotated[str, typer.Option(help="lognormal (the paper's, scaled) or trace.")]
+Trace = Annotated[Path | None, typer.Option(help="Trace file (default: the vendored Mooncake trace).")]
+Requests = Annotated[int, typer.Option(help="Requests per run.")]
+Rate = Annotated[float, typer.Option(help="Mean arrival rate (req/s).")]
+MaxTokens = Annotated[int, typer.Option(help="Output tokens per request.")]
+Seed = Annotated[int, typer.Option(help="Workload seed.")]
+Threshold = Annotated[int | None, typer.Option(help="Offload threshold in tokens (default: the config's).")]
+SloTtft = Annotated[float | None, typer.Option(help="TTFT SLO for goodput (s).")]
+SloTpot = Annotated[float | None, typer.Option(help="TPOT SLO for goodput (s).")]
+Concurrency = Annotated[int, typer.Option(help="Most requests in flight.")]
+Budget = Annotated[float, typer.Option(help="No request is sent after this many seconds.")]
+Out = Annotated[Path | None, typer.Option(help="Output folder (default: runs/bench-<cmd>-<time>).")]
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(no_args_is_help=True, help="Load generation, live benchmarks and link emulation.")
+    sites = typer.Typer(no_args_is_help=True, help="Two emulated datacenters (network namespaces; root).")
+    sites.command("up", help="Create the two sites and leave them up.")(sites_up_cmd)
+    sites.command("down", help="Delete the sites made by `sites up`.")(sites_down_cmd)
+    bench.add_typer(sites, name="sites")
+    bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
+    bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
+    bench.command("chaos", help="Inject faults into a live run and check nothing is lost.")(chaos_cmd)
+    app.add_typer(bench, name="bench", help="Load generation, live benchmarks and link emulation.")
+
+
+def sites_up_cmd(cap_mbit: Cap = 80.0, reverse_cap_mbit: Annotated[float | None, typer.Option()] = None,
+                 state: Annotated[Path, typer.Option(help="Where the handle is saved.")] = DEFAULT_STATE) -> None:
+    from prfaas.bench.sites import SitesSpec, save_sites, sites_up
+
+    if state.exists():
+        raise ConfigError(f"sites already up per {state}; run `prfaas bench sites down --state {state}` first")
+    sites = sites_up(SitesSpec(cap_mbit=cap_mbit, reverse_cap_mbit=reverse_cap_mbit))
+    save_sites(sites, state)
+    info = sites.info
+    typer.echo(f"prfaas site {info.prfaas_ns} ({info.prfaas_addr}) <-> local site {info.local_ns} "
+               f"({info.local_addr}); cap {cap_mbit} Mbit/s prfaas->local\n"
+               f"  run in a site: ip netns exec {info.local_ns} <command>\nstate: {state}")
+
+
+def sites_down_cmd(state: Annotated[Path, typer.Option(help="The handle `sites up` saved.")] = DEFAULT_STATE) -> None:
+    from prfaas.bench.sites import load_sites
+
+    sites = load_sites(state)
+    sites.down()
+    state.unlink(missing_ok=True)
+    typer.echo(f"deleted {sites.info.prfaas_ns} and {sites.info.local_ns}")
+
+
+def _out(out: Path | None, cmd: str) -> Path:
+    return out or Path("runs") / f"bench-{cmd}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _setup(**kwargs: object):  # type: ignore[no-untyped-def]
+    from prfaas.bench.choices import SetupChoices, resolve_setup
+
+    setup = resolve_setup(SetupChoices(**kwargs))  # type: ignore[arg-type]
+    for note in setup.notes:
+        typer.echo(f"note: {note}")
+    where = "two emulated sites" if setup.sites_spec else "loopback"
+    spec = setup.spec
+    typer.echo(f"deployment on {where}, cross-site cap {setup.cap_mbit:.1f} Mbit/s, policy {setup.cfg.policy.name}, "
+               f"threshold {setup.cfg.policy.threshold_tokens}; workload {spec.kind.value} x{spec.factor:.4f}, "
+               f"{spec.num_requests} requests at {spec.rate_rps:g} req/s")
+    return setup
+
+
+def run_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_mbit: Cap = None,
+            profile: Profile = None, workload: Workload = "lognormal", trace: Trace = None, requests: Requests = 40,
+            rate_rps: Rate = 1.0, max_tokens: MaxTokens = 16, seed: Seed = 0, threshold: Threshold = None,
+            policy: Annotated[str | None, typer.Option(help="Routing policy (default: the config's).")] = None,
+            slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
+            time_budget_s: Budget = 600.0, out: Out = None) -> None:
+    from prfaas.bench.loadgen import ProgressBar
+    from prfaas.bench.run import bench_deployment, write_run
+    from prfaas.bench.summary import format_summary
+    from prfaas.bench.workload import build_requests
+
+    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile, workload=workload,
+               trace=trace, num_requests=requests, rate_rps=rate_rps, max_tokens=max_tokens, seed=seed,
+               threshold_tokens=threshold, policy=policy, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
+               concurrency=concurrency, time_budget_s=time_budget_s)
+    out_dir = _out(out, "run")
+    reqs = build_requests(s.spec)
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+        result = dep.measure(reqs, s.opts, ProgressBar(len(reqs), label=s.cfg.policy.name))
+    summary = write_run(result, out_dir, f"{s.cfg.policy.name} ({s.spec.kind.value})", s.slo)
+    typer.echo(format_summary(summary, s.cfg.policy.name))
+    typer.echo(f"wrote {out_dir}/records.jsonl, summary.json, run.png")
+
+
+def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_mbit: Cap = None,
+                profile: Profile = None, workload: Workload = "lognormal", trace: Trace = None,
+                requests: Requests = 40, rate_rps: Rate = 1.0, max_tokens: MaxTokens = 16, seed: Seed = 0,
+                threshold: Threshold = None,
+                policies: Annotated[str, typer.Option(help="Comma-separated policies.")] =
+                "homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware",
+                slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
+                time_budget_s: Budget = 600.0, out: Out = None) -> None:
+    from prfaas.bench.compare import compare_policies, format_compare
+    from prfaas.bench.run import bench_deployment
+    from prfaas.bench.workload import build_requests
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise ConfigError("--policies is empty")
+    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile, workload=workload,
+               trace=trace, num_requests=requests, rate_rps=rate_rps, max_tokens=max_tokens, seed=seed,
+               threshold_tokens=threshold, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
+               concurrency=concurrency, time_budget_s=time_budget_s)
+    out_dir = _out(out, "compare")
+    reqs = build_requests(s.spec)
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+        result = compare_policies(dep, reqs, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
+                                  profile_path=profile)
+    typer.echo(format_compare(result))
+    typer.echo(f"wrote {out_dir}/compare.json, compare.txt, compare.png and one folder per policy")
+
+
+def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_mbit: Cap = None,
+              requests: Requests = 20, rate_rps: Rate = 2.0, max_tokens: MaxTokens = 16, seed: Seed = 0,
+              threshold: Threshold = None,
+              faults: Annotated[str, typer.Option(help="Comma-separated faults (link-drop needs the sites).")] =
+              "link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart",
+              fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 2.0,
+              recover_after_s: Annotated[float, typer.Option(help="Undo the fault after this long.")] = 5.0,
+              out: Out = None) -> None:
+    from prfaas.bench.chaos import Fault, format_reports, probe_requests, run_fault, write_reports
+    from prfaas.bench.run import bench_deployment
+    from prfaas.bench.workload import build_requests
+
+    try:
+        chosen = [Fault(f.strip()) for f in faults.split(",") if f.strip()]
+    except ValueError:
+        raise ConfigError(f"--faults must be among: {', '.join(f.value for f in Fault)}") from None
+    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, num_requests=requests, rate_rps=rate_rps,
+               max_tokens=max_tokens, seed=seed, threshold_tokens=threshold)
+    if s.sites_spec is None and Fault.LINK_DROP in chosen:
+        chosen.remove(Fault.LINK_DROP)
+        typer.echo("note: link-drop skipped (needs the emulated sites)")
+    out_dir = _out(out, "chaos")
+    during, probes = build_requests(s.spec), probe_requests(s.spec)
+    reports = []
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+        for fault in chosen:
+            typer.echo(f"fault {fault.value} ...")
+            reports.append(run_fault(dep, fault, during, probes, s.opts, out_dir, fault_at_s=fault_at_s,
+                                     recover_after_s=recover_after_s))
+    write_reports(reports, out_dir)
+    typer.echo(format_reports(reports))
+    lost = sum(r.lost for r in reports)
+    typer.echo(f"requests sent {sum(r.sent for r in reports)}, completed {sum(r.completed for r in reports)}, "
+               f"failed with an error {sum(r.failed for r in reports)}, lost {lost}")
+    if lost or not all(r.ok for r in reports):
+        raise typer.Exit(1)
