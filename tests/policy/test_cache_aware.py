@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from prfaas.core.lifecycle import ClusterKind
 from prfaas.policy.cache_regime import CacheAwareConfig, CacheRegime, RegimeDetector
 from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.routers.cache_aware import CacheAwareRouter
-from prfaas.policy.types import RoutePlan, RouteReason
+from prfaas.policy.types import PD_TO_PRFAAS_LINK_ID, RoutePlan, RouteReason
 
 T = 10_000
 PD, PF = ClusterKind.PD, ClusterKind.PRFAAS
@@ -171,8 +172,63 @@ def test_fixed_regime_ignores_the_link() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"abundant_enter_util": 0.6}, {"min_transfer_blocks": 0}, {"max_transfer_blocks": 0},
+     {"min_transfer_benefit": -1.0},
      {"abundant_max_retransmit": -1.0}],
 )
 def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         CacheAwareConfig(**kwargs)
+
+
+# --- minimum benefit: a transfer must save more prefill time than it spends on the link -------------
+
+SECONDS_PER_TOKEN = 1e-4
+
+
+def prefill_time(cluster: ClusterKind, uncached: float, cached: float) -> float:
+    """Both clusters at 10K tokens/s (the cached prefix is free)."""
+    return SECONDS_PER_TOKEN * uncached
+
+
+def _timed_router(held: dict[str, int]) -> CacheAwareRouter:
+    return CacheAwareRouter(threshold_tokens=T, cache=CacheAwareConfig(regime=CacheRegime.ABUNDANT),
+                            kv_index=_index(held), state_bytes=state_bytes, prefill_time_s=prefill_time)
+
+
+def test_transfer_that_saves_more_prefill_than_its_link_time_is_planned() -> None:
+    # l = 30720 - 15360 > t: PrfaaS computes 15360 tokens with the PD prefix (1.5 s) instead of 30720
+    # (3.1 s); the prefix (1.54 MB) takes ~0.1 ms at 100 Gbps
+    plan = _route(_timed_router({"pdp0": 30}), egress=link(0.1, capacity_gbps=100.0))
+    assert plan.prefill_cluster is PF and plan.cache_transfer is not None
+    assert plan.cached_tokens == 15_360
+
+
+def test_transfer_slower_on_the_link_than_the_prefill_it_saves_falls_back_to_scarce() -> None:
+    # 1.54 MB on a 0.001 Gbps link (125 KB/s) is 12 s, more than the 1.5 s saved: plan as SCARCE
+    plan = _route(_timed_router({"pdp0": 30}), egress=link(0.1, capacity_gbps=0.001))
+    assert plan.prefill_cluster is PF and plan.cache_transfer is None
+    assert plan.reason is RouteReason.LONG_OFFLOAD and plan.cached_tokens == 0
+    # a busy link leaves less free bandwidth: 100 Gbps at 99.99999% utilisation rejects it too
+    busy = _route(_timed_router({"pdp0": 30}), egress=link(0.9999999, capacity_gbps=100.0))
+    assert busy.cache_transfer is None
+
+
+def test_pull_that_saves_no_prefill_time_is_not_worth_its_bytes() -> None:
+    # the prefix lives on pf1: SCARCE sends the request to pf1, which reuses it (1 token to compute);
+    # pulling the prefix to PD would compute the same 1 token after a transfer: no gain, plan SCARCE
+    plan = _route(_timed_router({"pf1": 44}), input_tokens=20_480, egress=link(0.1, capacity_gbps=100.0))
+    assert (plan.prefill_cluster, plan.prefill_instance_id, plan.cache_transfer) == (PF, "pf1", None)
+    assert plan.reason is RouteReason.CACHE_HIT_REMOTE
+
+
+def test_pd_to_prfaas_transfer_is_judged_on_the_reverse_link_and_unknown_capacity_rejects() -> None:
+    view = make_view(egress=link(0.1, capacity_gbps=100.0))
+    slow_reverse = dataclasses.replace(view, links={**view.links, PD_TO_PRFAAS_LINK_ID: link(
+        0.1, capacity_gbps=0.001)})
+    router = _timed_router({"pdp0": 30})
+    plan = router.route(req(1, 30_720, HASHES), slow_reverse, 0.0)
+    assert plan.cache_transfer is None
+    router.observe(ok_outcome(plan), 1.0)
+    unknown = _route(_timed_router({"pdp0": 30}), egress=link(None, capacity_gbps=None))
+    assert unknown.cache_transfer is None
+    assert router.pending_request_ids == ()

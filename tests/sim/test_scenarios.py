@@ -77,14 +77,38 @@ def test_b_mix_shift_rebalancer_converts_roles_and_restores_throughput() -> None
     assert _p90_ttft(static.records, end - 300, end) > 3 * _p90_ttft(adaptive.records, end - 300, end)
 
 
-def test_c_mooncake_cache_aware_moves_fewer_bytes_at_equal_or_better_ttft() -> None:
-    cfg = load_config(SCENARIOS / "mooncake_cache.toml")
+def _cache_aware_vs_prfaas(cfg: SimConfig) -> tuple[RunResult, RunResult]:
     plain, aware = _run(cfg, "prfaas"), _run(cfg, "prfaas-cache-aware")
     assert plain.summary.num_finished == aware.summary.num_finished == len(plain.records) == 12031
-    assert aware.summary.egress_bytes <= 0.9 * plain.summary.egress_bytes
+    assert plain.reverse_bytes == 0.0  # plain prfaas never moves a cache across clusters
     assert aware.summary.ttft_mean_s is not None and plain.summary.ttft_mean_s is not None
-    assert aware.summary.ttft_mean_s <= plain.summary.ttft_mean_s
     assert aware.summary.ttft_p90_s is not None and plain.summary.ttft_p90_s is not None
+    return plain, aware
+
+
+def test_c_mooncake_cache_aware_moves_fewer_bytes_at_equal_or_better_ttft() -> None:
+    cfg = load_config(SCENARIOS / "mooncake_cache.toml")
+    plain, aware = _cache_aware_vs_prfaas(cfg)
+    # bytes across the link in both directions (state egress plus prefix transfers PD -> PrfaaS):
+    # measured 3.10 TB against 3.54 TB (-12%), TTFT mean 1.07 s against 1.15 s, P90 1.94 s against 2.20 s
+    assert aware.reverse_bytes > 0  # it did move caches across clusters
+    assert aware.cross_cluster_bytes <= 0.92 * plain.cross_cluster_bytes
+    assert aware.summary.ttft_mean_s <= plain.summary.ttft_mean_s
+    assert aware.summary.ttft_p90_s <= plain.summary.ttft_p90_s
+
+
+def test_c_mooncake_cache_aware_at_the_planners_threshold() -> None:
+    """Same comparison at the planner's threshold for this trace and deployment (4 PD-P / 4 PD-D)."""
+    cfg = load_config(SCENARIOS / "mooncake_cache.toml")
+    planner = build_inputs(msgspec.structs.replace(cfg, policy=msgspec.structs.replace(cfg.policy, rebalance=True)))
+    assert planner.reoptimise is not None
+    threshold = planner.reoptimise(cfg.cluster.n_pd_prefill, cfg.cluster.n_pd_decode, None)
+    assert threshold != cfg.policy.threshold_tokens  # measured 890 tokens
+    plain, aware = _cache_aware_vs_prfaas(
+        msgspec.structs.replace(cfg, policy=msgspec.structs.replace(cfg.policy, threshold_tokens=threshold)))
+    # measured 3.74 TB against 4.66 TB (-20%), TTFT mean 1.16 s against 1.70 s, P90 2.27 s against 3.29 s
+    assert aware.cross_cluster_bytes <= 0.85 * plain.cross_cluster_bytes
+    assert aware.summary.ttft_mean_s <= plain.summary.ttft_mean_s
     assert aware.summary.ttft_p90_s <= plain.summary.ttft_p90_s
 
 

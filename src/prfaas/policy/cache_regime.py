@@ -42,6 +42,9 @@ class CacheAwareConfig:
     """A cross-cluster cache transfer must add at least this many blocks to the destination's prefix."""
     max_transfer_blocks: int | None = None
     """Cap on the blocks one transfer moves (None = no cap); longer prefixes are moved only up to it."""
+    min_transfer_benefit: float = 1.0
+    """A transfer must save at least this many seconds of prefill per second it spends on the link
+    (prefill time saved at the destination / (bytes / free link bandwidth)); 0 disables the check."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.regime, CacheRegime):  # a name from a config file
@@ -54,6 +57,8 @@ class CacheAwareConfig:
             raise ValueError("need 0 <= abundant_enter_util < abundant_exit_util")
         if self.abundant_max_retransmit < 0 or self.min_transfer_blocks < 1:
             raise ValueError("need abundant_max_retransmit >= 0 and min_transfer_blocks >= 1")
+        if self.min_transfer_benefit < 0:
+            raise ValueError("min_transfer_benefit must be >= 0")
         if self.max_transfer_blocks is not None and self.max_transfer_blocks < self.min_transfer_blocks:
             raise ValueError("max_transfer_blocks must be >= min_transfer_blocks")
 

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prfaas.core.lifecycle import Role
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.perf.base import PrefillCostModel
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.rebalancer import PdRebalancer, Reoptimiser
 from prfaas.policy.registry import make_router
 from prfaas.sim.control import RoleSwitch, Sample
-from prfaas.sim.deployment import Deployment, ScriptedEvent, SimOptions
+from prfaas.sim.deployment import REVERSE_LINK_ID, Deployment, ScriptedEvent, SimOptions
 from prfaas.sim.metrics import Summary, summarize
 from prfaas.sim.request import RequestRecord
 from prfaas.sim.simulator import Simulator
@@ -36,6 +37,12 @@ class RunResult:
     egress_capacity_history: tuple[tuple[float, float], ...]  # (time_s, Gbps from then on)
     num_events: int
     wall_s: float
+    reverse_bytes: float = 0.0  # bytes sent PD -> PrfaaS (cross-cluster prefix-cache transfers)
+
+    @property
+    def cross_cluster_bytes(self) -> float:
+        """Bytes over the link in both directions: the egress (summary.egress_bytes) plus the reverse."""
+        return self.summary.egress_bytes + self.reverse_bytes
 
     @property
     def events_per_s(self) -> float:
@@ -50,6 +57,22 @@ def state_bytes_fn(deployment: Deployment) -> Callable[[float], float] | None:
     return None
 
 
+def prefill_time_fn(deployment: Deployment) -> Callable[[ClusterKind, float, float], float] | None:
+    """T(cluster, uncached, cached): the first prefill node of each cluster's cost model (for the policy)."""
+    models: dict[ClusterKind, PrefillCostModel] = {}
+    for node in deployment.nodes:
+        if node.prefill_cost is not None:
+            models.setdefault(node.cluster, node.prefill_cost)
+    if not models:
+        return None
+
+    def prefill_time_s(cluster: ClusterKind, uncached: float, cached: float) -> float:
+        model = models.get(cluster) or next(iter(models.values()))
+        return model.t_prefill_s(max(uncached, 1.0), cached)
+
+    return prefill_time_s
+
+
 def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadRequest], *,
              policy_config: PolicyConfig | None = None, script: Sequence[ScriptedEvent] = (),
              options: SimOptions | None = None, rebalance: bool = False, reoptimise: Reoptimiser | None = None,
@@ -59,7 +82,8 @@ def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadReq
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
     index = GlobalKvIndex()
-    router = make_router(policy, cfg, kv_index=index, state_bytes=state_bytes_fn(deployment))
+    router = make_router(policy, cfg, kv_index=index, state_bytes=state_bytes_fn(deployment),
+                         prefill_time_s=prefill_time_fn(deployment))
     rebalancer = None
     if rebalance:
         rebalancer = PdRebalancer(cfg.rebalancer, reoptimise=reoptimise, threshold_tokens=router.threshold_tokens)
@@ -76,6 +100,7 @@ def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadReq
         policy=policy, records=tuple(records), summary=summary, samples=tuple(sim.control.samples),
         role_switches=tuple(sim.control.role_switches), egress_rate_history=tuple(sim.egress.rate_history),
         egress_capacity_history=tuple(sim.egress.capacity_history), num_events=sim.loop.num_events, wall_s=wall,
+        reverse_bytes=sim.links[REVERSE_LINK_ID].bytes_sent_total,
     )
 
 

@@ -32,6 +32,10 @@ from prfaas.policy.types import (
 StateBytesFn = Callable[[float], float]
 """S_kv(l): bytes of a request's transferable state after a prompt of l tokens."""
 
+PrefillTimeFn = Callable[[ClusterKind, float, float], float]
+"""T(cluster, uncached_tokens, cached_tokens): seconds one node of `cluster` takes for that prefill
+(e.g. the cluster's perf `PrefillCostModel.t_prefill_s`)."""
+
 PREFILL_ROLE: Mapping[ClusterKind, Role] = {
     ClusterKind.PRFAAS: Role.PRFAAS_PREFILL,
     ClusterKind.PD: Role.PD_PREFILL,

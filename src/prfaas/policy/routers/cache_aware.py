@@ -16,6 +16,24 @@ hit; it must add at least `min_transfer_blocks` blocks to the chosen node and mo
 router's `state_bytes`, is S(end) - S(start) + S(0): the full-attention KV of the new tokens plus the
 fixed linear state, which must come with the exact prefix it belongs to.
 
+Minimum benefit (ABUNDANT only): a transfer ships at least S(0) (the whole linear state, e.g. 172 MiB for
+the paper's model) however few blocks it adds, and it runs before the prefill, so it must pay for
+itself. Let plan A be the ABUNDANT plan (with the transfer) and plan B what the SCARCE rule decides for
+the same request (no transfer; possibly the other cluster, which then reuses its own prefix). With
+T(cluster, uncached, cached) the router's `prefill_time_s` model, each plan's time to first token on
+its prefill node is estimated as
+
+    time(plan) = T(cluster, queued_tokens of the chosen node, 0) + T(cluster, uncached, cached)
+
+(the first term: the node's waiting work, as one prefill) and A is kept only when
+
+    time(B) - time(A) >= min_transfer_benefit * bytes_estimate / free bandwidth of the carrying link
+
+the free bandwidth being capacity - goodput of the link the transfer takes ("pd->prfaas" when
+reported, else the egress link's figures); otherwise B is returned. A link that is down or of unknown
+capacity rejects transfers; without a `prefill_time_s` model or a byte estimate the check is skipped
+(every planned transfer is kept).
+
 Reasons: PD-P with a prefix hit CACHE_HIT_LOCAL, without SHORT_LOCAL; PrfaaS with a hit
 CACHE_HIT_REMOTE, without LONG_OFFLOAD; l > t with PrfaaS unavailable PRFAAS_DOWN_LOCAL.
 The regime is chosen by `policy.cache_regime.RegimeDetector`.
@@ -26,11 +44,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prfaas.core.lifecycle import ClusterKind
+from prfaas.core.link import LinkSnapshot
+from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.policy.cache_regime import CacheAwareConfig, CacheRegime, RegimeDetector
 from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
 from prfaas.policy.node_select import NodeChoice, NodeSelectConfig, select_prefill_node
-from prfaas.policy.routers.base import RouterBase, StateBytesFn, is_prfaas_available, prefill_candidates
+from prfaas.policy.routers.base import (
+    PrefillTimeFn,
+    RouterBase,
+    StateBytesFn,
+    is_prfaas_available,
+    prefill_candidates,
+)
 from prfaas.policy.types import (
+    PD_TO_PRFAAS_LINK_ID,
     CacheTransferPlan,
     ClusterView,
     NoRouteError,
@@ -61,9 +88,11 @@ class CacheAwareRouter(RouterBase):
         node_select: NodeSelectConfig | None = None,
         kv_index: GlobalKvIndex | None = None,
         state_bytes: StateBytesFn | None = None,
+        prefill_time_s: PrefillTimeFn | None = None,
     ) -> None:
         super().__init__(threshold_tokens=threshold_tokens, node_select=node_select, kv_index=kv_index,
                          state_bytes=state_bytes)
+        self.prefill_time_s = prefill_time_s
         self.cache_config = cache or CacheAwareConfig()
         self.regime_detector = RegimeDetector(self.cache_config)
 
@@ -79,7 +108,16 @@ class CacheAwareRouter(RouterBase):
         hits = {c: self._hits(req, view, c) for c in ClusterKind}
         if not has_prfaas:
             hits[ClusterKind.PRFAAS] = _ClusterHits(ClusterKind.PRFAAS, {}, None, 0)
-        abundant = regime is CacheRegime.ABUNDANT
+        scarce = self._regime_plan(req, view, hits, threshold, has_prfaas, abundant=False)
+        if regime is not CacheRegime.ABUNDANT:
+            return scarce
+        plan = self._regime_plan(req, view, hits, threshold, has_prfaas, abundant=True)
+        if plan.cache_transfer is None or self._transfer_pays(plan, scarce, plan.cache_transfer, view):
+            return plan
+        return scarce
+
+    def _regime_plan(self, req: RequestInfo, view: ClusterView, hits: dict[ClusterKind, _ClusterHits],
+                     threshold: int, has_prfaas: bool, *, abundant: bool) -> RoutePlan:
         prefix_blocks = hits[ClusterKind.PD].best_blocks
         if abundant:
             prefix_blocks = max(prefix_blocks, hits[ClusterKind.PRFAAS].best_blocks)
@@ -94,6 +132,28 @@ class CacheAwareRouter(RouterBase):
         other = ClusterKind.PRFAAS if cluster is ClusterKind.PD else ClusterKind.PD
         source = hits[other] if abundant else None
         return self._plan_with_cache(req, view, hits[cluster], source, threshold)
+
+    def _transfer_pays(self, plan: RoutePlan, alternative: RoutePlan, transfer: CacheTransferPlan,
+                       view: ClusterView) -> bool:
+        """The minimum-benefit rule of the module docstring."""
+        factor = self.cache_config.min_transfer_benefit
+        if factor == 0 or self.prefill_time_s is None or transfer.bytes_estimate is None:
+            return True
+        free = _free_bytes_per_s(_carrying_link(view, transfer))
+        if free is None or free <= 0:
+            return False
+        saved_s = self._time_on_node(alternative, view) - self._time_on_node(plan, view)
+        return saved_s >= factor * transfer.bytes_estimate / free
+
+    def _time_on_node(self, plan: RoutePlan, view: ClusterView) -> float:
+        """Estimated wait plus prefill of `plan` on its node (module docstring)."""
+        t = self.prefill_time_s
+        assert t is not None
+        cluster = plan.prefill_cluster
+        queued = next((n.queued_tokens for n in prefill_candidates(view, cluster)
+                       if n.instance_id == plan.prefill_instance_id), 0)
+        wait_s = t(cluster, queued, 0) if queued > 0 else 0.0
+        return wait_s + t(cluster, plan.uncached_tokens, plan.cached_tokens)
 
     def _hits(self, req: RequestInfo, view: ClusterView, cluster: ClusterKind) -> _ClusterHits:
         blocks = self._prefix_blocks(cluster, prefill_candidates(view, cluster), req)
@@ -146,6 +206,19 @@ class CacheAwareRouter(RouterBase):
             bytes_estimate=bytes_estimate,
             start_block=own_blocks,
         )
+
+
+def _carrying_link(view: ClusterView, transfer: CacheTransferPlan) -> LinkSnapshot | None:
+    if transfer.source_cluster is ClusterKind.PD:
+        return view.links.get(PD_TO_PRFAAS_LINK_ID) or view.egress_link
+    return view.egress_link
+
+
+def _free_bytes_per_s(link: LinkSnapshot | None) -> float | None:
+    """Capacity minus goodput, in bytes/s; None when the link is down or its capacity unknown."""
+    if link is None or not link.is_up or link.capacity_gbps is None or link.capacity_gbps <= 0:
+        return None
+    return gbps_to_bytes_per_s(max(link.capacity_gbps - link.goodput_gbps, 0.0))
 
 
 def _reason(cluster: ClusterKind, cached_tokens: int) -> RouteReason:
