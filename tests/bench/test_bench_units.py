@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_lognormal_workload_is_scaled_to_the_threshold_and_deterministic() -> No
     assert max(lengths) <= spec.max_prompt_tokens
     above = sum(n > 512 for n in lengths) / len(lengths)
     assert 0.35 < above < 0.65  # the paper's regime: about half the requests exceed t
-    assert a[0].arrival_s == 0.0 and all(x.arrival_s <= y.arrival_s for x, y in zip(a, a[1:], strict=False))
+    assert a[0].arrival_s == 0.0 and all(x.arrival_s <= y.arrival_s for x, y in itertools.pairwise(a))
     assert 200 / a[-1].arrival_s == pytest.approx(5.0, rel=0.3)
     assert build_requests(WorkloadSpec(num_requests=200, rate_rps=5.0, threshold_tokens=512, seed=1)) != a
 

@@ -37,6 +37,7 @@ from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import Slo, summarize
 from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
 
 LINK_DROP_FACTOR = 10.0
 
@@ -136,7 +137,22 @@ def _check_supported(dep: Deployment, fault: Fault) -> None:
         raise ValueError("link-drop needs the emulated sites with a cap (root, --sites)")
 
 
+def wait_routable(dep: Deployment, timeout_s: float = 30.0) -> None:
+    """Until every node is up and the PrfaaS egress link reports up (a sender reconnects with backoff after its
+    receiver came back, so "ready" can precede "the link is usable" by a second or so)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cluster = dep.admin("/admin/cluster")
+        link = cluster.get("links", {}).get(PRFAAS_EGRESS_LINK_ID)
+        nodes_up = all(i.get("is_up") for i in cluster.get("instances", ()))
+        if nodes_up and (link is None or link.get("is_up", True)):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the deployment did not become routable within {timeout_s:g}s")
+
+
 def _probe(dep: Deployment, probes: Sequence[BenchRequest], opts: LoadOptions) -> RunResult:
+    wait_routable(dep)
     return dep.measure(probes, opts)
 
 
@@ -164,6 +180,7 @@ def run_fault(dep: Deployment, fault: Fault, during: Sequence[BenchRequest], pro
         dep.wait_ready(ready_timeout_s)
     else:
         dep.wait_restarted(injector.target(), ready_timeout_s)
+    wait_routable(dep)
     recovery_s = time.monotonic() - (injector.undone_at or time.monotonic())
     probe_run = _probe(dep, probes, opts)
     write_run(result, out_dir / fault.value / "during", f"{fault.value}: during", Slo())
@@ -192,6 +209,7 @@ def run_corrupt(dep: Deployment, during: Sequence[BenchRequest], probes: Sequenc
     started = time.monotonic()
     launcher.restart(name)
     dep.wait_restarted(name, ready_timeout_s)
+    wait_routable(dep)
     recovery_s = time.monotonic() - started
     probe_run = _probe(dep, probes, opts)
     texts = {r.index: r.text for r in reference.records if r.status is RequestStatus.COMPLETED}

@@ -1,6 +1,6 @@
 """`bench compare`: one workload under each policy on the same deployment, beside the simulator and planner.
 
-    rows = compare_policies(deployment, requests, spec, opts, out_dir, policies=POLICIES, profile_path=None)
+    rows = compare_policies(deployment, spec, opts, out_dir, policies=POLICIES, profile_path=None)
 
 For each policy the gateway is switched (`POST /admin/policy`, same threshold), the same requests are sent,
 and the run is written under out_dir/<policy>/. The simulator then replays the same setup (policy, threshold,
@@ -26,7 +26,7 @@ from prfaas.bench.plots import plot_compare
 from prfaas.bench.records import RequestRecord
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import BenchSummary, Slo
-from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec
+from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.measured import MeasuredProfile, load_profile_json
 from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
@@ -90,11 +90,14 @@ def _profile(runs: dict[str, RunResult], profile_path: Path | None,
     return write_profile(profile, out_dir / "live-profile.json"), profile, "measured from the live gateway log"
 
 
-def run_policies(dep: Deployment, requests: Sequence[BenchRequest], opts: LoadOptions, out_dir: Path,
+def run_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out_dir: Path,
                  policies: Sequence[str], slo: Slo, progress: bool = True) -> dict[str, tuple[RunResult, BenchSummary]]:
+    """Each policy gets the same lengths and arrivals with its own token ids (`salt`), so no policy is served
+    from prefixes an earlier one left in the caches."""
     threshold = dep.launcher.cfg.policy.threshold_tokens
     out: dict[str, tuple[RunResult, BenchSummary]] = {}
-    for policy in policies:
+    for salt, policy in enumerate(policies, start=1):
+        requests = build_requests(spec, salt=salt)
         dep.set_policy(policy, threshold)
         bar = ProgressBar(len(requests), label=policy) if progress else None
         result = dep.measure(requests, opts, bar)
@@ -135,10 +138,10 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
     return out
 
 
-def compare_policies(dep: Deployment, requests: Sequence[BenchRequest], spec: WorkloadSpec, opts: LoadOptions,
-                     out_dir: Path, *, policies: Sequence[str] = POLICIES, slo: Slo | None = None,
+def compare_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out_dir: Path, *,
+                     policies: Sequence[str] = POLICIES, slo: Slo | None = None,
                      profile_path: Path | None = None, progress: bool = True) -> CompareResult:
-    live = run_policies(dep, requests, opts, out_dir, policies, slo or Slo(), progress)
+    live = run_policies(dep, spec, opts, out_dir, policies, slo or Slo(), progress)
     pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir)
     rows = []
     for policy, (_run, summary) in live.items():
@@ -156,9 +159,13 @@ def _f(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _mb(value: float | None) -> float | None:
+    return None if value is None else value / 1e6
+
+
 def format_compare(result: CompareResult) -> str:
     head = (f"{'policy':<24}{'live rps':>9}{'sim rps':>9}{'err':>7}{'live TTFT':>10}{'sim TTFT':>10}{'err':>7}"
-            f"{'live p90':>9}{'sim p90':>9}{'offload':>8}{'sim off':>8}{'KV MB':>8}{'link util':>10}"
+            f"{'live p90':>9}{'sim p90':>9}{'offload':>8}{'sim off':>8}{'egress MB':>10}{'sim MB':>8}{'link util':>10}"
             f"{'failed':>7}{'lost':>5}")
     lines = [head]
     for r in result.rows:
@@ -168,7 +175,8 @@ def format_compare(result: CompareResult) -> str:
             f"{r.policy:<24}{s.throughput_rps:>9.3f}{_f(sim.get('throughput_rps'), '.3f'):>9}"
             f"{_f(r.throughput_error, '+.0%'):>7}{_f(s.ttft_s.mean, '.3f'):>10}{_f(sim.get('ttft_mean_s'), '.3f'):>10}"
             f"{_f(r.ttft_error, '+.0%'):>7}{_f(s.ttft_s.p90, '.3f'):>9}{_f(sim.get('ttft_p90_s'), '.3f'):>9}"
-            f"{_f(offload, '.2f'):>8}{_f(sim.get('offload_fraction'), '.2f'):>8}{s.kv_bytes / 1e6:>8.1f}"
+            f"{_f(offload, '.2f'):>8}{_f(sim.get('offload_fraction'), '.2f'):>8}{s.egress_bytes / 1e6:>10.2f}"
+            f"{_f(_mb(sim.get('egress_bytes')), '.2f'):>8}"
             f"{_f(s.link_utilisation_mean, '.1%'):>10}{s.failed:>7}{s.lost:>5}")
     if result.planner:
         p = result.planner

@@ -56,7 +56,8 @@ class BenchSummary(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens_per_s: float
     requests_by_route: dict[str, int]
     ttft_mean_by_route_s: dict[str, float]
-    kv_bytes: int
+    kv_bytes: int  # prompt state moved for completed requests (cross-site and intra-PD)
+    egress_bytes: int  # of which crossed the PrfaaS -> PD link (route prfaas)
     link_goodput_mean_gbps: float | None
     link_utilisation_mean: float | None
     link_peak_utilisation: float | None
@@ -113,7 +114,8 @@ def summarize(records: Sequence[RequestRecord], samples: Sequence[LinkSample], d
         tpot_s=percentiles([r.tpot_s for r in done if r.tpot_s is not None]),
         output_tokens_per_s=sum(r.completion_tokens for r in done) / span,
         requests_by_route=routes, ttft_mean_by_route_s=route_ttft,
-        kv_bytes=sum(r.transfer_bytes for r in done), link_goodput_mean_gbps=goodput,
+        kv_bytes=sum(r.transfer_bytes for r in done),
+        egress_bytes=sum(r.transfer_bytes for r in done if r.route == "prfaas"), link_goodput_mean_gbps=goodput,
         link_utilisation_mean=util, link_peak_utilisation=peak)
 
 
@@ -131,7 +133,7 @@ def format_summary(s: BenchSummary, title: str = "run") -> str:
         f"(SLO TTFT {_f(s.slo_ttft_s, 'g')} s, TPOT {_f(s.slo_tpot_s, 'g')} s), {s.output_tokens_per_s:.1f} tok/s",
         f"  TTFT mean {_f(s.ttft_s.mean)} p50 {_f(s.ttft_s.p50)} p90 {_f(s.ttft_s.p90)} p99 {_f(s.ttft_s.p99)} s; "
         f"TPOT mean {_f(s.tpot_s.mean, '.4f')} p90 {_f(s.tpot_s.p90, '.4f')} s",
-        f"  routes: {routes or '-'}; KV bytes {s.kv_bytes:,}",
+        f"  routes: {routes or '-'}; KV bytes {s.kv_bytes:,} (cross-site {s.egress_bytes:,})",
         f"  link goodput mean {_f(s.link_goodput_mean_gbps, '.4f')} Gbps, utilisation mean "
         f"{_f(s.link_utilisation_mean, '.1%')} peak {_f(s.link_peak_utilisation, '.1%')}",
     ]

@@ -102,25 +102,26 @@ def workload_requests(spec: WorkloadSpec) -> list[WorkloadRequest]:
     return scaled
 
 
-def _block_ids(block_hash: int, vocab_size: int) -> list[int]:
-    rng = random.Random(block_hash * 1_000_003 + 17)
+def _block_ids(block_hash: int, vocab_size: int, salt: int) -> list[int]:
+    rng = random.Random((block_hash * 1_000_003 + 17) ^ (salt << 48))
     return [rng.randrange(FIRST_TOKEN_ID, vocab_size) for _ in range(BLOCK_TOKENS)]
 
 
-def prompt_for(request: WorkloadRequest, vocab_size: int, seed: int) -> tuple[int, ...]:
-    """Token ids for one request: hashed blocks first (shared prefixes), then private random ids."""
+def prompt_for(request: WorkloadRequest, vocab_size: int, seed: int, salt: int = 0) -> tuple[int, ...]:
+    """Token ids for one request: hashed blocks first (shared prefixes), then private random ids. Another
+    `salt` gives other ids with the same lengths and the same sharing (nothing cached from an earlier run)."""
     ids: list[int] = []
     for block_hash in request.block_hashes:
-        ids.extend(_block_ids(block_hash, vocab_size))
+        ids.extend(_block_ids(block_hash, vocab_size, salt))
     ids = ids[:request.input_tokens]
-    rng = random.Random((seed << 32) ^ request.request_id)
+    rng = random.Random((seed << 32) ^ request.request_id ^ (salt << 56))
     ids.extend(rng.randrange(FIRST_TOKEN_ID, vocab_size) for _ in range(request.input_tokens - len(ids)))
     return tuple(ids)
 
 
-def build_requests(spec: WorkloadSpec) -> list[BenchRequest]:
-    """The workload as the load generator sends it, arrivals starting at 0."""
+def build_requests(spec: WorkloadSpec, salt: int = 0) -> list[BenchRequest]:
+    """The workload as the load generator sends it, arrivals starting at 0 (`salt`: see `prompt_for`)."""
     reqs = workload_requests(spec)
     start_s = min(r.arrival_s for r in reqs)
-    return [BenchRequest(i, r.arrival_s - start_s, prompt_for(r, spec.vocab_size, spec.seed), spec.max_tokens)
+    return [BenchRequest(i, r.arrival_s - start_s, prompt_for(r, spec.vocab_size, spec.seed, salt), spec.max_tokens)
             for i, r in enumerate(reqs)]

@@ -128,7 +128,6 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                 time_budget_s: Budget = 600.0, out: Out = None) -> None:
     from prfaas.bench.compare import compare_policies, format_compare
     from prfaas.bench.run import bench_deployment
-    from prfaas.bench.workload import build_requests
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
@@ -138,9 +137,8 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                threshold_tokens=threshold, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
                concurrency=concurrency, time_budget_s=time_budget_s)
     out_dir = _out(out, "compare")
-    reqs = build_requests(s.spec)
     with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
-        result = compare_policies(dep, reqs, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
+        result = compare_policies(dep, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
                                   profile_path=profile)
     typer.echo(format_compare(result))
     typer.echo(f"wrote {out_dir}/compare.json, compare.txt, compare.png and one folder per policy")
