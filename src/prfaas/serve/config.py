@@ -12,7 +12,6 @@ built by `policy_config`.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import socket
@@ -26,6 +25,7 @@ from prfaas.catalog.tomlfile import TomlDoc, convert, parse_toml, read_toml
 from prfaas.core.errors import ConfigError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.config import PolicyConfig
+from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
 from prfaas.policy.registry import list_routers
 from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
 
@@ -134,7 +134,6 @@ _ROLES_BY_CLUSTER = {
     ClusterKind.PRFAAS: (Role.PRFAAS_PREFILL,),
     ClusterKind.PD: (Role.PD_PREFILL, Role.PD_DECODE),
 }
-_POLICY_SUBCONFIGS = ("bandwidth", "cache", "rebalancer", "node_select", "failure")
 
 
 def default_nodes() -> list[NodeSection]:
@@ -199,24 +198,11 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
 
 def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig:
     """The policy's own config tree with the file's overrides applied (validated by its dataclasses)."""
-    base = PolicyConfig()
-    changes: dict[str, Any] = {}
-    for name in _POLICY_SUBCONFIGS:
-        overrides = getattr(cfg.policy, name)
-        if not overrides:
-            continue
-        current = getattr(base, name)
-        known = {f.name for f in dataclasses.fields(current)}
-        for key in overrides:
-            if key not in known:
-                raise _err(doc, f"policy.{name}.{key}", f"unknown key; known: {', '.join(sorted(known))}")
-        try:
-            changes[name] = dataclasses.replace(current, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise _err(doc, f"policy.{name}", str(exc)) from None
-    if cfg.policy.threshold_tokens is not None:
-        changes["threshold_tokens"] = cfg.policy.threshold_tokens
-    return dataclasses.replace(base, **changes)
+    tables = {name: getattr(cfg.policy, name) for name in POLICY_SUBCONFIGS}
+    try:
+        return apply_policy_overrides(tables, cfg.policy.threshold_tokens)
+    except PolicyOverrideError as exc:
+        raise _err(doc, exc.key, str(exc)) from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

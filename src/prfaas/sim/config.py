@@ -24,7 +24,6 @@ the run (reading profiles and traces) happens in `sim.build`.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,7 @@ from msgspec import Meta, Struct
 
 from prfaas.catalog.tomlfile import TomlDoc, convert, read_toml
 from prfaas.policy.config import PolicyConfig
+from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
 from prfaas.policy.registry import list_routers
 from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
 from prfaas.sim.deployment import REVERSE_LINK_ID
@@ -191,29 +191,15 @@ def _check_arrivals(a: ArrivalsSection, doc: TomlDoc) -> None:
             raise doc.error(f"workload.arrivals.{name}", f"required for {a.kind} arrivals")
 
 
-_POLICY_SUBCONFIGS = ("bandwidth", "cache", "rebalancer", "node_select", "failure")
 
 
 def policy_config(cfg: SimConfig, doc: TomlDoc | None = None) -> PolicyConfig:
-    """The policy's own config tree, with the file's overrides applied (validated by its dataclasses)."""
-    base = PolicyConfig()
-    changes: dict[str, Any] = {}
-    for name in _POLICY_SUBCONFIGS:
-        overrides = getattr(cfg.policy, name)
-        if not overrides:
-            continue
-        current = getattr(base, name)
-        known = {f.name for f in dataclasses.fields(current)}
-        for key in overrides:
-            if key not in known:
-                raise _err(doc, f"policy.{name}.{key}", f"unknown key; known: {', '.join(sorted(known))}")
-        try:
-            changes[name] = dataclasses.replace(current, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise _err(doc, f"policy.{name}", str(exc)) from None
-    if cfg.policy.threshold_tokens is not None:
-        changes["threshold_tokens"] = cfg.policy.threshold_tokens
-    return dataclasses.replace(base, **changes)
+    """The policy's own config tree with the file's overrides applied (validated by its dataclasses)."""
+    tables = {name: getattr(cfg.policy, name) for name in POLICY_SUBCONFIGS}
+    try:
+        return apply_policy_overrides(tables, cfg.policy.threshold_tokens)
+    except PolicyOverrideError as exc:
+        raise _err(doc, exc.key, str(exc)) from None
 
 
 def _err(doc: TomlDoc | None, key: str, message: str) -> Exception:
