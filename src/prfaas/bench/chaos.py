@@ -13,9 +13,10 @@ Faults (each injected at `fault_at_s` into a running load, undone `recover_after
                    transfer, first send only); prompts are forced through PrfaaS and their greedy outputs must
                    equal the same prompts prefilled locally (so no corrupted state was used), and the node
                    must report corrupted sends > 0; then the normal node is restored.
-After recovery the deployment must be ready again and `probes` (prompts above the threshold, default routing)
-must all complete with at least one offloaded to PrfaaS ("normal routing"). Invariant for every fault:
-sent == completed + failed + lost and lost == 0 (every accepted request ends in a completion or an error).
+After recovery the deployment must be ready again and `probes` (prompts above the threshold, default routing),
+sent in rounds for up to 30 s, must all complete with at least one offloaded to PrfaaS ("normal routing").
+Invariant for every fault: sent == completed + failed + lost and lost == 0 (every accepted request ends in
+a completion or an explicit error).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import msgspec
 
 from prfaas.bench.deploy import CorruptPlan
 from prfaas.bench.loadgen import LoadOptions
-from prfaas.bench.records import RequestStatus
+from prfaas.bench.records import RequestRecord, RequestStatus
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import Slo, summarize
 from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec, build_requests
@@ -40,6 +41,12 @@ from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
 
 LINK_DROP_FACTOR = 10.0
+PROBE_DEADLINE_S = 30.0
+PROBE_PAUSE_S = 1.0
+
+
+def replace_index(record: RequestRecord, offset: int) -> RequestRecord:
+    return msgspec.structs.replace(record, index=record.index + offset)
 
 
 class Fault(enum.Enum):
@@ -62,7 +69,7 @@ class FaultReport(msgspec.Struct, frozen=True, kw_only=True):
     probes_completed: int
     probes_offloaded: int
     recovered: bool
-    recovery_s: float  # from the undo action to ready again
+    recovery_s: float  # from the undo action until a probe was offloaded again (or the probing deadline)
     corrupted_sends: int | None = None
     outputs_match: bool | None = None
     notes: list[str] = msgspec.field(default_factory=list)
@@ -151,9 +158,22 @@ def wait_routable(dep: Deployment, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"the deployment did not become routable within {timeout_s:g}s")
 
 
-def _probe(dep: Deployment, probes: Sequence[BenchRequest], opts: LoadOptions) -> RunResult:
+def _probe(dep: Deployment, probes: Sequence[BenchRequest], opts: LoadOptions,
+           deadline_s: float = PROBE_DEADLINE_S) -> RunResult:
+    """Send the probes in rounds until one is offloaded (normal routing is back) or `deadline_s` passes; a
+    policy that raised its threshold on congestion relaxes it only as requests keep arriving."""
     wait_routable(dep)
-    return dep.measure(probes, opts)
+    start = time.monotonic()
+    rounds: list[RunResult] = []
+    while True:
+        rounds.append(dep.measure(probes, opts))
+        offloaded = any(r.route == "prfaas" for r in rounds[-1].records)
+        if offloaded or time.monotonic() - start > deadline_s:
+            break
+        time.sleep(PROBE_PAUSE_S)
+    records = [replace_index(r, k * len(probes)) for k, run in enumerate(rounds) for r in run.records]
+    return RunResult(records, [s for run in rounds for s in run.samples], time.monotonic() - start,
+                     [row for run in rounds for row in run.gateway_log])
 
 
 def _report(fault: Fault, during: RunResult, probes: RunResult, recovery_s: float, **extra: object) -> FaultReport:
@@ -163,7 +183,8 @@ def _report(fault: Fault, during: RunResult, probes: RunResult, recovery_s: floa
     return FaultReport(fault=fault, sent=s.sent, completed=s.completed, failed=s.failed, lost=s.lost,
                        failed_by_kind=s.failed_by_kind, routes_during=s.requests_by_route,
                        probes_sent=len(probes.records), probes_completed=completed, probes_offloaded=offloaded,
-                       recovered=completed == len(probes.records) > 0 and offloaded > 0, recovery_s=recovery_s,
+                       recovered=completed == len(probes.records) > 0 and offloaded > 0,
+                       recovery_s=recovery_s + probes.duration_s,
                        **extra)  # type: ignore[arg-type]
 
 

@@ -43,7 +43,7 @@ SUBNET = "10.214"
 class SitesSpec:
     cap_mbit: float | None = 80.0  # PrfaaS -> local (KV direction); None: uncapped
     reverse_cap_mbit: float | None = None  # local -> PrfaaS
-    burst_kb: int = 256
+    burst_kb: int = 64  # small enough that a capped transfer cannot hide inside the burst
     latency_ms: int = 50  # tbf queue bound (packets waiting longer are dropped)
 
     def __post_init__(self) -> None:
