@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from policy_helpers import inst
 
-from prfaas.core.lifecycle import Role
+from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.node_select import NodeSelectConfig, select_decode_node, select_prefill_node
+from prfaas.policy.types import ClusterView, InstanceView, load_key
 
 P = Role.PD_PREFILL
 CFG = NodeSelectConfig()
@@ -67,3 +70,32 @@ def test_decode_choice_by_occupancy_memory_and_id() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         NodeSelectConfig(cache_token_weight=-1)
+
+
+# --- ranked candidates (ClusterView.ranked + ranked=True): same choice as the full scan ---------------
+
+
+def _random_group(rng: random.Random, role: Role, n: int) -> list[InstanceView]:
+    return [inst(f"n{i:03d}", role, queued_tokens=rng.choice([0, 0, 512, 4096, 9000]),
+                 queued_requests=rng.randint(0, 3), running_batch=rng.randint(0, 20),
+                 free_kv_bytes=rng.choice([None, 10**6, 10**9])) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ranked_selection_equals_the_full_scan(seed: int) -> None:
+    rng = random.Random(seed)
+    prefill = _random_group(rng, P, rng.randint(1, 40))
+    view = ClusterView(instances=tuple(prefill + _random_group(rng, Role.PD_DECODE, rng.randint(1, 40))))
+    ranked = view.ranked(ClusterKind.PD, P)
+    assert list(ranked) == sorted(prefill, key=load_key)
+    hits = {n.instance_id: rng.randint(0, 30) for n in rng.sample(prefill, k=min(3, len(prefill)))}
+    default = rng.choice([0, 0, 8])
+    full_map = {n.instance_id: hits.get(n.instance_id, default) for n in prefill}
+    for tokens in (1, 3000, 20_000):
+        full = select_prefill_node(prefill, full_map, tokens, CFG)
+        fast = select_prefill_node(ranked, hits, tokens, CFG, ranked=True, default_blocks=default)
+        assert fast == full
+    decode = view.up_instances(ClusterKind.PD, Role.PD_DECODE)
+    for state in (None, 5 * 10**5, 5 * 10**8, 5 * 10**9):
+        assert select_decode_node(view.ranked(ClusterKind.PD, Role.PD_DECODE), state, ranked=True) == \
+            select_decode_node(decode, state)

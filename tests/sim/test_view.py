@@ -27,6 +27,7 @@ def test_indexed_view_matches_the_base_class_through_a_run() -> None:
         assert view.instances == tuple(n.view() for n in sim.nodes.values())
         for cluster, role in GROUPS:
             assert view.up_instances(cluster, role) == plain.up_instances(cluster, role)
+            assert tuple(view.ranked(cluster, role)) == plain.ranked(cluster, role)
         checked += 1
         if sim.is_active:
             sim.loop.schedule(sim.loop.now_s + 0.05, EventPriority.SAMPLE, check, None)

@@ -100,6 +100,11 @@ class GlobalKvIndex:
     def total_blocks(self) -> int:
         return sum(len(n.blocks) for n in self._nodes.values())
 
+    def holders(self, block_hash: int) -> frozenset[str]:
+        """Nodes holding `block_hash` (empty when none)."""
+        held = self._holders.get(block_hash)
+        return frozenset(held) if held else frozenset()
+
     def contains(self, instance_id: str, block_hash: int) -> bool:
         return block_hash in self._node(instance_id).blocks
 

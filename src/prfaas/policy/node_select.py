@@ -16,6 +16,12 @@ skipped (unless all are too small); then the lowest occupancy (running + queued)
 the most free KV bytes, then the smallest id.
 
 Only instances that can accept work (`InstanceView.can_accept`) are passed in by the routers.
+
+Cost at scale: the routers pass the candidates already sorted by `policy.types.load_key`
+(`ClusterView.ranked`, which a driver can keep as an index) with `ranked=True`. Then a node without a
+prefix hit can only win if it is the first such node in that order (its score is its load key shifted
+by a constant), so a decision evaluates the nodes with a hit plus one; decode takes the first node
+in order that fits. Same choice as the full scan, O(hits + 1) instead of O(nodes).
 """
 
 from __future__ import annotations
@@ -64,17 +70,39 @@ def select_prefill_node(
     cached_blocks_by_node: Mapping[str, int],
     input_tokens: int,
     config: NodeSelectConfig,
+    *,
+    ranked: bool = False,
+    default_blocks: int = 0,
 ) -> NodeChoice | None:
-    """Best prefill node among `candidates`; None when there are none."""
+    """Best prefill node among `candidates`; None when there are none.
+
+    A node absent from `cached_blocks_by_node` holds `default_blocks`. `ranked=True` promises
+    `candidates` are sorted by `load_key`: every node in the map is scored, and of the absent ones
+    (which all hold the same prefix) only the first (see the module docstring).
+    """
+    hits = set(cached_blocks_by_node) if ranked else set()
+    hits_left = len(hits)
+    took_unhit = False
     best: tuple[float, int, str] | None = None
     best_choice: NodeChoice | None = None
     for inst in candidates:
-        blocks = cached_blocks_by_node.get(inst.instance_id, 0)
+        if ranked:
+            if inst.instance_id in hits:
+                hits_left -= 1
+            elif took_unhit:
+                if hits_left <= 0:
+                    break
+                continue
+            else:
+                took_unhit = True
+        blocks = cached_blocks_by_node.get(inst.instance_id, default_blocks)
         cached = cached_tokens_for(blocks, input_tokens, config.block_tokens)
         key = (prefill_cost(inst, input_tokens, cached, config), inst.queued_requests, inst.instance_id)
         if best is None or key < best:
             best = key
             best_choice = NodeChoice(inst.instance_id, blocks, cached)
+        if ranked and took_unhit and hits_left <= 0:
+            break
     return best_choice
 
 
@@ -83,10 +111,19 @@ def decode_occupancy(inst: InstanceView) -> float:
     return (inst.running_batch + inst.queued_requests) / max(inst.max_batch, 1)
 
 
-def select_decode_node(candidates: Sequence[InstanceView], state_bytes: float | None = None) -> str | None:
-    """Best decode node among `candidates` for a request whose state is `state_bytes` (None = unknown)."""
+def select_decode_node(candidates: Sequence[InstanceView], state_bytes: float | None = None, *,
+                       ranked: bool = False) -> str | None:
+    """Best decode node among `candidates` for a request whose state is `state_bytes` (None = unknown).
+
+    `ranked=True` promises `candidates` are sorted by `load_key`: the first that fits wins.
+    """
     if not candidates:
         return None
+    if ranked:
+        for inst in candidates:
+            if _fits(inst, state_bytes):
+                return inst.instance_id
+        return candidates[0].instance_id
     fitting = [i for i in candidates if _fits(i, state_bytes)]
     pool = fitting or list(candidates)
     best = min(pool, key=lambda i: (decode_occupancy(i), -(i.free_kv_bytes or 0), i.instance_id))

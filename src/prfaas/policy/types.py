@@ -17,7 +17,7 @@ Everything here is frozen data or an enum; policy code takes time as an argument
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -89,6 +89,22 @@ class InstanceView:
         return self.is_up and self.role is not Role.DRAINING and self.pending_role is None
 
 
+LoadKey = tuple[float, float, str]
+
+
+def load_key(inst: InstanceView) -> LoadKey:
+    """Node-selection order within a (cluster, role) group, least loaded first (`policy.node_select`).
+
+    Decode role: (occupancy = (running_batch + queued_requests) / max_batch, -free_kv_bytes (unknown = 0),
+    instance_id). Prefill roles: (queued_tokens, queued_requests, instance_id). Instance ids are unique,
+    so the order is total and deterministic.
+    """
+    if inst.role is Role.PD_DECODE:
+        return ((inst.running_batch + inst.queued_requests) / max(inst.max_batch, 1), -(inst.free_kv_bytes or 0),
+                inst.instance_id)
+    return (inst.queued_tokens, inst.queued_requests, inst.instance_id)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueLoad:
     """Mean queue per up instance of one (cluster, role) group; zeros when the group is empty."""
@@ -117,6 +133,14 @@ class ClusterView:
     def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
         """Instances of `cluster` with `role` that can accept new work now."""
         return tuple(i for i in self.instances if i.cluster is cluster and i.role is role and i.can_accept)
+
+    def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
+        """`up_instances(cluster, role)` sorted by `load_key`, least loaded first.
+
+        This base version sorts on every call; a driver with many instances can subclass the view and
+        answer from an index it keeps up to date (the simulator does: `sim.view`). Same answer either way.
+        """
+        return tuple(sorted(self.up_instances(cluster, role), key=load_key))
 
     def mean_queued(self, cluster: ClusterKind, role: Role) -> QueueLoad:
         """Mean `queued_requests` and `queued_tokens` over `up_instances(cluster, role)`."""

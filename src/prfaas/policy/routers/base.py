@@ -124,8 +124,11 @@ class RouterBase:
         if self.kv_index is None or not req.block_hashes:
             return {}
         index = self.kv_index
+        holders = index.holders(req.block_hashes[0])  # nodes without the first block have no prefix
+        if not holders:
+            return {}
         return {n.instance_id: index.node_prefix_blocks(n.instance_id, req.block_hashes)
-                for n in nodes if index.has_node(n.instance_id)}
+                for n in nodes if n.instance_id in holders}
 
     def _cluster_cached_tokens(self, req: RequestInfo, view: ClusterView, cluster: ClusterKind) -> int:
         """Longest cached prefix, in tokens, on a node of `cluster` that could prefill `req` now."""
@@ -134,16 +137,16 @@ class RouterBase:
         return cached_tokens_for(best, req.input_tokens, self.node_select.block_tokens)
 
     def _choose_prefill(self, req: RequestInfo, view: ClusterView, cluster: ClusterKind) -> NodeChoice:
-        candidates = prefill_candidates(view, cluster)
+        candidates = view.ranked(cluster, PREFILL_ROLE[cluster])
         blocks = self._prefix_blocks(cluster, candidates, req)
-        choice = select_prefill_node(candidates, blocks, req.input_tokens, self.node_select)
+        choice = select_prefill_node(candidates, blocks, req.input_tokens, self.node_select, ranked=True)
         if choice is None:
             raise NoRouteError(f"request {req.request_id}: no {cluster.value} prefill node is up")
         return choice
 
     def _choose_decode(self, req: RequestInfo, view: ClusterView) -> str:
         state = self.state_bytes(req.input_tokens) if self.state_bytes is not None else None
-        decode_id = select_decode_node(view.up_instances(ClusterKind.PD, Role.PD_DECODE), state)
+        decode_id = select_decode_node(view.ranked(ClusterKind.PD, Role.PD_DECODE), state, ranked=True)
         if decode_id is None:
             raise NoRouteError(f"request {req.request_id}: no PD decode node is up")
         return decode_id

@@ -50,6 +50,7 @@ from prfaas.policy.cache_regime import CacheAwareConfig, CacheRegime, RegimeDete
 from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
 from prfaas.policy.node_select import NodeChoice, NodeSelectConfig, select_prefill_node
 from prfaas.policy.routers.base import (
+    PREFILL_ROLE,
     PrefillTimeFn,
     RouterBase,
     StateBytesFn,
@@ -170,14 +171,14 @@ class CacheAwareRouter(RouterBase):
 
     def _plan_with_cache(self, req: RequestInfo, view: ClusterView, dest: _ClusterHits,
                          source: _ClusterHits | None, threshold: int) -> RoutePlan:
-        candidates = prefill_candidates(view, dest.cluster)
+        candidates = view.ranked(dest.cluster, PREFILL_ROLE[dest.cluster])
         source_blocks = source.best_blocks if source is not None else 0
         if source_blocks - dest.best_blocks < self.cache_config.min_transfer_blocks:
             source_blocks = 0  # the compute cluster's own prefix is (about) as long: move nothing
-        effective = {n.instance_id: dest.blocks_by_node.get(n.instance_id, 0) for n in candidates}
-        for node_id, own in effective.items():
-            effective[node_id] = own + self._transfer_blocks(own, source_blocks)
-        choice = select_prefill_node(candidates, effective, req.input_tokens, self.node_select)
+        effective = {node_id: own + self._transfer_blocks(own, source_blocks)
+                     for node_id, own in dest.blocks_by_node.items()}
+        choice = select_prefill_node(candidates, effective, req.input_tokens, self.node_select, ranked=True,
+                                     default_blocks=self._transfer_blocks(0, source_blocks))
         if choice is None:
             raise NoRouteError(f"request {req.request_id}: no {dest.cluster.value} prefill node is up")
         own = dest.blocks_by_node.get(choice.instance_id, 0)
