@@ -94,6 +94,8 @@ class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     name: str = "prfaas"
     threshold_tokens: Annotated[int, Meta(ge=0)] | None = EMBEDDED_THRESHOLD_TOKENS
     rebalance: bool = True
+    # a `prfaas profile` output: the rebalancer's planner re-optimises t with it (serve.replan); None: it does not
+    profile: str | None = None
     bandwidth: dict[str, Any] = msgspec.field(default_factory=dict)
     cache: dict[str, Any] = msgspec.field(default_factory=dict)
     rebalancer: dict[str, Any] = msgspec.field(default_factory=dict)

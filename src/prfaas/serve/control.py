@@ -33,6 +33,7 @@ from prfaas.serve.cluster import NodeRegistry
 from prfaas.serve.config import DeployConfig, policy_config
 from prfaas.serve.messages import ErrorReply, NodeRegister, RoleSwitch, RoleSwitchReply, decode, encode
 from prfaas.serve.metrics import GatewayMetrics
+from prfaas.serve.replan import live_reoptimiser
 
 _log = logging.getLogger(__name__)
 INDEX_CAPACITY_BLOCKS = 4096
@@ -66,7 +67,8 @@ class ControlPlane:
         self.policy: PolicyConfig = policy_config(cfg)
         self.kv_index = GlobalKvIndex(block_tokens=self.policy.node_select.block_tokens)
         self.router: RouterBase = make_router(self.policy_name, self.policy, kv_index=self.kv_index)
-        self.rebalancer = PdRebalancer(self.policy.rebalancer, threshold_tokens=self.router.threshold_tokens)
+        self.rebalancer = PdRebalancer(self.policy.rebalancer, reoptimise=live_reoptimiser(cfg),
+                                       threshold_tokens=self.router.threshold_tokens)
         self.window = WindowCollector(start_s=time.monotonic())
         self.last_plan: RebalancePlan | None = None
         self._session: aiohttp.ClientSession | None = None
