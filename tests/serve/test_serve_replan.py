@@ -14,11 +14,11 @@ from prfaas.workload.distribution import DiscreteLengthDistribution
 
 @pytest.fixture()
 def profile_path(tmp_path):  # type: ignore[no-untyped-def]
-    # prefill ~ quadratic in length, state linear: long prompts are cheap to ship per unit of compute
+    # prefill ~ quadratic in length, state linear; decode is fast enough never to bind
     profile = MeasuredProfile(
         "cpu", "default", "cpu", 1,
         prefill=tuple(PrefillPoint(n, 0.02 + 2e-4 * n + 5e-8 * n * n, 1e5 + 2e3 * n) for n in (256, 1024, 4096)),
-        decode=(DecodePoint(1, 1000, 0.001), DecodePoint(8, 1000, 0.0012), DecodePoint(16, 2000, 0.0015)),  # decode never binds
+        decode=(DecodePoint(1, 1000, 0.001), DecodePoint(8, 1000, 0.0012), DecodePoint(16, 2000, 0.0015)),
     )
     path = tmp_path / "profile.json"
     save_profile_json(profile, path)
