@@ -10,6 +10,7 @@
     records.py    RequestRecord / LinkSample and their JSONL files
     summary.py    throughput, goodput under SLO, TTFT/TPOT percentiles, routes, link utilisation
     plots.py      TTFT CDF, link over time with the cap line, live vs simulator
+    choices.py    command-line choices -> config, sites, workload, load options (cap from the regime)
     regime.py     scaling the paper's regime (13 % egress utilisation) to the small model; bench configs
     run.py        one run: deployment (+ sites), measure, write records/summary/plots
     compare.py    the same workload under each policy, beside the simulator's and planner's predictions

@@ -34,7 +34,7 @@ import msgspec
 from prfaas.bench.deploy import CorruptPlan
 from prfaas.bench.loadgen import LoadOptions
 from prfaas.bench.records import RequestRecord, RequestStatus
-from prfaas.bench.run import Deployment, RunResult, write_run
+from prfaas.bench.run import Deployment, RunResult, SideTask, write_run
 from prfaas.bench.summary import Slo, summarize
 from prfaas.bench.workload import BenchRequest, WorkloadKind, WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
@@ -130,7 +130,7 @@ class _Injector:
         self.undone_at = time.monotonic()
 
 
-def _timed(injector: _Injector, fault_at_s: float, recover_after_s: float):  # type: ignore[no-untyped-def]
+def _timed(injector: _Injector, fault_at_s: float, recover_after_s: float) -> SideTask:
     async def side(t0: float) -> None:
         await asyncio.sleep(max(0.0, t0 + fault_at_s - time.monotonic()))
         await asyncio.to_thread(injector.inject)
@@ -176,7 +176,9 @@ def _probe(dep: Deployment, probes: Sequence[BenchRequest], opts: LoadOptions,
                      [row for run in rounds for row in run.gateway_log])
 
 
-def _report(fault: Fault, during: RunResult, probes: RunResult, recovery_s: float, **extra: object) -> FaultReport:
+def _report(fault: Fault, during: RunResult, probes: RunResult, recovery_s: float, *,
+            corrupted_sends: int | None = None, outputs_match: bool | None = None,
+            notes: list[str] | None = None) -> FaultReport:
     s = summarize(during.records, during.samples, during.duration_s)
     offloaded = sum(r.route == "prfaas" for r in probes.records if r.status is RequestStatus.COMPLETED)
     completed = sum(r.status is RequestStatus.COMPLETED for r in probes.records)
@@ -184,8 +186,8 @@ def _report(fault: Fault, during: RunResult, probes: RunResult, recovery_s: floa
                        failed_by_kind=s.failed_by_kind, routes_during=s.requests_by_route,
                        probes_sent=len(probes.records), probes_completed=completed, probes_offloaded=offloaded,
                        recovered=completed == len(probes.records) > 0 and offloaded > 0,
-                       recovery_s=recovery_s + probes.duration_s,
-                       **extra)  # type: ignore[arg-type]
+                       recovery_s=recovery_s + probes.duration_s, corrupted_sends=corrupted_sends,
+                       outputs_match=outputs_match, notes=notes or [])
 
 
 def run_fault(dep: Deployment, fault: Fault, during: Sequence[BenchRequest], probes: Sequence[BenchRequest],

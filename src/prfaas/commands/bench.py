@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from prfaas.bench.choices import BenchSetup, SetupChoices
 from prfaas.core.errors import ConfigError
 
 DEFAULT_STATE = Path("/tmp/prfaas-bench/sites.json")
@@ -80,10 +81,10 @@ def _out(out: Path | None, cmd: str) -> Path:
     return out or Path("runs") / f"bench-{cmd}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _setup(**kwargs: object):  # type: ignore[no-untyped-def]
-    from prfaas.bench.choices import SetupChoices, resolve_setup
+def _setup(choices: SetupChoices) -> BenchSetup:
+    from prfaas.bench.choices import resolve_setup
 
-    setup = resolve_setup(SetupChoices(**kwargs))  # type: ignore[arg-type]
+    setup = resolve_setup(choices)
     for note in setup.notes:
         typer.echo(f"note: {note}")
     where = "two emulated sites" if setup.sites_spec else "loopback"
@@ -105,10 +106,11 @@ def run_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_
     from prfaas.bench.summary import format_summary
     from prfaas.bench.workload import build_requests
 
-    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile, workload=workload,
-               trace=trace, num_requests=requests, rate_rps=rate_rps, max_tokens=max_tokens, seed=seed,
-               threshold_tokens=threshold, policy=policy, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
-               concurrency=concurrency, time_budget_s=time_budget_s)
+    s = _setup(SetupChoices(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile,
+                            workload=workload, trace=trace, num_requests=requests, rate_rps=rate_rps,
+                            max_tokens=max_tokens, seed=seed, threshold_tokens=threshold, policy=policy,
+                            slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, concurrency=concurrency,
+                            time_budget_s=time_budget_s))
     out_dir = _out(out, "run")
     reqs = build_requests(s.spec)
     with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
@@ -132,10 +134,10 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise ConfigError("--policies is empty")
-    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile, workload=workload,
-               trace=trace, num_requests=requests, rate_rps=rate_rps, max_tokens=max_tokens, seed=seed,
-               threshold_tokens=threshold, slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
-               concurrency=concurrency, time_budget_s=time_budget_s)
+    s = _setup(SetupChoices(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile,
+                            workload=workload, trace=trace, num_requests=requests, rate_rps=rate_rps,
+                            max_tokens=max_tokens, seed=seed, threshold_tokens=threshold, slo_ttft_s=slo_ttft_s,
+                            slo_tpot_s=slo_tpot_s, concurrency=concurrency, time_budget_s=time_budget_s))
     out_dir = _out(out, "compare")
     with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
         result = compare_policies(dep, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
@@ -145,6 +147,7 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
 
 
 def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_mbit: Cap = None,
+              policy: Annotated[str | None, typer.Option(help="Routing policy (default: the config's).")] = None,
               requests: Requests = 20, rate_rps: Rate = 2.0, max_tokens: MaxTokens = 16, seed: Seed = 0,
               threshold: Threshold = None,
               faults: Annotated[str, typer.Option(help="Comma-separated faults (link-drop needs the sites).")] =
@@ -160,8 +163,9 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
         chosen = [Fault(f.strip()) for f in faults.split(",") if f.strip()]
     except ValueError:
         raise ConfigError(f"--faults must be among: {', '.join(f.value for f in Fault)}") from None
-    s = _setup(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, num_requests=requests, rate_rps=rate_rps,
-               max_tokens=max_tokens, seed=seed, threshold_tokens=threshold)
+    s = _setup(SetupChoices(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, num_requests=requests,
+                            rate_rps=rate_rps, max_tokens=max_tokens, seed=seed, threshold_tokens=threshold,
+                            policy=policy))
     if s.sites_spec is None and Fault.LINK_DROP in chosen:
         chosen.remove(Fault.LINK_DROP)
         typer.echo("note: link-drop skipped (needs the emulated sites)")
