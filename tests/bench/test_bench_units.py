@@ -130,3 +130,25 @@ def test_records_roundtrip_and_plots(tmp_path: Path) -> None:
     for path in (png, cmp):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert math.isclose(samples[2].utilisation or 0.0, 0.0022 / 0.05)
+
+
+def test_choices_pick_the_regime_cap_and_the_emulation_knobs(tmp_path: Path) -> None:
+    from prfaas.bench.choices import SetupChoices, resolve_setup
+
+    points = tuple(PrefillPoint(n, 1e-3 * n, 1e6 + 2e3 * n) for n in (256, 512, 1024, 2048, 4096, 8192))
+    path = tmp_path / "p.json"
+    save_profile_json(MeasuredProfile(name="t", model="t", device="cpu", n_gpu=1, prefill=points, decode=()), path)
+    setup = resolve_setup(SetupChoices(tiny=True, sites=False, profile=path, delay_ms=20, chunk_loss=0.1,
+                                       num_requests=5, policy="naive-offload"))
+    assert setup.regime is not None and setup.cap_mbit == pytest.approx(setup.regime.cap_mbit)
+    link = setup.cfg.egress_link()
+    assert link.capacity_gbps == pytest.approx(setup.cap_mbit / 1000) and link.one_way_delay_s == pytest.approx(0.02)
+    assert set(setup.fault_nodes) == {"prfaas-0"} and setup.fault_nodes["prfaas-0"].probability == 0.1
+    assert setup.cfg.policy.name == "naive-offload" and setup.sites_spec is None
+    assert setup.spec.threshold_tokens == 256 and setup.spec.num_requests == 5
+    plain = resolve_setup(SetupChoices(tiny=True, sites=False, cap_mbit=12.5))
+    assert plain.cap_mbit == 12.5 and not plain.fault_nodes and plain.regime is None
+    for bad in (SetupChoices(tiny=True, sites=False, chunk_loss=1.0), SetupChoices(tiny=True, workload="zipf"),
+                SetupChoices(tiny=True, rate_rps=0)):
+        with pytest.raises(ConfigError):
+            resolve_setup(bad)

@@ -222,13 +222,17 @@ def run_corrupt(dep: Deployment, during: Sequence[BenchRequest], probes: Sequenc
                 opts: LoadOptions, out_dir: Path, *, ready_timeout_s: float = 120.0) -> FaultReport:
     name = _node(dep, ClusterKind.PRFAAS)
     launcher = dep.launcher
+    previous = launcher.fault_nodes.get(name)
     launcher.fault_nodes[name] = CorruptPlan()
     launcher.restart(name)
     dep.wait_restarted(name, ready_timeout_s)
     via_prfaas = dep.measure(during, _with(opts, route="prfaas"))
     corrupted = _corrupted_sends(launcher.run_dir / f"{name}.shim.json")
     reference = dep.measure(during, _with(opts, route="local"))
-    del launcher.fault_nodes[name]
+    if previous is None:
+        del launcher.fault_nodes[name]
+    else:
+        launcher.fault_nodes[name] = previous
     started = time.monotonic()
     launcher.restart(name)
     dep.wait_restarted(name, ready_timeout_s)

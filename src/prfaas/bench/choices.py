@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from prfaas.bench.deploy import with_link
+from prfaas.bench.deploy import CorruptPlan, with_link
 from prfaas.bench.loadgen import LoadOptions
 from prfaas.bench.netns import SiteError, can_emulate
 from prfaas.bench.regime import Regime, bench_config, regime_for, tiny_config
@@ -25,6 +25,7 @@ from prfaas.bench.sites import SitesSpec
 from prfaas.bench.summary import Slo
 from prfaas.bench.workload import WorkloadKind, WorkloadSpec
 from prfaas.core.errors import ConfigError
+from prfaas.core.lifecycle import ClusterKind
 from prfaas.serve.config import DeployConfig, load_config
 
 DEFAULT_CAP_MBIT = 80.0
@@ -52,6 +53,8 @@ class SetupChoices:
     concurrency: int = 32
     time_budget_s: float = 600.0
     request_timeout_s: float = 300.0
+    delay_ms: float = 0.0  # one-way delay of the KV stream (sender shim; EMULATION, no netem here)
+    chunk_loss: float = 0.0  # probability a KV chunk send is lost and retransmitted (fault node; EMULATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class BenchSetup:
     cap_mbit: float
     regime: Regime | None
     notes: tuple[str, ...]
+    fault_nodes: dict[str, CorruptPlan]
 
 
 def _base_config(c: SetupChoices) -> DeployConfig:
@@ -103,11 +107,16 @@ def resolve_setup(c: SetupChoices) -> BenchSetup:
     regime = regime_for(c.profile, threshold, max_prompt) if c.profile is not None else None
     cap = c.cap_mbit or (regime.cap_mbit if regime else (TINY_CAP_MBIT if c.tiny else DEFAULT_CAP_MBIT))
     use_sites, note = _use_sites(c.sites)
-    cfg = with_link(cfg, cap / 1000.0, cfg.egress_link().one_way_delay_s)
+    if c.delay_ms < 0 or not 0.0 <= c.chunk_loss < 1.0:
+        raise ConfigError("--delay-ms must be >= 0 and --chunk-loss in [0, 1)")
+    delay_s = c.delay_ms / 1000.0 if c.delay_ms else cfg.egress_link().one_way_delay_s
+    cfg = with_link(cfg, cap / 1000.0, delay_s)
+    lossy = {n.name: CorruptPlan(corrupt_seqs=(), probability=c.chunk_loss)
+             for n in cfg.nodes if n.cluster is ClusterKind.PRFAAS} if c.chunk_loss > 0 else {}
     spec = WorkloadSpec(kind=kind, num_requests=c.num_requests, rate_rps=c.rate_rps, threshold_tokens=threshold,
                         max_tokens=c.max_tokens, seed=c.seed, trace_path=c.trace)
     opts = LoadOptions(max_concurrency=c.concurrency, time_budget_s=c.time_budget_s,
                        request_timeout_s=c.request_timeout_s, model=cfg.model.served_name)
     notes = tuple(n for n in (note, regime.describe() if regime else None) if n)
     return BenchSetup(cfg, SitesSpec(cap_mbit=cap) if use_sites else None, spec, opts,
-                      Slo(c.slo_ttft_s, c.slo_tpot_s), cap, regime, notes)
+                      Slo(c.slo_ttft_s, c.slo_tpot_s), cap, regime, notes, lossy)

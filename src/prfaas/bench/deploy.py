@@ -41,10 +41,13 @@ PACKAGE_ROOT = str(Path(prfaas.__file__).resolve().parents[1])
 
 @dataclass(frozen=True, slots=True)
 class CorruptPlan:
-    """Which KV chunks a fault node corrupts (each listed chunk seq of every transfer, on its first sends)."""
+    """Which KV chunk sends a fault node corrupts: each listed chunk seq of every transfer on its first
+    `corrupt_attempts` sends, plus any send with `probability` (EMULATION of loss: the receiver's checksum
+    rejects the chunk and the sender retransmits it, as TCP would a lost segment)."""
 
     corrupt_seqs: tuple[int, ...] = (0,)
     corrupt_attempts: int = 1
+    probability: float = 0.0
 
 
 def place_on_sites(cfg: DeployConfig, info: SitesInfo, cap_gbps: float | None = None) -> DeployConfig:
@@ -94,6 +97,7 @@ class BenchLauncher(Launcher):
         else:
             module = ["-m", "prfaas.bench.fault_node", "--name", name, "--corrupt-seqs",
                       ",".join(str(s) for s in plan.corrupt_seqs), "--corrupt-attempts", str(plan.corrupt_attempts),
+                      "--corrupt-probability", str(plan.probability),
                       "--counts", str(self.run_dir / f"{name}.shim.json")]
         return [*self._prefix(name), sys.executable, *module, "--config", str(self.config_path)]
 

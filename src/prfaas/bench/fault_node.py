@@ -4,7 +4,8 @@
 
 The very same `serve` node (model, control server, KV sender/receiver), except that its sender carries a
 `transport.testing.LinkShim` that flips one byte in the listed chunk seqs of every transfer, on their first
-`--corrupt-attempts` transmissions (the source tensor is never touched). The receiver's checksum must reject
+`--corrupt-attempts` transmissions, and any transmission with `--corrupt-probability` (emulated chunk loss;
+the source tensor is never touched). The receiver's checksum must reject
 those chunks and the retransmission must be used instead. Every 0.5 s the node writes how many chunk sends
 it corrupted to `--counts` (JSON), so the benchmark can show the fault really happened.
 """
@@ -31,6 +32,7 @@ COUNTS_INTERVAL_S = 0.5
 class _Corruption:
     seqs: frozenset[int]
     attempts: int
+    probability: float
 
 
 class _CountingShim(LinkShim):
@@ -61,7 +63,7 @@ def serve_fault_node(cfg: DeployConfig, name: str, corruption: _Corruption, coun
             base = super()._sender_config()
             delay = base.shim.one_way_delay_s if base.shim is not None else 0.0
             shim = _CountingShim(one_way_delay_s=delay, corrupt_seqs=corruption.seqs,
-                                 corrupt_attempts=corruption.attempts)
+                                 corrupt_attempts=corruption.attempts, corrupt_probability=corruption.probability)
             return dataclasses.replace(base, shim=shim)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -94,12 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--corrupt-seqs", default="0")
     parser.add_argument("--corrupt-attempts", type=int, default=1)
+    parser.add_argument("--corrupt-probability", type=float, default=0.0)
     parser.add_argument("--counts", required=True)
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     cfg.node(args.name)
     seqs = frozenset(int(s) for s in args.corrupt_seqs.split(",") if s.strip())
-    serve_fault_node(cfg, args.name, _Corruption(seqs, args.corrupt_attempts), Path(args.counts))
+    corruption = _Corruption(seqs, args.corrupt_attempts, args.corrupt_probability)
+    serve_fault_node(cfg, args.name, corruption, Path(args.counts))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,13 +168,13 @@ def _answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def bench_deployment(cfg: DeployConfig, run_dir: Path, sites_spec: SitesSpec | None = None, *,
-                     fault_nodes: dict[str, CorruptPlan] | None = None,
+                     fault_nodes: Mapping[str, CorruptPlan] | None = None,
                      ready_timeout_s: float = 180.0) -> Iterator[Deployment]:
     """Sites (if asked), then the processes; waits until ready; tears both down on any exit."""
     with contextlib.ExitStack() as stack:
         sites = stack.enter_context(two_sites(sites_spec)) if sites_spec is not None else None
         placed = place_on_sites(cfg, sites.info) if sites is not None else cfg
-        launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=fault_nodes)
+        launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=dict(fault_nodes or {}))
         stack.callback(launcher.stop)
         launcher.start()
         deployment = Deployment(launcher, sites)

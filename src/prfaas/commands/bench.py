@@ -39,6 +39,8 @@ SloTtft = Annotated[float | None, typer.Option(help="TTFT SLO for goodput (s).")
 SloTpot = Annotated[float | None, typer.Option(help="TPOT SLO for goodput (s).")]
 Concurrency = Annotated[int, typer.Option(help="Most requests in flight.")]
 Budget = Annotated[float, typer.Option(help="No request is sent after this many seconds.")]
+Delay = Annotated[float, typer.Option(help="One-way delay of the KV stream in ms (sender shim; emulation).")]
+Loss = Annotated[float, typer.Option(help="Probability a KV chunk is lost and resent (emulation).")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default: runs/bench-<cmd>-<time>).")]
 
 
@@ -100,7 +102,7 @@ def run_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_
             rate_rps: Rate = 1.0, max_tokens: MaxTokens = 16, seed: Seed = 0, threshold: Threshold = None,
             policy: Annotated[str | None, typer.Option(help="Routing policy (default: the config's).")] = None,
             slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
-            time_budget_s: Budget = 600.0, out: Out = None) -> None:
+            time_budget_s: Budget = 600.0, delay_ms: Delay = 0.0, chunk_loss: Loss = 0.0, out: Out = None) -> None:
     from prfaas.bench.loadgen import ProgressBar
     from prfaas.bench.run import bench_deployment, write_run
     from prfaas.bench.summary import format_summary
@@ -110,10 +112,10 @@ def run_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_
                             workload=workload, trace=trace, num_requests=requests, rate_rps=rate_rps,
                             max_tokens=max_tokens, seed=seed, threshold_tokens=threshold, policy=policy,
                             slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, concurrency=concurrency,
-                            time_budget_s=time_budget_s))
+                            time_budget_s=time_budget_s, delay_ms=delay_ms, chunk_loss=chunk_loss))
     out_dir = _out(out, "run")
     reqs = build_requests(s.spec)
-    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, fault_nodes=s.fault_nodes) as dep:
         result = dep.measure(reqs, s.opts, ProgressBar(len(reqs), label=s.cfg.policy.name))
     summary = write_run(result, out_dir, f"{s.cfg.policy.name} ({s.spec.kind.value})", s.slo)
     typer.echo(format_summary(summary, s.cfg.policy.name))
@@ -127,7 +129,8 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                 policies: Annotated[str, typer.Option(help="Comma-separated policies.")] =
                 "homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware",
                 slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
-                time_budget_s: Budget = 600.0, out: Out = None) -> None:
+                time_budget_s: Budget = 600.0, delay_ms: Delay = 0.0, chunk_loss: Loss = 0.0,
+                out: Out = None) -> None:
     from prfaas.bench.compare import compare_policies, format_compare
     from prfaas.bench.run import bench_deployment
 
@@ -137,9 +140,10 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
     s = _setup(SetupChoices(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, profile=profile,
                             workload=workload, trace=trace, num_requests=requests, rate_rps=rate_rps,
                             max_tokens=max_tokens, seed=seed, threshold_tokens=threshold, slo_ttft_s=slo_ttft_s,
-                            slo_tpot_s=slo_tpot_s, concurrency=concurrency, time_budget_s=time_budget_s))
+                            slo_tpot_s=slo_tpot_s, concurrency=concurrency, time_budget_s=time_budget_s,
+                            delay_ms=delay_ms, chunk_loss=chunk_loss))
     out_dir = _out(out, "compare")
-    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, fault_nodes=s.fault_nodes) as dep:
         result = compare_policies(dep, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
                                   profile_path=profile)
     typer.echo(format_compare(result))
