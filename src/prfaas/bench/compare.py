@@ -3,12 +3,12 @@
     rows = compare_policies(deployment, spec, opts, out_dir, policies=POLICIES, profile_path=None)
 
 For each policy the gateway is switched (`POST /admin/policy`, same threshold), the same requests are sent,
-and the run is written under out_dir/<policy>/. The simulator then replays the same setup (policy, threshold,
-node counts, link cap, the scaled log-normal, rate, duration) through `serve.predict.simulate_same`, with
+and the run is written under out_dir/<policy>/. The simulator then replays the same requests (arrivals and
+scaled lengths) on the same setup (policy, threshold, node counts, link cap) through `bench.predict`, with
 costs from a `prfaas profile` JSON when one is given, else from a profile measured from this run's own
 gateway log (`serve.predict.profile_from_records`); the planner's optimum comes from `serve.predict.plan_same`.
 The headline number is the simulator's relative error on mean TTFT and throughput per policy.
-Trace workloads get no simulator prediction (the simulator's live-setup bridge takes a log-normal).
+Trace workloads get the simulator (same requests, prefix chains included) but no planner row.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import msgspec
 
 from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.plots import plot_compare
+from prfaas.bench.predict import simulate_live
 from prfaas.bench.records import RequestRecord
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import BenchSummary, Slo
-from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests
+from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests, workload_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.measured import MeasuredProfile, load_profile_json
-from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
+from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, write_profile
 from prfaas.workload.lognormal import PAPER_MAX_TOKENS, PAPER_MIN_TOKENS, PAPER_MU, PAPER_SIGMA
 
 POLICIES = ("homogeneous", "naive-offload", "prfaas", "prfaas-bandwidth-aware")
@@ -55,7 +56,9 @@ class CompareResult:
         return statistics.fmean(errs) if errs else None
 
 
-def live_setup(dep: Deployment, spec: WorkloadSpec, policy: str, duration_s: float) -> LiveSetup:
+def live_setup(dep: Deployment, spec: WorkloadSpec, policy: str) -> LiveSetup:
+    """The live run as the simulator sees it. Its arrival window is num_requests / rate, so the simulator draws
+    as many requests (in expectation) as the live run sent, from the same scaled log-normal."""
     cfg = dep.launcher.cfg
     roles = [n.role for n in cfg.nodes]
     factor = spec.factor
@@ -65,7 +68,8 @@ def live_setup(dep: Deployment, spec: WorkloadSpec, policy: str, duration_s: flo
                      link_gbps=dep.cap_gbps() or 10.0, mu=PAPER_MU + math.log(factor), sigma=PAPER_SIGMA,
                      min_tokens=max(1, round(PAPER_MIN_TOKENS * factor)),
                      max_tokens=min(round(PAPER_MAX_TOKENS * factor), spec.max_prompt_tokens),
-                     output_tokens=spec.max_tokens, rate_rps=spec.rate_rps, duration_s=max(duration_s, 1.0),
+                     output_tokens=spec.max_tokens, rate_rps=spec.rate_rps,
+                     duration_s=max(spec.num_requests / spec.rate_rps, 1.0),
                      max_batch=cfg.model.max_batch_size, seed=spec.seed)
 
 
@@ -117,22 +121,21 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
              out_dir: Path) -> _Predictions:
     """The simulator per policy and the planner once; every failure becomes a note, never an exception."""
     out = _Predictions({}, None, "none", [])
-    if spec.kind is not WorkloadKind.LOGNORMAL:
-        out.notes.append("trace workload: no simulator prediction (the live-setup bridge takes a log-normal)")
-        return out
     try:
         path, profile, out.source = _profile(runs, profile_path, out_dir)
     except ValueError as exc:
         out.notes.append(f"no profile for the predictions: {exc}")
         return out
-    for policy, run in runs.items():
+    for policy in runs:
         try:
-            out.sims[policy] = simulate_same(path, profile, live_setup(dep, spec, policy, run.duration_s))
+            out.sims[policy] = simulate_live(path, profile, live_setup(dep, spec, policy), workload_requests(spec))
         except Exception as exc:  # a prediction is an extra; the live row stands without it
             out.notes.append(f"{policy}: simulator unavailable: {exc}")
+    if spec.kind is not WorkloadKind.LOGNORMAL:
+        out.notes.append("trace workload: no planner row (the planner takes the log-normal's parameters)")
+        return out
     try:
-        first = next(iter(runs.values()))
-        out.planner = _prediction_dict(plan_same(path, live_setup(dep, spec, "prfaas", first.duration_s)))
+        out.planner = _prediction_dict(plan_same(path, live_setup(dep, spec, "prfaas")))
     except Exception as exc:
         out.notes.append(f"planner unavailable: {exc}")
     return out
