@@ -30,7 +30,7 @@ from prfaas.bench.linkmon import LinkMonitor
 from prfaas.bench.loadgen import LoadOptions, ProgressFn, drive
 from prfaas.bench.plots import plot_run
 from prfaas.bench.records import LinkSample, RequestRecord, write_jsonl
-from prfaas.bench.sites import Sites, SitesSpec, two_sites
+from prfaas.bench.sites import Sites, SitesSpec, sigterm_as_exit, two_sites
 from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
 from prfaas.bench.workload import BenchRequest
 from prfaas.serve.config import DeployConfig
@@ -170,8 +170,9 @@ def _answers(url: str) -> bool:
 def bench_deployment(cfg: DeployConfig, run_dir: Path, sites_spec: SitesSpec | None = None, *,
                      fault_nodes: Mapping[str, CorruptPlan] | None = None,
                      ready_timeout_s: float = 180.0) -> Iterator[Deployment]:
-    """Sites (if asked), then the processes; waits until ready; tears both down on any exit."""
+    """Sites (if asked), then the processes; waits until ready; tears both down on any exit (SIGTERM included)."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_as_exit())
         sites = stack.enter_context(two_sites(sites_spec)) if sites_spec is not None else None
         placed = place_on_sites(cfg, sites.info) if sites is not None else cfg
         launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=dict(fault_nodes or {}))

@@ -156,17 +156,17 @@ def load_sites(path: Path) -> Sites:
         raise SiteError(f"cannot read sites state {path}: {exc}") from None
 
 
-def _raise_exit(signum: int, _frame: FrameType | None) -> None:
+def raise_exit(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[None]:
     """While open (main thread only), SIGTERM raises SystemExit so `finally` blocks still run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_exit)
+    previous = signal.signal(signal.SIGTERM, raise_exit)
     try:
         yield
     finally:
@@ -179,7 +179,7 @@ def two_sites(spec: SitesSpec) -> Iterator[Sites]:
     sites = sites_up(spec)
     atexit.register(sites.down)
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             yield sites
     finally:
         sites.down()
