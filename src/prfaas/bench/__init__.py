@@ -13,6 +13,7 @@
     choices.py    command-line choices -> config, sites, workload, load options (cap from the regime)
     regime.py     scaling the paper's regime (13 % egress utilisation) to the small model; bench configs
     run.py        one run: deployment (+ sites), measure, write records/summary/plots
+    predict.py    the simulator replaying the exact live requests (same costs, policy, cap)
     compare.py    the same workload under each policy, beside the simulator's and planner's predictions
     chaos.py      faults: link cap drop, PrfaaS kill/restart, PD-D kill, corrupted chunks, gateway restart
 
