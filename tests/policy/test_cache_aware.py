@@ -172,7 +172,7 @@ def test_fixed_regime_ignores_the_link() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"abundant_enter_util": 0.6}, {"min_transfer_blocks": 0}, {"max_transfer_blocks": 0},
-     {"min_transfer_benefit": -1.0},
+     {"min_transfer_benefit": -1.0}, {"pull_max_pd_util": -0.1}, {"pd_util_window_s": 0.0},
      {"abundant_max_retransmit": -1.0}],
 )
 def test_config_validation(kwargs: dict[str, Any]) -> None:
@@ -231,4 +231,24 @@ def test_pd_to_prfaas_transfer_is_judged_on_the_reverse_link_and_unknown_capacit
     router.observe(ok_outcome(plan), 1.0)
     unknown = _route(_timed_router({"pdp0": 30}), egress=link(None, capacity_gbps=None))
     assert unknown.cache_transfer is None
+    assert router.pending_request_ids == ()
+
+
+def test_pull_to_pd_waits_for_pd_prefill_headroom() -> None:
+    router = _router({"pf1": 44}, CacheRegime.ABUNDANT)  # no prefill model: only the headroom rule applies
+    hashes = HASHES[:40]
+
+    def route(request_id: int, now_s: float) -> RoutePlan:
+        plan = router.route(req(request_id, 20_480, hashes), make_view(), now_s)
+        router.observe(dataclasses.replace(ok_outcome(plan), prefill_s=100.0), now_s)
+        return plan
+
+    first = route(1, 0.0)  # idle PD-P: the prefix is pulled and the prefill runs locally
+    assert first.prefill_cluster is PD and first.cache_transfer is not None
+    # that outcome says PD-P was busy 100 s in the last 60 s on 2 nodes: utilisation 0.83 > 0.5
+    assert router.pd_prefill_utilisation(make_view(), 1.0) == pytest.approx(100.0 / 120.0)
+    busy = route(2, 1.0)
+    assert (busy.prefill_cluster, busy.prefill_instance_id, busy.cache_transfer) == (PF, "pf1", None)
+    later = route(3, 62.0)  # the busy seconds left the window
+    assert later.prefill_cluster is PD and later.cache_transfer is not None
     assert router.pending_request_ids == ()

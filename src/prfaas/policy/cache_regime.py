@@ -42,6 +42,13 @@ class CacheAwareConfig:
     """A cross-cluster cache transfer must add at least this many blocks to the destination's prefix."""
     max_transfer_blocks: int | None = None
     """Cap on the blocks one transfer moves (None = no cap); longer prefixes are moved only up to it."""
+    pull_max_pd_util: float = 0.5
+    """A transfer that moves a prefill from PrfaaS to PD-P (the SCARCE plan would run it on PrfaaS) is
+    planned only while the PD-P utilisation measured over `pd_util_window_s` is at most this (>= 1 never
+    blocks): such a pull saves the new tokens' state bytes but adds PD-P work that delays later short
+    requests, which no per-request estimate sees."""
+    pd_util_window_s: float = 60.0
+    """Window of observed PD-P prefill seconds (from outcomes) behind that utilisation."""
     min_transfer_benefit: float = 1.0
     """A transfer must save at least this many seconds of prefill per second it spends on the link
     (prefill time saved at the destination / (bytes / free link bandwidth)); 0 disables the check."""
@@ -57,8 +64,8 @@ class CacheAwareConfig:
             raise ValueError("need 0 <= abundant_enter_util < abundant_exit_util")
         if self.abundant_max_retransmit < 0 or self.min_transfer_blocks < 1:
             raise ValueError("need abundant_max_retransmit >= 0 and min_transfer_blocks >= 1")
-        if self.min_transfer_benefit < 0:
-            raise ValueError("min_transfer_benefit must be >= 0")
+        if self.min_transfer_benefit < 0 or self.pull_max_pd_util < 0 or self.pd_util_window_s <= 0:
+            raise ValueError("need min_transfer_benefit >= 0, pull_max_pd_util >= 0 and pd_util_window_s > 0")
         if self.max_transfer_blocks is not None and self.max_transfer_blocks < self.min_transfer_blocks:
             raise ValueError("max_transfer_blocks must be >= min_transfer_blocks")
 
