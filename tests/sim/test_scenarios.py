@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+import pytest
 
 from prfaas.core.lifecycle import RequestState, Role
 from prfaas.sim.build import build_inputs
@@ -56,6 +57,24 @@ def test_a_link_drop_bandwidth_aware_holds_ttft_while_prfaas_queues_at_the_link(
     # and it relaxed after the link recovered: arrivals from 60 s after recovery route like plain prfaas
     assert [r.route for r in aware.records if r.arrival_s >= 420] == [r.route for r in plain.records
                                                                       if r.arrival_s >= 420]
+
+
+@pytest.mark.parametrize(("seed", "rate_rps", "drop_gbps"), [(2, 1.2, 2.0), (3, 1.8, 4.0), (2, 1.5, 8.0)])
+def test_a_link_drop_defaults_hold_off_the_scenario_point(seed: int, rate_rps: float, drop_gbps: float) -> None:
+    """The defaults are not fitted to one point: other seeds, loads and drop depths (a 20x drop, a
+    busier PD cluster, a mild drop) keep bandwidth-aware's drop-window P90 within 5% of plain prfaas's
+    or below it, and its SLO attainment at or above plain's. In a 27-point sweep (seeds 1-3, 1.2-1.8
+    req/s, 2/4/8 Gbps drops) it was below plain's P90 at every 2 and 4 Gbps point (hardest: 1.8 req/s
+    into 2 Gbps, 34 s against 48 s); at 8 Gbps, where plain barely suffers, within +3.5% (3.85 s
+    against 3.72 s here) with equal SLO attainment."""
+    cfg = load_config(SCENARIOS / "link_drop.toml")
+    events = [msgspec.structs.replace(cfg.events[0], capacity_gbps=drop_gbps), *cfg.events[1:]]
+    arrivals = msgspec.structs.replace(cfg.workload.arrivals, rate_rps=rate_rps)
+    cfg = msgspec.structs.replace(cfg, seed=seed, events=events,
+                                  workload=msgspec.structs.replace(cfg.workload, arrivals=arrivals))
+    plain, aware = _run(cfg, "prfaas"), _run(cfg, "prfaas-bandwidth-aware")
+    assert _p90_ttft(aware.records, 300, 420) <= 1.05 * _p90_ttft(plain.records, 300, 420)
+    assert aware.summary.slo_attainment >= plain.summary.slo_attainment
 
 
 def test_b_mix_shift_rebalancer_converts_roles_and_restores_throughput() -> None:
