@@ -44,3 +44,27 @@ def test_profile_builds_the_deployment_scenario(profile_path) -> None:  # type: 
     expected = optimize_threshold(scenario.replace(lengths=lengths), 1, 1).threshold_tokens
     assert threshold == round(expected)
     assert 300 <= threshold < 3500  # an interior optimum: both prefill stages carry traffic
+
+
+def test_state_bytes_curve_interpolates_node_points() -> None:
+    from prfaas.serve.replan import StateBytesCurve
+
+    curve = StateBytesCurve([(1, 1_100), (1024, 103_400), (256, 26_600)])  # 1000 + 100 * l
+    assert curve(1) == 1_100 and curve(1024) == 103_400
+    assert curve(512) == pytest.approx(1000 + 100 * 512)
+    assert curve(4096) == pytest.approx(1000 + 100 * 4096)  # the last segment extends
+    with pytest.raises(ValueError):
+        StateBytesCurve([])
+
+
+def test_node_reports_exact_state_bytes_for_the_stub_backend() -> None:
+    from prfaas.serve.backend import StubBackend
+    from prfaas.serve.node import state_bytes_points
+    from prfaas.serve.replan import StateBytesCurve
+
+    backend = StubBackend()
+    points = state_bytes_points(backend)
+    assert points[0][0] == 1 and points[-1][0] == backend.max_context_tokens - 1
+    curve = StateBytesCurve(points)
+    for n in (7, 300, 5000):
+        assert curve(n) == pytest.approx(backend.expected_layout(n).total_bytes, rel=1e-9)

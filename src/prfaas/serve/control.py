@@ -33,7 +33,7 @@ from prfaas.serve.cluster import NodeRegistry
 from prfaas.serve.config import DeployConfig, policy_config
 from prfaas.serve.messages import ErrorReply, NodeRegister, RoleSwitch, RoleSwitchReply, decode, encode
 from prfaas.serve.metrics import GatewayMetrics
-from prfaas.serve.replan import live_reoptimiser
+from prfaas.serve.replan import StateBytesCurve, live_prefill_time, live_reoptimiser
 
 _log = logging.getLogger(__name__)
 INDEX_CAPACITY_BLOCKS = 4096
@@ -66,7 +66,9 @@ class ControlPlane:
         self.policy_name = cfg.policy.name
         self.policy: PolicyConfig = policy_config(cfg)
         self.kv_index = GlobalKvIndex(block_tokens=self.policy.node_select.block_tokens)
-        self.router: RouterBase = make_router(self.policy_name, self.policy, kv_index=self.kv_index)
+        self.prefill_time_s = live_prefill_time(cfg)
+        self.state_bytes: StateBytesCurve | None = None  # S_kv(l), learned from the first node that reports it
+        self.router: RouterBase = self._make_router(self.policy_name, self.policy)
         self.rebalancer = PdRebalancer(self.policy.rebalancer, reoptimise=live_reoptimiser(cfg),
                                        threshold_tokens=self.router.threshold_tokens)
         self.window = WindowCollector(start_s=time.monotonic())
@@ -75,8 +77,19 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- nodes -----------------------------------------------------------------------------------
+    def _make_router(self, name: str, policy: PolicyConfig) -> RouterBase:
+        return make_router(name, policy, kv_index=self.kv_index, state_bytes=self.state_bytes,
+                           prefill_time_s=self.prefill_time_s)
+
     def register(self, msg: NodeRegister) -> None:
         self.nodes.register(msg, time.monotonic())
+        if self.state_bytes is None and msg.state_bytes_points:
+            # the policy sizes link budgets with S_kv: rebuild the router (no request is routed before registration)
+            self.state_bytes = StateBytesCurve(msg.state_bytes_points)
+            threshold = self.router.threshold_tokens
+            self.router = self._make_router(self.policy_name, self.policy)
+            if threshold is not None:
+                self.router.set_threshold(threshold)
         if not self.kv_index.has_node(msg.name):
             self.kv_index.add_node(msg.name, msg.cluster, INDEX_CAPACITY_BLOCKS)
         _log.info("node %s registered (%s, %s)", msg.name, msg.cluster.value, msg.role.value)
@@ -90,7 +103,7 @@ class ControlPlane:
         if name is not None and name != self.policy_name:
             threshold = threshold_tokens if threshold_tokens is not None else self.router.threshold_tokens
             policy = self.policy if threshold is None else _with_threshold(self.policy, threshold)
-            self.router = make_router(name, policy, kv_index=self.kv_index)
+            self.router = self._make_router(name, policy)
             self.policy_name, self.policy = name, policy
         elif threshold_tokens is not None:
             self.router.set_threshold(threshold_tokens)

@@ -46,6 +46,8 @@ class NodeRegister(Message, frozen=True, kw_only=True, tag="register"):
     max_batch: int
     pid: int
     max_context_tokens: int
+    # S_kv(l) of the node's model at a few lengths (tokens, bytes): the gateway's policy sizes link budgets with it
+    state_bytes_points: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
 class RegisterReply(Message, frozen=True, kw_only=True, tag="register_reply"):

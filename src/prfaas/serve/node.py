@@ -154,7 +154,8 @@ class NodeServer:
         return NodeRegister(name=self.section.name, cluster=self.section.cluster, role=self.role,
                             control_url=self.control_url, kv_host=self.section.host,
                             kv_port=self.receiver.address[1], max_batch=self.cfg.model.max_batch_size,
-                            pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens)
+                            pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens,
+                            state_bytes_points=state_bytes_points(self.backend))
 
     def heartbeat(self) -> Heartbeat:
         links = list(self.sender.link_snapshots().values())
@@ -374,3 +375,13 @@ def _chunk(request_id: str, events: list[DecodeEvent]) -> TokenChunk:
     errors = [e.error for e in events if e.error is not None]
     return TokenChunk(request_id=request_id, token_ids=tokens, finish_reason=last.finish_reason,
                       error=errors[0] if errors else None)
+
+
+def state_bytes_points(backend: Backend) -> list[tuple[int, int]]:
+    """S_kv of this node's model at 1, powers of two up to its context, and the last position. Full-attention
+    (linear in l) and linear-state (constant) layers interpolate exactly between them; a sliding window's cap
+    (window - 1 kept tokens) falls inside one segment, where the interpolation is off by at most that segment's
+    curvature."""
+    limit = backend.max_context_tokens - 1
+    lengths = sorted({1, limit, *(2**k for k in range(4, 31) if 2**k < limit)})
+    return [(n, backend.expected_layout(n).total_bytes) for n in lengths]

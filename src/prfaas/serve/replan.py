@@ -1,4 +1,7 @@
-"""The planner inside the live long-term loop: re-optimise the threshold for the gateway's node counts.
+"""Cost knowledge the live gateway hands its policy: the planner for the long-term loop, S_kv for link budgets,
+prefill times for cache-transfer decisions.
+
+The planner inside the live long-term loop re-optimises the threshold for the gateway's node counts.
 
 With `[policy] profile = "FILE.json"` (a `prfaas profile` output measured on the nodes' hardware), the
 gateway builds a planner `Scenario` of this deployment and hands `policy.planner_adapter.planner_reoptimiser`
@@ -10,11 +13,14 @@ through the short-term bandwidth loop.
 
 from __future__ import annotations
 
+import bisect
+
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.measured import ProfileDecodeModel, ProfilePrefillModel, load_profile_json
 from prfaas.planner.scenario import Scenario, Topology
 from prfaas.policy.planner_adapter import planner_reoptimiser
 from prfaas.policy.rebalancer import Reoptimiser
+from prfaas.policy.routers.base import PrefillTimeFn
 from prfaas.serve.config import DeployConfig
 from prfaas.workload.distribution import DiscreteLengthDistribution
 
@@ -49,3 +55,36 @@ def live_reoptimiser(cfg: DeployConfig) -> Reoptimiser | None:
     if Role.PRFAAS_PREFILL not in roles or sum(1 for n in cfg.nodes if n.cluster is ClusterKind.PD) < 2:
         return None
     return planner_reoptimiser(live_scenario(cfg, path))
+
+
+class StateBytesCurve:
+    """S_kv(l) by piecewise-linear interpolation of the (tokens, bytes) points a node reports at registration
+    (the end segments extend linearly). Immutable; a plain callable for the policy."""
+
+    def __init__(self, points: list[tuple[int, int]]) -> None:
+        ordered = sorted({int(n): int(b) for n, b in points}.items())
+        if not ordered:
+            raise ValueError("no S_kv points")
+        self._tokens = [float(n) for n, _ in ordered]
+        self._bytes = [float(b) for _, b in ordered]
+
+    def __call__(self, num_tokens: float) -> float:
+        xs, ys = self._tokens, self._bytes
+        if len(xs) == 1:
+            return ys[0]
+        i = bisect.bisect_right(xs, num_tokens) - 1
+        i = min(max(i, 0), len(xs) - 2)
+        slope = (ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
+        return max(0.0, ys[i] + slope * (num_tokens - xs[i]))
+
+
+def live_prefill_time(cfg: DeployConfig) -> PrefillTimeFn | None:
+    """T(cluster, uncached, cached) from `[policy] profile` (both clusters run the profiled hardware), or None."""
+    if cfg.policy.profile is None:
+        return None
+    model = ProfilePrefillModel(load_profile_json(cfg.policy.profile))
+
+    def prefill_time_s(_cluster: ClusterKind, uncached_tokens: float, cached_tokens: float) -> float:
+        return model.t_prefill_s(max(uncached_tokens, 1.0), cached_tokens)
+
+    return prefill_time_s
