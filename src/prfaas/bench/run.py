@@ -29,10 +29,10 @@ from prfaas.bench.deploy import BenchLauncher, CorruptPlan, place_on_sites
 from prfaas.bench.linkmon import LinkMonitor
 from prfaas.bench.loadgen import LoadOptions, ProgressFn, drive
 from prfaas.bench.plots import plot_run
-from prfaas.bench.records import LinkSample, RequestRecord, write_jsonl
+from prfaas.bench.records import LinkSample, RequestRecord, RequestStatus, write_jsonl
 from prfaas.bench.sites import Sites, SitesSpec, sigterm_as_exit, two_sites
 from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
-from prfaas.bench.workload import BenchRequest
+from prfaas.bench.workload import FIRST_TOKEN_ID, BenchRequest
 from prfaas.serve.config import DeployConfig
 
 SideTask = Callable[[float], Coroutine[Any, Any, None]]  # gets the run's t0 (monotonic); runs beside the load
@@ -127,6 +127,19 @@ class Deployment:
             except urllib.error.HTTPError as exc:
                 raise RuntimeError(f"{path}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
 
+    def warm_up(self, num_tokens: int = 600) -> None:
+        """One request forced through PrfaaS and one kept local, so the KV connections exist before anything
+        is measured (a sender opens its pool on its first transfer; until a heartbeat shows it connected, the
+        link reads as down and the router would fall back to PRFAAS_DOWN_LOCAL)."""
+        prompt = tuple(range(FIRST_TOKEN_ID, FIRST_TOKEN_ID + num_tokens))
+        for route in ("prfaas", "local"):
+            opts = LoadOptions(max_concurrency=1, request_timeout_s=120.0, model=self.launcher.cfg.model.served_name,
+                               headers=(("x-prfaas-route", route),))
+            result = self.measure([BenchRequest(0, 0.0, prompt, 2)], opts)
+            if result.records[0].status is not RequestStatus.COMPLETED:
+                raise RuntimeError(f"warm-up request ({route}) did not complete: {result.records[0].error}")
+        time.sleep(2 * self.launcher.cfg.gateway.heartbeat_interval_s)
+
     def set_policy(self, name: str, threshold_tokens: int | None = None) -> None:
         body: dict[str, Any] = {"name": name}
         if threshold_tokens is not None:
@@ -180,6 +193,7 @@ def bench_deployment(cfg: DeployConfig, run_dir: Path, sites_spec: SitesSpec | N
         launcher.start()
         deployment = Deployment(launcher, sites)
         deployment.wait_ready(ready_timeout_s)
+        deployment.warm_up()
         yield deployment
 
 
