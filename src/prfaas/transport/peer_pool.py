@@ -61,6 +61,10 @@ _DRAIN_S = 0.5
 Settlement = tuple[Future[TransferReport], TransferReport | TransferFailed]
 
 
+LINK_DOWN_GRACE_S = 2.0
+"""Seconds without any connection before the link is reported down (covers the first connect and a reconnect)."""
+
+
 class PeerPool:
     def __init__(self, host: str, port: int, config: SenderConfig, clock: Callable[[], float]) -> None:
         self.host, self.port = host, port
@@ -358,7 +362,10 @@ class PeerPool:
             self._fail_all(TransferFailed(f"no connection to {self.link_id} for "
                                           f"{self.config.reconnect_deadline_s} s",
                                           reason=FailureReason.PEER_UNAVAILABLE))
-        self.telemetry.is_up = bool(self._conns)
+        # a pool still opening (or re-opening) its connections is not "down" yet: only after the grace period
+        # without one does the scheduler see the link as down (and route locally)
+        self.telemetry.is_up = bool(self._conns) or (
+            self._down_since_s is not None and now - self._down_since_s < LINK_DOWN_GRACE_S)
 
     def _connect_missing(self, missing: list[int]) -> bool:
         for index in missing:
