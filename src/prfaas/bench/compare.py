@@ -4,9 +4,10 @@
 
 For each policy the gateway is switched (`POST /admin/policy`, same threshold), the same requests are sent,
 and the run is written under out_dir/<policy>/. The simulator then replays the same requests (arrivals and
-scaled lengths) on the same setup (policy, threshold, node counts, link cap) through `bench.predict`, with
-costs from a `prfaas profile` JSON when one is given, else from a profile measured from this run's own
-gateway log (`serve.predict.profile_from_records`); the planner's optimum comes from `serve.predict.plan_same`.
+scaled lengths) on the same setup (policy, threshold, node counts, link cap) through
+`serve.predict.simulate_same(..., requests)`, with costs from a `prfaas profile` JSON when one is given, else
+from a profile measured from this run's own gateway log (`serve.predict.profile_from_records`); the planner's
+optimum comes from `serve.predict.plan_same`.
 The headline number is the simulator's relative error on mean TTFT and throughput per policy.
 Trace workloads get the simulator (same requests, prefix chains included) but no planner row.
 """
@@ -23,14 +24,13 @@ import msgspec
 
 from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.plots import plot_compare
-from prfaas.bench.predict import simulate_live
 from prfaas.bench.records import RequestRecord
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import BenchSummary, Slo
 from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests, workload_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.measured import MeasuredProfile, load_profile_json
-from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, write_profile
+from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
 from prfaas.workload.lognormal import PAPER_MAX_TOKENS, PAPER_MIN_TOKENS, PAPER_MU, PAPER_SIGMA
 
 POLICIES = ("homogeneous", "naive-offload", "prfaas", "prfaas-bandwidth-aware")
@@ -128,7 +128,7 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
         return out
     for policy in runs:
         try:
-            out.sims[policy] = simulate_live(path, profile, live_setup(dep, spec, policy), workload_requests(spec))
+            out.sims[policy] = simulate_same(path, profile, live_setup(dep, spec, policy), workload_requests(spec))
         except Exception as exc:  # a prediction is an extra; the live row stands without it
             out.notes.append(f"{policy}: simulator unavailable: {exc}")
     if spec.kind is not WorkloadKind.LOGNORMAL:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prfaas.perf.measured import DecodePoint, MeasuredProfile, PrefillPoint, save_profile_json
+from prfaas.workload.request import WorkloadRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,27 +101,39 @@ def decode_step_s(profile: MeasuredProfile) -> float:
     return profile.decode[0].t_step_s if profile.decode else 0.01
 
 
-def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup) -> Prediction:
-    """The discrete-event simulator on the live configuration (same policy objects, measured costs)."""
+SIM_LINK_LATENCY_S = 0.0001  # loopback or one machine's veth pair
+
+
+def sim_config(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup) -> dict[str, Any]:
+    """The simulator's scenario for this live setup (a `SimConfig` table)."""
+    return {
+        "seed": setup.seed, "duration_s": setup.duration_s, "tpot_slo_s": 10.0,
+        "model": {"profile": str(profile_path), "t_decode_s": decode_step_s(profile), "bs_max": setup.max_batch},
+        "cluster": {"n_prfaas": setup.n_prfaas, "n_pd_prefill": setup.n_pd_prefill,
+                    "n_pd_decode": setup.n_pd_decode},
+        "link": {"capacity_gbps": setup.link_gbps, "latency_s": SIM_LINK_LATENCY_S},
+        "workload": {"kind": "lognormal", "mu": setup.mu, "sigma": setup.sigma, "min_tokens": setup.min_tokens,
+                     "max_tokens": setup.max_tokens, "output_tokens": setup.output_tokens,
+                     "arrivals": {"kind": "poisson", "rate_rps": setup.rate_rps}},
+        "policy": {"name": setup.policy, "threshold_tokens": setup.threshold_tokens},
+    }
+
+
+def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup,
+                  requests: Sequence[WorkloadRequest] | None = None) -> Prediction:
+    """The discrete-event simulator on the live configuration (same policy objects, measured costs); with
+    `requests` it replays exactly those (e.g. the live run's own), otherwise it draws the setup's workload."""
+    import dataclasses
+
     import msgspec
 
     from prfaas.sim.build import build_inputs
     from prfaas.sim.config import SimConfig
     from prfaas.sim.run import simulate
 
-    raw = {
-        "seed": setup.seed, "duration_s": setup.duration_s, "tpot_slo_s": 10.0,
-        "model": {"profile": str(profile_path), "t_decode_s": decode_step_s(profile), "bs_max": setup.max_batch},
-        "cluster": {"n_prfaas": setup.n_prfaas, "n_pd_prefill": setup.n_pd_prefill,
-                    "n_pd_decode": setup.n_pd_decode},
-        "link": {"capacity_gbps": setup.link_gbps, "latency_s": 0.0001},
-        "workload": {"kind": "lognormal", "mu": setup.mu, "sigma": setup.sigma, "min_tokens": setup.min_tokens,
-                     "max_tokens": setup.max_tokens, "output_tokens": setup.output_tokens,
-                     "arrivals": {"kind": "poisson", "rate_rps": setup.rate_rps}},
-        "policy": {"name": setup.policy, "threshold_tokens": setup.threshold_tokens},
-    }
-    cfg = msgspec.convert(raw, SimConfig)
-    inputs = build_inputs(cfg)
+    inputs = build_inputs(msgspec.convert(sim_config(profile_path, profile, setup), SimConfig))
+    if requests is not None:
+        inputs = dataclasses.replace(inputs, requests=tuple(requests))
     run = simulate(inputs.deployment, setup.policy, inputs.requests, policy_config=inputs.policy_config,
                    options=inputs.options)
     s = run.summary
