@@ -13,6 +13,9 @@ import typer
 
 from prfaas.core.errors import PrfaasError
 
+APP_HELP = ("prfaas: Prefill-as-a-Service for hybrid-attention LLMs. Plan a PrfaaS-PD deployment, simulate its "
+            "scheduling, and run it (OpenAI-compatible gateway, PrfaaS prefill nodes, PD nodes, TCP KV transport).")
+
 # name -> (module, help). A module exposes `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "plan": ("prfaas.commands.plan", "Throughput-optimal threshold and P/D split (the planner)."),
@@ -29,7 +32,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
 
 def build_app(argv: list[str]) -> typer.Typer:
     """Build the typer app, importing only the sub-command that argv names (all of them for --help)."""
-    app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+    app = typer.Typer(no_args_is_help=True, add_completion=False, help=APP_HELP)
 
     @app.callback()
     def _root() -> None:
