@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -104,7 +105,7 @@ def plan(
             typer.echo(f"\nplot written to {plot}")
 
 
-def _progress_printer():  # type: ignore[no-untyped-def]
+def _progress_printer() -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         sys.stderr.write(f"\rsweeping thresholds: {done}/{total}")
         if done == total:

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from prfaas.catalog import load_accelerator
+from prfaas.catalog.accelerators import Accelerator
 from prfaas.catalog.model import ModelArch
 from prfaas.catalog.models import load_model
 from prfaas.core.errors import InfeasibleError
@@ -27,22 +29,26 @@ from prfaas.planner.calibration import calibration_for
 from prfaas.planner.report import Assumption
 from prfaas.workload.distribution import DiscreteLengthDistribution
 
+if TYPE_CHECKING:  # build.py imports this module
+    from prfaas.planner.build import PlanInputs
+
 DEFAULT_DECODE_OVERHEAD_MS = 5.0
 DEFAULT_HBM_EFFICIENCY = 0.8
 PAPER_MFU_RATIO_H20_OVER_H200 = 2.069  # implied by the case study's one-point calibration (planner.paper)
 
 
-def arch_models(inputs: object, gpus_per_instance: int, slo_tokens_per_s: float,
+def arch_models(inputs: PlanInputs, gpus_per_instance: int, slo_tokens_per_s: float,
                 lengths: DiscreteLengthDistribution, output_tokens: float, notes: list[Assumption]
                 ) -> tuple[PrefillCostModel, PrefillCostModel, int]:
     """(PrfaaS prefill, PD prefill, BS_max) for `inputs.model` (a `PlanInputs`)."""
-    arch = load_model(inputs.model)  # type: ignore[attr-defined]
-    src_name = (inputs.prfaas_gpu or "h200").lower()  # type: ignore[attr-defined]
-    dst_name = (inputs.pd_gpu or "h20").lower()  # type: ignore[attr-defined]
+    assert inputs.model is not None
+    arch = load_model(inputs.model)
+    src_name = (inputs.prfaas_gpu or "h200").lower()
+    dst_name = (inputs.pd_gpu or "h20").lower()
     src, dst = load_accelerator(src_name), load_accelerator(dst_name)
     cal = calibration_for(arch)
     prfaas_model = arch_prefill_model(arch, src, gpus_per_instance, cal.params)
-    scale = inputs.pd_compute_scale  # type: ignore[attr-defined]
+    scale = inputs.pd_compute_scale
     if scale is not None:
         pd_model: PrefillCostModel = ComputeScaledPrefillModel(prfaas_model, cal.params.t0_s, scale,
                                                                name=f"{arch.name}@{dst_name} (k={scale:g})")
@@ -62,18 +68,19 @@ def arch_models(inputs: object, gpus_per_instance: int, slo_tokens_per_s: float,
     return prfaas_model, pd_model, bs_max
 
 
-def _bs_max(inputs: object, arch: ModelArch, accelerator: object, gpus_per_instance: int, slo_tokens_per_s: float,
-            lengths: DiscreteLengthDistribution, output_tokens: float, notes: list[Assumption]) -> int:
-    if inputs.bs_max is not None:  # type: ignore[attr-defined]
-        notes.append(Assumption("bs_max", inputs.bs_max, "inputs"))  # type: ignore[attr-defined]
-        return int(inputs.bs_max)  # type: ignore[attr-defined]
-    overhead_ms = inputs.decode_overhead_ms or DEFAULT_DECODE_OVERHEAD_MS  # type: ignore[attr-defined]
+def _bs_max(inputs: PlanInputs, arch: ModelArch, accelerator: Accelerator, gpus_per_instance: int,
+            slo_tokens_per_s: float, lengths: DiscreteLengthDistribution, output_tokens: float,
+            notes: list[Assumption]) -> int:
+    if inputs.bs_max is not None:
+        notes.append(Assumption("bs_max", inputs.bs_max, "inputs"))
+        return inputs.bs_max
+    overhead_ms = inputs.decode_overhead_ms or DEFAULT_DECODE_OVERHEAD_MS
     params = DecodeParams(overhead_s=overhead_ms / 1000.0, mem_bw_efficiency=DEFAULT_HBM_EFFICIENCY)
-    decode = MemoryBoundDecodeModel.from_arch(arch, accelerator, gpus_per_instance, params)  # type: ignore[arg-type]
+    decode = MemoryBoundDecodeModel.from_arch(arch, accelerator, gpus_per_instance, params)
     context = lengths.mean() + output_tokens / 2.0
     slo_s = 1.0 / slo_tokens_per_s
     by_slo = max_batch_under_slo(decode, slo_s, context)  # raises InfeasibleError
-    memory_bytes = accelerator.memory_bytes * gpus_per_instance  # type: ignore[attr-defined]
+    memory_bytes = accelerator.memory_bytes * gpus_per_instance
     weights = arch.total_params * arch.weight_bytes_per_param
     free = memory_bytes * 0.9 - weights
     if free <= 0:

@@ -81,16 +81,14 @@ def paper_case(interpolation: Interpolation = Interpolation.QUADRATIC_FIT,
     )
     h20_model = ComputeScaledPrefillModel(h200_model, t0_s, fit.compute_scale, name="paper-internal-1t on 8xH20")
     t_decode_s = 1.0 / slo_tokens_per_s
-    common = dict(
-        lengths=lengths, output_tokens=output_tokens, bs_max=bs_max, t_decode_s=t_decode_s,
-        egress_gbps=egress_gbps, prfaas_gpu="h200", pd_gpu="h20", pd_decode=None,
-    )
-    prfaas_pd = Scenario(name="prfaas_pd", topology=Topology.PRFAAS_PD, pd_prefill=h20_model,
-                         prfaas_prefill=h200_model, n_prfaas=PAPER_N_PRFAAS, n_pd=PAPER_N_PD, **common)  # type: ignore[arg-type]
-    homogeneous = Scenario(name="homogeneous", topology=Topology.HOMOGENEOUS, pd_prefill=h20_model,
-                           prfaas_prefill=None, n_prfaas=0, n_pd=PAPER_N_HOMOGENEOUS, **common)  # type: ignore[arg-type]
-    naive = Scenario(name="naive", topology=Topology.NAIVE, pd_prefill=None, prfaas_prefill=h200_model,
-                     n_prfaas=PAPER_N_PRFAAS, n_pd=PAPER_N_PD, **common)  # type: ignore[arg-type]
+    base = Scenario(name="prfaas_pd", topology=Topology.PRFAAS_PD, pd_prefill=h20_model, pd_decode=None,
+                    prfaas_prefill=h200_model, n_prfaas=PAPER_N_PRFAAS, n_pd=PAPER_N_PD, egress_gbps=egress_gbps,
+                    lengths=lengths, output_tokens=output_tokens, bs_max=bs_max, t_decode_s=t_decode_s,
+                    prfaas_gpu="h200", pd_gpu="h20")
+    prfaas_pd = base
+    homogeneous = base.replace(name="homogeneous", topology=Topology.HOMOGENEOUS, prfaas_prefill=None, n_prfaas=0,
+                               n_pd=PAPER_N_HOMOGENEOUS)
+    naive = base.replace(name="naive", topology=Topology.NAIVE, pd_prefill=None)
     a, b, c = h200_model.coefficients
     assumptions = (
         Assumption("prfaas_prefill_profile", "8xH200, Table 5 (1K/8K/32K/128K)", table_source()),

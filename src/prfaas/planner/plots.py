@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prfaas.planner.model import Stage
+from prfaas.planner.model import PlanPoint, Stage
 from prfaas.planner.optimize import PlanResult
 
 
@@ -46,13 +46,13 @@ def plot_plan_curves(result: PlanResult, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _stage(point: object, stage: Stage) -> float | None:
-    for s, cap in point.stage_limits:  # type: ignore[attr-defined]
+def _stage(point: PlanPoint, stage: Stage) -> float | None:
+    for s, cap in point.stage_limits:
         if s is stage:
             return float(cap)
     return None
 
 
-def _cap(point: object, *stages: Stage) -> float:
+def _cap(point: PlanPoint, *stages: Stage) -> float:
     caps = [c for c in (_stage(point, s) for s in stages) if c is not None]
     return min(caps) if caps else float("nan")
