@@ -47,13 +47,10 @@ class RooflineParams:
             raise ValueError(f"mfu must be in (0, 1], got {self.mfu}")
 
 
-@dataclass(frozen=True, slots=True)
-class AffineFit:
-    """y ≈ intercept + slope·x fitted by relative least squares; residuals are y − prediction."""
+class _RelErrors:
+    """Fit quality from `rel_errors` (shared by the affine and roofline fits)."""
 
-    intercept: float
-    slope: float
-    residuals: tuple[float, ...]
+    __slots__ = ()
     rel_errors: tuple[float, ...]
 
     @property
@@ -63,6 +60,17 @@ class AffineFit:
     @property
     def max_abs_rel_error(self) -> float:
         return float(np.max(np.abs(self.rel_errors)))
+
+
+@dataclass(frozen=True, slots=True)
+class AffineFit(_RelErrors):
+    """y ≈ intercept + slope·x fitted by relative least squares; residuals are y − prediction."""
+
+    intercept: float
+    slope: float
+    residuals: tuple[float, ...]
+    rel_errors: tuple[float, ...]
+
 
 
 def fit_affine_relative(xs: Sequence[float], ys: Sequence[float]) -> AffineFit:
@@ -92,7 +100,7 @@ def fit_affine_relative(xs: Sequence[float], ys: Sequence[float]) -> AffineFit:
 
 
 @dataclass(frozen=True, slots=True)
-class RooflineFit:
+class RooflineFit(_RelErrors):
     """`fit_roofline`'s answer: the parameters and how well they explain the points."""
 
     params: RooflineParams
@@ -100,13 +108,6 @@ class RooflineFit:
     residuals_s: tuple[float, ...]
     rel_errors: tuple[float, ...]
 
-    @property
-    def rms_rel_error(self) -> float:
-        return float(np.sqrt(np.mean(np.square(self.rel_errors))))
-
-    @property
-    def max_abs_rel_error(self) -> float:
-        return float(np.max(np.abs(self.rel_errors)))
 
 
 def fit_roofline(
