@@ -79,6 +79,7 @@ class PeerPool:
         self._bucket_lock = threading.Lock()
         self._cond = threading.Condition()
         self._controls: deque[ControlWork] = deque()
+        self._controls_writing = 0  # taken by a writer, not yet on the socket (close waits for them)
         self._chunks: deque[ChunkWork] = deque()
         self._to_hash: deque[ChunkWork] = deque()
         self._conns: dict[int, SenderConnection] = {}
@@ -185,6 +186,7 @@ class PeerPool:
             while not self._closed and conn.is_alive:
                 if self._controls:
                     work = self._controls.popleft()
+                    self._controls_writing += 1
                     self._note_carrier(work, conn)
                     self._cond.notify_all()
                     return work
@@ -201,6 +203,12 @@ class PeerPool:
                     return conn.ping(self._next_conn_id)
                 self._cond.wait(self.config.keepalive_interval_s - idle_s)
             return None
+
+    def control_written(self) -> None:
+        """A writer finished (or gave up on) writing a control frame it took with `take_work`."""
+        with self._cond:
+            self._controls_writing -= 1
+            self._cond.notify_all()
 
     def _note_carrier(self, work: ControlWork, conn: SenderConnection) -> None:
         record = self._transfers.get(work.transfer_id)
@@ -431,7 +439,7 @@ class PeerPool:
             for record in list(self._transfers.values()):
                 self._fail(record, closing)
             drain_until_s = self.clock() + min(timeout_s, _DRAIN_S)
-            while self._controls and self._conns and self.clock() < drain_until_s:
+            while ((self._controls and self._conns) or self._controls_writing) and self.clock() < drain_until_s:
                 self._cond.wait(0.01)
             self._closed = True
             conns = list(self._all_conns)

@@ -93,7 +93,10 @@ class SenderConnection:
                 if work is None:
                     return
                 if isinstance(work, ControlWork):
-                    self.sock.sendall(work.frame)
+                    try:
+                        self.sock.sendall(work.frame)
+                    finally:
+                        self.pool.control_written()
                 else:
                     self._send_chunk(work)
                 self.last_send_s = self.pool.clock()
