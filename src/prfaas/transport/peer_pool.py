@@ -445,8 +445,16 @@ class PeerPool:
             conns = list(self._all_conns)
             self._cond.notify_all()
         self._flush()
+        # Lingering close: FIN after what is queued (an abortive close with unread acks in the socket would
+        # send RST, and the receiver's kernel would drop an ABORT it has not read yet), then wait for the
+        # receiver to close its side, bounded, before closing ours.
         for conn in conns:
             conn.is_alive = False
+            conn.shutdown_writes()
+        linger_until_s = self.clock() + min(timeout_s, _DRAIN_S)
+        for conn in conns:
+            conn.join_reader(max(0.0, linger_until_s - self.clock()))
+        for conn in conns:
             conn.close()
         for conn in conns:
             conn.join(timeout_s)

@@ -9,6 +9,7 @@ which requeues that connection's unacknowledged chunks on the others.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import socket
 import threading
@@ -83,6 +84,17 @@ class SenderConnection:
 
     def close(self) -> None:
         close_quietly(self.sock)
+
+    def shutdown_writes(self) -> None:
+        """Send FIN after whatever is already queued in the kernel; the reader keeps reading."""
+        with contextlib.suppress(OSError):  # already reset or closed
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def join_reader(self, timeout_s: float) -> None:
+        """Wait (bounded) for the reader thread to see the receiver close its side."""
+        reader = self._threads[1]
+        if reader.ident is not None and reader is not threading.current_thread():
+            reader.join(timeout_s)
 
     # -- threads -----------------------------------------------------------------------------------
 
