@@ -158,6 +158,25 @@ def test_receiver_gone_fails_within_the_reconnect_deadline(sink: Sink) -> None:
     assert info.value.reason in (FailureReason.PEER_UNAVAILABLE, FailureReason.SHUTDOWN)
 
 
+def test_receiver_shutdown_tells_the_sender_at_once(sink: Sink) -> None:
+    rx = KvReceiver(ReceiverConfig(shared_secret=SECRET), sink.allocate, sink.on_complete, sink.on_failed)
+    rx.start()
+    config = _config(reconnect_deadline_s=30.0, shim=LinkShim(one_way_delay_s=1.0), connections_per_peer=2)
+    with KvSender(config) as sender:
+        transfer, _ = _send_layerwise(sender, PeerAddress(*rx.address), "stopped", seed=17)
+        deadline_s = time.monotonic() + 5
+        while not sink.allocations and time.monotonic() < deadline_s:  # BEGIN admitted, chunks held back
+            time.sleep(0.01)
+        assert sink.allocations
+        rx.close()
+        start = time.monotonic()
+        with pytest.raises(TransferFailed) as info:
+            transfer.result(10)  # type: ignore[attr-defined]
+        assert time.monotonic() - start < 5  # the receiver's ABORT, not the 30 s reconnect deadline
+    assert info.value.reason is FailureReason.SHUTDOWN
+    assert "stopped" in sink.failed and "stopped" not in sink.completed
+
+
 def test_transfer_deadline_is_enforced(receiver: KvReceiver, sink: Sink) -> None:
     config = _config(transfer_deadline_s=0.3, shim=LinkShim(one_way_delay_s=2.0))
     with KvSender(config) as sender:

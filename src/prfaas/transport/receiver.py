@@ -35,6 +35,7 @@ __all__ = ["Allocator", "KvReceiver", "OnComplete", "OnFailed"]
 
 _ACCEPT_POLL_S = 0.1
 _JANITOR_PERIOD_S = 0.05
+_LINGER_S = 0.5  # at most this long waiting for senders to close their side on shutdown
 
 
 class KvReceiver:
@@ -121,6 +122,12 @@ class KvReceiver:
             self._listener.close()
         self.registry.fail_all(TransferFailed("receiver shut down", reason=FailureReason.SHUTDOWN))
         conns = list(self._conns)
+        for conn in conns:  # lingering close: the ABORTs just sent must not be dropped by a reset
+            conn.shutdown_writes()
+        linger_until_s = time.monotonic() + min(timeout_s, _LINGER_S)
+        for conn in conns:
+            if conn.thread.ident is not None:
+                conn.thread.join(max(0.0, linger_until_s - time.monotonic()))
         for conn in conns:
             conn.close()
         for thread in [c.thread for c in conns if c.thread.ident is not None] + self._threads:

@@ -9,6 +9,7 @@ threads too, so writes go through a per-connection lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -58,6 +59,11 @@ class ReceiverConnection:
     def close(self) -> None:
         self.is_alive = False
         close_quietly(self.sock)
+
+    def shutdown_writes(self) -> None:
+        """FIN after what is already queued; the reader runs on until the sender closes its side."""
+        with contextlib.suppress(OSError):  # already reset or closed
+            self.sock.shutdown(socket.SHUT_WR)
 
     def _run(self) -> None:
         try:
