@@ -132,9 +132,11 @@ def test_live_run_across_the_sites(site_deployment: Deployment, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_link_drop_loses_nothing_and_routing_recovers(site_deployment: Deployment, tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["prfaas", "prfaas-bandwidth-aware"])
+def test_link_drop_loses_nothing_and_routing_recovers(site_deployment: Deployment, tmp_path: Path,
+                                                      policy: str) -> None:
     dep = site_deployment
-    dep.set_policy("prfaas", THRESHOLD_TOKENS)
+    dep.set_policy(policy, THRESHOLD_TOKENS)
     during, probes = fault_load(seed=4)
     report = run_fault(dep, Fault.LINK_DROP, during, probes, OPTS, tmp_path, fault_at_s=0.3, recover_after_s=2.0)
     assert_nothing_lost(report)

@@ -20,10 +20,12 @@ from prfaas.policy.bandwidth_aware import (
 )
 from prfaas.policy.offload_demand import StateBytesFn
 from prfaas.policy.routers.bandwidth_aware import BandwidthAwareRouter
+from prfaas.policy.routers.prfaas import PrfaasRouter
 from prfaas.policy.types import ClusterView, FailureKind, RoutePlan, RouteReason
 
 T = 10_000
-CFG = BandwidthAwareConfig(control_interval_s=1.0)
+CFG = BandwidthAwareConfig(control_interval_s=1.0, hot_updates=1)  # raise on the first HOT update: the
+# transitions below are easier to read; the default dwell (hot_updates=3) has its own test
 
 
 class Driver:
@@ -120,7 +122,7 @@ def fill_demand(d: Driver, lengths: list[int]) -> None:
 
 
 def test_link_raise_is_sized_so_the_offloaded_byte_rate_fits_the_link() -> None:
-    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0)
+    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0, hot_updates=1)
     d = Driver(cfg, state_bytes=state_bytes)
     lengths = [11_000 + 1_000 * i for i in range(20)]  # one per second, t = 0..19
     fill_demand(d, lengths)
@@ -142,7 +144,7 @@ def test_link_raise_is_sized_so_the_offloaded_byte_rate_fits_the_link() -> None:
 
 
 def test_congested_link_is_sized_from_measured_goodput_not_capacity() -> None:
-    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0)
+    cfg = BandwidthAwareConfig(control_interval_s=1.0, max_threshold_scale=4.0, hot_updates=1)
     d = Driver(cfg, state_bytes=state_bytes)
     d.route(100, make_view(egress=link(0.1, capacity_gbps=100.0, rtt_ms=10.0)))  # learns a 10 ms RTT
     fill_demand(d, [30_000] * 10)
@@ -210,6 +212,31 @@ def test_relaxes_after_recovery_with_dwell_then_returns_to_normal() -> None:
     d.finish()
 
 
+def test_ticks_relax_a_raised_threshold_while_nothing_arrives() -> None:
+    d = Driver()
+    for _ in range(3):
+        d.route(100, make_view(egress=link(0.9)))
+    assert d.scale() == pytest.approx(1.25**3)
+    assert d.router.tick_interval_s == CFG.control_interval_s
+    cool = make_view(egress=link(0.0))  # the link is idle: no request was offloaded, none arrives
+    for k in range(40):
+        d.router.tick(cool, d.now_s + k * CFG.control_interval_s)
+    assert d.scale() == 1.0 and d.router.controller.state.mode is ControlMode.NORMAL
+    d.now_s += 40 * CFG.control_interval_s
+    plan = d.route(T + 1, cool)  # the first request after the quiet spell goes by the base threshold
+    assert plan.reason is RouteReason.LONG_OFFLOAD and plan.threshold_tokens == T
+    d.finish()
+
+
+def test_ticks_respect_the_control_interval_and_stateless_policies_need_none() -> None:
+    d = Driver()
+    hot = make_view(egress=link(0.9))
+    for k in range(5):
+        d.router.tick(hot, 10.0 + 0.1 * k)  # 0.4 s < control_interval_s: one update
+    assert d.scale() == pytest.approx(1.25)
+    assert PrfaasRouter(threshold_tokens=T).tick_interval_s is None
+
+
 def test_no_flapping_for_signals_inside_the_band() -> None:
     d = Driver()
     band_utils = [0.61, 0.84, 0.7, 0.65, 0.8, 0.62, 0.84]
@@ -250,6 +277,27 @@ def test_offload_transfer_failure_counts_as_hot_once() -> None:
     d.finish()
 
 
+def test_default_dwell_ignores_short_bursts_but_not_a_failed_transfer() -> None:
+    cfg = BandwidthAwareConfig()
+    ctl = BandwidthController(cfg)
+    hot, cool = BandwidthSignals(utilisation=0.95), BandwidthSignals(utilisation=0.1)
+    now = 0.0
+    for _ in range(cfg.hot_updates - 1):  # a burst shorter than the dwell moves nothing
+        assert ctl.update(hot, now).threshold_scale == 1.0
+        now += cfg.control_interval_s
+    ctl.update(cool, now)
+    now += cfg.control_interval_s
+    scales = []
+    for _ in range(cfg.hot_updates + 1):  # a sustained hot link: raised at the dwell's end, then every update
+        scales.append(ctl.update(hot, now).threshold_scale)
+        now += cfg.control_interval_s
+    assert scales[:-2] == [1.0] * (cfg.hot_updates - 1)
+    assert scales[-2] == pytest.approx(cfg.raise_factor) and scales[-1] == pytest.approx(cfg.raise_factor**2)
+    fresh = BandwidthController(cfg)
+    fresh.note_transfer_failure()  # a failed offload transfer is not a burst: it raises at once
+    assert fresh.update(cool, 0.0).threshold_scale == pytest.approx(cfg.raise_factor)
+
+
 def test_prfaas_down_routes_locally_with_reason() -> None:
     d = Driver()
     plan = d.route(50_000, make_view(n_prfaas=0))
@@ -264,7 +312,7 @@ def test_controller_missing_signals_count_as_cool() -> None:
     state = ctl.update(BandwidthSignals(utilisation=None, rtt_ms=None), 0.0)
     assert state.mode is ControlMode.NORMAL and state.threshold_scale == 1.0
     # configured baseline: 30 ms RTT against 10 ms is hot from the first update
-    ctl = BandwidthController(BandwidthAwareConfig(rtt_baseline_ms=10.0))
+    ctl = BandwidthController(BandwidthAwareConfig(rtt_baseline_ms=10.0, hot_updates=1))
     assert ctl.update(BandwidthSignals(rtt_ms=30.0), 0.0).threshold_scale == pytest.approx(1.25)
 
 
@@ -273,7 +321,8 @@ def test_controller_missing_signals_count_as_cool() -> None:
     [{"util_low": 0.9, "util_high": 0.85}, {"target_link_util": 0.0}, {"raise_factor": 1.0},
      {"pd_queue_hold_tokens": 9.0, "pd_queue_backoff_tokens": 5.0}, {"demand_window_s": 0.0},
      {"relax_factor": 1.0}, {"recover_updates": 0}, {"queue_high_per_instance": 0.5},
-     {"max_threshold_scale": 0.5}, {"rtt_baseline_ms": 0.0}, {"control_interval_s": -1.0}],
+     {"max_threshold_scale": 0.5}, {"rtt_baseline_ms": 0.0}, {"control_interval_s": -1.0},
+     {"hot_updates": 0}],
 )
 def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):

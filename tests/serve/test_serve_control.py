@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from prfaas.core.errors import UnknownNameError
 from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.policy.bandwidth_aware import BandwidthSignals
+from prfaas.policy.routers.bandwidth_aware import BandwidthAwareRouter
 from prfaas.policy.types import ClusterView, RebalancePlan, RebalanceReason, WindowStats
 from prfaas.serve.config import default_config
 from prfaas.serve.control import ControlPlane, RoleSwitchError
@@ -77,3 +80,28 @@ def test_invalid_role_switches_are_refused_before_draining(changes: dict[str, Ro
     with pytest.raises(RoleSwitchError, match=needle):
         asyncio.run(control.switch_roles(changes))
     assert not control.nodes.any_switch_pending
+
+
+def test_router_ticks_relax_a_raised_threshold_between_requests() -> None:
+    control = _control()
+    control.set_policy("prfaas-bandwidth-aware", 1000)
+    router = control.router
+    assert isinstance(router, BandwidthAwareRouter)
+    router.controller.config = dataclasses.replace(router.controller.config, control_interval_s=0.02)
+    hot = BandwidthSignals(utilisation=0.95, capacity_gbps=1.0, goodput_gbps=0.95)
+    for k in range(3):
+        router.controller.update(hot, float(k), 1000)
+    assert router.effective_threshold() > 1000
+
+    async def main() -> None:
+        control.start(None)  # type: ignore[arg-type]  # the tick loop needs no HTTP session
+        try:
+            for _ in range(200):  # the nodes report no link and no queues: every tick is cool
+                await asyncio.sleep(0.02)
+                if router.effective_threshold() == 1000:
+                    break
+        finally:
+            await control.close()
+
+    asyncio.run(main())
+    assert router.effective_threshold() == 1000

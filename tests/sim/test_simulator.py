@@ -7,12 +7,14 @@ from prfaas.core.lifecycle import ClusterKind, RequestState
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.registry import make_router
+from prfaas.policy.routers.bandwidth_aware import BandwidthAwareRouter
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
 from prfaas.sim.run import simulate
 from prfaas.sim.simulator import Simulator
 from prfaas.workload.arrivals import PoissonArrivals
 from prfaas.workload.generate import synthetic_requests
 from prfaas.workload.lognormal import truncated_lognormal
+from prfaas.workload.request import WorkloadRequest
 
 THRESHOLD = PolicyConfig(threshold_tokens=4000)
 
@@ -141,3 +143,23 @@ def test_failure_while_state_is_streaming_aborts_the_transfer_and_retries() -> N
     assert sim.egress.transfers_failed >= 1
     assert router.pending_request_ids == ()
     assert all(r.prefill_instance != "prfaas-0" for r in retried)
+
+
+class _BandwidthAwareWithoutTicks(BandwidthAwareRouter):
+    """The same controller, updated only when a request arrives (what ticks are for)."""
+
+    @property
+    def tick_interval_s(self) -> float | None:
+        return None
+
+
+@pytest.mark.parametrize(("router_cls", "late_route"), [(BandwidthAwareRouter, "long_offload"),
+                                                         (_BandwidthAwareWithoutTicks, "link_congested_local")])
+def test_router_ticks_relax_the_threshold_during_a_quiet_spell(router_cls: type[BandwidthAwareRouter],
+                                                                late_route: str) -> None:
+    burst = [WorkloadRequest(i, i * 0.6, 30_000, 10) for i in range(12)]  # saturates the 0.5 Gbps link
+    late = WorkloadRequest(100, 120.0, 4_500, 10)  # above t = 4000, below the raised t'
+    router = router_cls(threshold_tokens=THRESHOLD.threshold_tokens or 0)
+    records = Simulator(small_deployment(capacity_gbps=0.5), router, [*burst, late]).run()
+    assert {r.route for r in records if r.request_id < 100} == {"long_offload"}
+    assert records[-1].request_id == 100 and records[-1].route == late_route

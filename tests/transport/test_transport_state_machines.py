@@ -170,6 +170,9 @@ def test_telemetry_goodput_window_latency_and_retransmit_rate() -> None:
     assert snap.transfer_latency_p50_s == 0.5 and snap.rtt_ms == 0.4
     assert snap.retransmit_rate == pytest.approx(0.05)
     assert tel.snapshot(3.5).goodput_gbps == 0.0  # the delivery left the window
+    assert tel.snapshot(3.5).rtt_ms is None  # idle for a window: the kernel's RTT is a stale sample
+    tel.transfer_started(1000)  # a transfer in flight (even one stuck on a slow link) makes it current
+    assert tel.snapshot(3.5).rtt_ms == 0.4
 
 
 @pytest.mark.network

@@ -24,7 +24,7 @@ class LinkSnapshot:
     transfers_failed: int  # transfers that ended in a typed failure
     transfers_in_flight: int
     bytes_in_flight: int  # declared bytes of transfers not yet acknowledged
-    rtt_ms: float | None = None  # smoothed RTT (TCP_INFO on Linux)
+    rtt_ms: float | None = None  # smoothed RTT (TCP_INFO on Linux) while the link carries data; None when idle
     retransmits_total: int = 0  # kernel-counted retransmitted segments since start
     retransmit_rate: float = 0.0  # retransmitted / sent segments over the window
     transfer_latency_p50_s: float | None = None

@@ -369,6 +369,15 @@ class Router(Protocol):
         """Install a new base threshold (from the long-term loop). No-op for threshold-free policies."""
         ...
 
+    @property
+    def tick_interval_s(self) -> float | None:
+        """How often the driver must call `tick` between arrivals; None: the policy needs no ticks."""
+        ...
+
+    def tick(self, view: ClusterView, now_s: float) -> None:
+        """Periodic update without a request (a short-term loop must relax even when nothing arrives)."""
+        ...
+
 
 class Rebalancer(Protocol):
     """Long-term loop: role conversions inside the PD cluster and threshold re-optimisation."""

@@ -4,11 +4,12 @@
     control.router                      # the live Router (policy.registry); swapped by set_policy
     control.kv_index                    # GlobalKvIndex shared with the router
     await control.switch_roles({"pd-0": Role.PD_DECODE})   # drain, then switch (RebalancePlan executor)
-    control.start(session) / await control.close()         # expiry + rebalance loops
+    control.start(session) / await control.close()         # expiry, router tick and rebalance loops
 
 The rebalancer (`policy.rebalancer.PdRebalancer`) runs every `rebalance_interval_s` on a `WindowStats` built
 from the requests the gateway saw and the nodes' busy time; its `RebalancePlan` is applied with the same
 drain-then-switch path as the admin endpoint, and a new threshold is installed into the router.
+The router's own short-term loop (`Router.tick`) runs every `Router.tick_interval_s`, between requests too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from prfaas.serve.metrics import GatewayMetrics
 from prfaas.serve.replan import StateBytesCurve, live_prefill_time, live_reoptimiser
 
 _log = logging.getLogger(__name__)
+_IDLE_TICK_CHECK_S = 1.0  # how often to look again whether a policy without ticks was swapped for one
 INDEX_CAPACITY_BLOCKS = 4096
 
 
@@ -151,6 +153,7 @@ class ControlPlane:
     def start(self, session: aiohttp.ClientSession) -> None:
         self._session = session
         self._tasks.append(asyncio.create_task(self._expiry_loop()))
+        self._tasks.append(asyncio.create_task(self._router_tick_loop()))
         if self.cfg.policy.rebalance:
             self._tasks.append(asyncio.create_task(self._rebalance_loop()))
 
@@ -166,6 +169,15 @@ class ControlPlane:
             await asyncio.sleep(min(0.25, self.cfg.gateway.heartbeat_timeout_s / 4))
             for name in self.nodes.expire(time.monotonic()):
                 _log.warning("node %s missed its heartbeats: out of routing", name)
+
+    async def _router_tick_loop(self) -> None:
+        """The router's short-term loop between requests (the router may be swapped: re-read each time)."""
+        while True:
+            interval_s = self.router.tick_interval_s
+            await asyncio.sleep(interval_s if interval_s is not None else _IDLE_TICK_CHECK_S)
+            if interval_s is not None:
+                now = time.monotonic()
+                self.router.tick(self.nodes.view(now), now)
 
     async def _rebalance_loop(self) -> None:
         while True:

@@ -8,6 +8,9 @@ installed with `Router.set_threshold`. Queue depths in `WindowStats` are the dep
 Every `sample_interval_s` it records a `Sample` (role counts, queues, egress rate) for plots, and it
 accumulates busy time per stage for the summary's utilisation (prefill: busy fraction; decode: mean
 batch occupancy / BS_max). Sampling stops when no request is arriving or in flight.
+
+Every `Router.tick_interval_s` (for policies with a short-term loop) it calls `Router.tick(view, now_s)`,
+as the gateway does, so a raised threshold relaxes between arrivals.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class ControlLoop:
         if self.rebalancer is not None and self.sim.options.control_interval_s is not None:
             interval = self.sim.options.control_interval_s
             loop.schedule(loop.now_s + interval, EventPriority.CONTROL, self._on_tick, None)
+        tick_s = self.sim.router.tick_interval_s
+        if tick_s is not None:
+            loop.schedule(loop.now_s + tick_s, EventPriority.CONTROL, self._on_router_tick, tick_s)
 
     def on_arrival(self, req: SimRequest) -> None:
         self._window_arrivals += 1
@@ -155,6 +161,14 @@ class ControlLoop:
         if sim.is_active:
             next_s = sim.loop.now_s + sim.options.control_interval_s
             sim.loop.schedule(next_s, EventPriority.CONTROL, self._on_tick, None)
+
+    def _on_router_tick(self, interval_s: object) -> None:
+        """The router's short-term loop between arrivals, as the gateway runs it."""
+        assert isinstance(interval_s, float)
+        sim = self.sim
+        sim.router.tick(sim.view(), sim.loop.now_s)
+        if sim.is_active:
+            sim.loop.schedule(sim.loop.now_s + interval_s, EventPriority.CONTROL, self._on_router_tick, interval_s)
 
     def window_stats(self) -> WindowStats:
         """Close the current window and return its aggregates."""

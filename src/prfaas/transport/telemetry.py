@@ -4,7 +4,8 @@ One `LinkTelemetry` per peer link. The sender counts acknowledged payload bytes,
 verified bytes. Goodput is the payload delivered in the last `window_s` seconds divided by
 `window_s`. Kernel TCP counters are fed as per-link totals (the owner sums its connections, keeping
 the totals of closed ones), and the retransmit rate is the change in retransmitted over sent
-segments across the same window. Not thread-safe: the owner serialises calls.
+segments across the same window; the RTT is reported only while the link carries data (delivered in
+the window or in flight). Not thread-safe: the owner serialises calls.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class LinkTelemetry:
         (_, r0, s0), (_, r1, s1) = self._tcp[0], self._tcp[-1]
         return (r1 - r0) / (s1 - s0) if s1 > s0 else 0.0
 
+    def _fresh_rtt_ms(self) -> float | None:
+        """The kernel's smoothed RTT only moves while data flows: on a link idle for a whole window it is a
+        stale sample (often the congested one from before the link went quiet), so it is not reported."""
+        is_active = self._window_bytes > 0 or self.transfers_in_flight > 0
+        return self.rtt_ms if is_active else None
+
     def _latency_quantiles(self) -> tuple[float | None, float | None]:
         if not self._latencies_s:
             return None, None
@@ -92,7 +99,7 @@ class LinkTelemetry:
             goodput_gbps=bytes_per_s_to_gbps(self._window_bytes / self.window_s), window_s=self.window_s,
             bytes_total=self.bytes_total, transfers_total=self.transfers_total,
             transfers_failed=self.transfers_failed, transfers_in_flight=self.transfers_in_flight,
-            bytes_in_flight=self.bytes_in_flight, rtt_ms=self.rtt_ms,
+            bytes_in_flight=self.bytes_in_flight, rtt_ms=self._fresh_rtt_ms(),
             retransmits_total=self.retransmits_total, retransmit_rate=self._retransmit_rate(),
             transfer_latency_p50_s=p50, transfer_latency_p99_s=p99, is_up=self.is_up,
         )

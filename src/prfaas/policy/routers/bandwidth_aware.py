@@ -9,8 +9,9 @@ Per request (l = input_tokens - l_pd as in `prfaas`, t the base threshold, t' = 
 
 The plan's `threshold_tokens` is t' (the one in force). Every routed request's l feeds the controller's
 demand window (which sizes link raises with `state_bytes`, S_kv); signals are read from the view only
-when an update is due. Failed offload transfers reported through `observe` count as a hot link signal
-at the controller's next update.
+when an update is due, and on `tick` (the simulator and the gateway call it every `control_interval_s`,
+so a raised threshold relaxes while no request arrives). Failed offload transfers reported through
+`observe` count as a hot link signal at the controller's next update.
 """
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ class BandwidthAwareRouter(PrfaasRouter):
     def effective_threshold(self) -> int:
         return self.controller.effective_threshold(self._base_threshold())
 
+    @property
+    def tick_interval_s(self) -> float | None:
+        return self.controller.config.control_interval_s or None
+
+    def tick(self, view: ClusterView, now_s: float) -> None:
+        """The short-term loop runs between arrivals too: a raised threshold relaxes on a quiet link."""
+        if self.controller.is_due(now_s):
+            self.controller.update(read_signals(view), now_s, self._base_threshold())
+
     def _decide(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
         base = self._base_threshold()
         controller = self.controller
-        if controller.is_due(now_s):
-            controller.update(read_signals(view), now_s, base)
+        self.tick(view, now_s)
         state = controller.state
         effective = controller.effective_threshold(base)
         uncached = self.uncached_tokens(req, view)

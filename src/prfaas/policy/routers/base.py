@@ -88,6 +88,13 @@ class RouterBase:
         if self._threshold_tokens is not None:
             self._threshold_tokens = int(threshold_tokens)
 
+    @property
+    def tick_interval_s(self) -> float | None:
+        return None
+
+    def tick(self, view: ClusterView, now_s: float) -> None:
+        """Stateless policies have nothing to update between arrivals."""
+
     def route(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
         plan = self._forced(req, view) if req.forced_cluster is not None else self._decide(req, view, now_s)
         self._pending[req.request_id] = plan
