@@ -44,6 +44,7 @@ def test_ledger_evicts_lru_leaves_and_spares_locked_blocks() -> None:
     ledger.lock(["x"])
     inserted, evicted = ledger.insert_block("y", None, 100)
     assert inserted and evicted == ["b"]  # 'a' has a child, 'x' is locked: the LRU leaf goes
+    assert ledger.block_hashes() == frozenset({"a", "x", "y"})
     ledger.unlock(["x"])
     assert ledger.leaks() == []
 
@@ -94,10 +95,14 @@ def test_pool_budget_evicts_old_prefixes(tiny_models: TinyModels) -> None:
     loaded = tiny_models["qwen3.5"]
     pool = PrefixCachePool(loaded, capacity_bytes=160_000, block_tokens=BLOCK)
     prefiller = CachingPrefiller(PrefillEngine(loaded), pool)
+    published = []
     for i in range(6):
         prefiller.prefill(f"r{i}", random_prompt(130, loaded.vocab_size, 100 + i))
         pool.ack_transfer(f"r{i}")
         assert pool.ledger.used_bytes <= pool.ledger.capacity_bytes
+        assert pool.held_blocks == pool.ledger.block_hashes()  # the set the node reports, kept current
+        published.append(pool.held_blocks)
+    assert not published[0] <= published[-1]  # the first prompt's blocks were evicted, and that shows
     again = prefiller.prefill("first-again", random_prompt(130, loaded.vocab_size, 100))
     assert again.num_cached_tokens == 0  # evicted
     latest = prefiller.prefill("last-again", [*random_prompt(130, loaded.vocab_size, 105), 7])

@@ -112,3 +112,17 @@ def test_cached_tokens_keep_one_token_to_compute() -> None:
     assert cached_tokens_for(3, 1024) == 1023  # whole prompt cached: recompute the last token
     assert cached_tokens_for(0, 100) == 0
     assert cached_tokens_for(5, 0) == 0
+
+
+def test_sync_replaces_a_nodes_blocks_with_what_it_reported() -> None:
+    index = GlobalKvIndex()
+    index.add_node("a", ClusterKind.PD, capacity_blocks=3)
+    index.add_node("b", ClusterKind.PD, capacity_blocks=3)
+    index.insert("a", [1, 2, 3])
+    index.insert("b", [1])
+    index.sync("a", [2, 3, 4, 5])  # 1 is gone; 4 and 5 are new, but only one fits the capacity
+    held = {h for h in range(10) if index.contains("a", h)}
+    assert {2, 3} <= held and 1 not in held and len(held) == 3
+    assert index.holders(1) == frozenset({"b"})  # the other node's copy is untouched
+    index.sync("a", [])
+    assert index.num_blocks("a") == 0 and index.holders(2) == frozenset()

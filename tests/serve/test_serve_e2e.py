@@ -97,6 +97,25 @@ def test_threshold_offloads_long_and_keeps_short_local(deployment: Launcher) -> 
     assert 'prfaas_node_queue_requests{node="pd-0"}' in after
 
 
+def test_nodes_report_their_prefix_caches_to_the_gateway_index(deployment: Launcher) -> None:
+    def index() -> dict[str, dict[str, int]]:
+        return get_json(f"{deployment.url}/admin/cluster")["kv_index"]
+
+    before = index()["prfaas-0"]
+    prompt = [(7 * i) % 500 + 10 for i in range(1_100)]  # two complete 512-token blocks, offloaded (> 256)
+    complete(deployment.url, prompt, 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = index()["prfaas-0"]
+        if now["report_seq"] > before["report_seq"]:
+            break
+        time.sleep(0.1)
+    assert now["report_seq"] > before["report_seq"] > 0  # the node's report with the new blocks was applied
+    assert now["blocks"] >= 2
+    assert all(entry["report_seq"] > 0 for entry in index().values())  # every node reports its cache
+    assert metrics(deployment.url).get("prfaas_cache_resyncs_total", 0.0) == 0  # reports never skipped one
+
+
 def test_stop_string_and_max_tokens(deployment: Launcher) -> None:
     base = complete(deployment.url, SHORT_PROMPT, 16, temperature=1.0, seed=3)["choices"][0]["text"]
     assert len(base) > 4

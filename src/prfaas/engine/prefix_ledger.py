@@ -70,6 +70,10 @@ class PrefixLedger:
     def has_block(self, block_hash: str) -> bool:
         return block_hash in self._blocks
 
+    def block_hashes(self) -> frozenset[str]:
+        """Every prefix block held now (what the node reports to the gateway's KV index)."""
+        return frozenset(self._blocks)
+
     def has_snapshot(self, block_hash: str) -> bool:
         block = self._blocks.get(block_hash)
         return block is not None and block.snapshot_bytes > 0

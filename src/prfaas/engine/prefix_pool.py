@@ -56,6 +56,9 @@ class PrefixCachePool:
         self._transfers: dict[str, HybridState] = {}
         kinds = {g.part_kind for g in loaded.geometries}
         self.needs_snapshot = bool(kinds & {PartKind.LINEAR, PartKind.SLIDING_KV})
+        self.held_blocks: frozenset[str] = frozenset()
+        """The block hashes held after the last store or eviction: an immutable set republished by the thread that
+        owns the pool, so another thread (the node's heartbeat) may read it without a lock."""
 
     @property
     def num_blocks(self) -> int:
@@ -102,6 +105,7 @@ class PrefixCachePool:
             if not inserted:
                 break
             self._blocks[block_hash] = block
+        self.held_blocks = self.ledger.block_hashes()
         if snapshot is not None and snapshot.num_tokens % self.block_tokens == 0 and snapshot.num_tokens:
             self._store_snapshot(hashes[snapshot.num_tokens // self.block_tokens - 1], snapshot)
 
@@ -133,6 +137,8 @@ class PrefixCachePool:
         for block_hash in evicted:
             self._blocks.pop(block_hash, None)
             self._snapshots.pop(block_hash, None)
+        if evicted:
+            self.held_blocks = self.ledger.block_hashes()
 
 
 class CachingPrefiller:

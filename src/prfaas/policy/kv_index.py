@@ -141,6 +141,18 @@ class GlobalKvIndex:
                 del node.blocks[block_hash]
                 self._drop_holder(block_hash, instance_id)
 
+    def sync(self, instance_id: str, hashes: Iterable[int]) -> None:
+        """The node reported exactly these blocks: drop what it no longer holds, add what it holds (up to
+        its capacity; recency of blocks already known is kept)."""
+        node = self._node(instance_id)
+        held = set(hashes)
+        self.evict(instance_id, [h for h in node.blocks if h not in held])
+        missing = [h for h in held if h not in node.blocks]
+        for block_hash in missing[: max(0, node.capacity_blocks - len(node.blocks))]:
+            node.blocks[block_hash] = None
+            node.blocks.move_to_end(block_hash, last=False)  # unknown recency: first to go
+            self._holders.setdefault(block_hash, set()).add(instance_id)
+
     # --- lookups (side-effect free) ----------------------------------------------------------------
     def node_prefix_blocks(self, instance_id: str, hashes: Sequence[int]) -> int:
         """Number of leading blocks of `hashes` that `instance_id` holds."""

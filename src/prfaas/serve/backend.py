@@ -15,10 +15,12 @@ It lets benchmarks measure the gateway and the control plane alone.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prfaas.core.blocks import BLOCK_TOKENS, block_hash_chain
 from prfaas.core.layers import LayerKind
 from prfaas.core.state_layout import StateLayout, TensorSpec
 from prfaas.serve.config import ModelSection
@@ -71,19 +73,44 @@ class Backend(Protocol):
 
     def release(self, request_id: str) -> None: ...
 
+    def cached_blocks(self) -> frozenset[int] | None:
+        """Prefix-block hashes (`core.blocks`) the node's prefix cache holds now; None without a prefix cache.
+        Called from the event loop while the model thread runs: must not block or touch mutable state."""
+        ...
+
 
 class StubBackend:
-    """No model: instant prefill, one uint8 tensor of num_tokens bytes, tokens (first + i) mod vocab."""
+    """No model: instant prefill, one uint8 tensor of num_tokens bytes, tokens (first + i) mod vocab.
+
+    Its prefix cache only keeps block hashes (one byte per token, so `prefix_cache_bytes // 512` blocks, LRU) for
+    the cache reports; prefill always computes the whole prompt."""
 
     vocab_size = 2048
     max_context_tokens = 16384
 
-    def __init__(self) -> None:
+    def __init__(self, prefix_cache_bytes: int = 0) -> None:
         self._running: dict[str, tuple[int, int, int]] = {}  # id -> (next token, generated, max_tokens)
+        self._cache_capacity_blocks = prefix_cache_bytes // BLOCK_TOKENS
+        self._cache: OrderedDict[int, None] = OrderedDict()
+        self._published: frozenset[int] = frozenset()
+
+    def cached_blocks(self) -> frozenset[int] | None:
+        return self._published if self._cache_capacity_blocks > 0 else None
+
+    def _remember(self, tokens: Sequence[int]) -> None:
+        if self._cache_capacity_blocks <= 0:
+            return
+        for block_hash in reversed(block_hash_chain(tokens, include_partial=False)):
+            self._cache[block_hash] = None
+            self._cache.move_to_end(block_hash)
+        while len(self._cache) > self._cache_capacity_blocks:
+            self._cache.popitem(last=False)
+        self._published = frozenset(self._cache)
 
     def prefill(self, request_id: str, tokens: Sequence[int], sampling: SamplingMsg,
                 on_layer_done: LayerViews | None) -> PrefillOutput:
         _check_prompt(len(tokens), self.max_context_tokens)
+        self._remember(tokens)
         state = bytearray(len(tokens))
         if on_layer_done is not None:
             on_layer_done(0, [memoryview(state)])
@@ -141,7 +168,7 @@ def _check_prompt(num_tokens: int, max_context_tokens: int) -> None:
 def make_backend(model: ModelSection) -> Backend:
     """The backend a node runs for `model` (loads the model; call it in the model thread's process)."""
     if model.name == "stub":
-        return StubBackend()
+        return StubBackend(model.prefix_cache_bytes)
     from prfaas.serve.torch_backend import TorchBackend
 
     return TorchBackend.load(model)

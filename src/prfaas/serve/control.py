@@ -32,7 +32,7 @@ from prfaas.policy.routers.base import RouterBase
 from prfaas.policy.types import RebalancePlan, WindowStats
 from prfaas.serve.cluster import NodeRegistry
 from prfaas.serve.config import DeployConfig, policy_config
-from prfaas.serve.messages import ErrorReply, NodeRegister, RoleSwitch, RoleSwitchReply, decode, encode
+from prfaas.serve.messages import ErrorReply, Heartbeat, NodeRegister, RoleSwitch, RoleSwitchReply, decode, encode
 from prfaas.serve.metrics import GatewayMetrics
 from prfaas.serve.replan import StateBytesCurve, live_prefill_time, live_reoptimiser
 
@@ -77,6 +77,7 @@ class ControlPlane:
         self.last_plan: RebalancePlan | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._cache_seq: dict[str, int] = {}  # node -> seq of the last cache report applied to kv_index
 
     # --- nodes -----------------------------------------------------------------------------------
     def _make_router(self, name: str, policy: PolicyConfig) -> RouterBase:
@@ -85,6 +86,7 @@ class ControlPlane:
 
     def register(self, msg: NodeRegister) -> None:
         self.nodes.register(msg, time.monotonic())
+        self._cache_seq.pop(msg.name, None)  # a (re-)registered node starts over with a full cache report
         if self.state_bytes is None and msg.state_bytes_points:
             # the policy sizes link budgets with S_kv: rebuild the router (no request is routed before registration)
             self.state_bytes = StateBytesCurve(msg.state_bytes_points)
@@ -95,6 +97,32 @@ class ControlPlane:
         if not self.kv_index.has_node(msg.name):
             self.kv_index.add_node(msg.name, msg.cluster, INDEX_CAPACITY_BLOCKS)
         _log.info("node %s registered (%s, %s)", msg.name, msg.cluster.value, msg.role.value)
+
+    def apply_cache_report(self, msg: Heartbeat) -> bool:
+        """Fold a heartbeat's prefix-cache report into the KV index (`serve.cache_report`); True asks the node
+        for a full report (a delta that does not follow the last applied report)."""
+        name = msg.name
+        if msg.cache_seq == 0 or not self.kv_index.has_node(name):
+            return False
+        applied = self._cache_seq.get(name)
+        if msg.cache_full:
+            self.kv_index.sync(name, msg.cache_added)
+        elif applied is not None and msg.cache_seq == applied:
+            return False
+        elif applied is not None and msg.cache_seq == applied + 1:
+            self.kv_index.evict(name, msg.cache_removed)
+            if msg.cache_added:
+                self.kv_index.insert(name, msg.cache_added)
+        else:
+            self.metrics.cache_resyncs.inc()
+            return True
+        self._cache_seq[name] = msg.cache_seq
+        return False
+
+    def kv_index_summary(self) -> dict[str, dict[str, int]]:
+        """Per node: blocks the KV index holds for it and the last cache report applied (0: none yet)."""
+        return {name: {"blocks": self.kv_index.num_blocks(name), "report_seq": self._cache_seq.get(name, 0)}
+                for name in self.kv_index.nodes()}
 
     def threshold_tokens(self) -> int | None:
         return self.router.threshold_tokens

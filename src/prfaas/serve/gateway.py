@@ -331,7 +331,8 @@ def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:
         except ProtocolVersionError as exc:
             return _api_error(ApiError(400, str(exc)))
         known = gw.control.nodes.heartbeat(msg, time.monotonic())
-        return Response(encode(HeartbeatReply(known=known)), media_type=_JSON)
+        resync = gw.control.apply_cache_report(msg) if known else False
+        return Response(encode(HeartbeatReply(known=known, cache_resync=resync)), media_type=_JSON)
 
 
 def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
@@ -342,6 +343,7 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
         return _json({"policy": control.policy_name, "threshold_tokens": control.threshold_tokens(),
                       "instances": msgspec.to_builtins(list(view.instances)),
                       "links": msgspec.to_builtins(dict(view.links)),
+                      "kv_index": control.kv_index_summary(),
                       "last_rebalance": msgspec.to_builtins(control.last_plan)})
 
     @app.post("/admin/policy")

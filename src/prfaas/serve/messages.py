@@ -65,10 +65,16 @@ class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
     busy_s_total: float = 0.0  # model-thread busy time since start (for utilisation)
     prefill_tokens_total: int = 0
     links: list[LinkSnapshot] = msgspec.field(default_factory=list)
+    # prefix-cache report (`serve.cache_report`): cache_seq 0 = the node reports no prefix cache
+    cache_seq: int = 0
+    cache_full: bool = False  # cache_added is every block held (replaces the gateway's copy)
+    cache_added: list[int] = msgspec.field(default_factory=list)  # block hashes (`core.blocks`)
+    cache_removed: list[int] = msgspec.field(default_factory=list)
 
 
 class HeartbeatReply(Message, frozen=True, kw_only=True, tag="heartbeat_reply"):
     known: bool  # False: the gateway forgot the node (restart); the node registers again
+    cache_resync: bool = False  # the gateway could not apply the cache report: send a full one next
 
 
 class SamplingMsg(Struct, frozen=True, kw_only=True):

@@ -45,6 +45,8 @@ class GatewayMetrics:
         self.roles = Gauge("prfaas_role_count", "Up nodes per role", ["role"], registry=r)
         self.threshold = Gauge("prfaas_threshold_tokens", "Offload threshold in force", registry=r)
         self.role_switches = Counter("prfaas_role_switches", "Completed role switches", registry=r)
+        self.cache_resyncs = Counter("prfaas_cache_resyncs", "Node cache reports that did not follow the last "
+                                     "applied one (the node is asked for a full report)", registry=r)
 
     def refresh(self, nodes: NodeRegistry, now_s: float, threshold_tokens: int | None) -> None:
         view = nodes.view(now_s)

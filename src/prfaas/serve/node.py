@@ -29,6 +29,7 @@ from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.state_layout import StateLayout
 from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
+from prfaas.serve.cache_report import CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.inbox import StateInbox, StateNotArrived
 from prfaas.serve.messages import (
@@ -87,6 +88,7 @@ class NodeServer:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = KvSender(self._sender_config())
+        self.cache_reporter = CacheReporter()
         self.receiver = KvReceiver(self._receiver_config(), self._allocate, self._on_state_complete,
                                    self._on_state_failed)
 
@@ -159,11 +161,15 @@ class NodeServer:
 
     def heartbeat(self) -> Heartbeat:
         links = list(self.sender.link_snapshots().values())
+        cache = self.cache_reporter.report(self.backend.cached_blocks())
         return Heartbeat(name=self.section.name, role=self.role,
                          queued_requests=self.worker.num_queued_jobs + self.worker.num_waiting_admissions,
                          queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
                          in_flight=self.in_flight, busy_s_total=self.worker.busy_s_total,
-                         prefill_tokens_total=self.prefill_tokens_total, links=links)
+                         prefill_tokens_total=self.prefill_tokens_total, links=links,
+                         cache_seq=cache.seq if cache else 0, cache_full=cache.is_full if cache else False,
+                         cache_added=list(cache.added) if cache else [],
+                         cache_removed=list(cache.removed) if cache else [])
 
     async def _post(self, path: str, message: Message) -> bytes:
         assert self._session is not None
@@ -182,11 +188,14 @@ class NodeServer:
                 if not registered:
                     decode(await self._post("/internal/register", self._register_message()), RegisterReply)
                     registered = True
+                    self.cache_reporter.on_lost()  # a (re-)registered node starts from a full cache report
                 reply = decode(await self._post("/internal/heartbeat", self.heartbeat()), HeartbeatReply)
                 registered = reply.known
+                self.cache_reporter.on_reply(resync=reply.cache_resync or not reply.known)
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
                 _log.debug("gateway not reachable: %s", exc)
                 registered = False
+                self.cache_reporter.on_lost()
             self.inbox.sweep(time.monotonic())
             await asyncio.sleep(interval)
 

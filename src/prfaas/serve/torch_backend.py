@@ -56,6 +56,8 @@ class TorchBackend:
         self._prefiller = CachingPrefiller(engine, self._pool) if self._pool is not None else None
         detokenize = loaded.tokenizer.decode if loaded.tokenizer is not None else None
         self._decoder = DecodeWorker(loaded, max_batch_size=max_batch_size, detokenize=detokenize)
+        self._held_hex: frozenset[str] = frozenset()
+        self._held_ints: frozenset[int] = frozenset()
 
     @classmethod
     def load(cls, model: ModelSection) -> TorchBackend:
@@ -108,6 +110,14 @@ class TorchBackend:
     @property
     def request_ids(self) -> tuple[str, ...]:
         return self._decoder.request_ids
+
+    def cached_blocks(self) -> frozenset[int] | None:
+        if self._pool is None:
+            return None
+        held = self._pool.held_blocks  # one read of an immutable set the model thread republishes
+        if held is not self._held_hex:
+            self._held_hex, self._held_ints = held, frozenset(int(h, 16) for h in held)
+        return self._held_ints
 
     def release(self, request_id: str) -> None:
         if self._pool is not None:
