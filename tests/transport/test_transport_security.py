@@ -219,3 +219,28 @@ def test_too_many_waiting_transfers_are_refused() -> None:
         held.result(10)
         waiting.result(10)
     assert sorted(sink.completed) == ["held", "waiting"]
+
+
+def test_a_vanished_sender_is_failed_and_its_budget_freed(sink: Sink) -> None:
+    import os
+
+    from prfaas.transport.frames import SESSION_ID_BYTES
+    from prfaas.transport.wire import client_handshake
+
+    layout, _ = _layout()
+    config = ReceiverConfig(shared_secret=SECRET, orphan_timeout_s=0.3)
+    with KvReceiver(config, sink.allocate, sink.on_complete, sink.on_failed) as rx:
+        sock = _raw_connect(rx)
+        client_handshake(sock, secret=SECRET, node_name="crashing", session_id=os.urandom(SESSION_ID_BYTES),
+                         limits=TransportLimits(), timeout_s=5)
+        sock.sendall(encode(Begin(b"v" * 16, "vanishing", layout.total_bytes, num_chunks(layout, 4096), 4096,
+                                  ChecksumKind.XXH3_64, layout)))
+        deadline = time.monotonic() + 5
+        while not sink.allocations and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rx.registry.budget_used_bytes == layout.total_bytes  # admitted, buffers allocated
+        sock.close()  # the sender dies without an ABORT (a crashed PrfaaS node)
+        assert sink.done.wait(5)
+        error = sink.failed["vanishing"]
+        assert isinstance(error, TransferFailed) and error.reason is FailureReason.PEER_UNAVAILABLE
+        assert rx.registry.budget_used_bytes == 0  # long before the 120 s transfer deadline

@@ -116,6 +116,7 @@ class ReceiverConfig:
     handshake_timeout_s: float = 5.0
     transfer_deadline_s: float = 120.0  # admission -> verified, or the transfer is failed
     admission_timeout_s: float = 30.0  # how long a BEGIN may wait for memory budget
+    orphan_timeout_s: float = 15.0  # sender without any connection this long -> its transfers fail, budget freed
     max_connections: int = 256
     max_waiting_transfers: int = 256  # declared transfers waiting for memory budget; more are refused
     ssl_context: ssl.SSLContext | None = None
@@ -130,6 +131,6 @@ class ReceiverConfig:
         _require(self.memory_budget_bytes > 0, "memory_budget_bytes must be > 0")
         _require(self.max_connections > 0 and self.max_waiting_transfers > 0,
                  "max_connections and max_waiting_transfers must be > 0")
-        for name in ("handshake_timeout_s", "transfer_deadline_s", "admission_timeout_s",
+        for name in ("handshake_timeout_s", "transfer_deadline_s", "admission_timeout_s", "orphan_timeout_s",
                      "telemetry_window_s"):
             _require(getattr(self, name) > 0, f"{name} must be > 0")

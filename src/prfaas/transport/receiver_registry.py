@@ -71,6 +71,7 @@ class InboundRegistry:
         self._waiting: deque[bytes] = deque()
         self._budget_used_bytes = 0
         self._sessions: dict[bytes, list[ReceiverConnection]] = {}
+        self._orphaned_since: dict[bytes, float] = {}  # session -> when its last connection went away
         self._telemetry: dict[str, LinkTelemetry] = {}
         self.num_rejected_connections = 0
 
@@ -83,6 +84,7 @@ class InboundRegistry:
     def add_connection(self, conn: ReceiverConnection) -> None:
         with self._lock:
             self._sessions.setdefault(conn.session_id, []).append(conn)
+            self._orphaned_since.pop(conn.session_id, None)
             self._link(conn.node_name).is_up = True
 
     def remove_connection(self, conn: ReceiverConnection) -> None:
@@ -92,6 +94,7 @@ class InboundRegistry:
                 conns.remove(conn)
             if not conns:
                 self._sessions.pop(conn.session_id, None)
+                self._orphaned_since[conn.session_id] = self._clock()
             for record in self._transfers.values():
                 record.state.release_claims(conn.conn_id)
 
@@ -312,12 +315,19 @@ class InboundRegistry:
             self._on_failed(record.state.begin.request_id, error)
 
     def tick(self, now_s: float) -> None:
-        """Fail transfers past their deadline or waiting too long for memory budget."""
+        """Fail transfers past their deadline, waiting too long for memory budget, or whose sender vanished."""
+        cfg = self.config
         with self._lock:
             records = list(self._transfers.values())
-        cfg = self.config
+            orphaned = {sid for sid, since in self._orphaned_since.items() if now_s - since > cfg.orphan_timeout_s}
+            live = {r.state.session_id for r in records}
+            for sid in [s for s in self._orphaned_since if s not in live]:
+                del self._orphaned_since[sid]  # nothing of that sender is left to fail
         for record in records:
-            if record.admitted_s is not None and now_s - record.admitted_s > cfg.transfer_deadline_s:
+            if record.state.session_id in orphaned:
+                self._fail(record, TransferFailed(f"sender gone: no connection for {cfg.orphan_timeout_s} s",
+                                                  reason=FailureReason.PEER_UNAVAILABLE), tell_peer=False)
+            elif record.admitted_s is not None and now_s - record.admitted_s > cfg.transfer_deadline_s:
                 self._fail(record, TransferFailed(f"not complete within {cfg.transfer_deadline_s} s",
                                                   reason=FailureReason.DEADLINE))
             elif record.admitted_s is None and now_s - record.declared_s > cfg.admission_timeout_s:
