@@ -76,3 +76,4 @@ def test_fault_loses_nothing_and_routing_recovers(deployment: Deployment, tmp_pa
         assert report.failed == 0  # PrfaaS loss is recomputed locally, never surfaced
     if fault is Fault.GATEWAY_RESTART:
         assert report.failed > 0 and set(report.failed_by_kind) == {"connection"}
+        assert "unknown" not in report.routes_during  # the request log survived the restart

@@ -36,6 +36,7 @@ from prfaas.bench.workload import FIRST_TOKEN_ID, BenchRequest
 from prfaas.serve.config import DeployConfig
 
 SideTask = Callable[[float], Coroutine[Any, Any, None]]  # gets the run's t0 (monotonic); runs beside the load
+LOG_WAIT_S = 30.0  # how long the end of a run waits for an unreachable gateway (restarted by a fault) to answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,14 @@ def _join(records: Sequence[RequestRecord], log: Sequence[dict[str, Any]]) -> li
         out.append(msgspec.structs.replace(r, route=row.get("route"), reason=row.get("reason"),
                                            transfer_bytes=int(row.get("transfer_bytes") or 0)))
     return out
+
+
+async def _get_json_when_up(session: aiohttp.ClientSession, url: str, wait_s: float) -> Any:
+    """`_get_json`, retried while the gateway is unreachable (a run that restarted it), for up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while (got := await _get_json(session, url)) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return got
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
@@ -89,7 +98,7 @@ async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOp
             if extra is not None and not extra.done():
                 extra.cancel()
         duration_s = time.monotonic() - t0
-        log = await _get_json(session, f"{url}/admin/requests?since={since}") or []
+        log = await _get_json_when_up(session, f"{url}/admin/requests?since={since}", LOG_WAIT_S) or []
     return RunResult(_join(records, log), monitor.samples, duration_s, list(log))
 
 

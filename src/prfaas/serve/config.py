@@ -62,6 +62,7 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert
     rebalance_interval_s: Pos = 10.0
     allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
+    request_log: str | None = None  # JSONL of finished requests, reloaded on restart (`prfaas up`: in its run dir)
 
 
 class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

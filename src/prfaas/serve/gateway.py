@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -64,11 +63,11 @@ from prfaas.serve.openai_api import (
     stop_list,
     usage_chunk,
 )
+from prfaas.serve.request_log import RequestLog
 from prfaas.serve.text import TextStream, encode_chat, encode_prompt, load_tokenizer
 
 _log = logging.getLogger(__name__)
 _JSON = "application/json"
-RECORDS_KEPT = 10_000
 
 
 def _info_dict(info: AttemptInfo) -> dict[str, Any]:
@@ -100,8 +99,8 @@ class Gateway:
         self.control = ControlPlane(cfg, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.driver: RequestDriver | None = None
-        self._ids = itertools.count(1)
-        self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)
+        log_path = cfg.gateway.request_log
+        self.request_log = RequestLog(Path(log_path) if log_path else None)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -113,6 +112,7 @@ class Gateway:
         await self.control.close()
         if self.session is not None:
             await self.session.close()
+        self.request_log.close()
 
     # --- request preparation ---------------------------------------------------------------------
     def _check_model(self, model: str) -> None:
@@ -148,7 +148,7 @@ class Gateway:
             stall = float(request.headers.get("x-prfaas-debug-stall-s", "0") or 0)
         sampling = SamplingMsg(max_tokens=limit, temperature=1.0 if temperature is None else temperature,
                                top_p=1.0 if top_p is None else top_p, seed=seed, stop_strings=tuple(stop))
-        return GenerationJob(next(self._ids), tuple(tokens), sampling, forced, stall)
+        return GenerationJob(self.request_log.next_id(), tuple(tokens), sampling, forced, stall)
 
     def completion_job(self, request: Request, req: CompletionRequest) -> GenerationJob:
         self._check_model(req.model)
@@ -206,7 +206,7 @@ class Gateway:
                 yield text, None
         self.metrics.by_route[route].inc()
         record.update(route=route, completion_tokens=stream.num_tokens, latency_s=time.monotonic() - start)
-        self.records.append(record)
+        self.request_log.append(record)
 
 
 def _status_of(exc: Exception) -> ApiError:
@@ -370,7 +370,7 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/admin/requests")
     async def requests(since: int = 0) -> Response:
         """Finished requests (newest 10,000): route, reason, TTFT, prefill and transfer details."""
-        return _json([r for r in gw.records if r["id"] > since])
+        return _json(gw.request_log.since(since))
 
     @app.post("/admin/rebalance")
     async def rebalance() -> Response:

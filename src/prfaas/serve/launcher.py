@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
+
 from prfaas.core.errors import PrfaasError
 from prfaas.serve.config import DeployConfig, ModelSection, resolve_ports, write_resolved
 
@@ -46,7 +48,12 @@ def prepare_model(model: ModelSection) -> None:
 class Launcher:
     def __init__(self, cfg: DeployConfig, run_dir: Path, *, stop_timeout_s: float = 5.0,
                  env: dict[str, str] | None = None) -> None:
-        self.cfg = resolve_ports(cfg)
+        cfg = resolve_ports(cfg)
+        if cfg.gateway.request_log is None:  # the gateway's request log lives with the run (survives its restarts)
+            log_path = (run_dir / "gateway-requests.jsonl").resolve()
+            gateway = msgspec.structs.replace(cfg.gateway, request_log=str(log_path))
+            cfg = msgspec.structs.replace(cfg, gateway=gateway)
+        self.cfg = cfg
         self.run_dir = run_dir
         self.stop_timeout_s = stop_timeout_s
         self.env = env
