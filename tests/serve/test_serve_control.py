@@ -105,3 +105,12 @@ def test_router_ticks_relax_a_raised_threshold_between_requests() -> None:
 
     asyncio.run(main())
     assert router.effective_threshold() == 1000
+
+
+def test_the_deployment_is_starting_until_every_configured_node_registered() -> None:
+    control = ControlPlane(default_config(), GatewayMetrics())
+    names = [node.name for node in control.cfg.nodes]
+    assert control.is_starting and len(names) >= 3
+    registered = _control()  # registers prfaas-0, pd-0 and pd-1: the default deployment's nodes
+    assert sorted(registered.nodes.nodes) == sorted(names)
+    assert not registered.is_starting

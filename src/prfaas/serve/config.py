@@ -59,7 +59,7 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     heartbeat_interval_s: Pos = 0.5  # nodes send a heartbeat this often
     heartbeat_timeout_s: Pos = 3.0  # a node silent this long is taken out of routing
     request_timeout_s: Pos = 300.0  # one node call (prefill, or the whole decode stream)
-    route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert
+    route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert or nodes first register
     rebalance_interval_s: Pos = 10.0
     allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
     request_log: str | None = None  # JSONL of finished requests, reloaded on restart (`prfaas up`: in its run dir)

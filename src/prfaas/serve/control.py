@@ -119,6 +119,11 @@ class ControlPlane:
         self._cache_seq[name] = msg.cache_seq
         return False
 
+    @property
+    def is_starting(self) -> bool:
+        """Some node of the deployment config has not registered yet (requests wait for a route meanwhile)."""
+        return any(node.name not in self.nodes.nodes for node in self.cfg.nodes)
+
     def kv_index_summary(self) -> dict[str, dict[str, int]]:
         """Per node: blocks the KV index holds for it and the last cache report applied (0: none yet)."""
         return {name: {"blocks": self.kv_index.num_blocks(name), "report_seq": self._cache_seq.get(name, 0)}

@@ -194,7 +194,8 @@ class RequestDriver:
             try:
                 return router.route(info, self.control.nodes.view(now), now)
             except NoRouteError as exc:
-                waiting = self.control.nodes.any_switch_pending or not self.control.nodes.up()
+                nodes = self.control.nodes
+                waiting = nodes.any_switch_pending or not nodes.up() or self.control.is_starting
                 if not waiting or now >= deadline:
                     raise RequestFailed(503, str(exc)) from None
             await asyncio.sleep(0.05)
