@@ -34,6 +34,7 @@ from prfaas.engine.errors import (
     PromptTooLongError,
     UnknownRequestError,
 )
+from prfaas.engine.growing_kv import MAX_HEADROOM_TOKENS, grow_in_place
 from prfaas.engine.masks import continuation_masks
 from prfaas.engine.models import LoadedModel
 from prfaas.engine.sampling import GREEDY, SamplingParams, sample_batch
@@ -168,6 +169,8 @@ class DecodeWorker:
         ids = list(self._requests)
         ordered = [states[rid] for rid in ids]
         cache, padded_length = build_batch_cache(self.loaded, ordered)
+        remaining = max(r.params.max_tokens - len(r.generated) for r in self._requests.values())
+        grow_in_place(cache, self.loaded.geometries, headroom_tokens=min(remaining, MAX_HEADROOM_TOKENS))
         return _Batch(ids, cache, padded_length, [s.num_tokens for s in ordered])
 
     def _validate_add(self, request_id: str, state: HybridState, first_token: int, params: SamplingParams) -> None:
