@@ -49,6 +49,26 @@ def decode_tokens_per_s(loaded: LoadedModel, states: list[tuple[int, HybridState
     return generated / (time.perf_counter() - start)
 
 
+def cat_share(loaded: LoadedModel, states: list[tuple[int, HybridState]], batch: int, steps: int,
+              *, in_place: bool) -> float:
+    """Fraction of decode CPU time in `aten::cat` over `steps` steps at `batch` (torch profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    decode_module.grow_in_place = grow_in_place if in_place else _concat_only  # type: ignore[assignment]
+    worker = DecodeWorker(loaded, max_batch_size=batch)
+    params = SamplingParams(max_tokens=steps + 2, ignore_eos=True)
+    for i in range(batch):
+        first, state = states[i]
+        worker.add(f"r{i}", state.clone(), first, params)
+    worker.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            worker.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key == "aten::cat") / total
+
+
 def _concat_only(*args: object, **kwargs: object) -> int:
     """Leave transformers' concatenating KV update in place (the comparison baseline)."""
     return 0
@@ -64,6 +84,8 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--compare-concat", action="store_true",
                         help="also measure with transformers' per-step KV concatenation (no in-place growth)")
+    parser.add_argument("--profile-ops", action="store_true",
+                        help="print the share of decode time spent in torch.cat at the largest batch, per mode")
     args = parser.parse_args()
     loaded = load_model(args.model, num_threads=args.threads)
     batches = [int(b) for b in args.batches.split(",")]
@@ -84,6 +106,11 @@ def main() -> None:
         for b in batches:
             tps = statistics.median(per_batch[m, b])
             print(f"{b:>6} {tps:>10.1f} {1e3 * b / tps:>8.1f} {tps / base:>20.2f}x")
+    if args.profile_ops:
+        for m in modes:
+            share = cat_share(loaded, states, max(batches), args.steps, in_place=m)
+            print(f"torch.cat share of decode CPU time at batch {max(batches)}, "
+                  f"{'in place' if m else 'concatenated'}: {share:.1%}")
 
 
 if __name__ == "__main__":

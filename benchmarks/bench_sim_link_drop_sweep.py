@@ -1,6 +1,7 @@
 """Scenario (a) swept: plain `prfaas` against `prfaas-bandwidth-aware` (default loop) over seeds, loads, drops.
 
-    python benchmarks/bench_sim_link_drop_sweep.py            # 27 points, about 15 s on 2 cores
+    python benchmarks/bench_sim_link_drop_sweep.py                  # 27 points, about 15 s on 2 cores
+    python benchmarks/bench_sim_link_drop_sweep.py --hot-updates 1  # the same without the raise dwell
 
 Each point replays tests/sim/scenarios/link_drop.toml with one seed (1-3), Poisson rate (1.2/1.5/1.8 req/s)
 and drop depth (40 -> 2/4/8 Gbps for 60 s at t = 300 s), and prints the TTFT P90 of arrivals in the drop
@@ -30,11 +31,13 @@ def _p90_ttft(records: tuple[RequestRecord, ...], lo_s: float, hi_s: float) -> f
                                90))
 
 
-def _point(base: SimConfig, seed: int, rate_rps: float, drop_gbps: float) -> dict[str, tuple[float, float]]:
+def _point(base: SimConfig, seed: int, rate_rps: float, drop_gbps: float, bandwidth: dict[str, object]
+           ) -> dict[str, tuple[float, float]]:
     events = [msgspec.structs.replace(base.events[0], capacity_gbps=drop_gbps), *base.events[1:]]
     arrivals = msgspec.structs.replace(base.workload.arrivals, rate_rps=rate_rps)
     cfg = msgspec.structs.replace(base, seed=seed, events=events,
-                                  workload=msgspec.structs.replace(base.workload, arrivals=arrivals))
+                                  workload=msgspec.structs.replace(base.workload, arrivals=arrivals),
+                                  policy=msgspec.structs.replace(base.policy, bandwidth=bandwidth))
     inputs = build_inputs(cfg)
     out = {}
     for policy in POLICIES:
@@ -50,13 +53,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rates", type=float, nargs="+", default=[1.2, 1.5, 1.8])
     parser.add_argument("--drops", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    parser.add_argument("--hot-updates", type=int, default=None,
+                        help="override the loop's hot_updates (default: the policy default, 3; 1 = no dwell)")
     args = parser.parse_args()
+    bandwidth: dict[str, object] = {} if args.hot_updates is None else {"hot_updates": args.hot_updates}
     base = load_config(SCENARIO)
     print(f"{'seed':>4} {'req/s':>5} {'Gbps':>4} | {'plain P90':>9} {'att':>5} | {'aware P90':>9} {'att':>5} | ratio")
     worst: dict[float, float] = {}
     attainment_ok = True
     for seed, rate, drop in itertools.product(args.seeds, args.rates, args.drops):
-        res = _point(base, seed, rate, drop)
+        res = _point(base, seed, rate, drop, bandwidth)
         (pp, pa), (ap, aa) = res["prfaas"], res["prfaas-bandwidth-aware"]
         worst[drop] = max(worst.get(drop, 0.0), ap / pp)
         attainment_ok &= aa >= pa

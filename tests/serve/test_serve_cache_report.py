@@ -5,7 +5,7 @@ from __future__ import annotations
 from prfaas.core.blocks import block_hash_chain
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.serve.backend import StubBackend
-from prfaas.serve.cache_report import CacheReporter
+from prfaas.serve.cache_report import CacheReport, CacheReporter
 from prfaas.serve.config import default_config
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.messages import Heartbeat, NodeRegister, SamplingMsg
@@ -25,10 +25,8 @@ def _control() -> ControlPlane:
 def _round_trip(control: ControlPlane, reporter: CacheReporter, held: frozenset[int] | None) -> Heartbeat:
     """One heartbeat: the node builds its report, the gateway applies it, the node reads the reply."""
     report = reporter.report(held)
-    msg = Heartbeat(name=NODE, role=Role.PD_PREFILL, cache_seq=report.seq if report else 0,
-                    cache_full=report.is_full if report else False,
-                    cache_added=list(report.added) if report else [],
-                    cache_removed=list(report.removed) if report else [])
+    msg = Heartbeat(name=NODE, role=Role.PD_PREFILL, cache_seq=report.seq, cache_full=report.is_full,
+                    cache_added=list(report.added), cache_removed=list(report.removed))
     reporter.on_reply(resync=control.apply_cache_report(msg))
     return msg
 
@@ -40,15 +38,15 @@ def _held(control: ControlPlane) -> set[int]:
 def test_reporter_sends_full_then_deltas_then_nothing() -> None:
     reporter = CacheReporter(full_every=100)
     first = reporter.report(frozenset({1, 2, 3}))
-    assert first is not None and first.is_full and first.added == (1, 2, 3)
+    assert first.is_full and first.added == (1, 2, 3)
     reporter.on_reply(resync=False)
     delta = reporter.report(frozenset({2, 3, 4}))
-    assert delta is not None and not delta.is_full and delta.seq == first.seq + 1
+    assert not delta.is_full and delta.seq == first.seq + 1
     assert delta.added == (4,) and delta.removed == (1,)
     reporter.on_reply(resync=False)
     same = reporter.report(frozenset({2, 3, 4}))
-    assert same is not None and same.seq == delta.seq and same.added == same.removed == ()
-    assert reporter.report(None) is None  # no prefix cache: nothing to report
+    assert same.seq == delta.seq and same.added == same.removed == ()
+    assert reporter.report(None) == CacheReport(seq=0)  # no prefix cache: nothing to report (the gateway ignores 0)
 
 
 def test_resync_lost_heartbeats_and_periodic_full_reports() -> None:
@@ -58,15 +56,14 @@ def test_resync_lost_heartbeats_and_periodic_full_reports() -> None:
     reporter.report(frozenset({1, 2}))
     reporter.on_reply(resync=True)  # the gateway could not apply it
     again = reporter.report(frozenset({1, 2}))
-    assert again is not None and again.is_full and again.added == (1, 2)
+    assert again.is_full and again.added == (1, 2)
     reporter.on_lost()  # no answer: whether it was applied is unknown
     after_loss = reporter.report(frozenset({2}))
-    assert after_loss is not None and after_loss.is_full
+    assert after_loss.is_full
     reporter.on_reply(resync=False)
     kinds = []
     for _ in range(6):
         report = reporter.report(frozenset({2}))
-        assert report is not None
         kinds.append(report.is_full)
         reporter.on_reply(resync=False)
     assert kinds == [False, False, True, False, False, True]  # a full report every third heartbeat

@@ -4,6 +4,7 @@ import pytest
 from simkit import LinearPrefill, requests, small_deployment
 
 from prfaas.core.lifecycle import ClusterKind, RequestState
+from prfaas.policy.bandwidth_aware import BandwidthAwareConfig
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.registry import make_router
@@ -163,3 +164,10 @@ def test_router_ticks_relax_the_threshold_during_a_quiet_spell(router_cls: type[
     records = Simulator(small_deployment(capacity_gbps=0.5), router, [*burst, late]).run()
     assert {r.route for r in records if r.request_id < 100} == {"long_offload"}
     assert records[-1].request_id == 100 and records[-1].route == late_route
+
+
+def test_an_integer_tick_interval_from_a_policy_table_runs() -> None:
+    router = BandwidthAwareRouter(threshold_tokens=4000, bandwidth=BandwidthAwareConfig(control_interval_s=1))
+    records = Simulator(small_deployment(), router, requests([30_000, 500], gap_s=3.0)).run()
+    assert [r.route for r in records] == ["long_offload", "short_local"]
+    assert router.controller.state.last_update_s is not None and router.controller.state.last_update_s > 3.0

@@ -59,6 +59,7 @@ class PrefixCachePool:
         self.held_blocks: frozenset[str] = frozenset()
         """The block hashes held after the last store or eviction: an immutable set republished by the thread that
         owns the pool, so another thread (the node's heartbeat) may read it without a lock."""
+        self._blocks_changed = False
 
     @property
     def num_blocks(self) -> int:
@@ -105,13 +106,15 @@ class PrefixCachePool:
             if not inserted:
                 break
             self._blocks[block_hash] = block
-        self.held_blocks = self.ledger.block_hashes()
+            self._blocks_changed = True
         if snapshot is not None and snapshot.num_tokens % self.block_tokens == 0 and snapshot.num_tokens:
             self._store_snapshot(hashes[snapshot.num_tokens // self.block_tokens - 1], snapshot)
+        self._publish()
 
     def hold_transfer(self, request_id: str, state: HybridState) -> None:
         self._drop(self.ledger.hold_transfer(request_id, state.nbytes))
         self._transfers[request_id] = state
+        self._publish()
 
     def ack_transfer(self, request_id: str) -> None:
         """The decode node has the state: free the transfer blocks."""
@@ -137,8 +140,13 @@ class PrefixCachePool:
         for block_hash in evicted:
             self._blocks.pop(block_hash, None)
             self._snapshots.pop(block_hash, None)
-        if evicted:
+        self._blocks_changed |= bool(evicted)
+
+    def _publish(self) -> None:
+        """Republish `held_blocks` once per store or hold, and only if a block came or went."""
+        if self._blocks_changed:
             self.held_blocks = self.ledger.block_hashes()
+            self._blocks_changed = False
 
 
 class CachingPrefiller:

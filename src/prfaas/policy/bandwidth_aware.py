@@ -29,7 +29,7 @@ A raise (link or queue HOT) needs `hot_updates` HOT updates in a row (the dwell 
 raise; while the streak lasts each further HOT update raises again); a failed offload transfer raises at
 once. Without the dwell, a mild drop (40 -> 8 Gbps in tests/sim scenario (a)) raised t on transient
 bursts and cost up to +34% TTFT P90 against plain `prfaas`; with 3, at most +0.2% over 27 points
-(benchmarks/bench_sim_link_drop_sweep.py).
+(`python benchmarks/bench_sim_link_drop_sweep.py [--hot-updates 1]`).
 
     PD-P queue >= pd_queue_hold_tokens       no raise this update (do not push more local than PD-P takes)
     PD-P queue >= pd_queue_backoff_tokens    t' *= relax_factor this update, whatever the link says: both
@@ -274,7 +274,7 @@ class BandwidthController:
                 scale = max(scale, self._link_fit_scale(state.threshold_scale, available_gbps, base, now_s))
             if queue is SignalLevel.HOT:
                 scale = max(scale, state.threshold_scale * self.config.raise_factor)
-            state = replace(state, cause=cause, cool_streak=0, available_gbps=available_gbps)
+            state = replace(state, cause=cause, available_gbps=available_gbps)
             return self._limited(state, scale)
         if level is SignalLevel.BAND:
             state = replace(state, cool_streak=0, hot_streak=0)

@@ -100,12 +100,15 @@ class StubBackend:
     def _remember(self, tokens: Sequence[int]) -> None:
         if self._cache_capacity_blocks <= 0:
             return
+        changed = False
         for block_hash in reversed(block_hash_chain(tokens, include_partial=False)):
+            changed |= block_hash not in self._cache
             self._cache[block_hash] = None
             self._cache.move_to_end(block_hash)
         while len(self._cache) > self._cache_capacity_blocks:
             self._cache.popitem(last=False)
-        self._published = frozenset(self._cache)
+        if changed:  # a repeated prompt only refreshes recency: nothing to republish
+            self._published = frozenset(self._cache)
 
     def prefill(self, request_id: str, tokens: Sequence[int], sampling: SamplingMsg,
                 on_layer_done: LayerViews | None) -> PrefillOutput:

@@ -30,6 +30,10 @@ class CacheReport:
     removed: tuple[int, ...] = ()
 
 
+NO_REPORT = CacheReport(seq=0)
+"""What a node without a prefix cache sends (the gateway ignores cache_seq 0)."""
+
+
 class CacheReporter:
     """The node's side: what to put in the next heartbeat, and what the gateway acknowledged."""
 
@@ -43,10 +47,10 @@ class CacheReporter:
         self._need_full = True
         self._since_full = 0
 
-    def report(self, held: frozenset[int] | None) -> CacheReport | None:
-        """The report for the next heartbeat (None: the node has no prefix cache to report)."""
+    def report(self, held: frozenset[int] | None) -> CacheReport:
+        """The report for the next heartbeat (seq 0: the node has no prefix cache to report)."""
         if held is None:
-            return None
+            return NO_REPORT
         self._sent = held
         if self._need_full or self._since_full + 1 >= self.full_every:
             self._seq += 1

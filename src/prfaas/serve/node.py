@@ -167,9 +167,8 @@ class NodeServer:
                          queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
                          in_flight=self.in_flight, busy_s_total=self.worker.busy_s_total,
                          prefill_tokens_total=self.prefill_tokens_total, links=links,
-                         cache_seq=cache.seq if cache else 0, cache_full=cache.is_full if cache else False,
-                         cache_added=list(cache.added) if cache else [],
-                         cache_removed=list(cache.removed) if cache else [])
+                         cache_seq=cache.seq, cache_full=cache.is_full, cache_added=list(cache.added),
+                         cache_removed=list(cache.removed))
 
     async def _post(self, path: str, message: Message) -> bytes:
         assert self._session is not None

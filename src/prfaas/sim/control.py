@@ -82,7 +82,7 @@ class ControlLoop:
             loop.schedule(loop.now_s + interval, EventPriority.CONTROL, self._on_tick, None)
         tick_s = self.sim.router.tick_interval_s
         if tick_s is not None:
-            loop.schedule(loop.now_s + tick_s, EventPriority.CONTROL, self._on_router_tick, tick_s)
+            loop.schedule(loop.now_s + tick_s, EventPriority.CONTROL, self._on_router_tick, float(tick_s))
 
     def on_arrival(self, req: SimRequest) -> None:
         self._window_arrivals += 1

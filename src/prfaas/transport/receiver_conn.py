@@ -9,7 +9,6 @@ threads too, so writes go through a per-connection lock.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import ssl
@@ -22,7 +21,13 @@ from prfaas.transport.config import ReceiverConfig
 from prfaas.transport.errors import TransportError
 from prfaas.transport.frames import Abort, Begin, ChunkHeader, ChunkPayloadDone, End, Event, Ping, Pong
 from prfaas.transport.tcpinfo import TcpInfo, read_tcp_info
-from prfaas.transport.wire import FrameReader, close_quietly, configure_socket, server_handshake
+from prfaas.transport.wire import (
+    FrameReader,
+    close_quietly,
+    configure_socket,
+    server_handshake,
+    shutdown_writes_quietly,
+)
 
 if TYPE_CHECKING:
     from prfaas.transport.receiver_registry import InboundRegistry
@@ -62,8 +67,7 @@ class ReceiverConnection:
 
     def shutdown_writes(self) -> None:
         """FIN after what is already queued; the reader runs on until the sender closes its side."""
-        with contextlib.suppress(OSError):  # already reset or closed
-            self.sock.shutdown(socket.SHUT_WR)
+        shutdown_writes_quietly(self.sock)
 
     def _run(self) -> None:
         try:

@@ -9,7 +9,6 @@ which requeues that connection's unacknowledged chunks on the others.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import socket
 import threading
@@ -21,7 +20,7 @@ from prfaas.transport.codec import encode, encode_chunk_header
 from prfaas.transport.errors import TransportError
 from prfaas.transport.frames import ChunkHeader, Ping
 from prfaas.transport.tcpinfo import TcpInfo
-from prfaas.transport.wire import NO_TRANSFER, FrameReader, close_quietly
+from prfaas.transport.wire import NO_TRANSFER, FrameReader, close_quietly, shutdown_writes_quietly
 
 if TYPE_CHECKING:
     from prfaas.transport.peer_pool import PeerPool
@@ -87,8 +86,7 @@ class SenderConnection:
 
     def shutdown_writes(self) -> None:
         """Send FIN after whatever is already queued in the kernel; the reader keeps reading."""
-        with contextlib.suppress(OSError):  # already reset or closed
-            self.sock.shutdown(socket.SHUT_WR)
+        shutdown_writes_quietly(self.sock)
 
     def join_reader(self, timeout_s: float) -> None:
         """Wait (bounded) for the reader thread to see the receiver close its side."""

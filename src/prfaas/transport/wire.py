@@ -67,6 +67,12 @@ class FrameReader:
             decoder.buffer_updated(n)
 
 
+def shutdown_writes_quietly(sock: socket.socket) -> None:
+    """Half-close: FIN after what is already queued, the peer may still send; errors mean it is already gone."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+
+
 def close_quietly(sock: socket.socket) -> None:
     """Shut down both directions (wakes threads blocked on it) and close; errors are expected here."""
     with contextlib.suppress(OSError):  # already closed or reset: nothing left to wake
