@@ -65,6 +65,16 @@ class LinkMonitor:
         self.samples.append(sample)
         return sample
 
+    async def wait_for_sample_after(self, since_s: float, *, timeout_s: float) -> bool:
+        """Until a sample read at or after monotonic `since_s` exists (a side task that just changed the link
+        must see its change sampled before the run stops); False after `timeout_s` (an anti-hang bound)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.samples and self.samples[-1].time_s + self.t0 >= since_s:
+                return True
+            await asyncio.sleep(self.interval_s / 5)
+        return False
+
     async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         while not stop.is_set():
             cluster = await self._cluster(session)

@@ -37,6 +37,8 @@ from prfaas.serve.config import DeployConfig
 
 SideTask = Callable[[float], Coroutine[Any, Any, None]]  # gets the run's t0 (monotonic); runs beside the load
 LOG_WAIT_S = 30.0  # how long the end of a run waits for an unreachable gateway (restarted by a fault) to answer
+SAMPLE_AFTER_SIDE_TIMEOUT_S = 10.0  # after a side task (a fault injector) ends, wait this long at most for the link
+# monitor to sample the state it left (the cap line must show a recovery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOp
             records = await drive(url, requests, opts, progress)
             if extra is not None:
                 await extra
+                await monitor.wait_for_sample_after(time.monotonic(), timeout_s=SAMPLE_AFTER_SIDE_TIMEOUT_S)
         finally:
             stop.set()
             await watcher
