@@ -2,6 +2,8 @@
 
 `serve_gateway(cfg)` runs the FastAPI gateway under uvicorn; `serve_node(cfg, name)` loads the model, then
 runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
+Started by a launcher (`prfaas up`, tests, benchmarks), a process first ties its life to the launcher's
+(`serve.lifeline.watch_launcher`): when the launcher dies it shuts down as on SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import sys
 
 from prfaas.serve.config import DeployConfig, load_config
+from prfaas.serve.lifeline import watch_launcher
 
 
 def _logging(name: str) -> None:
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
+    _logging(args.name or args.process)
+    watch_launcher()
     cfg = load_config(args.config)
     if args.process == "gateway":
         serve_gateway(cfg)
