@@ -32,7 +32,16 @@ def serve_gateway(cfg: DeployConfig) -> None:
     app = build_gateway(cfg)
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: record it
+    # here, say the gateway stopped, and only then end the process by that signal as uvicorn would have.
+    received: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
     uvicorn.Server(config).run()
+    logging.getLogger(__name__).info("gateway stopped")
+    for sig in received[:1]:
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
 
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
@@ -51,6 +60,7 @@ def serve_node(cfg: DeployConfig, name: str) -> None:
         await node.start()
         logging.getLogger(__name__).info("node %s serving on %s", name, node.control_url)
         await node.wait_closed()
+        logging.getLogger(__name__).info("node %s stopped", name)
 
     asyncio.run(run())
 
