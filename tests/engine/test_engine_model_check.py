@@ -44,7 +44,7 @@ def test_names_and_folders_that_are_no_model(tmp_path: Path) -> None:
     check_model("smollm2")
     with pytest.raises(UnknownNameError, match="unknown model 'nope'; known: "):
         check_model("nope")
-    with pytest.raises(UnsupportedModelError, match="has no config.json"):
+    with pytest.raises(UnsupportedModelError, match=r"has no config\.json"):
         check_model(str(tmp_path))
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(UnsupportedModelError, match="cannot read it as JSON"):

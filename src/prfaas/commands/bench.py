@@ -41,8 +41,8 @@ Concurrency = Annotated[int, typer.Option(help="Most requests in flight.")]
 Budget = Annotated[float, typer.Option(help="No request is sent after this many seconds.")]
 Delay = Annotated[float, typer.Option(help="One-way delay of the KV stream in ms (sender shim; emulation).")]
 Loss = Annotated[float, typer.Option(help="Probability a KV chunk is lost and resent (emulation).")]
-Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STATE_HOME/prfaas/runs/bench-<cmd>-<time>, "
-                                                "XDG_STATE_HOME defaulting to ~/.local/state).")]
+Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STATE_HOME/prfaas/runs/bench-<cmd>-"
+                                                "<time>, XDG_STATE_HOME defaulting to ~/.local/state).")]
 
 
 def register(app: typer.Typer) -> None:

@@ -60,7 +60,8 @@ def served_rows() -> list[Row]:
     for family in FAMILIES:
         rows.append({"section": SERVED_SECTION, "name": f"{family.name} checkpoint",
                      "attention": _family_attention(family),
-                     "weights": "model_type " + ", ".join(family.model_types), "use": "--model PATH (a checkpoint folder)"})
+                     "weights": "model_type " + ", ".join(family.model_types),
+                     "use": "--model PATH (a checkpoint folder)"})
     return rows
 
 

@@ -39,9 +39,9 @@ def serve_gateway(cfg: DeployConfig) -> None:
         signal.signal(sig, lambda signum, _frame: received.append(signum))
     uvicorn.Server(config).run()
     logging.getLogger(__name__).info("gateway stopped")
-    for sig in received[:1]:
-        signal.signal(sig, signal.SIG_DFL)
-        signal.raise_signal(sig)
+    for signum in received[:1]:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
