@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from serve_helpers import get_json
 
 from prfaas.serve.config import free_port
-from prfaas.serve.lifeline import ENV_PID, Lifeline
+from prfaas.serve.lifeline import ENV_FD, ENV_PID, Lifeline
 
 pytestmark = [pytest.mark.network, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")]
 
@@ -221,3 +222,18 @@ def test_no_launcher_no_watch() -> None:
     from prfaas.serve.lifeline import watch_launcher
 
     assert watch_launcher(env) is False
+
+
+def test_the_death_signal_is_offered_only_from_the_main_thread() -> None:
+    """PR_SET_PDEATHSIG follows the thread that forked: a child spawned from a worker thread (a chaos restart runs
+    in `asyncio.to_thread`) must not get it, or it would stop when that thread ends. The pipe still ties it."""
+    lifeline = Lifeline()
+    try:
+        assert ENV_PID in lifeline.child_env()
+        from_worker: dict[str, str] = {}
+        worker = threading.Thread(target=lambda: from_worker.update(lifeline.child_env()))
+        worker.start()
+        worker.join(30)
+        assert ENV_PID not in from_worker and ENV_FD in from_worker
+    finally:
+        lifeline.close()

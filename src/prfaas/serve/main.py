@@ -32,12 +32,19 @@ def serve_gateway(cfg: DeployConfig) -> None:
     app = build_gateway(cfg)
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: record it
     # here, say the gateway stopped, and only then end the process by that signal as uvicorn would have.
     received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if not server.started:  # before uvicorn handles signals itself: stop now, as the default action would
+            raise SystemExit(128 + signum)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: received.append(signum))
-    uvicorn.Server(config).run()
+        signal.signal(sig, on_signal)
+    server.run()
     logging.getLogger(__name__).info("gateway stopped")
     for signum in received[:1]:
         signal.signal(signum, signal.SIG_DFL)
