@@ -18,7 +18,7 @@ from bench_helpers import OPTS, THRESHOLD_TOKENS, assert_nothing_lost, fault_loa
 from typer.testing import CliRunner
 
 from prfaas.bench.chaos import Fault, run_fault
-from prfaas.bench.netns import can_emulate, entered, namespace_exists
+from prfaas.bench.netns import can_emulate, entered, namespace_exists, run_cmd
 from prfaas.bench.records import RequestStatus, read_link_samples, read_records
 from prfaas.bench.regime import tiny_config
 from prfaas.bench.run import Deployment, bench_deployment
@@ -59,16 +59,24 @@ def _transfer_mbit_s(sites: Sites, nbytes: int) -> float:
     return received * 8 / elapsed / 1e6
 
 
+def _qdisc(sites: Sites) -> str:
+    return run_cmd("tc", "-n", sites.info.prfaas_ns, "qdisc", "show", "dev", sites.info.prfaas_dev)
+
+
 def test_cap_is_enforced_changed_and_counted() -> None:
     with two_sites(SitesSpec(cap_mbit=40, burst_kb=32)) as sites:
         assert sites.is_up()
+        # Only upper bounds on throughput (lower bounds on time): the cap holds. That the cap changed is read from
+        # the qdisc itself; no assertion needs the transfer to be fast (a busy machine may be slow).
+        assert "rate 40Mbit" in _qdisc(sites)
         fast = _transfer_mbit_s(sites, 1_500_000)
-        assert 15 < fast < 48, fast
+        assert fast < 48, fast
         sent = sites.tx_bytes()
         assert sent >= 1_500_000
         sites.set_cap_mbit(4)
+        assert "rate 4Mbit" in _qdisc(sites)
         slow = _transfer_mbit_s(sites, 400_000)
-        assert slow < 6 and fast / slow > 4, (fast, slow)
+        assert slow < 6, (fast, slow)
         assert sites.cap_mbit == 4
     assert not sites.is_up()
 

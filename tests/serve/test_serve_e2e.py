@@ -104,7 +104,7 @@ def test_nodes_report_their_prefix_caches_to_the_gateway_index(deployment: Launc
     before = index()["prfaas-0"]
     prompt = [(7 * i) % 500 + 10 for i in range(1_100)]  # two complete 512-token blocks, offloaded (> 256)
     complete(deployment.url, prompt, 2)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # anti-hang bound (reports come every heartbeat)
     while time.monotonic() < deadline:
         now = index()["prfaas-0"]
         if now["report_seq"] > before["report_seq"]:

@@ -27,7 +27,7 @@ def test_unreachable_peer_is_up_during_grace_then_down() -> None:
         sender.connect(peer)
         time.sleep(0.3)
         assert sender.link_snapshot(peer).is_up, "a pool still connecting must not be reported down"
-        deadline = time.monotonic() + LINK_DOWN_GRACE_S + 5.0
+        deadline = time.monotonic() + LINK_DOWN_GRACE_S + 30.0  # anti-hang bound
         while sender.link_snapshot(peer).is_up and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not sender.link_snapshot(peer).is_up

@@ -80,7 +80,9 @@ def test_paced_transfer_across_a_rate_limited_veth() -> None:
         assert received["ok"] and received["sum"] == result["sum"]
         assert result["bytes"] == NUM_BYTES and result["rtt_ms"] is not None
         floor_s = NUM_BYTES / (RATE_MBIT * 1e6 / 8)
-        assert floor_s * 0.9 < result["elapsed"] < floor_s * 3  # rate-limited, yet not far below the rate
+        # pacing and the tbf cap made it take at least ~the link's time (a lower bound: behaviour). How close to
+        # the rate it gets is speed, measured by benchmarks/bench_transport_netns.py, not asserted here.
+        assert result["elapsed"] > floor_s * 0.9
     finally:
         if receiver is not None:
             receiver.kill()

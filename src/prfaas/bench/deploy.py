@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,11 +102,7 @@ class BenchLauncher(Launcher):
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self._args[name] = args
-        log = (self.run_dir / f"{name}.log").open("ab")
-        self._logs.append(log)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(self.env or {})}
-        self.procs[name] = subprocess.Popen(self._command(name, args), stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)
+        super()._spawn(name, args)
 
     def restart(self, name: str) -> None:
         """Start a process again with the same command (after `kill` or a crash); SIGKILLs it first if alive."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from prfaas.serve.config import DeployConfig, load_config
+from prfaas.serve.lifeline import watch_launcher
 from prfaas.transport.testing import LinkShim, ShimRuntime
 
 COUNTS_INTERVAL_S = 0.5
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corrupt-probability", type=float, default=0.0)
     parser.add_argument("--counts", required=True)
     args = parser.parse_args(argv)
+    watch_launcher()
     cfg = load_config(args.config)
     cfg.node(args.name)
     seqs = frozenset(int(s) for s in args.corrupt_seqs.split(",") if s.strip())

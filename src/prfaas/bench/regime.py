@@ -1,6 +1,6 @@
 """Scaling the paper's regime down to one machine, and the small configs the benchmarks use.
 
-The paper's case study (PAPER.md §8) runs its PrfaaS cluster compute-bound: at the operating point the
+The paper's case study (arXiv 2604.15039 §4) runs its PrfaaS cluster compute-bound: at the operating point the
 offloaded requests (mean l_long = 44K tokens) produce KV at N_prfaas * Phi_kv(l_long), about 13 Gbps, on a
 100 Gbps link, i.e. **13 % average egress utilisation**. We keep that ratio:
 
@@ -26,7 +26,7 @@ from prfaas.serve.config import DeployConfig, GatewaySection, ModelSection, Poli
 from prfaas.workload import scale_distribution, truncated_lognormal
 from prfaas.workload.lognormal import PAPER_MU
 
-PAPER_EGRESS_UTILISATION = 0.13  # ~13 Gbps average of ~100 Gbps at the operating point (PAPER.md §8.3)
+PAPER_EGRESS_UTILISATION = 0.13  # ~13 Gbps average of ~100 Gbps at the operating point (arXiv 2604.15039 §4)
 PAPER_L_LONG_TOKENS = 44_000
 
 

@@ -5,7 +5,8 @@
 - `load_phi_kv_table()` -> `PhiKvTable`: Φ_kv (Gbps) at 1K/8K/32K/128K for six catalog models.
 
 Both loaders check the files: rows sorted by length, positive values, and (Table 5) Φ_kv consistent with
-S_kv / T_prefill within the table's rounding (Eq. 1, decimal Gbps with binary MiB, PAPER.md §0).
+S_kv / T_prefill within the table's rounding (Eq. 1, decimal Gbps with binary MiB, which reproduces
+arXiv 2604.15039 Table 5).
 Table 3 keys must be catalog model names.
 """
 

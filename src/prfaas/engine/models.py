@@ -24,9 +24,8 @@ from prfaas.engine.errors import UnsupportedModelError
 from prfaas.engine.families import Family, family_for_model_type, geometries_from_config, text_config
 from prfaas.engine.geometry import LayerGeometry, layout_tensor_specs
 from prfaas.engine.hf import set_num_threads, transformers
+from prfaas.engine.model_check import NAMED_MODELS as NAMED_MODELS  # re-exported
 from prfaas.engine.state import dtype_name
-
-NAMED_MODELS = ("default", "smollm2")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ integral is the continuous analogue of the causal S²/2 + S·c term, capped at t
 terms are the approximations of CATALOG.md §3 [U]: `RECURRENT_FLOPS_PER_STATE_ELEMENT` per element of
 H·d_k·d_v per token, plus 2·H·C·(d_k + d_v) per token for chunked prefill with chunk C.
 
-Φ_kv (paper Eq. 1) = S_kv / T_prefill, in decimal Gbps with binary byte sizes (PAPER.md §0).
+Φ_kv (paper Eq. 1) = S_kv / T_prefill, in decimal Gbps with binary byte sizes (the pairing that reproduces
+arXiv 2604.15039 Table 5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Bandwidth sizing: the egress an N-GPU prefill cluster needs (Eq. 2, PAPER.md §4.2 and §7.5).
+"""Bandwidth sizing: the egress an N-GPU prefill cluster needs (Eq. 2, arXiv 2604.15039 §3.4.1, and the paper's
+cluster-egress examples).
 
     B_out = (N / P) * E[S_kv] / E[T_prefill]  ~=  (N / P) * Phi_kv(L_avg)
 
@@ -88,7 +89,7 @@ def phi_from_table(rows: list[tuple[int, float]], length_tokens: float) -> float
 
 @dataclass(frozen=True, slots=True)
 class EgressExample:
-    """One of the paper's cluster-egress examples (PAPER.md §7.5)."""
+    """One of the paper's cluster-egress examples (arXiv 2604.15039: 512 H200s at L_avg = 32K, 10,000 GPUs)."""
 
     label: str
     model_name: str

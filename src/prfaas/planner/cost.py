@@ -1,10 +1,10 @@
-"""Equal-cost comparison (PAPER.md §8.3: "~15% at equal cost"; the paper gives no prices).
+"""Equal-cost comparison (arXiv 2604.15039 §4: "~15% at equal cost"; the paper gives no prices).
 
 Prices are inputs (per GPU, any currency or per-hour rate). The cost of a configuration is
 sum(instances * gpus_per_instance * price). The homogeneous baseline is scaled to the same cost in
 two ways, both reported:
 
-- linear: Lambda_homog * cost_prfaas_pd / cost_homog (the paper's implicit comparison; PAPER §9);
+- linear: Lambda_homog * cost_prfaas_pd / cost_homog (the paper's implicit comparison; our derivation, not the paper's);
 - integer: the homogeneous cluster with floor(cost / instance price) instances, re-optimised.
 """
 

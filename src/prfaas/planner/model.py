@@ -1,4 +1,4 @@
-"""The paper's throughput model, Eqs. 1-6 (PAPER.md §4.2), evaluated at one decision point.
+"""The paper's throughput model, Eqs. 1-6 (arXiv 2604.15039 §3.4.1), evaluated at one decision point.
 
     (1) Phi_kv(l)  = S_kv(l) / T_prefill(l)
     (3) Theta_prfaas = min(N_prfaas / T_prefill(l_long), B_out / S_kv(l_long))

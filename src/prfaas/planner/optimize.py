@@ -1,4 +1,4 @@
-"""Throughput-optimal configuration: grid search over the threshold t and the PD split (PAPER.md §5).
+"""Throughput-optimal configuration: grid search over the threshold t and the PD split (arXiv 2604.15039 §3.4.2).
 
 For each split N_p + N_d = N_pd and each candidate t, evaluate Eqs. 3-6 and keep the argmax of
 Lambda_max. Lambda only changes where p = P(L > t) changes, i.e. at support points of the length

@@ -1,4 +1,4 @@
-"""The paper's case study (PAPER.md §8) as three planner scenarios, with every derived input listed.
+"""The paper's case study (arXiv 2604.15039 §4, Table 6) as three planner scenarios, with every derived input listed.
 
 Inputs and how each is obtained:
 - PrfaaS prefill (8 x H200): the measured Table 5 profile (`perf.measured`, quadratic fit of T and
@@ -9,7 +9,7 @@ Inputs and how each is obtained:
   at the mean length, so T_H20(E[L]) = 9 / 2.11 s). The implied MFU ratio (peak ratio / k) is
   reported as an assumption, not assumed.
 - Decode: T_decode = 1 / SLO (40 tok/s -> 25 ms); BS_max = 20, derived from Eq. 5 and Table 6's
-  Theta_pd-d values (PAPER.md §9).
+  Theta_pd-d values (derived by us; the paper does not state BS_max).
 - Lengths: truncated log-normal mu = 9.90, sigma = 1.00 on [128, 131072]; L_out = 1024.
 - Link: 100 Gbps PrfaaS egress.
 """
@@ -107,13 +107,15 @@ def paper_case(interpolation: Interpolation = Interpolation.QUADRATIC_FIT,
                    f"catalog: {h200.bf16_flops / 1e12:.0f} / {h20.bf16_flops / 1e12:.0f} dense BF16 TFLOPS"),
         Assumption("implied_mfu_ratio_h20_over_h200", round(fit.implied_mfu_ratio, 3), "peak ratio / k [D]"),
         Assumption("t_decode_s", t_decode_s, f"1 / SLO ({slo_tokens_per_s:g} tokens/s per request) [P]"),
-        Assumption("bs_max", bs_max, "Eq. 5 with Table 6 Theta_pd-d (5*20/25.6 = 3.91) [D, PAPER.md §9]"),
+        Assumption("bs_max", bs_max,
+                   "Eq. 5 with Table 6 Theta_pd-d (5*20/25.6 = 3.91) [D: derived, not stated in the paper]"),
         Assumption("length_distribution", f"lognormal mu={PAPER_MU}, sigma={PAPER_SIGMA}, "
-                   f"[{PAPER_MIN_TOKENS}, {PAPER_MAX_TOKENS}]", "PAPER.md §8.1 [P†]"),
+                   f"[{PAPER_MIN_TOKENS}, {PAPER_MAX_TOKENS}]", "arXiv 2604.15039 §4 (case-study setup) [P†]"),
         Assumption("mean_input_tokens", round(mean_tokens, 1), "of the discretised truncated log-normal [D]"),
         Assumption("output_tokens", output_tokens, "fixed L_out [P]"),
         Assumption("egress_gbps", egress_gbps, "~100 Gbps VPC between clusters [P]"),
-        Assumption("instances", "PrfaaS 4 x 8 H200, PD 8 x 8 H20; homogeneous 12 x 8 H20", "PAPER.md §8.1 [P]"),
+        Assumption("instances", "PrfaaS 4 x 8 H200, PD 8 x 8 H20; homogeneous 12 x 8 H20",
+                   "arXiv 2604.15039 §4 (case-study setup), Table 6 [P]"),
     )
     return PaperCase(prfaas_pd, homogeneous, naive, assumptions)
 

@@ -1,4 +1,5 @@
-"""A planning scenario: the inputs of the paper's throughput model (PAPER.md §4) as one frozen value.
+"""A planning scenario: the inputs of the paper's throughput model (arXiv 2604.15039 §3.4.1, notation of its Table 4)
+as one frozen value.
 
 The scenario fixes hardware and traffic; the decision variables (threshold t and the PD split
 N_p/N_d) are arguments of `planner.model.evaluate`, so one scenario is searched many times.

@@ -1,7 +1,7 @@
 """Short-term control loop of `prfaas-bandwidth-aware`: scale the offload threshold with link and queue state.
 
-The paper (PAPER.md §6) says to raise t when PrfaaS egress utilisation nears a limit or the PrfaaS queue
-surges, and gives no numbers (§11). Ours, all fields of `BandwidthAwareConfig`:
+The paper (arXiv 2604.15039 §3.4.3, short term) says to raise t when PrfaaS egress utilisation nears a limit or the
+PrfaaS queue surges, and gives no numbers. Ours, all fields of `BandwidthAwareConfig`:
 
 Signals, read from the `ClusterView` at each update:
     utilisation      egress goodput / capacity of link "prfaas->pd"

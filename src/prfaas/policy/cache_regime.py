@@ -1,4 +1,5 @@
-"""Which of the paper's two prefix-routing regimes applies (PAPER.md §3.2; the paper leaves the rule open).
+"""Which of the paper's two prefix-routing regimes applies (arXiv 2604.15039, prefix-aware routing; the paper leaves the
+rule open).
 
     SCARCE     each cluster's cache judged on its own: l = l_total - l_pd; no cache crosses clusters
     ABUNDANT   l = l_total - max(l_prfaas, l_pd); a cross-cluster cache transfer when the longer prefix

@@ -1,7 +1,8 @@
 """The policy's config tree: one frozen dataclass, narrowed per component by the registry (STYLE.md §5).
 
 Defaults follow the paper's case study where it gives a number (t = 19.4K tokens) and our documented
-choices elsewhere (PAPER.md §11); see each sub-config's module for the meaning of every field.
+choices elsewhere (where arXiv 2604.15039 gives no numbers); see each sub-config's module for the meaning of every
+field.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prfaas.policy.node_select import NodeSelectConfig
 from prfaas.policy.rebalancer import RebalancerConfig
 
 PAPER_THRESHOLD_TOKENS = 19_400
-"""The case study's offload threshold t = 19.4K tokens (PAPER.md §3.1, Table 6)."""
+"""The case study's offload threshold t = 19.4K tokens (arXiv 2604.15039 Table 6)."""
 
 
 @dataclass(frozen=True, slots=True)

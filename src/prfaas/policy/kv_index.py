@@ -1,6 +1,6 @@
 """Global KV-cache index: which 512-token prefix blocks each node holds, and the longest cached prefix.
 
-The paper's global KVCache manager (PAPER.md §2.1) as metadata only; the blocks live in the nodes'
+The paper's global KVCache manager (arXiv 2604.15039, architecture) as metadata only; the blocks live in the nodes'
 hybrid prefix cache pools. The driver (simulator or gateway) keeps this index in step with the nodes:
 
     add_node(id, cluster, capacity_blocks)   once per node (capacity in blocks, LRU beyond it)

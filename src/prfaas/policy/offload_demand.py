@@ -1,6 +1,6 @@
 """Offered egress demand per candidate threshold, from the uncached lengths the router saw recently.
 
-The bandwidth-aware loop sizes its threshold raise with the paper's egress ceiling (PAPER.md §3.1: the
+The bandwidth-aware loop sizes its threshold raise with the paper's egress ceiling (arXiv 2604.15039 §3.4.1, Eq. 3: the
 PrfaaS cluster can only serve what `B_out / S_kv(l_long)` allows): it keeps the uncached lengths of
 the requests routed in the last `window_s` seconds and, given a byte budget, finds the smallest
 threshold whose offloaded byte rate fits it:

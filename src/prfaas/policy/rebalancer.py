@@ -1,7 +1,7 @@
-"""Long-term loop: convert PD nodes between PD-P and PD-D, then re-optimise t (PAPER.md §6, long term).
+"""Long-term loop: convert PD nodes between PD-P and PD-D, then re-optimise t (arXiv 2604.15039 §3.4.3, long term).
 
 Called once per window by the driver: `step(window, view, now_s) -> RebalancePlan`. The paper gives no
-numbers (§11); ours are the fields of `RebalancerConfig`. Per step:
+numbers; ours are the fields of `RebalancerConfig`. Per step:
 
 1. Forget finished conversions (the view shows the node in its new role, or the node is gone). While a
    conversion is pending (ours, or any node DRAINING / with a `pending_role`) -> CONVERSION_IN_PROGRESS,

@@ -2,6 +2,7 @@
 
     cfg = load_config("deploy.toml")        # TOML (or a resolved config.json); ConfigError names key and line
     cfg = default_config()                  # the embedded default: one PrfaaS node, one PD-P, one PD-D, localhost
+    cfg = check_config(cfg, "prfaas up")    # re-validate after code changed it (CLI overrides), before any process
     cfg = resolve_ports(cfg)                # every port 0 replaced by a free loopback port (launcher only)
     write_resolved(cfg, run_dir)            # run_dir/config.json, what every run records
 
@@ -173,6 +174,16 @@ def load_config(path: str | Path) -> DeployConfig:
             cfg = msgspec.structs.replace(cfg, nodes=default_nodes())
     validate(cfg, doc)
     return cfg
+
+
+def check_config(cfg: DeployConfig, source: str = "config") -> DeployConfig:
+    """Validate a config built or changed in code (`msgspec.structs.replace` skips validation) exactly as each
+    process will when it reads the resolved config.json: the schema's bounds, then `validate`. Returns it checked;
+    errors read `<source>: gateway.port: Expected `int` <= 65535, got 80000`."""
+    doc = parse_toml("", source)
+    checked = convert(json.loads(config_to_json(cfg)), DeployConfig, doc)
+    validate(checked, doc)
+    return checked
 
 
 def _err(doc: TomlDoc | None, key: str, message: str) -> ConfigError:

@@ -6,8 +6,10 @@
         deployment.kill("prfaas-0")                 # tests: SIGKILL one node
     # exit: SIGTERM every child, SIGKILL what is left after `stop_timeout_s`
 
-Each child logs to run_dir/<name>.log. Children run `python -m prfaas.serve.main`, so `prfaas serve` on
-other hosts runs the very same processes from the same config file.
+`start` checks the whole config (as each child will read it) and the model (config only) before any process
+starts, so bad input is one line here rather than a traceback in every log. Each child logs to run_dir/<name>.log.
+Children run `python -m prfaas.serve.main`, so `prfaas serve` on other hosts runs the very same processes from the
+same config file. Children are tied to this process by a `Lifeline`: if it dies, even by SIGKILL, they stop too.
 """
 
 from __future__ import annotations
@@ -26,15 +28,27 @@ from typing import IO, Any
 import msgspec
 
 from prfaas.core.errors import PrfaasError
-from prfaas.serve.config import DeployConfig, ModelSection, resolve_ports, write_resolved
+from prfaas.serve.config import DeployConfig, ModelSection, check_config, resolve_ports, write_resolved
+from prfaas.serve.lifeline import Lifeline
 
 
 class LaunchError(PrfaasError):
     """A process of the deployment failed to start or never became ready."""
 
 
+def check_model_section(model: ModelSection) -> None:
+    """The engine's one-line error if no node could load `model` (reads a checkpoint's config.json only)."""
+    if model.name == "stub":  # benchmarks' torch-free backend
+        return
+    from prfaas.engine.model_check import check_model
+
+    check_model(model.name)
+
+
 def prepare_model(model: ModelSection) -> None:
-    """One-time work before the processes start: SmolLM2's weights are converted once here, not in every node."""
+    """One-time work before the processes start: the model is checked, and SmolLM2's weights are converted once
+    here, not in every node."""
+    check_model_section(model)
     if model.name != "smollm2":
         return
     from prfaas.engine.smollm2 import PACKAGE_VERSION, converted_dir, is_available
@@ -60,12 +74,14 @@ class Launcher:
         self.config_path: Path | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
+        self._lifeline: Lifeline | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
 
     def start(self) -> Launcher:
+        check_config(self.cfg, str(self.run_dir / "config.json"))  # what every child will check, once, first
         prepare_model(self.cfg.model)
         self.config_path = write_resolved(self.cfg, self.run_dir)
         self._spawn("gateway", ["gateway"])
@@ -73,14 +89,22 @@ class Launcher:
             self._spawn(node.name, ["node", "--name", node.name])
         return self
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _command(self, name: str, args: list[str]) -> list[str]:
+        """The command line of process `name` (subclasses wrap it, e.g. in a network namespace)."""
         assert self.config_path is not None
-        log = (self.run_dir / f"{name}.log").open("wb")
+        return [sys.executable, "-m", "prfaas.serve.main", *args, "--config", str(self.config_path)]
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        """Start process `name`, logging to run_dir/<name>.log (appended: a restart keeps the earlier log), in its
+        own session (a terminal's Ctrl-C reaches the launcher only, which stops children in order), tied to this
+        process by the lifeline."""
+        if self._lifeline is None:
+            self._lifeline = Lifeline()
+        log = (self.run_dir / f"{name}.log").open("ab")
         self._logs.append(log)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(self.env or {})}
-        cmd = [sys.executable, "-m", "prfaas.serve.main", *args, "--config", str(self.config_path)]
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(self.env or {}), **self._lifeline.child_env()}
+        self.procs[name] = subprocess.Popen(self._command(name, args), stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True, pass_fds=self._lifeline.pass_fds)
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -131,6 +155,9 @@ class Launcher:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
 
     def __enter__(self) -> Launcher:
         return self.start()

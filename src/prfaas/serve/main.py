@@ -2,6 +2,8 @@
 
 `serve_gateway(cfg)` runs the FastAPI gateway under uvicorn; `serve_node(cfg, name)` loads the model, then
 runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
+Started by a launcher (`prfaas up`, tests, benchmarks), a process first ties its life to the launcher's
+(`serve.lifeline.watch_launcher`): when the launcher dies it shuts down as on SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import sys
 
 from prfaas.serve.config import DeployConfig, load_config
+from prfaas.serve.lifeline import watch_launcher
 
 
 def _logging(name: str) -> None:
@@ -29,7 +32,23 @@ def serve_gateway(cfg: DeployConfig) -> None:
     app = build_gateway(cfg)
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: record it
+    # here, say the gateway stopped, and only then end the process by that signal as uvicorn would have.
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if not server.started:  # before uvicorn handles signals itself: stop now, as the default action would
+            raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server.run()
+    logging.getLogger(__name__).info("gateway stopped")
+    for signum in received[:1]:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
@@ -48,6 +67,7 @@ def serve_node(cfg: DeployConfig, name: str) -> None:
         await node.start()
         logging.getLogger(__name__).info("node %s serving on %s", name, node.control_url)
         await node.wait_closed()
+        logging.getLogger(__name__).info("node %s stopped", name)
 
     asyncio.run(run())
 
@@ -58,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
+    _logging(args.name or args.process)
+    watch_launcher()
     cfg = load_config(args.config)
     if args.process == "gateway":
         serve_gateway(cfg)

@@ -25,7 +25,8 @@ from prfaas.workload.distribution import DiscreteLengthDistribution
 from prfaas.workload.generate import synthetic_requests
 from prfaas.workload.request import WorkloadRequest
 
-DEFAULT_CACHE_BLOCKS = 100_000  # ~ 0.85 TiB of full-attention KV per node at ~17 KiB/token (PAPER.md §9)
+# ~ 0.85 TiB of full-attention KV per node at ~17 KiB/token (our fit of arXiv 2604.15039 Table 5)
+DEFAULT_CACHE_BLOCKS = 100_000
 
 POLICY_FOR_TOPOLOGY = {
     Topology.PRFAAS_PD: "prfaas",

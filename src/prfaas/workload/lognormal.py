@@ -1,4 +1,4 @@
-"""The paper's synthetic input lengths: a log-normal truncated to [min, max] (PAPER.md §8.1).
+"""The paper's synthetic input lengths: a log-normal truncated to [min, max] (arXiv 2604.15039 §4, case-study setup).
 
 Discretised on every integer length: P(L = l) is the continuous density's mass on [l - 0.5, l + 0.5],
 renormalised over the truncation interval. Exact to the integer, so the planner's p, l_long and

@@ -1,4 +1,4 @@
-"""`prfaas-cache-aware`: the paper's prefix-aware routing in two bandwidth regimes (PAPER.md §3.2).
+"""`prfaas-cache-aware`: the paper's prefix-aware routing in two bandwidth regimes (arXiv 2604.15039).
 
 A cluster's cached prefix is the longest one held by a node of it that could prefill now (PD-P nodes
 of the PD cluster, PrfaaS prefill nodes). With L the prompt, t the threshold:

@@ -1,4 +1,4 @@
-"""`prfaas`: the paper's length-threshold rule (PAPER.md §3.1).
+"""`prfaas`: the paper's length-threshold rule (arXiv 2604.15039, selective offloading).
 
     l = input_tokens - l_pd        (uncached length against the local PD cluster's longest prefix;
                                     l = input_tokens without a KV index)
