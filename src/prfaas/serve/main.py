@@ -2,6 +2,7 @@
 
 `serve_gateway(cfg)` runs the FastAPI gateway under uvicorn; `serve_node(cfg, name)` loads the model, then
 runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
+Both read the deployment's secrets here, at start, from where the config points (`serve.deploy_secrets`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -23,10 +25,12 @@ def _logging(name: str) -> None:
 def serve_gateway(cfg: DeployConfig) -> None:
     import uvicorn
 
+    from prfaas.serve.deploy_secrets import load_gateway_credentials, load_shared_secret
     from prfaas.serve.gateway import build_gateway
 
     _logging("gateway")
-    app = build_gateway(cfg)
+    app = build_gateway(cfg, shared_secret=load_shared_secret(cfg.transport, os.environ),
+                        credentials=load_gateway_credentials(cfg.gateway, os.environ))
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()
@@ -34,14 +38,16 @@ def serve_gateway(cfg: DeployConfig) -> None:
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
     from prfaas.serve.backend import make_backend
+    from prfaas.serve.deploy_secrets import load_shared_secret
     from prfaas.serve.node import NodeServer
 
     _logging(name)
     cfg.node(name)  # fail early on an unknown name
+    secret = load_shared_secret(cfg.transport, os.environ)  # before the model loads: a missing secret fails fast
     backend = make_backend(cfg.model)
 
     async def run() -> None:
-        node = NodeServer(cfg, name, backend)
+        node = NodeServer(cfg, name, backend, secret)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.stop)
