@@ -8,17 +8,22 @@ import os
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from prfaas.core.errors import ConfigError
 from prfaas.serve.config import default_config, load_config
+from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.deploy_secrets import (
+    GatewayCredentials,
     load_gateway_credentials,
     load_shared_secret,
     parse_api_keys,
     prepare_run_secrets,
+    token_digest,
     write_secret_file,
 )
+from prfaas.serve.gateway_auth import GatewayAuth
 from prfaas.serve.signing import (
     DEFAULT_WINDOW_S,
     HEADER_SIGNATURE,
@@ -183,3 +188,33 @@ def test_a_secret_from_the_environment_is_enough_beyond_loopback(tmp_path: Path)
     toml.write_text("[gateway]\nhost = '10.0.0.1'\n[transport]\nshared_secret_env = 'PRFAAS_SECRET'\n",
                     encoding="utf-8")
     assert load_config(toml).gateway.host == "10.0.0.1"
+
+
+# --- which gateway path needs which bearer token (`serve.gateway_auth`) ----------------------------
+
+def _gateway_auth(admin: str | None, keys: tuple[str, ...], metrics_need_admin_token: bool) -> GatewayAuth:
+    section = msgspec.structs.replace(default_config().gateway, metrics_need_admin_token=metrics_need_admin_token)
+    creds = GatewayCredentials(token_digest(admin) if admin else None, tuple(token_digest(k) for k in keys))
+    return GatewayAuth(section, creds, ControlAuth(SECRET, RefusalRecorder()))
+
+
+@pytest.mark.parametrize(("admin", "keys", "protect", "path", "authorization", "expected"), [
+    ("a" * 20, (), False, "/admin/cluster", None, (401, RefusalReason.MISSING)),
+    ("a" * 20, (), False, "/admin/cluster", "Bearer " + "b" * 20, (401, RefusalReason.BAD_TOKEN)),
+    ("a" * 20, (), False, "/admin/cluster", "Basic " + "a" * 20, (401, RefusalReason.MISSING)),
+    ("a" * 20, (), False, "/admin/cluster", "bearer " + "a" * 20, None),
+    (None, (), False, "/admin/policy", "Bearer " + "a" * 20, (403, RefusalReason.ADMIN_DISABLED)),
+    ("a" * 20, (), False, "/v1/completions", None, None),  # no keys: open
+    ("a" * 20, ("k1", "k2"), False, "/v1/completions", "Bearer k2", None),
+    ("a" * 20, ("k1",), False, "/v1/models", "Bearer " + "a" * 20, (401, RefusalReason.BAD_TOKEN)),
+    ("a" * 20, ("k1",), False, "/metrics", None, None),
+    ("a" * 20, ("k1",), True, "/metrics", None, (401, RefusalReason.MISSING)),
+    ("a" * 20, ("k1",), True, "/metrics", "Bearer " + "a" * 20, None),
+    ("a" * 20, ("k1",), True, "/health", None, None),
+    ("a" * 20, ("k1",), True, "/internal/register", None, None),  # signatures, checked in the route
+])
+def test_gateway_paths_and_their_tokens(admin: str | None, keys: tuple[str, ...], protect: bool, path: str,
+                                        authorization: str | None,
+                                        expected: tuple[int, RefusalReason] | None) -> None:
+    refusal = _gateway_auth(admin, keys, protect).check(path, authorization)
+    assert (None if refusal is None else (refusal.status, refusal.reason)) == expected

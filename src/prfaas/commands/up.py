@@ -51,7 +51,7 @@ def auth_text(url: str, admin_token: str | None, secrets_dir: Path, has_api_keys
     lines = []
     if admin_token is not None:
         token_file = secrets_dir / "admin.token"
-        where = f"stored in {token_file} (mode 0600)" if token_file.exists() else "from the configured source"
+        where = f"in {token_file}, mode 0600" if token_file.exists() else "from the configured source"
         lines += [f"  admin token ({where}): {admin_token}",
                   f"  curl -H \"Authorization: Bearer {admin_token}\" {url}/admin/cluster"]
     lines.append("  API keys: required on /v1/* (Authorization: Bearer KEY)" if has_api_keys else
@@ -59,14 +59,18 @@ def auth_text(url: str, admin_token: str | None, secrets_dir: Path, has_api_keys
     return "\n".join(lines)
 
 
-def usage_text(url: str, model: str) -> str:
+def usage_text(url: str, model: str, auth: str = "", has_api_keys: bool = False) -> str:
+    """The banner; `auth`: `auth_text` (printed before the last line), `has_api_keys`: examples send a key."""
+    key = "<your API key>" if has_api_keys else "none"
+    key_header = f" -H 'Authorization: Bearer {key}'" if has_api_keys else ""
     return (
         f"prfaas is serving `{model}` at {url}/v1\n\n"
-        f"  curl {url}/v1/completions -H 'content-type: application/json' \\\n"
+        f"  curl {url}/v1/completions -H 'content-type: application/json'{key_header} \\\n"
         f"       -d '{{\"model\": \"{model}\", \"prompt\": \"The scheduler\", \"max_tokens\": 16}}'\n\n"
-        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); "
+        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); "
         f"print(c.completions.create(model='{model}', prompt='The scheduler', max_tokens=16).choices[0].text)\"\n\n"
         f"  metrics: {url}/metrics   cluster: {url}/admin/cluster   force a route: -H 'x-prfaas-route: prfaas'\n"
+        f"{auth + chr(10) if auth else ''}"
         "Ctrl-C stops everything."
     )
 
@@ -98,11 +102,11 @@ def up_cmd(
     try:
         launcher.start()
         launcher.wait_ready(ready_timeout_s)
-        typer.echo(usage_text(launcher.url, cfg.model.served_name))
-        gw = launcher.cfg.gateway
         assert launcher.secrets is not None
-        typer.echo(auth_text(launcher.url, launcher.secrets.admin_token, launcher.secrets.directory,
-                             gw.api_keys_file is not None or gw.api_keys_env is not None))
+        gw = launcher.cfg.gateway
+        has_keys = gw.api_keys_file is not None or gw.api_keys_env is not None
+        auth = auth_text(launcher.url, launcher.secrets.admin_token, launcher.secrets.directory, has_keys)
+        typer.echo(usage_text(launcher.url, cfg.model.served_name, auth, has_keys))
         while all(p.poll() is None for p in launcher.procs.values()):
             time.sleep(0.5)
         dead = [n for n, p in launcher.procs.items() if p.poll() is not None]
