@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from prfaas.core.errors import PrfaasError
 from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
 
 
@@ -87,8 +88,11 @@ async def drive(url: str, w: DemoWorkload) -> tuple[list[int], float]:
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as resp:
+        if resp.status in (401, 403):
+            raise PrfaasError(f"{url}: HTTP {resp.status}: the admin API needs the gateway's admin token "
+                              "(prfaas demo --admin-token-file FILE; `prfaas up` prints where it is)")
         if resp.status != 200:
-            raise RuntimeError(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
+            raise PrfaasError(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
         return await resp.json()
 
 
