@@ -94,6 +94,16 @@ class ControlAuth:
     def verifier(self, audience: str) -> RequestVerifier:
         return RequestVerifier(self.key, audience, window_s=self.window_s)
 
+    def precheck(self, verifier: RequestVerifier, surface: str, headers: Mapping[str, str],
+                 peer: str | None) -> bool:
+        """False (recorded) when the headers alone are refused: the body need not be read."""
+        try:
+            verifier.precheck(headers, self.clock())
+        except SignatureRefused as exc:
+            self.recorder.record(surface, exc.reason, str(exc), peer)
+            return False
+        return True
+
     def verify(self, verifier: RequestVerifier, surface: str, *, method: str, path: str,
                headers: Mapping[str, str], body: bytes, peer: str | None) -> str | None:
         """The request's nonce if authentic and fresh; None (recorded) if refused."""
@@ -139,8 +149,10 @@ class ControlAuth:
                 return await handler(request)
             name = audience()
             verifier = verifiers.get(name) or verifiers.setdefault(name, self.verifier(name))
-            nonce = self.verify(verifier, surface, method=request.method, path=request.raw_path,
-                                headers=request.headers, body=await request.read(), peer=request.remote)
+            nonce = None
+            if self.precheck(verifier, surface, request.headers, request.remote):  # unsigned: body left unread
+                nonce = self.verify(verifier, surface, method=request.method, path=request.raw_path,
+                                    headers=request.headers, body=await request.read(), peer=request.remote)
             if nonce is None:
                 return _unauthorized("control request refused: missing, stale, replayed or wrongly signed")
             request[_VERIFIED_NONCE] = nonce

@@ -331,8 +331,7 @@ def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.post("/internal/register")
     async def register(request: Request) -> Response:
-        body = await request.body()
-        nonce = await gw.auth.verify_internal(request, body)
+        nonce, body = await gw.auth.verify_internal(request)
         if nonce is None:
             return _api_error(internal_refusal())
         try:
@@ -344,8 +343,7 @@ def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.post("/internal/heartbeat")
     async def heartbeat(request: Request) -> Response:
-        body = await request.body()
-        nonce = await gw.auth.verify_internal(request, body)
+        nonce, body = await gw.auth.verify_internal(request)
         if nonce is None:
             return _api_error(internal_refusal())
         try:

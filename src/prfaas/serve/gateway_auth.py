@@ -2,7 +2,7 @@
 
     auth = GatewayAuth(cfg.gateway, credentials, control_auth)
     app.add_middleware(BearerAuthMiddleware, auth=auth)     # /admin/*, /v1/* (with API keys), /metrics (optional)
-    nonce = auth.verify_internal(request, body)             # /internal/*: the nodes' signed requests
+    nonce, body = await auth.verify_internal(request)       # /internal/*: the nodes' signed requests
 
 | path          | credential                                   | without it                                   |
 |---------------|----------------------------------------------|----------------------------------------------|
@@ -91,14 +91,18 @@ class GatewayAuth:
     def refuse(self, refusal: Refusal, peer: str | None) -> None:
         self.control.recorder.record(refusal.surface, refusal.reason, refusal.message, peer)
 
-    async def verify_internal(self, request: Request, body: bytes) -> str | None:
-        """The nonce of an authentic node request to /internal/* (None: refused, counted and logged)."""
+    async def verify_internal(self, request: Request) -> tuple[str | None, bytes]:
+        """(nonce, body) of an authentic node request to /internal/*; nonce None: refused, counted and logged
+        (the body of a request whose headers are refused is not read)."""
+        peer = request.client.host if request.client else None
+        if not self.control.precheck(self.internal_verifier, "internal", request.headers, peer):
+            return None, b""
+        body = await request.body()
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
         if request.url.query:
             path = f"{path}?{request.url.query}"
-        peer = request.client.host if request.client else None
         return self.control.verify(self.internal_verifier, "internal", method=request.method, path=path,
-                                   headers=request.headers, body=body, peer=peer)
+                                   headers=request.headers, body=body, peer=peer), body
 
 
 def make_gateway_auth(section: GatewaySection, shared_secret: bytes, credentials: GatewayCredentials,

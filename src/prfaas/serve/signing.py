@@ -157,12 +157,17 @@ class RequestVerifier:
         self.window_s = window_s
         self.nonces = NonceCache(window_s, max_nonces)
 
-    def verify(self, *, method: str, path: str, headers: Mapping[str, str], body: bytes,
-               now_s: float) -> SignedHeaders:
-        """The parsed headers of an authentic, fresh, first-seen request; SignatureRefused otherwise."""
+    def precheck(self, headers: Mapping[str, str], now_s: float) -> SignedHeaders:
+        """What can be refused before the body is read: missing, malformed or stale headers."""
         signed = parse_headers(headers)
         if abs(signed.timestamp_s - now_s) > self.window_s:
             raise SignatureRefused(RefusalReason.STALE, f"timestamp outside +-{self.window_s:g}s of this clock")
+        return signed
+
+    def verify(self, *, method: str, path: str, headers: Mapping[str, str], body: bytes,
+               now_s: float) -> SignedHeaders:
+        """The parsed headers of an authentic, fresh, first-seen request; SignatureRefused otherwise."""
+        signed = self.precheck(headers, now_s)
         expected = request_signature(self.key, audience=self.audience, method=method, path=path,
                                      timestamp=str(signed.timestamp_s), nonce=signed.nonce, body=body)
         if not hmac.compare_digest(expected, signed.signature.lower()):
