@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import statistics
 import tempfile
 import time
@@ -26,6 +27,8 @@ import aiohttp
 import msgspec
 
 from prfaas.serve.config import ModelSection, PolicySection, default_config
+from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
+from prfaas.serve.deploy_secrets import load_shared_secret
 from prfaas.serve.launcher import Launcher
 from prfaas.serve.messages import DecodeRequest, DecodeTarget, PrefillReply, PrefillRequest, SamplingMsg, encode
 
@@ -65,15 +68,17 @@ async def gateway_once(session: aiohttp.ClientSession, url: str, max_tokens: int
     return time.perf_counter() - start
 
 
-async def overhead_run(url: str, node: dict[str, object], requests: int, max_tokens: int
+async def overhead_run(url: str, node: dict[str, object], requests: int, max_tokens: int, secret: bytes
                        ) -> tuple[list[float], list[float]]:
+    """Direct calls are signed like the gateway's (`serve.control_auth`), so both paths pay for signing."""
     direct, gateway = [], []
-    async with aiohttp.ClientSession() as session:
+    signing = ControlAuth(secret, RefusalRecorder()).client_middleware()
+    async with aiohttp.ClientSession() as session, aiohttp.ClientSession(middlewares=(signing,)) as node_session:
         for _ in range(20):  # warm-up: connections, code paths
-            await direct_once(session, node, max_tokens)
+            await direct_once(node_session, node, max_tokens)
             await gateway_once(session, url, max_tokens, "colocated")
         for _ in range(requests):
-            direct.append(await direct_once(session, node, max_tokens))
+            direct.append(await direct_once(node_session, node, max_tokens))
             gateway.append(await gateway_once(session, url, max_tokens, "colocated"))
     return direct, gateway
 
@@ -103,9 +108,10 @@ def main() -> None:
         deployment.wait_ready(60)
         pd_d = next(n for n in deployment.cfg.nodes if n.name == "pd-1")
         node = {"name": pd_d.name, "host": pd_d.host, "port": pd_d.port, "kv_port": pd_d.kv_port}
+        secret = load_shared_secret(deployment.cfg.transport, os.environ)
         rows = []
         for _ in range(args.runs):
-            direct, gateway = asyncio.run(overhead_run(deployment.url, node, args.requests, args.max_tokens))
+            direct, gateway = asyncio.run(overhead_run(deployment.url, node, args.requests, args.max_tokens, secret))
             rate = asyncio.run(rate_run(deployment.url, args.rate_requests, args.concurrency, args.max_tokens))
             rows.append((percentile(direct, 0.5), percentile(gateway, 0.5), percentile(direct, 0.99),
                          percentile(gateway, 0.99), rate))

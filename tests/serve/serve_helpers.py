@@ -21,8 +21,8 @@ def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None 
         return exc.code, json.loads(exc.read())
 
 
-def get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def get_json(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
         return dict(json.loads(resp.read()))
 
 

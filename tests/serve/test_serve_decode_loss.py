@@ -51,8 +51,8 @@ def two_decoders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]
         launcher.stop()
 
 
-def _running_decoder(url: str) -> str | None:
-    for inst in get_json(f"{url}/admin/cluster")["instances"]:
+def _running_decoder(url: str, headers: dict[str, str]) -> str | None:
+    for inst in get_json(f"{url}/admin/cluster", headers)["instances"]:
         if inst["role"] == "pd_decode" and inst["running_batch"] > 0:
             return str(inst["instance_id"])
     return None
@@ -70,7 +70,7 @@ def test_decode_node_lost_mid_stream_is_reprefilled_elsewhere(two_decoders: Laun
     victim = None
     deadline = time.monotonic() + 60  # anti-hang bound
     while victim is None and time.monotonic() < deadline:
-        victim = _running_decoder(url)
+        victim = _running_decoder(url, two_decoders.admin_headers())
         time.sleep(0.02)
     assert victim is not None
     before = metrics(url)
@@ -84,5 +84,6 @@ def test_decode_node_lost_mid_stream_is_reprefilled_elsewhere(two_decoders: Laun
     after = metrics(url)
     key = 'prfaas_failed_attempts_total{kind="decode_node_lost"}'
     assert after.get(key, 0) - before.get(key, 0) == 1
-    survivors = {i["instance_id"]: i["is_up"] for i in get_json(f"{url}/admin/cluster")["instances"]}
+    cluster = get_json(f"{url}/admin/cluster", two_decoders.admin_headers())
+    survivors = {i["instance_id"]: i["is_up"] for i in cluster["instances"]}
     assert survivors[victim] is False

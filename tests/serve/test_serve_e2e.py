@@ -99,7 +99,7 @@ def test_threshold_offloads_long_and_keeps_short_local(deployment: Launcher) -> 
 
 def test_nodes_report_their_prefix_caches_to_the_gateway_index(deployment: Launcher) -> None:
     def index() -> dict[str, dict[str, int]]:
-        return get_json(f"{deployment.url}/admin/cluster")["kv_index"]
+        return get_json(f"{deployment.url}/admin/cluster", deployment.admin_headers())["kv_index"]
 
     before = index()["prfaas-0"]
     prompt = [(7 * i) % 500 + 10 for i in range(1_100)]  # two complete 512-token blocks, offloaded (> 256)
@@ -179,7 +179,7 @@ def test_prompt_over_context_and_bad_chat(deployment: Launcher) -> None:
 
 
 def test_admin_policy_change_at_run_time(deployment: Launcher) -> None:
-    code, reply = post(f"{deployment.url}/admin/policy", {"threshold_tokens": 100000})
+    code, reply = post(f"{deployment.url}/admin/policy", {"threshold_tokens": 100000}, deployment.admin_headers())
     assert code == 200 and reply["threshold_tokens"] == 100000
     try:
         before = metrics(deployment.url)
@@ -187,10 +187,10 @@ def test_admin_policy_change_at_run_time(deployment: Launcher) -> None:
         after = metrics(deployment.url)
         key = 'prfaas_requests_by_reason_total{reason="short_local"}'
         assert after[key] - before.get(key, 0) == 1
-        code, reply = post(f"{deployment.url}/admin/policy", {"name": "no-such-policy"})
+        code, reply = post(f"{deployment.url}/admin/policy", {"name": "no-such-policy"}, deployment.admin_headers())
         assert code == 400 and "known" in reply["error"]["message"]
     finally:
-        post(f"{deployment.url}/admin/policy", {"threshold_tokens": 256})
+        post(f"{deployment.url}/admin/policy", {"threshold_tokens": 256}, deployment.admin_headers())
 
 
 def test_role_switch_under_load_loses_no_request(deployment: Launcher) -> None:
@@ -205,7 +205,8 @@ def test_role_switch_under_load_loses_no_request(deployment: Launcher) -> None:
     async def switch() -> int:
         await asyncio.sleep(0.15)
         code, _ = await asyncio.to_thread(post, f"{deployment.url}/admin/roles",
-                                          {"roles": {"pd-0": "pd_decode", "pd-1": "pd_prefill"}}, None, 120.0)
+                                          {"roles": {"pd-0": "pd_decode", "pd-1": "pd_prefill"}},
+                                          deployment.admin_headers(), 120.0)
         return code
 
     async def run() -> tuple[list[str], int]:
@@ -218,17 +219,19 @@ def test_role_switch_under_load_loses_no_request(deployment: Launcher) -> None:
     reasons, code = asyncio.run(run())
     assert code == 200
     assert reasons == ["length"] * 20
-    roles = {i["instance_id"]: i["role"] for i in get_json(f"{deployment.url}/admin/cluster")["instances"]}
+    cluster = get_json(f"{deployment.url}/admin/cluster", deployment.admin_headers())
+    roles = {i["instance_id"]: i["role"] for i in cluster["instances"]}
     assert roles["pd-0"] == "pd_decode" and roles["pd-1"] == "pd_prefill"
     assert complete(deployment.url, SHORT_PROMPT, 4)["choices"][0]["finish_reason"] == "length"
-    code, _ = post(f"{deployment.url}/admin/roles", {"roles": {"pd-0": "pd_prefill", "pd-1": "pd_decode"}})
+    code, _ = post(f"{deployment.url}/admin/roles", {"roles": {"pd-0": "pd_prefill", "pd-1": "pd_decode"}},
+                   deployment.admin_headers())
     assert code == 200
 
 
 def test_demo_report_against_live_deployment(deployment: Launcher) -> None:
     workload = DemoWorkload(num_requests=8, rate_rps=8.0, median_tokens=300, min_tokens=64, max_tokens=1024,
                             output_tokens=4, seed=1)
-    report = asyncio.run(run_demo(deployment.url, workload))
+    report = asyncio.run(run_demo(deployment.url, workload, admin_headers=deployment.admin_headers()))
     assert len(report.records) == 8
     routes = {r["route"] for r in report.records}
     assert routes <= {"prfaas", "local"} and all(r["ttft_s"] > 0 for r in report.records)
@@ -238,7 +241,7 @@ def test_demo_report_against_live_deployment(deployment: Launcher) -> None:
 
 
 def test_admin_rebalance_runs_the_policy_rebalancer(deployment: Launcher) -> None:
-    code, plan = post(f"{deployment.url}/admin/rebalance", b"")
+    code, plan = post(f"{deployment.url}/admin/rebalance", b"", deployment.admin_headers())
     assert code == 200
     assert plan["reason"] in {"warming_up", "at_minimum", "balanced", "cooldown", "threshold_only"}
     assert plan["role_changes"] == []  # one PD-P and one PD-D: nothing may be converted
@@ -258,7 +261,7 @@ def test_zz_killing_prfaas_mid_transfer_recomputes_locally(deployment: Launcher)
     thread.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until the PrfaaS node holds the stalled transfer
-        link = get_json(f"{deployment.url}/admin/cluster")["links"].get("prfaas->pd")
+        link = get_json(f"{deployment.url}/admin/cluster", deployment.admin_headers())["links"].get("prfaas->pd")
         if link and link["transfers_in_flight"] > 0:
             break
         time.sleep(0.05)

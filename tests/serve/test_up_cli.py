@@ -78,8 +78,9 @@ def test_serve_rejects_a_node_of_the_wrong_cluster(tmp_path: Path) -> None:
 def test_serve_starts_each_process_from_one_config(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "deploy.toml"
-    config.write_text(STUB_TOML.replace("[gateway]", f"[gateway]\nport = {port}"), encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    config.write_text(STUB_TOML.replace("[gateway]", f"[gateway]\nport = {port}")
+                      + "[transport]\nshared_secret_env = 'PRFAAS_TEST_SECRET'\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PRFAAS_TEST_SECRET": "one-secret-for-every-process"}
     commands = [["gateway"], ["prefill"], ["pd", "--name", "pd-0"], ["pd", "--name", "pd-1"]]
     procs = [subprocess.Popen([sys.executable, "-m", "prfaas.cli", "serve", *args, "--config", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) for args in commands]

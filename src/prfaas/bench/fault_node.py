@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def _write_counts(path: Path) -> None:
 
 def serve_fault_node(cfg: DeployConfig, name: str, corruption: _Corruption, counts_path: Path) -> None:
     from prfaas.serve.backend import make_backend
+    from prfaas.serve.deploy_secrets import load_shared_secret
     from prfaas.serve.node import NodeServer
     from prfaas.transport.config import SenderConfig
 
@@ -69,10 +71,11 @@ def serve_fault_node(cfg: DeployConfig, name: str, corruption: _Corruption, coun
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {name}(fault) %(levelname)s %(name)s: %(message)s")
+    secret = load_shared_secret(cfg.transport, os.environ)
     backend = make_backend(cfg.model)
 
     async def run() -> None:
-        node = FaultNodeServer(cfg, name, backend)
+        node = FaultNodeServer(cfg, name, backend, secret)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.stop)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,8 +35,9 @@ def _delta(now: int, before: int | None) -> int:
 class LinkMonitor:
     def __init__(self, url: str, t0: float, *, interval_s: float = 0.5,
                  cap_gbps: Callable[[], float | None] | None = None,
-                 wire_bytes: Callable[[], int] | None = None) -> None:
+                 wire_bytes: Callable[[], int] | None = None, headers: Mapping[str, str] | None = None) -> None:
         self.url = url
+        self.headers = dict(headers or {})  # the admin token: /admin/cluster needs it
         self.t0 = t0
         self.interval_s = interval_s
         self.cap_gbps = cap_gbps
@@ -46,7 +47,8 @@ class LinkMonitor:
 
     async def _cluster(self, session: aiohttp.ClientSession) -> dict[str, Any] | None:
         try:
-            async with session.get(f"{self.url}/admin/cluster", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
+            async with session.get(f"{self.url}/admin/cluster", timeout=aiohttp.ClientTimeout(total=2.0),
+                                   headers=self.headers) as resp:
                 return dict(await resp.json()) if resp.status == 200 else None
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
             return None  # gateway restarting: the sample is skipped, not invented

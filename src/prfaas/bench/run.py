@@ -62,17 +62,18 @@ def _join(records: Sequence[RequestRecord], log: Sequence[dict[str, Any]]) -> li
     return out
 
 
-async def _get_json_when_up(session: aiohttp.ClientSession, url: str, wait_s: float) -> Any:
+async def _get_json_when_up(session: aiohttp.ClientSession, url: str, wait_s: float,
+                            headers: Mapping[str, str] | None = None) -> Any:
     """`_get_json`, retried while the gateway is unreachable (a run that restarted it), for up to `wait_s`."""
     deadline = time.monotonic() + wait_s
-    while (got := await _get_json(session, url)) is None and time.monotonic() < deadline:
+    while (got := await _get_json(session, url, headers)) is None and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     return got
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+async def _get_json(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None = None) -> Any:
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=10), headers=headers) as resp:
             return await resp.json() if resp.status == 200 else None
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
         return None
@@ -81,12 +82,13 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
 async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOptions, *,
                         cap_gbps: Callable[[], float | None] | None = None,
                         wire_bytes: Callable[[], int] | None = None, progress: ProgressFn | None = None,
-                        side: SideTask | None = None) -> RunResult:
+                        side: SideTask | None = None, admin_headers: Mapping[str, str] | None = None) -> RunResult:
+    """`admin_headers`: the gateway's admin token (the request log and link readings are /admin/*)."""
     async with aiohttp.ClientSession() as session:
-        before = await _get_json(session, f"{url}/admin/requests") or []
+        before = await _get_json(session, f"{url}/admin/requests", admin_headers) or []
         since = max((int(r["id"]) for r in before), default=0)
         t0 = time.monotonic()
-        monitor = LinkMonitor(url, t0, cap_gbps=cap_gbps, wire_bytes=wire_bytes)
+        monitor = LinkMonitor(url, t0, cap_gbps=cap_gbps, wire_bytes=wire_bytes, headers=admin_headers)
         stop = asyncio.Event()
         watcher = asyncio.create_task(monitor.run(session, stop))
         extra = asyncio.create_task(side(t0)) if side is not None else None
@@ -101,7 +103,8 @@ async def measure_async(url: str, requests: Sequence[BenchRequest], opts: LoadOp
             if extra is not None and not extra.done():
                 extra.cancel()
         duration_s = time.monotonic() - t0
-        log = await _get_json_when_up(session, f"{url}/admin/requests?since={since}", LOG_WAIT_S) or []
+        log = await _get_json_when_up(session, f"{url}/admin/requests?since={since}", LOG_WAIT_S,
+                                      admin_headers) or []
     return RunResult(_join(records, log), monitor.samples, duration_s, list(log))
 
 
@@ -126,12 +129,14 @@ class Deployment:
         wire = self.sites.tx_bytes if self.sites is not None else None
         with self.launcher.client():
             return asyncio.run(measure_async(self.url, requests, opts, cap_gbps=self.cap_gbps, wire_bytes=wire,
-                                             progress=progress, side=side))
+                                             progress=progress, side=side,
+                                             admin_headers=self.launcher.admin_headers()))
 
     def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """GET (no body) or POST an admin endpoint of the gateway; returns the decoded JSON."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, headers={"content-type": "application/json"})
+        req = urllib.request.Request(f"{self.url}{path}", data=data,
+                                     headers={"content-type": "application/json", **self.launcher.admin_headers()})
         with self.launcher.client():
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:

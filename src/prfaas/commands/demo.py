@@ -29,6 +29,8 @@ def demo_cmd(
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
     seed: Annotated[int, typer.Option(help="Workload seed.")] = 0,
     predict: Annotated[bool, typer.Option(help="Run the simulator and planner on the live profile.")] = True,
+    admin_token_file: Annotated[Path | None, typer.Option(
+        help="With --url: the gateway's admin token (`prfaas up` prints where it is).")] = None,
 ) -> None:
     from prfaas.core.errors import ConfigError
     from prfaas.serve.demo import DemoWorkload, format_report, run_demo
@@ -38,7 +40,10 @@ def demo_cmd(
     workload = DemoWorkload(num_requests=requests, rate_rps=rate_rps, median_tokens=median_tokens,
                             output_tokens=max_tokens, seed=seed)
     if url is not None:
-        typer.echo(format_report(asyncio.run(run_demo(url.rstrip("/"), workload, predict))))
+        headers = {}
+        if admin_token_file is not None:
+            headers = {"authorization": f"Bearer {admin_token_file.read_text(encoding='utf-8').strip()}"}
+        typer.echo(format_report(asyncio.run(run_demo(url.rstrip("/"), workload, predict, headers))))
         return
     from prfaas.commands.up import resolve_up_config
     from prfaas.serve.launcher import Launcher
@@ -48,4 +53,5 @@ def demo_cmd(
         typer.echo(f"starting the deployment (logs in {tmp}) ...", err=True)
         deployment.wait_ready(300)
         typer.echo(f"driving {requests} requests through {deployment.url} ...", err=True)
-        typer.echo(format_report(asyncio.run(run_demo(deployment.url, workload, predict))))
+        typer.echo(format_report(asyncio.run(run_demo(deployment.url, workload, predict,
+                                                      deployment.admin_headers()))))

@@ -2,6 +2,9 @@
 
 The same config file runs on every host: each process reads its own section (the gateway its `[gateway]`,
 a node its `[[nodes]]` entry by `--name`; `prefill` and `pd` check the node's cluster).
+Every process reads the deployment secret from the same `[transport] shared_secret_file` / `shared_secret_env`
+(give each host the file or the variable); the gateway also reads its admin token and API keys. See
+docs/security.md.
 """
 
 from __future__ import annotations

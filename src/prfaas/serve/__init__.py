@@ -15,6 +15,10 @@
     text.py          tokenizer loading, chat rendering, incremental detokenization with stop strings
     metrics.py       Prometheus metrics of the gateway
     gateway.py       the FastAPI app: /v1/*, /health, /metrics, /admin/*, /internal/*
+    signing.py       control-plane request/reply signatures (HMAC, timestamp window, nonce cache; pure)
+    control_auth.py  aiohttp glue: signing client middleware, verifying server middleware, refusal recorder
+    gateway_auth.py  the gateway's bearer checks (/admin token, /v1 API keys, /metrics) and /internal checks
+    deploy_secrets.py  secrets read from files / environment at start; per-run 0600 secret files (prfaas up)
     launcher.py      Launcher: a whole deployment as child processes (prfaas up)
     main.py          process entry points (python -m prfaas.serve.main gateway|node)
     predict.py, demo.py   prfaas demo: live workload + simulator/planner predictions from the live profile

@@ -4,9 +4,11 @@
     cfg = default_config()                  # the embedded default: one PrfaaS node, one PD-P, one PD-D, localhost
     cfg = check_config(cfg, "prfaas up")    # re-validate after code changed it (CLI overrides), before any process
     cfg = resolve_ports(cfg)                # every port 0 replaced by a free loopback port (launcher only)
-    write_resolved(cfg, run_dir)            # run_dir/config.json, what every run records
+    write_resolved(cfg, run_dir)            # run_dir/config.json, what every run records (no secret in it)
 
-Validation checks values only (no sockets, no files written). Components get their own section:
+Validation checks values only (no sockets, no files written). Secrets are references here (a file or an
+environment variable, read at process start by `serve.deploy_secrets`); beyond loopback nothing else is
+accepted. Components get their own section:
 nodes their `NodeSection`, the gateway its `GatewaySection` plus the node list, the policy a `PolicyConfig`
 built by `policy_config`.
 """
@@ -14,6 +16,7 @@ built by `policy_config`.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 import socket
 from pathlib import Path
@@ -34,7 +37,7 @@ Pos = Annotated[float, Meta(gt=0)]
 NonNeg = Annotated[float, Meta(ge=0)]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
-DEFAULT_SECRET = "prfaas-localhost-demo-secret"
+MIN_SECRET_CHARS = 16
 EMBEDDED_THRESHOLD_TOKENS = 1024
 """The embedded default's offload threshold: the small model's analogue of the paper's t = 19.4K (its
 context is 16K tokens, so the paper's t would never offload)."""
@@ -64,10 +67,23 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     rebalance_interval_s: Pos = 10.0
     allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
     request_log: str | None = None  # JSONL of finished requests, reloaded on restart (`prfaas up`: in its run dir)
+    # /admin/* needs `Authorization: Bearer TOKEN`; without a token they answer 403 (`prfaas up` makes one per run)
+    admin_token_file: str | None = None  # a file holding the token (mode 0600)
+    admin_token_env: str | None = None  # or the name of an environment variable holding it
+    # optional API keys for /v1/* (`Authorization: Bearer KEY`); with none the public API is open
+    api_keys_file: str | None = None  # one key per line ('#' starts a comment)
+    api_keys_env: str | None = None  # the name of an environment variable holding keys, comma-separated
+    metrics_need_admin_token: bool = False  # True: /metrics needs the admin token as well
 
 
 class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    shared_secret: Annotated[str, Meta(min_length=16)] = DEFAULT_SECRET
+    """`shared_secret*`: the deployment secret (KV transport handshake and, derived from it, the control plane's
+    request signatures). Exactly one source; none has a default. Beyond loopback only a file or an environment
+    variable is accepted; `prfaas up` writes a fresh one per run into its run dir (mode 0600)."""
+
+    shared_secret_file: str | None = None  # a file holding the secret (mode 0600; surrounding whitespace ignored)
+    shared_secret_env: str | None = None  # the name of an environment variable holding it
+    shared_secret: Annotated[str, Meta(min_length=MIN_SECRET_CHARS)] | None = None  # inline: loopback-only dev
     connections_per_peer: Annotated[int, Meta(ge=1, le=64)] = 2
     chunk_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     transfer_deadline_s: Pos = 60.0
@@ -208,6 +224,46 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
     if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
+    validate_secret_sources(cfg, doc)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when `host` only listens on this machine (127.0.0.0/8, ::1, "localhost")."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that is not "localhost" may resolve to anything
+
+
+def beyond_loopback(cfg: DeployConfig) -> list[str]:
+    """Which listeners of the deployment are reachable from other machines (empty: loopback only)."""
+    hosts = [("gateway", cfg.gateway.host)] + [(f"node {n.name}", n.host) for n in cfg.nodes]
+    return [f"{who} on {host}" for who, host in hosts if not is_loopback_host(host)]
+
+
+def validate_secret_sources(cfg: DeployConfig, doc: TomlDoc | None) -> None:
+    """At most one source per secret; beyond loopback the deployment secret must come from a file or the
+    environment (an inline secret would live in a config file that is copied around and often world-readable)."""
+    t, g = cfg.transport, cfg.gateway
+    sources = [k for k, v in (("shared_secret", t.shared_secret), ("shared_secret_file", t.shared_secret_file),
+                              ("shared_secret_env", t.shared_secret_env)) if v is not None]
+    if len(sources) > 1:
+        raise _err(doc, f"transport.{sources[1]}", f"give one of {', '.join(sources)}, not several")
+    for key, a, b in (("admin_token", g.admin_token_file, g.admin_token_env),
+                      ("api_keys", g.api_keys_file, g.api_keys_env)):
+        if a is not None and b is not None:
+            raise _err(doc, f"gateway.{key}_env", f"give one of {key}_file, {key}_env, not both")
+    exposed = beyond_loopback(cfg)
+    if not exposed:
+        return
+    if t.shared_secret is not None:
+        raise _err(doc, "transport.shared_secret", f"an inline secret is for loopback only ({exposed[0]}); use "
+                   "shared_secret_file (mode 0600) or shared_secret_env")
+    if t.shared_secret_file is None and t.shared_secret_env is None:
+        raise _err(doc, "transport", f"{exposed[0]} listens beyond loopback: set [transport] shared_secret_file "
+                   "(mode 0600) or shared_secret_env")
 
 
 def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig:
@@ -250,9 +306,17 @@ def config_to_json(cfg: DeployConfig) -> str:
     return json.dumps(msgspec.to_builtins(cfg), indent=2, default=_json_default)
 
 
+def without_inline_secrets(cfg: DeployConfig) -> DeployConfig:
+    """The config as it may be written down: an inline secret is dropped (references to files and environment
+    variables stay; `serve.deploy_secrets.prepare_run_secrets` moves an inline secret to a 0600 file first)."""
+    if cfg.transport.shared_secret is None:
+        return cfg
+    return msgspec.structs.replace(cfg, transport=msgspec.structs.replace(cfg.transport, shared_secret=None))
+
+
 def write_resolved(cfg: DeployConfig, run_dir: Path) -> Path:
-    """Write run_dir/config.json (the resolved config this run uses) and return its path."""
+    """Write run_dir/config.json (the resolved config this run uses, never a secret) and return its path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.json"
-    path.write_text(config_to_json(cfg) + "\n", encoding="utf-8")
+    path.write_text(config_to_json(without_inline_secrets(cfg)) + "\n", encoding="utf-8")
     return path

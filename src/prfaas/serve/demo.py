@@ -17,12 +17,14 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from prfaas.core.errors import PrfaasError
 from prfaas.serve.predict import LiveSetup, Prediction, plan_same, profile_from_records, simulate_same, write_profile
 
 
@@ -86,16 +88,23 @@ async def drive(url: str, w: DemoWorkload) -> tuple[list[int], float]:
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as resp:
+        if resp.status in (401, 403):
+            raise PrfaasError(f"{url}: HTTP {resp.status}: the admin API needs the gateway's admin token "
+                              "(prfaas demo --admin-token-file FILE; `prfaas up` prints where it is)")
+        if resp.status != 200:
+            raise PrfaasError(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
         return await resp.json()
 
 
-async def run_demo(url: str, w: DemoWorkload, predict: bool = True) -> DemoReport:
-    async with aiohttp.ClientSession() as session:
+async def run_demo(url: str, w: DemoWorkload, predict: bool = True,
+                   admin_headers: Mapping[str, str] | None = None) -> DemoReport:
+    """`admin_headers`: the gateway's admin token (its /admin/* log and cluster view need it)."""
+    async with aiohttp.ClientSession(headers=dict(admin_headers or {})) as session:
         before = await _get(session, f"{url}/admin/requests")
         since = max((r["id"] for r in before), default=0)
         cluster = await _get(session, f"{url}/admin/cluster")
     statuses, duration_s = await drive(url, w)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=dict(admin_headers or {})) as session:
         records = await _get(session, f"{url}/admin/requests?since={since}")
     predictions: list[Prediction] = []
     errors = [f"{statuses.count(s)} requests answered {s}" for s in sorted(set(statuses)) if s != 200]

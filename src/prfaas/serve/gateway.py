@@ -8,6 +8,8 @@ Admin:    GET /admin/cluster (the ClusterView the router sees), GET /admin/reque
           POST /admin/policy {"name", "threshold_tokens"},
           POST /admin/roles {"roles": {"pd-0": "pd_decode"}} (drain, then switch), POST /admin/rebalance.
 Internal: POST /internal/register, POST /internal/heartbeat (nodes; `serve.messages`).
+Auth (`serve.gateway_auth`): /admin/* needs the admin token, /v1/* an API key when keys are configured,
+/internal/* the nodes' control-plane signature; every call to a node is signed and its answer checked.
 
 Header `x-prfaas-route: prfaas|local|colocated` forces the route; `x-prfaas-debug-stall-s` (only with
 `gateway.allow_debug_hooks`) stalls the prefill node's transfer after its first layer. Responses are
@@ -33,7 +35,9 @@ from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
+from prfaas.serve.deploy_secrets import GatewayCredentials
 from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver, RequestFailed
+from prfaas.serve.gateway_auth import BearerAuthMiddleware, internal_refusal, make_gateway_auth
 from prfaas.serve.messages import (
     Heartbeat,
     HeartbeatReply,
@@ -92,10 +96,13 @@ def _api_error(error: ApiError) -> Response:
 
 
 class Gateway:
-    def __init__(self, cfg: DeployConfig, tokenizer: Any) -> None:
+    def __init__(self, cfg: DeployConfig, tokenizer: Any, shared_secret: bytes,
+                 credentials: GatewayCredentials) -> None:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.metrics = GatewayMetrics()
+        self.auth = make_gateway_auth(cfg.gateway, shared_secret, credentials,
+                                      lambda surface, reason: self.metrics.auth_refused.labels(surface, reason).inc())
         self.control = ControlPlane(cfg, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.driver: RequestDriver | None = None
@@ -104,7 +111,8 @@ class Gateway:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
-        self.session = aiohttp.ClientSession(connector=connector)
+        self.session = aiohttp.ClientSession(connector=connector,
+                                             middlewares=(self.auth.control.client_middleware("node_reply"),))
         self.driver = RequestDriver(self.control, self.session)
         self.control.start(self.session)
 
@@ -218,8 +226,9 @@ def _status_of(exc: Exception) -> ApiError:
     return ApiError(500, f"internal error: {exc}", kind="server_error")
 
 
-def build_gateway(cfg: DeployConfig, tokenizer: Any | None = None) -> FastAPI:
-    gw = Gateway(cfg, tokenizer if tokenizer is not None else load_tokenizer(cfg.model))
+def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: GatewayCredentials,
+                  tokenizer: Any | None = None) -> FastAPI:
+    gw = Gateway(cfg, tokenizer if tokenizer is not None else load_tokenizer(cfg.model), shared_secret, credentials)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -232,6 +241,7 @@ def build_gateway(cfg: DeployConfig, tokenizer: Any | None = None) -> FastAPI:
     app = FastAPI(title="prfaas gateway", lifespan=lifespan,
                   telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.gateway = gw
+    app.add_middleware(BearerAuthMiddleware, auth=gw.auth)
     _add_openai_routes(app, gw)
     _add_internal_routes(app, gw)
     _add_admin_routes(app, gw)
@@ -315,24 +325,34 @@ async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool
 
 
 def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:
+    def _signed(response: Response, nonce: str) -> Response:
+        response.headers.update(gw.auth.control.reply_header(nonce, response.status_code))
+        return response
+
     @app.post("/internal/register")
     async def register(request: Request) -> Response:
+        nonce, body = await gw.auth.verify_internal(request)
+        if nonce is None:
+            return _api_error(internal_refusal())
         try:
-            msg = decode(await request.body(), NodeRegister)
+            msg = decode(body, NodeRegister)
         except ProtocolVersionError as exc:
-            return _api_error(ApiError(400, str(exc)))
+            return _signed(_api_error(ApiError(400, str(exc))), nonce)
         gw.control.register(msg)
-        return Response(encode(RegisterReply(accepted=True)), media_type=_JSON)
+        return _signed(Response(encode(RegisterReply(accepted=True)), media_type=_JSON), nonce)
 
     @app.post("/internal/heartbeat")
     async def heartbeat(request: Request) -> Response:
+        nonce, body = await gw.auth.verify_internal(request)
+        if nonce is None:
+            return _api_error(internal_refusal())
         try:
-            msg = decode(await request.body(), Heartbeat)
+            msg = decode(body, Heartbeat)
         except ProtocolVersionError as exc:
-            return _api_error(ApiError(400, str(exc)))
+            return _signed(_api_error(ApiError(400, str(exc))), nonce)
         known = gw.control.nodes.heartbeat(msg, time.monotonic())
         resync = gw.control.apply_cache_report(msg) if known else False
-        return Response(encode(HeartbeatReply(known=known, cache_resync=resync)), media_type=_JSON)
+        return _signed(Response(encode(HeartbeatReply(known=known, cache_resync=resync)), media_type=_JSON), nonce)
 
 
 def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:

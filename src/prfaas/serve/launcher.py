@@ -3,6 +3,7 @@
     with Launcher(cfg, run_dir) as deployment:      # resolves free ports, writes run_dir/config.json
         deployment.wait_ready(timeout_s=120)        # gateway /health ready and every node registered
         deployment.url                              # http://127.0.0.1:8000
+        deployment.admin_headers()                  # {"authorization": "Bearer <this run's admin token>"}
         deployment.kill("prfaas-0")                 # tests: SIGKILL one node
     # exit: SIGTERM every child, SIGKILL what is left after `stop_timeout_s`
 
@@ -10,6 +11,8 @@
 starts, so bad input is one line here rather than a traceback in every log. Each child logs to run_dir/<name>.log.
 Children run `python -m prfaas.serve.main`, so `prfaas serve` on other hosts runs the very same processes from the
 same config file. Children are tied to this process by a `Lifeline`: if it dies, even by SIGKILL, they stop too.
+Where the config names no deployment secret or admin token, the run gets fresh random ones in run_dir/secrets/
+(0600 files, `serve.deploy_secrets`); config.json only points at them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import msgspec
 
 from prfaas.core.errors import PrfaasError
 from prfaas.serve.config import DeployConfig, ModelSection, check_config, resolve_ports, write_resolved
+from prfaas.serve.deploy_secrets import RunSecrets, prepare_run_secrets
 from prfaas.serve.lifeline import Lifeline
 
 
@@ -61,7 +65,7 @@ def prepare_model(model: ModelSection) -> None:
 
 class Launcher:
     def __init__(self, cfg: DeployConfig, run_dir: Path, *, stop_timeout_s: float = 5.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, api_keys: tuple[str, ...] = ()) -> None:
         cfg = resolve_ports(cfg)
         if cfg.gateway.request_log is None:  # the gateway's request log lives with the run (survives its restarts)
             log_path = (run_dir / "gateway-requests.jsonl").resolve()
@@ -72,6 +76,8 @@ class Launcher:
         self.stop_timeout_s = stop_timeout_s
         self.env = env
         self.config_path: Path | None = None
+        self.api_keys = api_keys
+        self.secrets: RunSecrets | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
         self._lifeline: Lifeline | None = None
@@ -81,8 +87,10 @@ class Launcher:
         return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
 
     def start(self) -> Launcher:
-        check_config(self.cfg, str(self.run_dir / "config.json"))  # what every child will check, once, first
         prepare_model(self.cfg.model)
+        # secrets first: the run's own secret files are what lets a deployment beyond loopback (sites) pass the check
+        self.cfg, self.secrets = prepare_run_secrets(self.cfg, self.run_dir, self.api_keys)
+        check_config(self.cfg, str(self.run_dir / "config.json"))  # what every child will check, once, first
         self.config_path = write_resolved(self.cfg, self.run_dir)
         self._spawn("gateway", ["gateway"])
         for node in self.cfg.nodes:
@@ -105,6 +113,10 @@ class Launcher:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **(self.env or {}), **self._lifeline.child_env()}
         self.procs[name] = subprocess.Popen(self._command(name, args), stdout=log, stderr=subprocess.STDOUT,
                                             env=env, start_new_session=True, pass_fds=self._lifeline.pass_fds)
+
+    def admin_headers(self) -> dict[str, str]:
+        """The `Authorization` header for /admin/* of this run (empty before `start`)."""
+        return self.secrets.admin_headers() if self.secrets is not None else {}
 
     def health(self) -> dict[str, Any] | None:
         try:

@@ -4,6 +4,7 @@
 runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
 Started by a launcher (`prfaas up`, tests, benchmarks), a process first ties its life to the launcher's
 (`serve.lifeline.watch_launcher`): when the launcher dies it shuts down as on SIGTERM.
+Both read the deployment's secrets here, at start, from where the config points (`serve.deploy_secrets`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -26,10 +28,12 @@ def _logging(name: str) -> None:
 def serve_gateway(cfg: DeployConfig) -> None:
     import uvicorn
 
+    from prfaas.serve.deploy_secrets import load_gateway_credentials, load_shared_secret
     from prfaas.serve.gateway import build_gateway
 
     _logging("gateway")
-    app = build_gateway(cfg)
+    app = build_gateway(cfg, shared_secret=load_shared_secret(cfg.transport, os.environ),
+                        credentials=load_gateway_credentials(cfg.gateway, os.environ))
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
@@ -53,14 +57,16 @@ def serve_gateway(cfg: DeployConfig) -> None:
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
     from prfaas.serve.backend import make_backend
+    from prfaas.serve.deploy_secrets import load_shared_secret
     from prfaas.serve.node import NodeServer
 
     _logging(name)
     cfg.node(name)  # fail early on an unknown name
+    secret = load_shared_secret(cfg.transport, os.environ)  # before the model loads: a missing secret fails fast
     backend = make_backend(cfg.model)
 
     async def run() -> None:
-        node = NodeServer(cfg, name, backend)
+        node = NodeServer(cfg, name, backend, secret)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, node.stop)

@@ -1,7 +1,8 @@
 """Prometheus metrics of the gateway (one `CollectorRegistry` per gateway, label children cached).
 
 Per request: TTFT and inter-token latency histograms by route (`prfaas`, `local`, `colocated`), requests by
-route reason, requests by route, outcomes (ok / failed attempts), bytes moved by the KV transport.
+route reason, requests by route, outcomes (ok / failed attempts), bytes moved by the KV transport, requests
+refused for their credentials (`prfaas_auth_refused_total{surface, reason}`).
 Refreshed on each scrape from the node registry: link bytes / goodput / utilisation / RTT, queue depths and
 running batch per node, node counts per role, the router's threshold.
 """
@@ -45,6 +46,9 @@ class GatewayMetrics:
         self.roles = Gauge("prfaas_role_count", "Up nodes per role", ["role"], registry=r)
         self.threshold = Gauge("prfaas_threshold_tokens", "Offload threshold in force", registry=r)
         self.role_switches = Counter("prfaas_role_switches", "Completed role switches", registry=r)
+        self.auth_refused = Counter("prfaas_auth_refused", "Requests refused for missing or bad credentials, by "
+                                    "surface (admin, api, metrics, internal, node_reply) and reason",
+                                    ["surface", "reason"], registry=r)
         self.cache_resyncs = Counter("prfaas_cache_resyncs", "Node cache reports that did not follow the last "
                                      "applied one (the node is asked for a full report)", registry=r)
 

@@ -1,6 +1,6 @@
 """A node process: a PrfaaS prefill node or a PD node (PD-P or PD-D, switchable at run time).
 
-    node = NodeServer(cfg, "pd-1", backend)        # the backend is loaded already (model thread owns it)
+    node = NodeServer(cfg, "pd-1", backend, secret)  # backend loaded already; secret: `serve.deploy_secrets`
     await node.start()                             # control HTTP, KV receiver, register + heartbeats
     await node.wait_closed()                       # until stop() (SIGTERM / SIGINT in `serve_node`)
 
@@ -9,6 +9,8 @@ says what the gateway routes to it. The prefill path streams each finished layer
 receiver (`KvSender`, layer-wise), or keeps the state here for a colocated request. The decode path waits for
 the state in the `StateInbox`, admits it into the model thread's continuous batch and streams `TokenChunk`s
 (NDJSON) back. A role switch waits until nothing is in flight (drain), then switches.
+Every endpoint but /health needs the gateway's control-plane signature (`serve.control_auth`; 401 without it),
+every answer is signed back, and the node signs its register and heartbeat calls to the gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
 from prfaas.serve.cache_report import CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
+from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
 from prfaas.serve.inbox import StateInbox, StateNotArrived
 from prfaas.serve.messages import (
     AbortReply,
@@ -68,8 +71,10 @@ def _error(kind: str, message: str, status: int) -> web.Response:
 
 
 class NodeServer:
-    def __init__(self, cfg: DeployConfig, name: str, backend: Backend) -> None:
+    def __init__(self, cfg: DeployConfig, name: str, backend: Backend, shared_secret: bytes) -> None:
         self.cfg = cfg
+        self.shared_secret = shared_secret
+        self.auth = ControlAuth(shared_secret, RefusalRecorder())
         self.section: NodeSection = cfg.node(name)
         self.role = self.section.role
         self.backend = backend
@@ -99,14 +104,14 @@ class NodeServer:
         is_prfaas = self.section.cluster is ClusterKind.PRFAAS
         rate = gbps_to_bytes_per_s(link.capacity_gbps) if is_prfaas and link.capacity_gbps else None
         shim = LinkShim(one_way_delay_s=link.one_way_delay_s) if is_prfaas and link.one_way_delay_s > 0 else None
-        return SenderConfig(shared_secret=t.shared_secret.encode(), node_name=self.section.name,
+        return SenderConfig(shared_secret=self.shared_secret, node_name=self.section.name,
                             connections_per_peer=t.connections_per_peer, chunk_bytes=t.chunk_bytes,
                             transfer_deadline_s=t.transfer_deadline_s, pacing=PacingConfig(rate_bytes_per_s=rate),
                             link_capacity_gbps=link.capacity_gbps if is_prfaas else None, shim=shim)
 
     def _receiver_config(self) -> ReceiverConfig:
         t = self.cfg.transport
-        return ReceiverConfig(shared_secret=t.shared_secret.encode(), host=self.section.host,
+        return ReceiverConfig(shared_secret=self.shared_secret, host=self.section.host,
                               port=self.section.kv_port, memory_budget_bytes=t.memory_budget_bytes,
                               transfer_deadline_s=t.transfer_deadline_s)
 
@@ -119,7 +124,9 @@ class NodeServer:
         self._loop = asyncio.get_running_loop()
         self.worker.start()
         self.receiver.start()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        signed = self.auth.server_middleware(lambda: audience_of(self.control_url), exempt=("/health",))
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[signed])
+        self.auth.sign_replies(app)
         app.add_routes([web.post("/prefill", self.handle_prefill), web.post("/decode", self.handle_decode),
                         web.post("/role", self.handle_role), web.post("/abort", self.handle_abort),
                         web.get("/health", self.handle_health)])
@@ -127,7 +134,8 @@ class NodeServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port).start()
         self._port = int(self._runner.addresses[0][1])  # the bound port (config port 0: an ephemeral one)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
+                                              middlewares=(self.auth.client_middleware("gateway_reply"),))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
 
     def stop(self) -> None:
