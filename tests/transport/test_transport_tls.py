@@ -16,8 +16,15 @@ from cryptography import x509
 from transport_helpers import SECRET, Sink, as_bytes, hybrid_layout, layer_views, random_buffers
 
 from prfaas.core.errors import ConfigError
-from prfaas.transport import FailureReason, KvReceiver, KvSender, PeerAddress, ReceiverConfig, SenderConfig
-from prfaas.transport import TransferFailed
+from prfaas.transport import (
+    FailureReason,
+    KvReceiver,
+    KvSender,
+    PeerAddress,
+    ReceiverConfig,
+    SenderConfig,
+    TransferFailed,
+)
 from prfaas.transport.codec import encode
 from prfaas.transport.frames import Hello
 from prfaas.transport.testing import LinkShim

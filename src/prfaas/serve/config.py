@@ -65,12 +65,25 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     request_log: str | None = None  # JSONL of finished requests, reloaded on restart (`prfaas up`: in its run dir)
 
 
+class TlsMode(enum.Enum):
+    """`transport.tls`: "on" (the default) encrypts every KV link with mutual TLS; "off" is for links the
+    operator already encrypts (nodes log a warning). docs/security-tls.md."""
+
+    ON = "on"
+    OFF = "off"
+
+
 class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     shared_secret: Annotated[str, Meta(min_length=16)] = DEFAULT_SECRET
     connections_per_peer: Annotated[int, Meta(ge=1, le=64)] = 2
     chunk_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     transfer_deadline_s: Pos = 60.0
     memory_budget_bytes: Annotated[int, Meta(gt=0)] = 4 * 1024**3
+    # -- TLS of the KV links (serve.tls_setup, docs/security-tls.md) --
+    tls: TlsMode = TlsMode.ON
+    tls_ca_file: str | None = None  # the deployment CA, the only trust root; None: `prfaas up` makes a dev CA
+    tls_cert_file: str | None = None  # this node's certificate; `{node}` is replaced by the node's name
+    tls_key_file: str | None = None  # its private key (mode 0600); `{node}` as above
 
 
 class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -195,8 +208,17 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
         raise _err(doc, "nodes", "a deployment needs at least one pd_decode node")
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
+    _validate_tls(cfg.transport, doc)
     if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
+
+
+def _validate_tls(t: TransportSection, doc: TomlDoc | None) -> None:
+    files = {"tls_ca_file": t.tls_ca_file, "tls_cert_file": t.tls_cert_file, "tls_key_file": t.tls_key_file}
+    unset = [k for k, v in files.items() if v is None]
+    if unset and len(unset) < len(files):
+        raise _err(doc, f"transport.{unset[0]}", "set tls_ca_file, tls_cert_file and tls_key_file together "
+                   "(or none of them: `prfaas up` then makes a dev CA per run)")
 
 
 def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig:

@@ -27,6 +27,7 @@ import msgspec
 
 from prfaas.core.errors import PrfaasError
 from prfaas.serve.config import DeployConfig, ModelSection, resolve_ports, write_resolved
+from prfaas.serve.tls_setup import prepare_tls
 
 
 class LaunchError(PrfaasError):
@@ -67,6 +68,7 @@ class Launcher:
 
     def start(self) -> Launcher:
         prepare_model(self.cfg.model)
+        self.cfg = prepare_tls(self.cfg, self.run_dir)
         self.config_path = write_resolved(self.cfg, self.run_dir)
         self._spawn("gateway", ["gateway"])
         for node in self.cfg.nodes:

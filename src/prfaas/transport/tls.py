@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ CA_KEY_FILE_NAME = "ca-key.pem"
 DEFAULT_VALID_DAYS = 365
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
+_FILE_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 PrivateKey = ec.EllipticCurvePrivateKey
 
@@ -72,7 +74,7 @@ def node_file_names(node_name: str) -> tuple[str, str]:
 
 
 def _validity(valid_days: int) -> tuple[datetime.datetime, datetime.datetime]:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now - _CLOCK_SKEW, now + datetime.timedelta(days=valid_days)
 
 
@@ -157,6 +159,9 @@ def write_dev_ca(out_dir: Path, nodes: Sequence[NodeCert], *, keep_ca_key: bool 
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate node names in {names}")
+    for name in names:
+        if not _FILE_SAFE_NAME.fullmatch(name):
+            raise ConfigError(f"node name {name!r} cannot name a certificate file (letters, digits, '.', '_', '-')")
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca = generate_ca(valid_days=valid_days)
     ca_file = out_dir / CA_FILE_NAME
