@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from collections.abc import Callable
 from typing import TypeVar
 
 from prfaas.transport import auth
@@ -55,6 +56,7 @@ class FrameReader:
     def __init__(self, sock: socket.socket, decoder: FrameDecoder) -> None:
         self.sock = sock
         self.decoder = decoder
+        self.before_recv: Callable[[], None] | None = None  # e.g. flush deferred acks before blocking
 
     def next_event(self) -> Event:
         decoder = self.decoder
@@ -62,6 +64,8 @@ class FrameReader:
             event = decoder.next_event()
             if event is not None:
                 return event
+            if self.before_recv is not None:
+                self.before_recv()
             n = self.sock.recv_into(decoder.get_buffer())
             if n == 0:
                 raise ConnectionResetError("peer closed the connection")
