@@ -259,6 +259,11 @@ class FrameDecoder:
         self._max_meta = self._limits.max_meta_bytes if max_meta_bytes is None else max_meta_bytes
 
     @property
+    def is_reading_payload(self) -> bool:
+        """The next buffer from get_buffer() is chunk payload (the sink, or scratch to discard into)."""
+        return self._chunk is not None
+
+    @property
     def awaiting_sink(self) -> bool:
         return self._chunk is not None and self._sink is None and self._target is not _Target.DISCARD
 

@@ -66,10 +66,23 @@ class FrameReader:
                 return event
             if self.before_recv is not None:
                 self.before_recv()
-            n = self.sock.recv_into(decoder.get_buffer())
+            buffer = decoder.get_buffer()
+            n = self._fill(buffer) if decoder.is_reading_payload else self.sock.recv_into(buffer)
             if n == 0:
                 raise ConnectionResetError("peer closed the connection")
             decoder.buffer_updated(n)
+
+    def _fill(self, buffer: memoryview) -> int:
+        """Payload bytes are all expected: fill the whole piece before going back through the decoder (a TLS
+        socket hands out one 16 KiB record per call). Returns what was read (0 only at EOF on the first read)."""
+        recv_into = self.sock.recv_into
+        n, size = 0, buffer.nbytes
+        while n < size:
+            got = recv_into(buffer[n:])
+            if got == 0:
+                return n
+            n += got
+        return n
 
 
 def _shutdown_tcp(sock: socket.socket, how: int) -> None:
