@@ -4,9 +4,12 @@ from the PrfaaS node to the decode node (through TLS) for a long prompt."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,13 @@ def test_tls_files_must_be_set_together_and_tls_off_warns(tmp_path: Path,
     unset = load_config(tiny_config_file(tmp_path))
     with pytest.raises(ConfigError, match="prfaas certs dev-ca"):  # `prfaas serve` without files: one line
         sender_context(unset.transport, "prfaas-0")
+
+
+def test_prfaas_serve_node_without_tls_files_exits_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text('[model]\nname = "stub"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "prfaas.cli", "serve", "prefill", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "transport.tls is \"on\" but tls_ca_file" in lines[0], proc.stderr
