@@ -221,3 +221,19 @@ def test_plaintext_peer_gets_no_challenge_from_a_tls_receiver(ca_dir: dict[str, 
         assert rx.num_rejected_connections >= 1
     assert answer == b"" or answer[0] == 0x15  # nothing, or a TLS alert record: never a CHALLENGE frame
     assert sink.allocations == []
+
+
+@pytest.mark.parametrize("tls_at", ["receiver", "sender"])
+def test_tls_on_one_end_only_fails_the_transfer_with_a_hint(ca_dir: dict[str, TlsFiles], tls_at: str) -> None:
+    sink = Sink()
+    rx_context = server_context(ca_dir["decode-0"]) if tls_at == "receiver" else None
+    rx = KvReceiver(ReceiverConfig(shared_secret=SECRET, ssl_context=rx_context), sink.allocate, sink.on_complete,
+                    sink.on_failed)
+    tx_context = client_context(ca_dir["prefill-0"]) if tls_at == "sender" else None
+    with rx, _sender(tx_context, reconnect_deadline_s=0.5) as tx:  # type: ignore[arg-type]
+        transfer, _ = _send(tx, rx, "half-tls", seed=61)
+        with pytest.raises(TransferFailed) as info:
+            transfer.result(30)  # type: ignore[attr-defined]
+        assert info.value.reason is FailureReason.PEER_UNAVAILABLE
+        assert rx.num_rejected_connections >= 1
+    assert sink.allocations == []

@@ -117,7 +117,8 @@ def wrap_client_tls(sock: socket.socket, config: SenderConfig, host: str) -> soc
         raise AuthFailed(f"TLS: receiver {host} presented a certificate the deployment CA does not vouch for: "
                          f"{exc.verify_message}") from None
     except (ssl.SSLEOFError, TimeoutError, ConnectionError) as exc:
-        raise PeerUnavailable(f"TLS handshake with receiver {host} failed: {exc}") from None
+        raise PeerUnavailable(f"TLS handshake with receiver {host} failed: {exc} (is TLS off at the receiver?)") \
+            from None
     except ssl.SSLError as exc:
         raise AuthFailed(f"TLS handshake with receiver {host} failed: {exc}") from None
 
@@ -140,7 +141,8 @@ def client_handshake(sock: socket.socket, *, secret: bytes, node_name: str, sess
         decoder.authenticated(frozenset({FrameType.AUTH_OK, FrameType.ABORT}), _CLIENT_PRE_AUTH_META_BYTES)
         ok = _expect(reader.next_event(), AuthOk)
     except (TimeoutError, ConnectionError, ssl.SSLEOFError) as exc:
-        raise PeerUnavailable(f"handshake with receiver failed: {exc}") from None
+        hint = "" if isinstance(sock, ssl.SSLSocket) else " (a receiver that requires TLS resets plaintext senders)"
+        raise PeerUnavailable(f"handshake with receiver failed: {exc}{hint}") from None
     except ssl.SSLError as exc:  # TLS 1.3: the receiver's verdict on our certificate arrives with the first read
         raise AuthFailed(f"TLS: receiver refused this sender's certificate: {exc}") from None
     decoder.authenticated(RECEIVER_FRAMES)
