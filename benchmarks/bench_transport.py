@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import struct
@@ -244,6 +245,9 @@ def main() -> None:
     parser.add_argument("--no-tls", action="store_true", help="skip the TLS rows")
     parser.add_argument("--tls-dir", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--server-netns", default=None, help="run the receiver in this network namespace")
+    parser.add_argument("--pin-cpus", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                        help="SENDER,RECEIVER: pin this process and the receiver process to one CPU each "
+                             "(steadier numbers on a shared machine)")
     parser.add_argument("--reference-gbps", type=float, default=None, help="configured link rate for %% column")
     args = parser.parse_args()
     if args.serve:
@@ -251,9 +255,14 @@ def main() -> None:
         return
     layout = bench_layout(args.mib)
     prefix = ["ip", "netns", "exec", args.server_netns] if args.server_netns else []
+    if args.pin_cpus is not None:
+        sender_cpu, receiver_cpu = args.pin_cpus
+        os.sched_setaffinity(0, {sender_cpu})
+        prefix += ["taskset", "-c", str(receiver_cpu)]
     pacing = f"pacing {args.pace_gbps} Gbit/s" if args.pace_gbps else "pacing off"
     print(f"state: {len(layout.tensors)} tensors, {layout.total_bytes / MIB_BYTES:.1f} MiB; "
-          f"{args.runs} runs per mode, interleaved; receiver {args.host}; prfaas {pacing}")
+          f"{args.runs} runs per mode, interleaved; receiver {args.host}; prfaas {pacing}"
+          + (f"; sender on CPU {args.pin_cpus[0]}, receiver on CPU {args.pin_cpus[1]}" if args.pin_cpus else ""))
     print_table(run(args.host, args, prefix), layout.total_bytes, args.reference_gbps)
 
 
