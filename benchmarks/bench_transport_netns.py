@@ -4,8 +4,9 @@
 
 Builds namespaces a and b joined by a veth pair with `tc tbf rate R` on a's egress, runs the
 receiver in b and the sender (benchmarks/bench_transport.py) in a, and prints goodput as a
-percentage of R: the raw-socket baseline and prfaas with 1 and 4 connections, with pacing off and
-with the token-bucket cap at `--pace-fraction` of R. The namespaces are always deleted.
+percentage of R: the raw-socket baseline and prfaas with 1 and 4 connections, plain and over mutual
+TLS 1.3 (with a `tls vs plain` column), with pacing off and with the token-bucket cap at
+`--pace-fraction` of R. The namespaces are always deleted.
 """
 
 from __future__ import annotations

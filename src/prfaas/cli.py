@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "serve": ("prfaas.commands.serve", "Start one process of a deployment."),
     "bench": ("prfaas.commands.bench", "Load generation, live benchmarks and link emulation."),
     "demo": ("prfaas.commands.demo", "Drive a mixed workload through a running deployment."),
+    "certs": ("prfaas.commands.certs", "TLS material for the KV transport (dev CA, node certificates)."),
 }
 
 

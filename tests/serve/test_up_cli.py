@@ -78,9 +78,14 @@ def test_serve_rejects_a_node_of_the_wrong_cluster(tmp_path: Path) -> None:
 def test_serve_starts_each_process_from_one_config(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "deploy.toml"
-    config.write_text(STUB_TOML.replace("[gateway]", f"[gateway]\nport = {port}")
-                      + "[transport]\nshared_secret_env = 'PRFAAS_TEST_SECRET'\n", encoding="utf-8")
+    config.write_text(STUB_TOML.replace("[gateway]", f"[gateway]\nport = {port}"), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PRFAAS_TEST_SECRET": "one-secret-for-every-process"}
+    certs = subprocess.run([sys.executable, "-m", "prfaas.cli", "certs", "dev-ca", "--config", str(config),
+                            "--out", str(tmp_path / "tls")], capture_output=True, text=True, env=env, timeout=120)
+    assert certs.returncode == 0, certs.stderr
+    with config.open("a", encoding="utf-8") as out:  # the [transport] TLS lines it prints: mutual TLS on the KV links
+        out.write("\n" + certs.stdout[certs.stdout.index("[transport]"):].rstrip("\n") + "\n")
+        out.write("shared_secret_env = 'PRFAAS_TEST_SECRET'\n")  # one deployment secret, from the environment
     commands = [["gateway"], ["prefill"], ["pd", "--name", "pd-0"], ["pd", "--name", "pd-1"]]
     procs = [subprocess.Popen([sys.executable, "-m", "prfaas.cli", "serve", *args, "--config", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env) for args in commands]

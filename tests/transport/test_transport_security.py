@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,15 @@ def test_wrong_secret_is_rejected_and_nothing_is_allocated(receiver: KvReceiver,
         with pytest.raises(TransferFailed) as info:
             transfer.result(10)
     assert info.value.reason is FailureReason.AUTH_FAILED
-    assert receiver.num_rejected_connections >= 1
+    assert _eventually(lambda: receiver.num_rejected_connections >= 1)  # counted after the ABORT went out
     assert sink.allocations == [] and sink.completed == {}
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline_s:
+        time.sleep(0.01)
+    return condition()
 
 
 def _raw_connect(receiver: KvReceiver) -> socket.socket:

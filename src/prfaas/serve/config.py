@@ -76,6 +76,14 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     metrics_need_admin_token: bool = False  # True: /metrics needs the admin token as well
 
 
+class TlsMode(enum.Enum):
+    """`transport.tls`: "on" (the default) encrypts every KV link with mutual TLS; "off" is for links the
+    operator already encrypts (nodes log a warning). docs/security-tls.md."""
+
+    ON = "on"
+    OFF = "off"
+
+
 class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`shared_secret*`: the deployment secret (KV transport handshake and, derived from it, the control plane's
     request signatures). Exactly one source; none has a default. Beyond loopback only a file or an environment
@@ -88,6 +96,11 @@ class TransportSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     chunk_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     transfer_deadline_s: Pos = 60.0
     memory_budget_bytes: Annotated[int, Meta(gt=0)] = 4 * 1024**3
+    # -- TLS of the KV links (serve.tls_setup, docs/security-tls.md) --
+    tls: TlsMode = TlsMode.ON
+    tls_ca_file: str | None = None  # the deployment CA, the only trust root; None: `prfaas up` makes a dev CA
+    tls_cert_file: str | None = None  # this node's certificate; `{node}` is replaced by the node's name
+    tls_key_file: str | None = None  # its private key (mode 0600); `{node}` as above
 
 
 class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -222,6 +235,7 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
         raise _err(doc, "nodes", "a deployment needs at least one pd_decode node")
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
+    _validate_tls(cfg.transport, doc)
     if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
     validate_secret_sources(cfg, doc)
@@ -264,6 +278,14 @@ def validate_secret_sources(cfg: DeployConfig, doc: TomlDoc | None) -> None:
     if t.shared_secret_file is None and t.shared_secret_env is None:
         raise _err(doc, "transport", f"{exposed[0]} listens beyond loopback: set [transport] shared_secret_file "
                    "(mode 0600) or shared_secret_env")
+
+
+def _validate_tls(t: TransportSection, doc: TomlDoc | None) -> None:
+    files = {"tls_ca_file": t.tls_ca_file, "tls_cert_file": t.tls_cert_file, "tls_key_file": t.tls_key_file}
+    unset = [k for k, v in files.items() if v is None]
+    if unset and len(unset) < len(files):
+        raise _err(doc, f"transport.{unset[0]}", "set tls_ca_file, tls_cert_file and tls_key_file together "
+                   "(or none of them: `prfaas up` then makes a dev CA per run)")
 
 
 def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig:

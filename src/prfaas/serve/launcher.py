@@ -34,6 +34,7 @@ from prfaas.core.errors import PrfaasError
 from prfaas.serve.config import DeployConfig, ModelSection, check_config, resolve_ports, write_resolved
 from prfaas.serve.deploy_secrets import RunSecrets, prepare_run_secrets
 from prfaas.serve.lifeline import Lifeline
+from prfaas.serve.tls_setup import prepare_tls
 
 
 class LaunchError(PrfaasError):
@@ -88,6 +89,7 @@ class Launcher:
 
     def start(self) -> Launcher:
         prepare_model(self.cfg.model)
+        self.cfg = prepare_tls(self.cfg, self.run_dir)
         # secrets first: the run's own secret files are what lets a deployment beyond loopback (sites) pass the check
         self.cfg, self.secrets = prepare_run_secrets(self.cfg, self.run_dir, self.api_keys)
         check_config(self.cfg, str(self.run_dir / "config.json"))  # what every child will check, once, first

@@ -54,6 +54,7 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
+from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
 from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
 from prfaas.transport.errors import TransportError
@@ -107,13 +108,15 @@ class NodeServer:
         return SenderConfig(shared_secret=self.shared_secret, node_name=self.section.name,
                             connections_per_peer=t.connections_per_peer, chunk_bytes=t.chunk_bytes,
                             transfer_deadline_s=t.transfer_deadline_s, pacing=PacingConfig(rate_bytes_per_s=rate),
-                            link_capacity_gbps=link.capacity_gbps if is_prfaas else None, shim=shim)
+                            link_capacity_gbps=link.capacity_gbps if is_prfaas else None, shim=shim,
+                            ssl_context=sender_context(t, self.section.name))
 
     def _receiver_config(self) -> ReceiverConfig:
         t = self.cfg.transport
         return ReceiverConfig(shared_secret=self.shared_secret, host=self.section.host,
                               port=self.section.kv_port, memory_budget_bytes=t.memory_budget_bytes,
-                              transfer_deadline_s=t.transfer_deadline_s)
+                              transfer_deadline_s=t.transfer_deadline_s,
+                              ssl_context=receiver_context(t, self.section.name))
 
     @property
     def control_url(self) -> str:

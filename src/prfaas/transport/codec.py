@@ -58,6 +58,8 @@ HEADER = struct.Struct("<2sBBIQI")
 HEADER_BYTES = HEADER.size  # 20
 MAX_ABORT_MESSAGE_BYTES = 1024
 PRE_AUTH_MAX_META_BYTES = 256
+SINK_READ_BYTES = 256 * 1024
+"""At most this much payload per read: the running checksum then hashes bytes that are still in the L2 cache."""
 
 _HELLO = struct.Struct("<32s16sH")
 _CHALLENGE = struct.Struct("<32s32s")
@@ -257,6 +259,11 @@ class FrameDecoder:
         self._max_meta = self._limits.max_meta_bytes if max_meta_bytes is None else max_meta_bytes
 
     @property
+    def is_reading_payload(self) -> bool:
+        """The next buffer from get_buffer() is chunk payload (the sink, or scratch to discard into)."""
+        return self._chunk is not None
+
+    @property
     def awaiting_sink(self) -> bool:
         return self._chunk is not None and self._sink is None and self._target is not _Target.DISCARD
 
@@ -269,7 +276,7 @@ class FrameDecoder:
             assert self._start == self._end, "next_event() must be drained before get_buffer()"
             if self._sink is not None:
                 self._target = _Target.SINK
-                return self._sink[self._done:]
+                return self._sink[self._done:self._done + SINK_READ_BYTES]
             self._target = _Target.DISCARD
             if self._scratch is None:
                 self._scratch = bytearray(256 * 1024)

@@ -46,17 +46,34 @@ class ReceiverConnection:
         self.node_name = ""
         self.is_alive = True
         self._send_lock = threading.Lock()
+        self._deferred: list[bytes] = []  # acks written with the next frame or before the next blocking recv
         self._sink: tuple[memoryview | None, bool] = (None, False)
         self.thread = threading.Thread(target=self._run, name=f"kv-in-{conn_id}", daemon=True)
 
     def send(self, frame: bytes) -> bool:
-        """Write one frame; False if the connection is broken (its reader will notice)."""
+        """Write one frame (after any deferred ones); False if the connection is broken (its reader will notice)."""
         with self._send_lock:
             try:
-                self.sock.sendall(frame)
+                self.sock.sendall(self._take_deferred() + frame)
                 return True
             except OSError:
                 return False
+
+    def defer(self, frame: bytes) -> None:
+        """Queue an acknowledgement; it goes out with the next write, or before this connection's thread next
+        blocks in recv (so acks of small chunks that arrived together leave in one write)."""
+        with self._send_lock:
+            self._deferred.append(frame)
+
+    def flush_deferred(self) -> None:
+        """Write the queued acknowledgements. Raises OSError if the connection broke."""
+        with self._send_lock:
+            if self._deferred:
+                self.sock.sendall(self._take_deferred())
+
+    def _take_deferred(self) -> bytes:
+        frames, self._deferred = self._deferred, []
+        return b"".join(frames)
 
     def tcp_info(self) -> TcpInfo | None:
         return read_tcp_info(self.sock)
@@ -97,6 +114,7 @@ class ReceiverConnection:
                                          limits=self.config.limits, timeout_s=self.config.handshake_timeout_s)
         self.session_id = hello.session_id
         self.node_name = hello.node_name
+        reader.before_recv = self.flush_deferred
         return reader
 
     def _dispatch(self, event: Event, reader: FrameReader) -> None:

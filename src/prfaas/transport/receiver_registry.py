@@ -225,10 +225,10 @@ class InboundRegistry:
             if verdict is Verdict.ACK and sink is not None:
                 self._link(record.node_name).record_delivered(header.length, self._clock())
         if verdict is Verdict.ACK:
-            conn.send(encode(ChunkAck(tid, header.seq)))
+            conn.defer(encode(ChunkAck(tid, header.seq)))
             self._maybe_complete(record, conn)
         elif verdict is Verdict.NACK:
-            conn.send(encode(Nack(tid, header.seq, NackReason.CHECKSUM_MISMATCH)))
+            conn.defer(encode(Nack(tid, header.seq, NackReason.CHECKSUM_MISMATCH)))
 
     def on_end(self, conn: ReceiverConnection, end: End) -> None:
         with self._lock:

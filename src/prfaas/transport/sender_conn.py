@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from prfaas.transport.records import TransferRecord
 
 
+COALESCE_MAX_BYTES = 64 * 1024
+"""A chunk payload up to this size is copied behind its header and written with it in one call."""
+
+
 class ControlKind(enum.Enum):
     BEGIN = "begin"
     END = "end"
@@ -137,7 +141,13 @@ class SenderConnection:
                 return
             payload = shim.payload_for(state.transfer_id, work.seq, payload)
             cut = shim.cut_point(self.index, self.payload_bytes_sent, ref.length)
-        self.sock.sendall(encode_chunk_header(header))
+        frame_head = encode_chunk_header(header)
+        if cut is None and ref.length <= COALESCE_MAX_BYTES and self.pool.pacing_quantum_bytes is None:
+            # a small tensor (conv state, a 0-d counter): one write and one segment instead of two
+            self.sock.sendall(frame_head + payload)
+            self.payload_bytes_sent += ref.length
+            return
+        self.sock.sendall(frame_head)
         if cut is not None:
             self._send_payload(payload[:cut])
             close_quietly(self.sock)

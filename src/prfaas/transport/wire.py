@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+from collections.abc import Callable
 from typing import TypeVar
 
 from prfaas.transport import auth
@@ -54,6 +56,7 @@ class FrameReader:
     def __init__(self, sock: socket.socket, decoder: FrameDecoder) -> None:
         self.sock = sock
         self.decoder = decoder
+        self.before_recv: Callable[[], None] | None = None  # e.g. flush deferred acks before blocking
 
     def next_event(self) -> Event:
         decoder = self.decoder
@@ -61,23 +64,63 @@ class FrameReader:
             event = decoder.next_event()
             if event is not None:
                 return event
-            n = self.sock.recv_into(decoder.get_buffer())
+            if self.before_recv is not None:
+                self.before_recv()
+            buffer = decoder.get_buffer()
+            n = self._fill(buffer) if decoder.is_reading_payload else self.sock.recv_into(buffer)
             if n == 0:
                 raise ConnectionResetError("peer closed the connection")
             decoder.buffer_updated(n)
+
+    def _fill(self, buffer: memoryview) -> int:
+        """Payload bytes are all expected: fill the whole piece before going back through the decoder (a TLS
+        socket hands out one 16 KiB record per call). Returns what was read (0 only at EOF on the first read)."""
+        recv_into = self.sock.recv_into
+        n, size = 0, buffer.nbytes
+        while n < size:
+            got = recv_into(buffer[n:])
+            if got == 0:
+                return n
+            n += got
+        return n
+
+
+def _shutdown_tcp(sock: socket.socket, how: int) -> None:
+    """`shutdown(2)` on the TCP socket itself. NOTE(tls): `SSLSocket.shutdown` would drop the TLS object, after
+    which a reader still running on the socket would take ciphertext for frames, and TLS has no half-close
+    (close_notify ends both directions). A bare TCP FIN keeps TLS intact: the peer reads every record
+    already sent and then an EOF, which the protocol's own END/COMPLETE accounting makes harmless."""
+    socket.socket.shutdown(sock, how)
 
 
 def shutdown_writes_quietly(sock: socket.socket) -> None:
     """Half-close: FIN after what is already queued, the peer may still send; errors mean it is already gone."""
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
+        _shutdown_tcp(sock, socket.SHUT_WR)
 
 
 def close_quietly(sock: socket.socket) -> None:
     """Shut down both directions (wakes threads blocked on it) and close; errors are expected here."""
     with contextlib.suppress(OSError):  # already closed or reset: nothing left to wake
-        sock.shutdown(socket.SHUT_RDWR)
+        _shutdown_tcp(sock, socket.SHUT_RDWR)
     sock.close()
+
+
+def wrap_client_tls(sock: socket.socket, config: SenderConfig, host: str) -> socket.socket:
+    """TLS handshake as the sender, bounded by `handshake_timeout_s`. A receiver certificate the deployment CA
+    did not sign (or for another host) raises AuthFailed; a peer that hangs up raises PeerUnavailable."""
+    assert config.ssl_context is not None
+    sock.settimeout(config.handshake_timeout_s)
+    try:
+        return config.ssl_context.wrap_socket(sock, server_hostname=config.tls_server_hostname or host)
+    except ssl.SSLCertVerificationError as exc:
+        raise AuthFailed(f"TLS: receiver {host} presented a certificate the deployment CA does not vouch for: "
+                         f"{exc.verify_message}") from None
+    except (ssl.SSLEOFError, TimeoutError, ConnectionError) as exc:
+        raise PeerUnavailable(f"TLS handshake with receiver {host} failed: {exc} (is TLS off at the receiver?)") \
+            from None
+    except ssl.SSLError as exc:
+        raise AuthFailed(f"TLS handshake with receiver {host} failed: {exc}") from None
 
 
 def client_handshake(sock: socket.socket, *, secret: bytes, node_name: str, session_id: bytes,
@@ -97,8 +140,11 @@ def client_handshake(sock: socket.socket, *, secret: bytes, node_name: str, sess
         sock.sendall(encode(Auth(auth.client_proof(secret, client_nonce, challenge.server_nonce))))
         decoder.authenticated(frozenset({FrameType.AUTH_OK, FrameType.ABORT}), _CLIENT_PRE_AUTH_META_BYTES)
         ok = _expect(reader.next_event(), AuthOk)
-    except (TimeoutError, ConnectionError) as exc:
-        raise PeerUnavailable(f"handshake with receiver failed: {exc}") from None
+    except (TimeoutError, ConnectionError, ssl.SSLEOFError) as exc:
+        hint = "" if isinstance(sock, ssl.SSLSocket) else " (a receiver that requires TLS resets plaintext senders)"
+        raise PeerUnavailable(f"handshake with receiver failed: {exc}{hint}") from None
+    except ssl.SSLError as exc:  # TLS 1.3: the receiver's verdict on our certificate arrives with the first read
+        raise AuthFailed(f"TLS: receiver refused this sender's certificate: {exc}") from None
     decoder.authenticated(RECEIVER_FRAMES)
     sock.settimeout(None)
     return ok, reader
@@ -111,7 +157,7 @@ def open_connection(host: str, port: int, config: SenderConfig,
     try:
         configure_socket(sock, config.socket_buffer_bytes)
         if config.ssl_context is not None:
-            sock = config.ssl_context.wrap_socket(sock, server_hostname=config.tls_server_hostname or host)
+            sock = wrap_client_tls(sock, config, host)
         _, reader = client_handshake(sock, secret=config.shared_secret, node_name=config.node_name,
                                      session_id=session_id, limits=TransportLimits(),
                                      timeout_s=config.handshake_timeout_s)
