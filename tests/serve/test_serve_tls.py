@@ -124,9 +124,12 @@ def test_tls_files_must_be_set_together_and_tls_off_warns(tmp_path: Path,
 
 def test_prfaas_serve_node_without_tls_files_exits_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "deploy.toml"
-    config.write_text('[model]\nname = "stub"\n', encoding="utf-8")
+    # the deployment secret is given (from the environment), so the TLS files are what is missing
+    config.write_text('[model]\nname = "stub"\n[transport]\nshared_secret_env = "PRFAAS_TEST_SECRET"\n',
+                      encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PRFAAS_TEST_SECRET": "a-secret-of-enough-length"}
     proc = subprocess.run([sys.executable, "-m", "prfaas.cli", "serve", "prefill", "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "transport.tls is \"on\" but tls_ca_file" in lines[0], proc.stderr
