@@ -25,8 +25,8 @@ GREEDY_BELOW_TEMPERATURE = 1e-5
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """How to pick tokens and when to stop. `temperature < GREEDY_BELOW_TEMPERATURE` (0 included) is greedy. `max_tokens` counts every generated
-    token, the prefill's first token included."""
+    """How to pick tokens and when to stop. `temperature < GREEDY_BELOW_TEMPERATURE` (0 included) is greedy.
+    `max_tokens` counts every generated token, the prefill's first token included."""
 
     max_tokens: int = 16
     temperature: float = 0.0
