@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 _JSON = "application/json"
+_DRAIN_FACTOR = 16
 
 
 def status_of(exc: Exception) -> ApiError:
@@ -58,17 +59,22 @@ def api_error_response(error: ApiError) -> Response:
 
 
 async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, or `ApiError` 413 as soon as it exceeds `limit_bytes` (the rest is not read)."""
+    """The request body, or `ApiError` 413 when it exceeds `limit_bytes`. An oversized body is read and dropped
+    up to `_DRAIN_FACTOR` x the limit so the client, still sending, gets the 413 rather than a reset connection;
+    beyond that the answer comes at once (or the connection closes) without reading more."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > _DRAIN_FACTOR * limit_bytes:
         raise body_too_large(int(declared))
     parts: list[bytes] = []
     size = 0
     async for part in request.stream():
         size += len(part)
-        if size > limit_bytes:
-            raise body_too_large()
-        parts.append(part)
+        if size > _DRAIN_FACTOR * limit_bytes:
+            break
+        if size <= limit_bytes:
+            parts.append(part)
+    if size > limit_bytes:
+        raise body_too_large(size if size <= _DRAIN_FACTOR * limit_bytes else None)
     return b"".join(parts)
 
 
