@@ -181,7 +181,8 @@ def test_integral_floats_are_integers_and_text_parts_need_text(deployment: Launc
     assert code == 200, reply
     assert reply["usage"]["completion_tokens"] == 1
     code, reply = post(f"{deployment.url}/v1/chat/completions",
-                       {"model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": [{"type": "text"}]}]})
+                       {"model": "default", "max_tokens": 2,
+                        "messages": [{"role": "user", "content": [{"type": "text"}]}]})
     assert code == 400 and "text" in reply["error"]["message"] and reply["error"]["param"].startswith("messages")
     code, reply = post(f"{deployment.url}/v1/chat/completions",
                        {"model": "default", "max_tokens": 2,

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from prfaas.serve.openai_api import ApiError, decode_chat, decode_completion, message_text
-from prfaas.serve.openai_schema import UNSUPPORTED, CompletionRequest
+from prfaas.serve.openai_schema import UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, ChatRequest, CompletionRequest
 from prfaas.serve.openapi_doc import openapi_spec
 
 
@@ -84,11 +84,14 @@ def test_malformed_bodies_are_400(body: bytes, fragment: str) -> None:
     assert json.loads(error.body())["error"]["type"] == "invalid_request_error"
 
 
-def test_unsupported_table_names_declared_fields() -> None:
-    from prfaas.serve.openai_schema import ChatRequest
-
-    fields = set(CompletionRequest.__struct_fields__) | set(ChatRequest.__struct_fields__)
-    assert set(UNSUPPORTED) <= fields
+def test_unsupported_tables_name_declared_fields_and_neutral_values_decode() -> None:
+    for kind, table, base in ((CompletionRequest, UNSUPPORTED_COMPLETION, {"model": "m", "prompt": "x"}),
+                              (ChatRequest, UNSUPPORTED_CHAT, {"model": "m", "messages": [{"role": "user"}]})):
+        assert set(table) <= set(kind.__struct_fields__)
+        decoder = decode_completion if kind is CompletionRequest else decode_chat
+        for name, neutral in table.items():
+            for value in (None, *neutral):
+                decoder(json.dumps({**base, name: value}).encode())  # accepted as the schema says
 
 
 def test_published_schema_matches_the_structs() -> None:

@@ -7,7 +7,8 @@ the OpenAI error shape:
     {"error": {"message": "...", "type": "invalid_request_error", "param": "max_tokens", "code": null}}
 
 Numbers follow JSON Schema: an integral float (`1.0`, `-345.0`) is an integer. Unknown fields are ignored (clients
-send many); known OpenAI parameters that prfaas does not implement are refused unless neutral (`UNSUPPORTED`).
+send many); known OpenAI parameters that prfaas does not implement are refused unless neutral
+(`UNSUPPORTED_COMPLETION`, `UNSUPPORTED_CHAT`).
 Responses are pre-encoded bytes (msgspec JSON); streaming chunks are `data: {...}\\n\\n` lines ending in
 `data: [DONE]`.
 """
@@ -21,7 +22,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from prfaas.serve.openai_schema import (
-    UNSUPPORTED,
+    UNSUPPORTED_CHAT,
+    UNSUPPORTED_COMPLETION,
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
@@ -117,8 +119,8 @@ def _decode(body: bytes, kind: type[T]) -> T:
                        param=param) from None
 
 
-def _refuse_unsupported(req: Any) -> None:
-    for name, neutral in UNSUPPORTED.items():
+def _refuse_unsupported(req: Any, table: dict[str, tuple[Any, ...]]) -> None:
+    for name, neutral in table.items():
         value = getattr(req, name, None)
         if value is not None and not any(value == v and type(value) is type(v) for v in neutral):
             raise ApiError(400, f"`{name}` is not supported by this server; remove it or send null",
@@ -127,7 +129,7 @@ def _refuse_unsupported(req: Any) -> None:
 
 def decode_completion(body: bytes) -> CompletionRequest:
     req = _decode(body, CompletionRequest)
-    _refuse_unsupported(req)
+    _refuse_unsupported(req, UNSUPPORTED_COMPLETION)
     if isinstance(req.prompt, list):
         is_text = len(req.prompt) == 1 and isinstance(req.prompt[0], str)
         is_ids = all(isinstance(t, int) for t in req.prompt)
@@ -141,7 +143,7 @@ def decode_completion(body: bytes) -> CompletionRequest:
 
 def decode_chat(body: bytes) -> ChatRequest:
     req = _decode(body, ChatRequest)
-    _refuse_unsupported(req)
+    _refuse_unsupported(req, UNSUPPORTED_CHAT)
     return req
 
 

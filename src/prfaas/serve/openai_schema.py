@@ -4,7 +4,7 @@ Requests decode into these Structs (`serve.openai_api`), responses are encoded f
 `/openapi.json` is generated from them (`serve.openapi_doc`), so validation and the schema cannot disagree.
 Constraints live in `Meta` annotations (they become JSON Schema keywords). Known OpenAI parameters that prfaas
 does not implement are declared with their OpenAI types so the schema shows them; any value other than their
-neutral one is refused with a 400 (`UNSUPPORTED`). Unknown fields are ignored.
+neutral one is refused with a 400 (`UNSUPPORTED_*`). Unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -87,12 +87,14 @@ class ChatRequest(_Sampling, frozen=True, kw_only=True):
 
 
 # Each unsupported parameter and the values that leave the request unchanged (None always does).
-UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logit_bias": ({},),
-    "echo": (False,), "logprobs": (False,), "suffix": ("",), "best_of": (1,), "top_logprobs": (0,),
-    "tools": ([],), "tool_choice": ("none",), "functions": ([],), "function_call": ("none",),
-    "response_format": ({"type": "text"},), "store": (False,), "modalities": (["text"],),
-    "audio": (), "prediction": (), "reasoning_effort": (),
+_UNSUPPORTED_BOTH: dict[str, tuple[Any, ...]] = {
+    "presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logit_bias": ({},)}
+UNSUPPORTED_COMPLETION: dict[str, tuple[Any, ...]] = {
+    **_UNSUPPORTED_BOTH, "echo": (False,), "logprobs": (), "suffix": ("",), "best_of": (1,)}
+UNSUPPORTED_CHAT: dict[str, tuple[Any, ...]] = {
+    **_UNSUPPORTED_BOTH, "logprobs": (False,), "top_logprobs": (0,), "tools": ([],), "tool_choice": ("none",),
+    "functions": ([],), "function_call": ("none",), "response_format": ({"type": "text"},), "store": (False,),
+    "modalities": (["text"],), "audio": (), "prediction": (), "reasoning_effort": (),
 }
 
 

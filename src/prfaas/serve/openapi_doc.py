@@ -3,8 +3,9 @@
     spec = openapi_spec(served_model="default", vocab_size=49152)    # installed as the app's `openapi()`
 
 `msgspec.json.schema_components` turns the request, response and error Structs into `components.schemas`; this
-module only adds the paths, the status codes each answers (every 4xx with the error body) and one refinement msgspec
-cannot express: a prompt is a text, a list of token ids below the vocabulary size, or a list of exactly one text.
+module only adds the paths, the status codes each answers (every 4xx with the error body) and what msgspec cannot
+express: a prompt is a text, a list of token ids below the vocabulary size, or a list of exactly one text; `model`
+is the one served name; an unsupported OpenAI parameter accepts only null or its neutral value (`UNSUPPORTED_*`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import msgspec
 
 from prfaas.serve.openai_api import MAX_BODY_BYTES
 from prfaas.serve.openai_schema import (
+    NOT_SUPPORTED,
+    UNSUPPORTED_CHAT,
+    UNSUPPORTED_COMPLETION,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
@@ -44,7 +48,15 @@ def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _generation(request: str, answer: str, chunk: str, summary: str) -> dict[str, Any]:
-    stream = {"type": "string", "description": f"Server-sent events: `data: <{chunk}>` lines, then `data: [DONE]`."}
+    stream = {  # OpenAPI before 3.2: the schema of one event
+        "type": "object", "required": ["data"],
+        "properties": {"data": {
+            "anyOf": [{"const": "[DONE]"},
+                      {"type": "string", "contentMediaType": "application/json",
+                       "contentSchema": {"anyOf": [_ref(chunk), _ref("ErrorResponse")]}}],
+            "description": f"A {chunk} (or an ErrorResponse if the request fails mid-stream) as JSON; the last "
+                           "event is `[DONE]`."}},
+    }
     return {"post": {
         "summary": summary,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
@@ -70,8 +82,12 @@ def openapi_spec(served_model: str, vocab_size: int, version: str = "1") -> dict
                ErrorResponse]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     components["CompletionRequest"]["properties"]["prompt"] = _prompt_schema(vocab_size)
-    for name in ("CompletionRequest", "ChatRequest"):
-        components[name]["properties"]["model"]["description"] = f"The served model: `{served_model}`."
+    for name, unsupported in (("CompletionRequest", UNSUPPORTED_COMPLETION), ("ChatRequest", UNSUPPORTED_CHAT)):
+        properties = components[name]["properties"]
+        properties["model"] = {"type": "string", "enum": [served_model],
+                               "description": "The served model; another name is a 404 (code model_not_found)."}
+        for param, neutral in unsupported.items():  # what is accepted: null or the neutral value
+            properties[param] = {"enum": [None, *neutral], "description": NOT_SUPPORTED}
     paths = {
         "/v1/completions": _generation("CompletionRequest", "Completion", "Completion",
                                        "Text completion (OpenAI legacy completions)."),
