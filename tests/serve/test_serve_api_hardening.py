@@ -56,7 +56,7 @@ def test_max_tokens_beyond_the_context_is_a_400_before_any_work(deployment: Laun
     error = reply["error"]
     assert (error["code"], error["param"], error["type"]) == (
         "context_length_exceeded", "max_tokens", "invalid_request_error")
-    assert str(max_tokens) in error["message"] and "1 in the prompt" in error["message"]
+    assert f"needs {max_tokens + 1}: 1 prompt tokens + max_tokens {max_tokens}" in error["message"]
     assert CONTEXT_RE.search(error["message"])
     assert _work_counters(deployment.url) == before  # nothing was routed, prefilled or retried
 
@@ -65,8 +65,8 @@ def test_chat_max_tokens_beyond_the_context_with_the_openai_client(deployment: L
     with pytest.raises(openai.BadRequestError) as info:
         _client(deployment).chat.completions.create(
             model="default", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=10**12)
-    assert info.value.code == "context_length_exceeded"
-    assert "1000000000000" in info.value.message
+    assert info.value.code == "context_length_exceeded" and info.value.param == "max_completion_tokens"
+    assert "max_completion_tokens 1000000000000" in info.value.message
 
 
 def test_the_context_boundary_is_exact(deployment: Launcher) -> None:
@@ -74,7 +74,10 @@ def test_the_context_boundary_is_exact(deployment: Launcher) -> None:
     prompt = [(11 * i) % 900 + 5 for i in range(limit - 2)]
     code, reply = post(f"{deployment.url}/v1/completions",
                        {"model": "default", "prompt": prompt, "max_tokens": 3, "temperature": 0})
-    assert code == 400 and f"needs {limit + 1} ({limit - 2} in the prompt, 3 for" in reply["error"]["message"]
+    assert code == 400 and f"needs {limit + 1}: {limit - 2} prompt tokens + max_tokens 3" in reply["error"]["message"]
+    code, reply = post(f"{deployment.url}/v1/completions", {"model": "default", "prompt": [*prompt, 7, 7]})
+    assert code == 400 and reply["error"]["param"] == "prompt" and f"prompt has {limit} tokens" in reply[
+        "error"]["message"]
     fits = complete(deployment.url, prompt, 2)
     assert fits["usage"]["completion_tokens"] == 2 and fits["usage"]["prompt_tokens"] == limit - 2
 

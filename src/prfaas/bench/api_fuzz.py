@@ -55,6 +55,14 @@ def bound_generation(body: Any, context_tokens: int) -> None:
         body["max_tokens"] = FUZZ_MAX_TOKENS
 
 
+def tiny_api_config() -> Any:
+    """A deployment on loopback with a tiny default model (4 layers, hidden 128): API checks, not model speed."""
+    from prfaas.serve.config import ModelSection, PolicySection, default_config
+
+    model = ModelSection(num_layers=4, hidden_size=128, max_batch_size=32)
+    return default_config(model=model, policy=PolicySection(threshold_tokens=256, rebalance=False))
+
+
 def _load_spec(base_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base_url}/openapi.json", timeout=30) as resp:
         spec: dict[str, Any] = msgspec.json.decode(resp.read())

@@ -82,6 +82,16 @@ def _api_error(error: ApiError) -> Response:
     return Response(error.body(), status_code=error.status, media_type=_JSON)
 
 
+def _context_error(limit: int, prompt_tokens: int, max_tokens: int | None, param: str) -> ApiError:
+    if max_tokens is None or prompt_tokens >= limit:
+        return ApiError(400, f"This model's maximum context length is {limit} tokens, but the prompt has "
+                             f"{prompt_tokens} tokens (at most {limit - 1}, to leave room for one generated token). "
+                             "Shorten the prompt.", param="prompt", code="context_length_exceeded")
+    return ApiError(400, f"This model's maximum context length is {limit} tokens, but the request needs "
+                         f"{prompt_tokens + max_tokens}: {prompt_tokens} prompt tokens + {param} {max_tokens}. "
+                         f"Shorten the prompt or lower {param}.", param=param, code="context_length_exceeded")
+
+
 class Gateway:
     def __init__(self, cfg: DeployConfig, tokenizer: Any) -> None:
         self.cfg = cfg
@@ -111,7 +121,8 @@ class Gateway:
             raise ApiError(404, f"The model `{model}` does not exist; this server serves "
                                 f"`{self.cfg.model.served_name}`", param="model", code="model_not_found")
 
-    def _check_prompt(self, tokens: list[int], max_tokens: int | None, default_tokens: int | None) -> int:
+    def _check_prompt(self, tokens: list[int], max_tokens: int | None, default_tokens: int | None,
+                      max_tokens_param: str = "max_tokens") -> int:
         """The number of tokens to generate; `ApiError` (before any work) when the prompt is empty, holds ids
         outside the vocabulary, or prompt + max_tokens exceeds the context the nodes registered."""
         if not tokens:
@@ -122,12 +133,7 @@ class Gateway:
         context = self.control.nodes.max_context_tokens()
         limit = None if context is None else context - 1  # tokens a request may hold, prompt and output
         if limit is not None and len(tokens) + (max_tokens or 1) > limit:
-            asked = f"{len(tokens)} in the prompt" + ("" if max_tokens is None else f", {max_tokens} for the "
-                                                       "completion (max_tokens)")
-            raise ApiError(400, f"This model's maximum context length is {limit} tokens; the request needs "
-                                f"{len(tokens) + (max_tokens or 1)} ({asked}). Shorten the prompt or lower "
-                                "max_tokens.", param="max_tokens" if max_tokens else "prompt",
-                           code="context_length_exceeded")
+            raise _context_error(limit, len(tokens), max_tokens, max_tokens_param)
         if max_tokens is not None:
             return max_tokens
         room = None if limit is None else limit - len(tokens)
@@ -136,8 +142,9 @@ class Gateway:
         return default_tokens if room is None else min(default_tokens, room)
 
     def _job(self, request: Request, tokens: list[int], max_tokens: int | None, default_tokens: int | None,
-             temperature: float | None, top_p: float | None, seed: int | None, stop: list[str]) -> GenerationJob:
-        limit = self._check_prompt(tokens, max_tokens, default_tokens)
+             temperature: float | None, top_p: float | None, seed: int | None, stop: list[str],
+             max_tokens_param: str = "max_tokens") -> GenerationJob:
+        limit = self._check_prompt(tokens, max_tokens, default_tokens, max_tokens_param)
         forced = None
         header = request.headers.get("x-prfaas-route")
         if header:
@@ -168,8 +175,9 @@ class Gateway:
     def chat_job(self, request: Request, req: ChatRequest) -> GenerationJob:
         self._check_model(req.model)
         tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         return self._job(request, tokens, chat_max_tokens(req), None, req.temperature, req.top_p, req.seed,
-                         stop_list(req.stop))
+                         stop_list(req.stop), param)
 
     # --- generation ------------------------------------------------------------------------------
     async def run(self, job: GenerationJob) -> tuple[str, str, int]:
