@@ -101,8 +101,8 @@ def table(base_url: str) -> str:
     for label, path, body, headers in CASES:
         status, message = send(f"{base_url}{path}", body, headers)
         message = message.replace("|", "\\|").replace("\n", " ")
-        if len(message) > 220:
-            message = message[:217] + "..."
+        if len(message) > 300:
+            message = message[:297] + "..."
         rows.append(f"| {label} (`{path}`) | {status} | {message} |")
     return "\n".join(rows)
 

@@ -238,7 +238,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(deployment: Launcher)
     from prfaas.bench.api_fuzz import fuzz_api
 
     limit = _context_limit(deployment.url)
-    report = fuzz_api(deployment.url, examples_per_case=25, budget_s=150, seed=10, context_tokens=limit)
+    report = fuzz_api(deployment.url, examples_per_case=60, budget_s=120, seed=10, context_tokens=limit)
     print(report.summary())
     assert report.examples >= 20  # the budget let a real sample run
     assert set(report.statuses) == {"POST /v1/completions", "POST /v1/chat/completions", "GET /v1/models"}

@@ -174,7 +174,11 @@ class Gateway:
 
     def chat_job(self, request: Request, req: ChatRequest) -> GenerationJob:
         self._check_model(req.model)
-        tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
+        try:
+            tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
+        except Exception as exc:  # a model's chat template may refuse a role order or a role (jinja raises)
+            raise ApiError(400, f"the model's chat template cannot render these messages: {exc}",
+                           param="messages") from None
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         return self._job(request, tokens, chat_max_tokens(req), None, req.temperature, req.top_p, req.seed,
                          stop_list(req.stop), param)

@@ -97,7 +97,7 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         raw = msgspec.json.decode(body)
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"request body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise ApiError(400, f"request body is not valid UTF-8 ({exc.reason})") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     except RecursionError:
