@@ -111,3 +111,14 @@ def test_published_schema_matches_the_structs() -> None:
         assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert "ErrorResponse" in schemas and "ModelList" in schemas
     msgspec.json.encode(spec)  # serialisable as the gateway serves it
+
+
+def test_fuzz_bounding_keeps_meaning_but_asks_for_few_tokens() -> None:
+    from prfaas.bench.api_fuzz import FUZZ_MAX_TOKENS, bound_generation
+
+    bodies: list[dict[str, object]] = [{"max_tokens": 5000}, {"max_completion_tokens": None}, {"max_tokens": 10**12},
+                                       {"max_tokens": 0}, {"max_tokens": "x"}, {}]
+    for body in bodies:
+        bound_generation(body, context_tokens=16383)
+    assert bodies == [{"max_tokens": FUZZ_MAX_TOKENS}, {"max_completion_tokens": None, "max_tokens": FUZZ_MAX_TOKENS},
+                      {"max_tokens": 10**12}, {"max_tokens": 0}, {"max_tokens": "x"}, {"max_tokens": FUZZ_MAX_TOKENS}]

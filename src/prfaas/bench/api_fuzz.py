@@ -72,7 +72,8 @@ def _load_spec(base_url: str) -> dict[str, Any]:
 def fuzz_api(base_url: str, examples_per_case: int = 30, budget_s: float = 150.0, seed: int = 0,
              context_tokens: int = 16384, request_timeout_s: float = 60.0) -> FuzzReport:
     """Fuzz every /v1/ operation, positive then negative data, `examples_per_case` each, within `budget_s`
-    (cases not started when the budget runs out are skipped; the report says how many examples ran)."""
+    (each operation and mode gets a share of it; examples past their share are not sent; the report counts the
+    examples that ran)."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis import seed as hypothesis_seed
@@ -89,21 +90,20 @@ def fuzz_api(base_url: str, examples_per_case: int = 30, budget_s: float = 150.0
             report.failures.append(f"invalid operation in /openapi.json: {result.err()}")
         else:
             operations.append(result.ok())
-    for operation in operations:
-        if not operation.path.startswith("/v1/"):
-            continue
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if time.monotonic() - started > budget_s:
-                return _finish(report, started)
-            name = f"{operation.method.upper()} {operation.path}"
-            run = _fuzz_case(operation, mode, name, report, base_url, context_tokens, request_timeout_s,
-                             started + budget_s)
-            test = settings(max_examples=examples_per_case, deadline=None, database=None, phases=[Phase.generate],
-                            suppress_health_check=list(HealthCheck))(hypothesis_seed(seed)(run))
-            try:
-                test()
-            except Unsatisfiable:  # nothing to generate (GET /v1/models has no schema-invalid request)
-                report.skipped.append(f"{name} [{mode.value}]")
+    cases = [(op, mode) for op in operations if op.path.startswith("/v1/")
+             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+    end_s = started + budget_s
+    for index, (operation, mode) in enumerate(cases):
+        # each case gets an equal share of what is left, so every operation runs even when the budget is tight
+        case_end_s = time.monotonic() + max(0.0, end_s - time.monotonic()) / (len(cases) - index)
+        name = f"{operation.method.upper()} {operation.path}"
+        run = _fuzz_case(operation, mode, name, report, base_url, context_tokens, request_timeout_s, case_end_s)
+        test = settings(max_examples=examples_per_case, deadline=None, database=None, phases=[Phase.generate],
+                        suppress_health_check=list(HealthCheck))(hypothesis_seed(seed)(run))
+        try:
+            test()
+        except Unsatisfiable:  # nothing to generate (GET /v1/models has no schema-invalid request)
+            report.skipped.append(f"{name} [{mode.value}]")
     return _finish(report, started)
 
 
