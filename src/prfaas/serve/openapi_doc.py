@@ -34,7 +34,8 @@ _ERROR_CODES = {
            "the context (code context_length_exceeded).",
     "404": "Unknown model (code model_not_found).",
     "413": f"Request body above {MAX_BODY_BYTES} bytes.",
-    "503": "No node can serve the request now (nodes starting, lost or switching roles).",
+    "500": "The engine failed on this request (not retried), or a gateway fault.",
+    "503": "No node can serve the request now (nodes starting, lost or switching roles; attempts exhausted).",
 }
 
 
@@ -64,7 +65,7 @@ def _generation(request: str, answer: str, chunk: str, summary: str) -> dict[str
             "200": {"description": f"The answer ({answer}); with `stream: true`, {chunk} events.",
                     "content": {"application/json": {"schema": _ref(answer)},
                                 "text/event-stream": {"schema": stream}}},
-            **_errors(("400", "404", "413", "503")),
+            **_errors(("400", "404", "413", "500", "503")),
         },
     }}
 
