@@ -38,6 +38,7 @@ from prfaas.policy.types import (
     RequestInfo,
     RoutePlan,
 )
+from prfaas.serve.backend import ENGINE_ERROR
 from prfaas.serve.cluster import NodeRecord
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.messages import (
@@ -300,7 +301,9 @@ class RequestDriver:
                     if not line.strip():
                         continue
                     chunk = decode(line, TokenChunk)
-                    if chunk.error is not None:
+                    if chunk.error is not None:  # deterministic: answered, never retried
+                        if chunk.finish_reason == ENGINE_ERROR:
+                            raise RequestFailed(500, f"decode on {node.name} failed: {chunk.error}")
                         raise RequestFailed(400, f"decode rejected the request: {chunk.error}")
                     yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
