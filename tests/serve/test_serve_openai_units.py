@@ -4,6 +4,7 @@ unsupported parameters, malformed bodies, and the generated OpenAPI document agr
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 import pytest
@@ -122,3 +123,48 @@ def test_fuzz_bounding_keeps_meaning_but_asks_for_few_tokens() -> None:
         bound_generation(body, context_tokens=16383)
     assert bodies == [{"max_tokens": FUZZ_MAX_TOKENS}, {"max_completion_tokens": None, "max_tokens": FUZZ_MAX_TOKENS},
                       {"max_tokens": 10**12}, {"max_tokens": 0}, {"max_tokens": "x"}, {"max_tokens": FUZZ_MAX_TOKENS}]
+
+
+class _Tokenizer:
+    def __len__(self) -> int:
+        return 1000
+
+
+def _gateway(context_tokens: int | None) -> Any:
+    from prfaas.core.lifecycle import ClusterKind, Role
+    from prfaas.serve.config import GatewaySection, default_config
+    from prfaas.serve.gateway import Gateway
+    from prfaas.serve.messages import NodeRegister
+
+    gateway = Gateway(default_config(gateway=GatewaySection(route_wait_s=0.2)), _Tokenizer())
+    if context_tokens is not None:
+        gateway.control.register(NodeRegister(
+            name="pd-1", cluster=ClusterKind.PD, role=Role.PD_DECODE, control_url="http://127.0.0.1:9",
+            kv_host="127.0.0.1", kv_port=9, max_batch=4, pid=1, max_context_tokens=context_tokens))
+    return gateway
+
+
+def test_tokens_to_generate_defaults_and_the_context_check() -> None:
+    gateway = _gateway(context_tokens=101)  # 100 tokens per request, prompt and output
+    check = gateway._check_prompt
+    assert check([1] * 10, None, 16) == 16  # completions: OpenAI's legacy default
+    assert check([1] * 90, None, 16) == 10  # ... or what the context leaves
+    assert check([1] * 10, None, None) == 90  # chat: to the end of the context
+    assert check([1] * 10, 90, 16) == 90
+    for tokens, max_tokens, param in (([1] * 10, 91, "max_tokens"), ([1] * 100, None, "prompt"),
+                                      ([1] * 100, 1, "prompt")):
+        with pytest.raises(ApiError) as info:
+            check(tokens, max_tokens, 16)
+        assert (info.value.code, info.value.param) == ("context_length_exceeded", param)
+    with pytest.raises(ApiError) as info:
+        check([1, 1000], 2, 16)
+    assert info.value.param == "prompt" and "[0, 1000)" in info.value.message
+
+
+def test_requests_wait_for_a_registered_context_then_503() -> None:
+    import asyncio
+
+    with pytest.raises(ApiError) as info:
+        asyncio.run(_gateway(context_tokens=None).wait_for_context())
+    assert info.value.status == 503
+    asyncio.run(_gateway(context_tokens=101).wait_for_context())  # known: returns at once

@@ -16,6 +16,7 @@ pre-encoded bytes; every error is an OpenAI-style body; the gateway keeps servin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -116,6 +117,16 @@ class Gateway:
         self.request_log.close()
 
     # --- request preparation ---------------------------------------------------------------------
+    async def wait_for_context(self) -> None:
+        """Wait (at most `gateway.route_wait_s`) until a node has registered its context length, so that every
+        request is checked against it before any work; 503 if none registers in time."""
+        deadline = time.monotonic() + self.cfg.gateway.route_wait_s
+        while self.control.nodes.max_context_tokens() is None:
+            if time.monotonic() >= deadline:
+                raise ApiError(503, "no node has registered yet, so the model's context length is unknown; retry",
+                               kind="server_error")
+            await asyncio.sleep(0.05)
+
     def _check_model(self, model: str) -> None:
         if model != self.cfg.model.served_name:
             raise ApiError(404, f"The model `{model}` does not exist; this server serves "

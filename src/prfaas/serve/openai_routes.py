@@ -87,6 +87,7 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
         try:
             body = await read_body(request)
             req: Any = decode_chat(body) if chat else decode_completion(body)
+            await gw.wait_for_context()
             job = gw.chat_job(request, req) if chat else gw.completion_job(request, req)
         except ApiError as exc:
             gw.metrics.errors.labels(str(exc.status)).inc()
