@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-NOT_SUPPORTED = "Not supported by prfaas: any value other than the neutral one (null, false, 0, empty) is refused " \
-                "with a 400."
+NOT_SUPPORTED = ("Not supported by prfaas: any value other than the neutral one (null, false, 0, empty) is refused "
+                 "with a 400.")
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
