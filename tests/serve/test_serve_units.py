@@ -48,7 +48,7 @@ def test_openai_validation_names_the_param() -> None:
     assert decode_completion(b'{"model": "m", "prompt": [1, 2], "unknown_field": 1}').prompt == [1, 2]
     cases = {b'{"model": "m"}': "prompt", b'{"model": "m", "prompt": "x", "top_p": 0}': "top_p",
              b'{"model": "m", "prompt": "x", "n": 2}': "n", b'{"model": "m", "prompt": [1, "a"]}': "prompt",
-             b'{"model": "m", "prompt": "x", "stop": [""]}': "stop"}
+             b'{"model": "m", "prompt": "x", "stop": [""]}': "stop[0]"}
     for body, param in cases.items():
         with pytest.raises(ApiError) as info:
             decode_completion(body)

@@ -3,6 +3,10 @@
 A seeded request draws token `index` from a generator seeded with (seed, index), so the choice does not depend
 on which process samples it, on the batch it shares, or on how many tokens came before in this process: a
 prefill node picking token 0 and a decode node picking tokens 1.. give the same sequence as one process would.
+
+Extreme but valid values never break the draw: a temperature below `GREEDY_BELOW_TEMPERATURE` is greedy (dividing
+by it would overflow float32), the logits are shifted by their maximum before scaling, and top-p always keeps the
+most likely token (a top_p that underflows float32, e.g. 5e-324, samples that token).
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from prfaas.engine.errors import InvalidSamplingError
 
 _SEED_STRIDE = 1_000_003
 _SEED_MOD = 2**63 - 1
+GREEDY_BELOW_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """How to pick tokens and when to stop. `temperature == 0` is greedy. `max_tokens` counts every generated
-    token, the prefill's first token included."""
+    """How to pick tokens and when to stop. `temperature < GREEDY_BELOW_TEMPERATURE` (0 included) is greedy.
+    `max_tokens` counts every generated token, the prefill's first token included."""
 
     max_tokens: int = 16
     temperature: float = 0.0
@@ -43,7 +48,7 @@ class SamplingParams:
 
     @property
     def is_greedy(self) -> bool:
-        return self.temperature == 0.0
+        return self.temperature < GREEDY_BELOW_TEMPERATURE
 
 
 GREEDY = SamplingParams()
@@ -58,11 +63,13 @@ def _generator(seed: int | None, token_index: int, device: torch.device) -> torc
 
 
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero the tail of `probs` [V] outside the smallest set whose mass reaches `top_p` (keeps at least one)."""
+    """Zero the tail of `probs` [V] outside the smallest set whose mass reaches `top_p` (always keeps the most
+    likely token, however small `top_p` is)."""
     if top_p >= 1.0:
         return probs
     sorted_probs, order = torch.sort(probs, descending=True)
     outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p
+    outside[..., 0] = False
     sorted_probs = sorted_probs.masked_fill(outside, 0.0)
     return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
 
@@ -71,7 +78,8 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, token_index: int)
     """Pick one token from `logits` [V] for generated position `token_index`."""
     if params.is_greedy:
         return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    scaled = logits.float()
+    probs = torch.softmax((scaled - scaled.max()) / params.temperature, dim=-1)
     probs = top_p_filter(probs, params.top_p)
     generator = _generator(params.seed, token_index, probs.device)
     return int(torch.multinomial(probs, 1, generator=generator).item())

@@ -29,6 +29,10 @@ from prfaas.serve.messages import SamplingMsg
 LayerViews = Callable[[int, Sequence[memoryview]], None]
 
 
+INPUT_ERROR = "error"  # finish reason of a request the backend refused as input (a 400, never retried)
+ENGINE_ERROR = "engine_error"  # finish reason of a request whose decode step raised (a 500, never retried)
+
+
 class BackendInputError(Exception):
     """Bad input for this model (prompt too long, bad sampling, ...): a 400 for the client, not a node fault."""
 
@@ -44,7 +48,7 @@ class PrefillOutput:
 class DecodeEvent:
     request_id: str
     token_id: int | None  # None: the request ended without a new token (see finish_reason / error)
-    finish_reason: str | None  # "stop" | "length" | "error" | None
+    finish_reason: str | None  # "stop" | "length" | INPUT_ERROR | ENGINE_ERROR | None
     error: str | None = None
 
 

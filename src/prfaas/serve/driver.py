@@ -8,8 +8,10 @@ live router (`policy`, the same objects the simulator runs), ask the prefill nod
 state to the decode node (or keep it, colocated), report the `Outcome` to the router, then stream tokens from
 the decode node. A failure becomes a `FailureKind`; `policy.failures.decide_failure` says what to do:
 recompute locally (PrfaaS node or transfer lost), re-prefill elsewhere (decode node lost: the prompt plus the
-tokens already sent is prefilled again and decoding continues), or fail with a typed error. A request waits
-for a route (bounded) while roles are switching or nodes are registering.
+tokens already sent is prefilled again and decoding continues), or fail with a typed error. What a node refuses
+as input (400) or fails on with an engine error (500) is deterministic: answered at once, never retried; only a
+lost node or a failed transfer is. A request waits for a route (bounded) while roles are switching or nodes are
+registering.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from prfaas.policy.types import (
     RequestInfo,
     RoutePlan,
 )
+from prfaas.serve.backend import ENGINE_ERROR
 from prfaas.serve.cluster import NodeRecord
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.messages import (
@@ -76,7 +79,11 @@ class _AttemptFailed(Exception):
 
 
 class _Rejected(Exception):
-    """The node refused the request's input (a client error)."""
+    """The node refused the request's input (a client error, 400): deterministic, never retried."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +156,7 @@ class RequestDriver:
                 continue
             except _Rejected as exc:
                 self._observe_rejected(router, plan, attempt)
-                raise RequestFailed(400, str(exc)) from None
+                raise RequestFailed(exc.status, str(exc)) from None
             self._observe_ok(router, plan, reply, attempt, label, job)
             generated.append(reply.first_token)
             finished = remaining.max_tokens <= 1
@@ -231,6 +238,8 @@ class RequestDriver:
         error = _error_reply(body)
         if resp.status == 400:
             raise _Rejected(error)
+        if resp.status == 500:  # the engine raised on this input: the same input would fail again anywhere
+            raise _Rejected(f"prefill on {prefill_node.name} failed: {error}", 500)
         raise _AttemptFailed(FailureKind.TRANSFER_FAILED, f"prefill on {prefill_node.name}: {error}")
 
     def _timeout(self) -> aiohttp.ClientTimeout:
@@ -255,8 +264,8 @@ class RequestDriver:
             self.control.kv_index.insert(prefill_id, hashes)
 
     def _observe_rejected(self, router: RouterBase, plan: RoutePlan, attempt: int) -> None:
-        # NOTE(serve): a node rejecting the input has no FailureKind of its own; the router only needs the
-        # pending plan cleared, so it is reported as a failed prefill (the request then fails with a 400).
+        # NOTE(serve): a node rejecting the input (or failing on it) has no FailureKind of its own; the router only
+        # needs the pending plan cleared, so it is reported as a failed prefill (the request then fails, 400 or 500).
         outcome = Outcome(request_id=plan.request_id, route=plan, ok=False, failure=FailureKind.PREFILL_NODE_LOST,
                           attempt=attempt)
         router.observe(outcome, time.monotonic())
@@ -292,7 +301,9 @@ class RequestDriver:
                     if not line.strip():
                         continue
                     chunk = decode(line, TokenChunk)
-                    if chunk.error is not None:
+                    if chunk.error is not None:  # deterministic: answered, never retried
+                        if chunk.finish_reason == ENGINE_ERROR:
+                            raise RequestFailed(500, f"decode on {node.name} failed: {chunk.error}")
                         raise RequestFailed(400, f"decode rejected the request: {chunk.error}")
                     yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:

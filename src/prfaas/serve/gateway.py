@@ -1,6 +1,6 @@
 """The gateway process: OpenAI-compatible API, node registry endpoints, metrics and admin (FastAPI).
 
-    app = build_gateway(cfg)          # FastAPI app; uvicorn runs it (see `serve.main`)
+    app = build_gateway(cfg, shared_secret=..., credentials=...)   # FastAPI app; uvicorn runs it (`serve.main`)
 
 Public:   POST /v1/completions, POST /v1/chat/completions (SSE with `stream`), GET /v1/models, GET /health,
           GET /metrics (Prometheus).
@@ -18,6 +18,7 @@ pre-encoded bytes; every error is an OpenAI-style body; the gateway keeps servin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -29,14 +30,14 @@ from typing import Any
 import aiohttp
 import msgspec
 from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
 from prfaas.serve.deploy_secrets import GatewayCredentials
-from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver, RequestFailed
+from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver
 from prfaas.serve.gateway_auth import BearerAuthMiddleware, internal_refusal, make_gateway_auth
 from prfaas.serve.messages import (
     Heartbeat,
@@ -51,22 +52,13 @@ from prfaas.serve.messages import (
 from prfaas.serve.metrics import GatewayMetrics
 from prfaas.serve.openai_api import (
     DEFAULT_MAX_TOKENS,
-    SSE_DONE,
     ApiError,
-    ChatRequest,
-    CompletionRequest,
-    chat_body,
-    chat_chunk,
     chat_max_tokens,
-    completion_body,
-    completion_chunk,
-    decode_chat,
-    decode_completion,
-    error_event,
     message_text,
     stop_list,
-    usage_chunk,
 )
+from prfaas.serve.openai_routes import add_openai_routes
+from prfaas.serve.openai_schema import ChatRequest, CompletionRequest
 from prfaas.serve.request_log import RequestLog
 from prfaas.serve.text import TextStream, encode_chat, encode_prompt, load_tokenizer
 
@@ -93,6 +85,16 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 def _api_error(error: ApiError) -> Response:
     return Response(error.body(), status_code=error.status, media_type=_JSON)
+
+
+def _context_error(limit: int, prompt_tokens: int, max_tokens: int | None, param: str) -> ApiError:
+    if max_tokens is None or prompt_tokens >= limit:
+        return ApiError(400, f"This model's maximum context length is {limit} tokens, but the prompt has "
+                             f"{prompt_tokens} tokens (at most {limit - 1}, to leave room for one generated token). "
+                             "Shorten the prompt.", param="prompt", code="context_length_exceeded")
+    return ApiError(400, f"This model's maximum context length is {limit} tokens, but the request needs "
+                         f"{prompt_tokens + max_tokens}: {prompt_tokens} prompt tokens + {param} {max_tokens}. "
+                         f"Shorten the prompt or lower {param}.", param=param, code="context_length_exceeded")
 
 
 class Gateway:
@@ -123,26 +125,45 @@ class Gateway:
         self.request_log.close()
 
     # --- request preparation ---------------------------------------------------------------------
+    async def wait_for_context(self) -> None:
+        """Wait (at most `gateway.route_wait_s`) until a node has registered its context length, so that every
+        request is checked against it before any work; 503 if none registers in time."""
+        deadline = time.monotonic() + self.cfg.gateway.route_wait_s
+        while self.control.nodes.max_context_tokens() is None:
+            if time.monotonic() >= deadline:
+                raise ApiError(503, "no node has registered yet, so the model's context length is unknown; retry",
+                               kind="server_error")
+            await asyncio.sleep(0.05)
+
     def _check_model(self, model: str) -> None:
         if model != self.cfg.model.served_name:
             raise ApiError(404, f"The model `{model}` does not exist; this server serves "
                                 f"`{self.cfg.model.served_name}`", param="model", code="model_not_found")
 
-    def _check_prompt(self, tokens: list[int]) -> None:
+    def _check_prompt(self, tokens: list[int], max_tokens: int | None, default_tokens: int | None,
+                      max_tokens_param: str = "max_tokens") -> int:
+        """The number of tokens to generate; `ApiError` (before any work) when the prompt is empty, holds ids
+        outside the vocabulary, or prompt + max_tokens exceeds the context the nodes registered."""
         if not tokens:
             raise ApiError(400, "the prompt is empty", param="prompt")
         vocab = len(self.tokenizer)
         if any(not 0 <= t < vocab for t in tokens):
             raise ApiError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
         context = self.control.nodes.max_context_tokens()
-        if context is not None and len(tokens) + 1 >= context:
-            raise ApiError(400, f"This model's maximum context length is {context - 1} tokens; the prompt has "
-                                f"{len(tokens)} tokens", param="prompt", code="context_length_exceeded")
+        limit = None if context is None else context - 1  # tokens a request may hold, prompt and output
+        if limit is not None and len(tokens) + (max_tokens or 1) > limit:
+            raise _context_error(limit, len(tokens), max_tokens, max_tokens_param)
+        if max_tokens is not None:
+            return max_tokens
+        room = None if limit is None else limit - len(tokens)
+        if default_tokens is None:  # chat: up to the end of the context
+            return room if room is not None else DEFAULT_MAX_TOKENS
+        return default_tokens if room is None else min(default_tokens, room)
 
-    def _job(self, request: Request, tokens: list[int], max_tokens: int | None, temperature: float | None,
-             top_p: float | None, seed: int | None, stop: list[str]) -> GenerationJob:
-        limit = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
-        self._check_prompt(tokens)
+    def _job(self, request: Request, tokens: list[int], max_tokens: int | None, default_tokens: int | None,
+             temperature: float | None, top_p: float | None, seed: int | None, stop: list[str],
+             max_tokens_param: str = "max_tokens") -> GenerationJob:
+        limit = self._check_prompt(tokens, max_tokens, default_tokens, max_tokens_param)
         forced = None
         header = request.headers.get("x-prfaas-route")
         if header:
@@ -167,13 +188,19 @@ class Gateway:
             tokens = encode_prompt(self.tokenizer, str(prompt[0]))
         else:
             tokens = [int(t) for t in prompt]
-        return self._job(request, tokens, req.max_tokens, req.temperature, req.top_p, req.seed, stop_list(req.stop))
+        return self._job(request, tokens, req.max_tokens, DEFAULT_MAX_TOKENS, req.temperature, req.top_p, req.seed,
+                         stop_list(req.stop))
 
     def chat_job(self, request: Request, req: ChatRequest) -> GenerationJob:
         self._check_model(req.model)
-        tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
-        return self._job(request, tokens, chat_max_tokens(req), req.temperature, req.top_p, req.seed,
-                         stop_list(req.stop))
+        try:
+            tokens = encode_chat(self.tokenizer, [(m.role, message_text(m)) for m in req.messages])
+        except Exception as exc:  # a model's chat template may refuse a role order or a role (jinja raises)
+            raise ApiError(400, f"the model's chat template cannot render these messages: {exc}",
+                           param="messages") from None
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        return self._job(request, tokens, chat_max_tokens(req), None, req.temperature, req.top_p, req.seed,
+                         stop_list(req.stop), param)
 
     # --- generation ------------------------------------------------------------------------------
     async def run(self, job: GenerationJob) -> tuple[str, str, int]:
@@ -217,15 +244,6 @@ class Gateway:
         self.request_log.append(record)
 
 
-def _status_of(exc: Exception) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, RequestFailed):
-        kind = "invalid_request_error" if exc.status < 500 else "server_error"
-        return ApiError(exc.status, str(exc), kind=kind)
-    return ApiError(500, f"internal error: {exc}", kind="server_error")
-
-
 def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: GatewayCredentials,
                   tokenizer: Any | None = None) -> FastAPI:
     gw = Gateway(cfg, tokenizer if tokenizer is not None else load_tokenizer(cfg.model), shared_secret, credentials)
@@ -242,52 +260,14 @@ def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: Gatew
                   telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.gateway = gw
     app.add_middleware(BearerAuthMiddleware, auth=gw.auth)
-    _add_openai_routes(app, gw)
+    add_openai_routes(app, gw)
+    _add_public_routes(app, gw)
     _add_internal_routes(app, gw)
     _add_admin_routes(app, gw)
     return app
 
 
-def _add_openai_routes(app: FastAPI, gw: Gateway) -> None:
-    model_name = gw.cfg.model.served_name
-
-    async def serve(request: Request, chat: bool) -> Response:
-        try:
-            body = await request.body()
-            stream_req: Any = decode_chat(body) if chat else decode_completion(body)
-            job = gw.chat_job(request, stream_req) if chat else gw.completion_job(request, stream_req)
-        except ApiError as exc:
-            gw.metrics.errors.labels(str(exc.status)).inc()
-            return _api_error(exc)
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
-        include_usage = bool(stream_req.stream_options and stream_req.stream_options.include_usage)
-        if stream_req.stream:
-            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage),
-                                     media_type="text/event-stream")
-        try:
-            text, finish, num_out = await gw.run(job)
-        except Exception as exc:
-            error = _status_of(exc)
-            gw.metrics.errors.labels(str(error.status)).inc()
-            if error.status >= 500:
-                _log.warning("request %s failed: %s", rid, exc)
-            return _api_error(error)
-        encoder = chat_body if chat else completion_body
-        return Response(encoder(rid, model_name, text, finish, len(job.prompt_tokens), num_out), media_type=_JSON)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await serve(request, chat=False)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        return await serve(request, chat=True)
-
-    @app.get("/v1/models")
-    async def models() -> Response:
-        return _json({"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
-                                                  "owned_by": "prfaas"}]})
-
+def _add_public_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/health")
     async def health() -> Response:
         counts = gw.control.nodes.role_counts()
@@ -301,27 +281,6 @@ def _add_openai_routes(app: FastAPI, gw: Gateway) -> None:
     async def metrics() -> Response:
         gw.metrics.refresh(gw.control.nodes, time.monotonic(), gw.control.threshold_tokens())
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
-
-
-async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
-               include_usage: bool) -> AsyncIterator[bytes]:
-    stream = TextStream(gw.tokenizer, job.sampling.stop_strings)
-    if chat:
-        yield chat_chunk(rid, model, {"role": "assistant", "content": ""}, None)
-    try:
-        async for text, finish in gw.pieces(job, stream):
-            if chat:
-                yield chat_chunk(rid, model, {"content": text} if text else {}, finish)
-            else:
-                yield completion_chunk(rid, model, text, finish)
-    except Exception as exc:
-        error = _status_of(exc)
-        gw.metrics.errors.labels(str(error.status)).inc()
-        yield error_event(error)
-    if include_usage:
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        yield usage_chunk(rid, model, obj, len(job.prompt_tokens), stream.num_tokens)
-    yield SSE_DONE
 
 
 def _add_internal_routes(app: FastAPI, gw: Gateway) -> None:

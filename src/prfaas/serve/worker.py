@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
+from prfaas.serve.backend import ENGINE_ERROR, INPUT_ERROR, Backend, BackendInputError, DecodeEvent
 from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class ModelWorker:
             try:
                 reason = self.backend.decode_add(adm.request_id, adm.state, adm.first_token, adm.sampling)
             except BackendInputError as exc:
-                self._on_events([DecodeEvent(adm.request_id, None, "error", str(exc))])
+                self._on_events([DecodeEvent(adm.request_id, None, INPUT_ERROR, str(exc))])
                 continue
             if reason is not None:
                 self._on_events([DecodeEvent(adm.request_id, None, reason)])
@@ -138,7 +138,7 @@ class ModelWorker:
             events = []
             for request_id in self.backend.request_ids:
                 self.backend.decode_remove(request_id)
-                events.append(DecodeEvent(request_id, None, "error", f"decode step failed: {exc}"))
+                events.append(DecodeEvent(request_id, None, ENGINE_ERROR, f"decode step failed: {exc}"))
         self._on_events(events)
 
 
