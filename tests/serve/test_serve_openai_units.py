@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from prfaas.serve.deploy_secrets import GatewayCredentials
 from prfaas.serve.openai_api import ApiError, decode_chat, decode_completion, message_text
 from prfaas.serve.openai_schema import UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, ChatRequest, CompletionRequest
 from prfaas.serve.openapi_doc import openapi_spec
@@ -136,7 +137,8 @@ def _gateway(context_tokens: int | None) -> Any:
     from prfaas.serve.gateway import Gateway
     from prfaas.serve.messages import NodeRegister
 
-    gateway = Gateway(default_config(gateway=GatewaySection(route_wait_s=0.2)), _Tokenizer())
+    gateway = Gateway(default_config(gateway=GatewaySection(route_wait_s=0.2)), _Tokenizer(),
+                      shared_secret=b"a-test-deployment-secret", credentials=GatewayCredentials(None, ()))
     if context_tokens is not None:
         gateway.control.register(NodeRegister(
             name="pd-1", cluster=ClusterKind.PD, role=Role.PD_DECODE, control_url="http://127.0.0.1:9",
