@@ -13,7 +13,7 @@ from prfaas.commands.profile import _check_and_save
 from prfaas.core.errors import ConfigError
 from prfaas.core.layers import total_state_bytes
 from prfaas.engine.profiling import profile_engine, profile_lengths
-from prfaas.perf.measured import Measurement, MeasuredProfile, PrefillPoint, ProfilePrefillModel, load_profile_json
+from prfaas.perf.measured import MeasuredProfile, Measurement, PrefillPoint, ProfilePrefillModel, load_profile_json
 
 
 def test_profile_lengths_double_up_to_the_maximum() -> None:
