@@ -12,7 +12,13 @@ from pathlib import Path
 from prfaas.catalog import load_accelerator
 from prfaas.core.errors import ConfigError, InfeasibleError
 from prfaas.perf.base import PrefillCostModel
-from prfaas.perf.measured import Interpolation, ProfileDecodeModel, ProfilePrefillModel, load_profile_json
+from prfaas.perf.measured import (
+    Interpolation,
+    ProfileDecodeModel,
+    ProfilePrefillModel,
+    describe_profile,
+    load_profile_json,
+)
 from prfaas.perf.transfer import ComputeScaledPrefillModel
 from prfaas.planner.arch_models import arch_models
 from prfaas.planner.paper import PAPER_BS_MAX, PAPER_EGRESS_GBPS, PaperCase, paper_case
@@ -173,11 +179,11 @@ def _prefill_models(inputs: PlanInputs, base: PaperCase, notes: list[Assumption]
     if inputs.profile_path is not None:
         profile = load_profile_json(inputs.profile_path)
         prfaas_model = ProfilePrefillModel(profile, inputs.interpolation)
-        _replace_note(notes, Assumption("prfaas_prefill_profile", profile.name, inputs.profile_path))
+        _replace_note(notes, Assumption("prfaas_prefill_profile", describe_profile(profile), inputs.profile_path))
     if inputs.pd_profile_path is not None:
         pd_profile = load_profile_json(inputs.pd_profile_path)
         pd_model = ProfilePrefillModel(pd_profile, inputs.interpolation)
-        _replace_note(notes, Assumption("pd_prefill_profile", pd_profile.name, inputs.pd_profile_path))
+        _replace_note(notes, Assumption("pd_prefill_profile", describe_profile(pd_profile), inputs.pd_profile_path))
     elif inputs.profile_path is not None or inputs.prfaas_gpu or inputs.pd_gpu or inputs.pd_compute_scale:
         pd_model = _scaled_pd_model(inputs, prfaas_model, base, notes)
     return prfaas_model, pd_model
