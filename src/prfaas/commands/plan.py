@@ -54,6 +54,9 @@ def plan(
     cache_blocks: Annotated[
         int | None, typer.Option(help="Replay the trace's hash_ids through an LRU of N blocks.")
     ] = None,
+    decode_holds_prefix: Annotated[
+        bool, typer.Option(help="The decode side holds cached prefixes: offloads ship only the increment.")
+    ] = False,
     output_tokens: Annotated[float | None, typer.Option(help="Mean output length L_out.")] = None,
     slo_tokens_per_s: Annotated[float | None, typer.Option(help="Decode SLO per request (tokens/s).")] = None,
     bs_max: Annotated[int | None, typer.Option(help="Max decode batch under the SLO.")] = None,
@@ -80,7 +83,8 @@ def plan(
         gpus_per_instance=gpus_per_instance, egress_gbps=egress_gbps, prfaas_gpu=prfaas_gpu, pd_gpu=pd_gpu,
         pd_compute_scale=pd_compute_scale, profile_path=profile, pd_profile_path=pd_profile, workload=workload,
         mu=mu, sigma=sigma, min_tokens=min_tokens, max_tokens=max_tokens, hit_rate=hit_rate,
-        cache_blocks=cache_blocks, output_tokens=output_tokens, slo_tokens_per_s=slo_tokens_per_s, bs_max=bs_max,
+        cache_blocks=cache_blocks, decode_holds_prefix=decode_holds_prefix,
+        output_tokens=output_tokens, slo_tokens_per_s=slo_tokens_per_s, bs_max=bs_max,
         interpolation=interp, model=model, decode_overhead_ms=decode_overhead_ms,
     )
     if config is not None:

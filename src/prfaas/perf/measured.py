@@ -11,7 +11,11 @@ This is the paper's own method (Table 5 fed into the throughput model) and the f
 - With a cached prefix of c tokens, computing l new tokens costs T(c + l) - T(c), floored at the
   fixed overhead a: the incremental work of a longer prompt.
 
-Profile files are JSON (`save_profile_json` / `load_profile_json`), versioned and type-tagged.
+Profile files are JSON (`save_profile_json` / `load_profile_json`), versioned and type-tagged. Version 2
+adds what `prfaas profile` measured under (`Measurement`: device, threads, CPU, load, repeats, spread per
+point, prfaas version; `n_gpu` 0 on a CPU); version-1 files (no such record) still load, and
+`MeasuredProfile.describe()` says which kind a comparison used. The quality checks live in
+`perf.profile_check`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import numpy as np
 from prfaas.core.errors import ConfigError
 
 PROFILE_FORMAT = "prfaas-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class Interpolation(enum.Enum):
@@ -38,15 +43,40 @@ class Interpolation(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class PrefillPoint:
     num_tokens: int
-    t_prefill_s: float
+    t_prefill_s: float  # median of the timed runs
     s_kv_bytes: float
+    spread: float | None = None  # (max - min) / median of the timed runs; None: not recorded
 
 
 @dataclass(frozen=True, slots=True)
 class DecodePoint:
     batch_size: int
     context_tokens: int
-    t_step_s: float
+    t_step_s: float  # median of the timed steps
+    spread: float | None = None  # (max - min) / median of the timed steps; None: not recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """Where and how a profile was measured (written by `prfaas profile`; absent in version-1 files)."""
+
+    device: str  # "cpu" or "cuda:<name>"
+    torch_threads: int
+    cpu_model: str
+    load_avg_before: tuple[float, float, float]
+    load_avg_after: tuple[float, float, float]
+    num_cpus: int
+    repeats: int
+    decode_steps: int
+    prfaas_version: str
+    measured_at_utc: str
+    warnings: tuple[str, ...] = ()  # quality problems accepted with --force
+
+    def describe(self) -> str:
+        return (f"{self.device}, {self.torch_threads} torch threads on {self.num_cpus} CPUs ({self.cpu_model}), "
+                f"load {self.load_avg_before[0]:.2f} -> {self.load_avg_after[0]:.2f}, {self.repeats} repeats, "
+                f"prfaas {self.prfaas_version}, {self.measured_at_utc}"
+                + (f", {len(self.warnings)} accepted warning(s)" if self.warnings else ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +91,13 @@ class MeasuredProfile:
     decode: tuple[DecodePoint, ...] = ()
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    measurement: Measurement | None = None
 
     def __post_init__(self) -> None:
         if not self.prefill:
             raise ValueError(f"profile {self.name!r} has no prefill points")
-        if self.n_gpu <= 0:
-            raise ValueError(f"profile {self.name!r}: n_gpu must be > 0")
+        if self.n_gpu < 0:
+            raise ValueError(f"profile {self.name!r}: n_gpu must be >= 0 (0: no accelerator)")
         lengths = [p.num_tokens for p in self.prefill]
         if lengths != sorted(set(lengths)):
             raise ValueError(f"profile {self.name!r}: prefill lengths must be strictly increasing")
@@ -76,6 +107,15 @@ class MeasuredProfile:
         for d in self.decode:
             if d.batch_size <= 0 or d.context_tokens < 0 or d.t_step_s <= 0:
                 raise ValueError(f"profile {self.name!r}: decode point {d} is invalid")
+
+
+def describe_profile(profile: MeasuredProfile) -> str:
+    """One line naming a profile and what it was measured on (for reports that used it)."""
+    where = profile.measurement.describe() if profile.measurement is not None else (
+        f"{profile.device or 'unknown device'}, no measurement record (older profile)")
+    max_spread = max((p.spread for p in profile.prefill if p.spread is not None), default=None)
+    spread = f", prefill spread <= {max_spread:.0%}" if max_spread is not None else ""
+    return f"{profile.name} ({profile.model}): {where}{spread}"
 
 
 def fit_quadratic_nonneg(
@@ -218,14 +258,56 @@ def profile_to_json_obj(profile: MeasuredProfile) -> dict[str, object]:
         "source": profile.source,
         "notes": list(profile.notes),
         "prefill": [
-            {"num_tokens": p.num_tokens, "t_prefill_s": p.t_prefill_s, "s_kv_bytes": p.s_kv_bytes}
+            _with_spread({"num_tokens": p.num_tokens, "t_prefill_s": p.t_prefill_s, "s_kv_bytes": p.s_kv_bytes},
+                         p.spread)
             for p in profile.prefill
         ],
         "decode": [
-            {"batch_size": d.batch_size, "context_tokens": d.context_tokens, "t_step_s": d.t_step_s}
+            _with_spread({"batch_size": d.batch_size, "context_tokens": d.context_tokens, "t_step_s": d.t_step_s},
+                         d.spread)
             for d in profile.decode
         ],
+        **({} if profile.measurement is None else {"measurement": _measurement_obj(profile.measurement)}),
     }
+
+
+def _with_spread(obj: dict[str, object], spread: float | None) -> dict[str, object]:
+    if spread is not None:
+        obj["spread"] = spread
+    return obj
+
+
+def _measurement_obj(m: Measurement) -> dict[str, object]:
+    return {
+        "device": m.device, "torch_threads": m.torch_threads, "cpu_model": m.cpu_model,
+        "load_avg_before": list(m.load_avg_before), "load_avg_after": list(m.load_avg_after),
+        "num_cpus": m.num_cpus, "repeats": m.repeats, "decode_steps": m.decode_steps,
+        "prfaas_version": m.prfaas_version, "measured_at_utc": m.measured_at_utc, "warnings": list(m.warnings),
+    }
+
+
+def _measurement_from(obj: object) -> Measurement | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise TypeError("'measurement' must be an object")
+
+    def load3(key: str) -> tuple[float, float, float]:
+        a, b, c = (float(v) for v in obj[key])
+        return a, b, c
+
+    return Measurement(
+        device=str(obj["device"]), torch_threads=int(obj["torch_threads"]), cpu_model=str(obj["cpu_model"]),
+        load_avg_before=load3("load_avg_before"), load_avg_after=load3("load_avg_after"),
+        num_cpus=int(obj["num_cpus"]), repeats=int(obj["repeats"]), decode_steps=int(obj["decode_steps"]),
+        prfaas_version=str(obj["prfaas_version"]), measured_at_utc=str(obj["measured_at_utc"]),
+        warnings=tuple(str(w) for w in obj.get("warnings", [])),
+    )
+
+
+def _spread(obj: dict[str, object]) -> float | None:
+    value = obj.get("spread")
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def save_profile_json(profile: MeasuredProfile, path: str | Path) -> None:
@@ -245,20 +327,22 @@ def load_profile_json(path: str | Path) -> MeasuredProfile:
         raise ConfigError(f"invalid JSON: {exc.msg}", path=where, line=exc.lineno) from None
     if not isinstance(obj, dict) or obj.get("format") != PROFILE_FORMAT:
         raise ConfigError(f"not a prfaas profile (expected \"format\": \"{PROFILE_FORMAT}\")", path=where)
-    if obj.get("version") != PROFILE_VERSION:
-        raise ConfigError(f"unsupported profile version {obj.get('version')!r}", path=where)
+    if obj.get("version") not in READABLE_VERSIONS:
+        raise ConfigError(f"unsupported profile version {obj.get('version')!r} (this prfaas reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})", path=where)
     try:
         prefill = tuple(
-            PrefillPoint(int(p["num_tokens"]), float(p["t_prefill_s"]), float(p["s_kv_bytes"])) for p in obj["prefill"]
+            PrefillPoint(int(p["num_tokens"]), float(p["t_prefill_s"]), float(p["s_kv_bytes"]), _spread(p))
+            for p in obj["prefill"]
         )
         decode = tuple(
-            DecodePoint(int(d["batch_size"]), int(d["context_tokens"]), float(d["t_step_s"]))
+            DecodePoint(int(d["batch_size"]), int(d["context_tokens"]), float(d["t_step_s"]), _spread(d))
             for d in obj.get("decode", [])
         )
         return MeasuredProfile(
             name=str(obj["name"]), model=str(obj.get("model", "")), device=str(obj.get("device", "")),
             n_gpu=int(obj.get("n_gpu", 1)), prefill=prefill, decode=decode, source=str(obj.get("source", "")),
-            notes=tuple(str(n) for n in obj.get("notes", [])),
+            notes=tuple(str(n) for n in obj.get("notes", [])), measurement=_measurement_from(obj.get("measurement")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"malformed profile: {exc}", path=where) from None

@@ -12,7 +12,13 @@ from pathlib import Path
 from prfaas.catalog import load_accelerator
 from prfaas.core.errors import ConfigError, InfeasibleError
 from prfaas.perf.base import PrefillCostModel
-from prfaas.perf.measured import Interpolation, ProfileDecodeModel, ProfilePrefillModel, load_profile_json
+from prfaas.perf.measured import (
+    Interpolation,
+    ProfileDecodeModel,
+    ProfilePrefillModel,
+    describe_profile,
+    load_profile_json,
+)
 from prfaas.perf.transfer import ComputeScaledPrefillModel
 from prfaas.planner.arch_models import arch_models
 from prfaas.planner.paper import PAPER_BS_MAX, PAPER_EGRESS_GBPS, PaperCase, paper_case
@@ -20,7 +26,7 @@ from prfaas.planner.report import Assumption
 from prfaas.workload.distribution import DiscreteLengthDistribution
 from prfaas.workload.empirical import lengths_from_trace
 from prfaas.workload.lognormal import truncated_lognormal
-from prfaas.workload.prefix import replay_prefix_cache, uncached_after_hit_rate
+from prfaas.workload.prefix import PrefixHits, hits_after_hit_rate, replay_prefix_cache
 from prfaas.workload.traces import load_trace
 
 SCENARIOS = ("paper",)
@@ -48,6 +54,7 @@ class PlanInputs:
     max_tokens: int | None = None
     hit_rate: float = 0.0
     cache_blocks: int | None = None
+    decode_holds_prefix: bool = False  # the decode side holds cached prefixes: only the increment ships
     output_tokens: float | None = None
     slo_tokens_per_s: float | None = None
     bs_max: int | None = None
@@ -85,16 +92,18 @@ def build_case(inputs: PlanInputs) -> PaperCase:
     slo = inputs.slo_tokens_per_s or 40.0
     base = paper_case(inputs.interpolation, egress_gbps=inputs.egress_gbps or PAPER_EGRESS_GBPS, slo_tokens_per_s=slo)
     notes: list[Assumption] = list(base.assumptions)
-    lengths, output_tokens = _lengths(inputs, notes)
+    lengths, input_lengths, hits, output_tokens = _lengths(inputs, notes)
     if inputs.model is not None:
         if inputs.profile_path is not None or inputs.pd_profile_path is not None:
             raise ConfigError("give either --model or measured profiles, not both")
         gpus_per_instance = inputs.gpus_per_instance or 8
-        prfaas_model, pd_model, bs_max = arch_models(inputs, gpus_per_instance, slo, lengths, output_tokens, notes)
+        prfaas_model, pd_model, bs_max = arch_models(inputs, gpus_per_instance, slo, input_lengths, output_tokens,
+                                                     notes)
     else:
         prfaas_model, pd_model = _prefill_models(inputs, base, notes)
-        bs_max = _bs_max(inputs, slo, lengths, output_tokens, notes)
-    changes = dict(lengths=lengths, output_tokens=output_tokens, bs_max=bs_max, t_decode_s=1.0 / slo)
+        bs_max = _bs_max(inputs, slo, input_lengths, output_tokens, notes)
+    changes = dict(lengths=lengths, output_tokens=output_tokens, bs_max=bs_max, t_decode_s=1.0 / slo,
+                   prefix_hits=hits)
     if inputs.gpus_per_instance is not None:
         changes.update(gpus_per_instance_prfaas=inputs.gpus_per_instance, gpus_per_instance_pd=inputs.gpus_per_instance)
     n_prfaas = inputs.n_prfaas or base.prfaas_pd.n_prfaas
@@ -113,7 +122,10 @@ def build_case(inputs: PlanInputs) -> PaperCase:
     return PaperCase(prfaas_pd, homogeneous, naive, tuple(notes))
 
 
-def _lengths(inputs: PlanInputs, notes: list[Assumption]) -> tuple[DiscreteLengthDistribution, float]:
+def _lengths(inputs: PlanInputs, notes: list[Assumption]
+             ) -> tuple[DiscreteLengthDistribution, DiscreteLengthDistribution, PrefixHits | None, float]:
+    """(uncached lengths, whole-prompt lengths, prefix hits or None, mean output tokens)."""
+    hits: PrefixHits | None = None
     output_tokens = inputs.output_tokens or 1024.0
     if inputs.workload == "lognormal":
         lengths = truncated_lognormal(
@@ -127,13 +139,12 @@ def _lengths(inputs: PlanInputs, notes: list[Assumption]) -> tuple[DiscreteLengt
         if not path.exists():
             raise ConfigError("workload must be 'lognormal' or an existing trace file", path=str(path))
         requests = load_trace(path)
+        lengths = lengths_from_trace(requests)
         if inputs.cache_blocks is not None:
             replay = replay_prefix_cache(requests, inputs.cache_blocks)
-            lengths = replay.uncached_lengths
+            hits = replay.hits()
             notes.append(Assumption("prefix_cache_token_hit_rate", round(replay.token_hit_rate, 4),
                                     f"LRU replay of the trace's hash_ids, {inputs.cache_blocks} blocks"))
-        else:
-            lengths = lengths_from_trace(requests)
         if inputs.output_tokens is None:
             output_tokens = sum(r.output_tokens for r in requests) / len(requests)
         _replace_note(notes, Assumption("length_distribution", f"trace {path.name} ({len(requests)} requests)",
@@ -141,11 +152,23 @@ def _lengths(inputs: PlanInputs, notes: list[Assumption]) -> tuple[DiscreteLengt
         _replace_note(notes, Assumption("output_tokens", round(output_tokens, 1), "trace mean"
                                         if inputs.output_tokens is None else "inputs"))
     if inputs.hit_rate > 0:
-        lengths = uncached_after_hit_rate(lengths, inputs.hit_rate)
+        if hits is not None:
+            raise ConfigError("give either --hit-rate or --cache-blocks, not both")
+        hits = hits_after_hit_rate(lengths, inputs.hit_rate)
         notes.append(Assumption("prefix_hit_rate", inputs.hit_rate, "inputs: cached fraction, whole 512-token blocks"))
     if inputs.output_tokens is not None:
         _replace_note(notes, Assumption("output_tokens", inputs.output_tokens, "inputs"))
-    return lengths, output_tokens
+    if hits is None:
+        return lengths, lengths, None, output_tokens
+    hits = hits.with_decode_holds_prefix(inputs.decode_holds_prefix)
+    notes.append(Assumption(
+        "prefix_hit_cost",
+        "prefill t_prefill_s(uncached, cached); ships " + (
+            "only the increment S_kv(l+c) - S_kv(c) + S_kv(0)" if inputs.decode_holds_prefix
+            else "the whole prompt's state S_kv(l+c)"),
+        "inputs: --decode-holds-prefix" if inputs.decode_holds_prefix
+        else "the decode side holds no prefix (as in prfaas serve and simulate)"))
+    return hits.uncached_lengths(), lengths, hits, output_tokens
 
 
 def _prefill_models(inputs: PlanInputs, base: PaperCase, notes: list[Assumption]
@@ -156,11 +179,11 @@ def _prefill_models(inputs: PlanInputs, base: PaperCase, notes: list[Assumption]
     if inputs.profile_path is not None:
         profile = load_profile_json(inputs.profile_path)
         prfaas_model = ProfilePrefillModel(profile, inputs.interpolation)
-        _replace_note(notes, Assumption("prfaas_prefill_profile", profile.name, inputs.profile_path))
+        _replace_note(notes, Assumption("prfaas_prefill_profile", describe_profile(profile), inputs.profile_path))
     if inputs.pd_profile_path is not None:
         pd_profile = load_profile_json(inputs.pd_profile_path)
         pd_model = ProfilePrefillModel(pd_profile, inputs.interpolation)
-        _replace_note(notes, Assumption("pd_prefill_profile", pd_profile.name, inputs.pd_profile_path))
+        _replace_note(notes, Assumption("pd_prefill_profile", describe_profile(pd_profile), inputs.pd_profile_path))
     elif inputs.profile_path is not None or inputs.prfaas_gpu or inputs.pd_gpu or inputs.pd_compute_scale:
         pd_model = _scaled_pd_model(inputs, prfaas_model, base, notes)
     return prfaas_model, pd_model

@@ -11,6 +11,14 @@ l_short = E[L | L <= t]. `LengthMode.EXACT` replaces them with exact expectation
 distribution: a pool of N servers with random service time T(L) serves N / E[T(L)] requests/s, and
 the link carries B_out / E[S_kv(L)] requests/s, so T(l_long) becomes E[T(L) | L > t], and so on.
 A stage that receives no traffic (p = 0 or p = 1) drops out of Eq. 6.
+
+Prefix hits (`Scenario.prefix_hits`): L is the uncached length (what routing compares with t). A
+request of L uncached tokens after C cached ones takes T(L | C) = `t_prefill_s(L, C)` (the uncached
+tokens computed with the cached ones as context) and ships S_kv(L + C), the whole prompt's state,
+unless the decode side holds the prefix, when only S_kv(L + C) - S_kv(C) + S_kv(0) crosses (the fixed
+linear state always does). REPRESENTATIVE evaluates both at (l_long, c_long = E[C | L > t]);
+EXACT takes E[T(L | C) | L > t] and E[S_shipped | L > t] over the joint distribution. Without hits
+C = 0 and both reduce to the formulas above.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from prfaas.perf.arch import phi_kv_gbps
 from prfaas.perf.base import PrefillCostModel
 from prfaas.planner.scenario import Scenario, Topology
 from prfaas.workload.distribution import ConditionalMeans
+from prfaas.workload.prefix import PrefixHits
 
-__all__ = ["LengthMode", "PlanPoint", "Stage", "ThroughputModel", "evaluate_on_support", "phi_kv_gbps"]
+__all__ = ["LengthMode", "PlanPoint", "Stage", "ThroughputModel", "evaluate_on_support", "evaluate_with_hits",
+           "phi_kv_gbps", "shipped_bytes"]
 
 
 class LengthMode(enum.Enum):
@@ -80,14 +90,35 @@ class _Moments:
         self.scenario = scenario
         self.mode = mode
         self._tables: dict[int, tuple[ConditionalMeans, ConditionalMeans]] = {}
+        self._cached_means: ConditionalMeans | None = None
 
     def _table(self, model: PrefillCostModel) -> tuple[ConditionalMeans, ConditionalMeans]:
         key = id(model)
         if key not in self._tables:
-            times, sizes = evaluate_on_support(model, self.scenario.lengths.lengths)
             dist = self.scenario.lengths
+            hits = self.scenario.prefix_hits
+            if hits is None:
+                times, sizes = evaluate_on_support(model, dist.lengths)
+            else:
+                pair_times, pair_sizes = evaluate_with_hits(model, hits)
+                times, sizes = hits.per_support(pair_times, dist), hits.per_support(pair_sizes, dist)
             self._tables[key] = (dist.conditional_means(times), dist.conditional_means(sizes))
         return self._tables[key]
+
+    def _cached(self) -> ConditionalMeans:
+        """E[C | L > t] / E[C | L <= t] (cached tokens behind the uncached lengths)."""
+        if self._cached_means is None:
+            hits = self.scenario.prefix_hits
+            assert hits is not None
+            dist = self.scenario.lengths
+            self._cached_means = dist.conditional_means(hits.per_support(hits.cached_tokens.astype(np.float64), dist))
+        return self._cached_means
+
+    def _shipped_bytes(self, model: PrefillCostModel, uncached: float, cached: float) -> float:
+        hits = self.scenario.prefix_hits
+        if hits is None or cached <= 0:
+            return model.s_kv_bytes(uncached)
+        return shipped_bytes(model, uncached, cached, decode_holds_prefix=hits.decode_holds_prefix)
 
     def above(self, model: PrefillCostModel, t: float) -> tuple[float, float, float] | None:
         """(l_long, T, S_kv) for requests with L > t; None if none."""
@@ -96,7 +127,9 @@ class _Moments:
         if l_long is None:
             return None
         if self.mode is LengthMode.REPRESENTATIVE:
-            return l_long, model.t_prefill_s(l_long), model.s_kv_bytes(l_long)
+            c_long = self._cached().above(t) if self.scenario.prefix_hits is not None else 0.0
+            assert c_long is not None
+            return l_long, model.t_prefill_s(l_long, c_long), self._shipped_bytes(model, l_long, c_long)
         times, sizes = self._table(model)
         t_mean = times.above(t)
         s_mean = sizes.above(t)
@@ -110,7 +143,9 @@ class _Moments:
         if l_short is None:
             return None
         if self.mode is LengthMode.REPRESENTATIVE:
-            return l_short, model.t_prefill_s(l_short)
+            c_short = self._cached().at_or_below(t) if self.scenario.prefix_hits is not None else 0.0
+            assert c_short is not None
+            return l_short, model.t_prefill_s(l_short, c_short)
         times, _ = self._table(model)
         t_mean = times.at_or_below(t)
         assert t_mean is not None
@@ -130,6 +165,34 @@ def evaluate_on_support(model: PrefillCostModel, lengths: np.ndarray) -> tuple[n
     else:
         sizes = np.fromiter((model.s_kv_bytes(float(x)) for x in lengths), np.float64, lengths.size)
     return times, sizes
+
+
+def shipped_bytes(model: PrefillCostModel, uncached: float, cached: float, *, decode_holds_prefix: bool) -> float:
+    """Bytes an offloaded request ships: the whole prompt's state, or only the increment when the
+    decode side holds the cached prefix (the fixed linear state S_kv(0) always crosses)."""
+    total = model.s_kv_bytes(uncached + cached)
+    if not decode_holds_prefix or cached <= 0:
+        return total
+    return max(total - (model.s_kv_bytes(cached) - model.s_kv_bytes(0.0)), 0.0)
+
+
+def evaluate_with_hits(model: PrefillCostModel, hits: PrefixHits) -> tuple[np.ndarray, np.ndarray]:
+    """(T(u | c), shipped bytes) for every (uncached, cached) pair of `hits`."""
+    uncached = hits.uncached_tokens.astype(np.float64)
+    cached = hits.cached_tokens.astype(np.float64)
+    totals = uncached + cached
+    _, s_total = evaluate_on_support(model, totals)
+    times = np.empty(uncached.size, dtype=np.float64)
+    fresh = cached <= 0
+    if fresh.any():
+        times[fresh], _ = evaluate_on_support(model, uncached[fresh])
+    for i in np.flatnonzero(~fresh):
+        times[i] = model.t_prefill_s(float(uncached[i]), float(cached[i]))
+    if not hits.decode_holds_prefix:
+        return times, s_total
+    _, s_cached = evaluate_on_support(model, cached)
+    s_zero = model.s_kv_bytes(0.0)
+    return times, np.maximum(s_total - np.where(fresh, 0.0, s_cached - s_zero), 0.0)
 
 
 class ThroughputModel:

@@ -14,6 +14,7 @@ from typing import Any
 
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
 from prfaas.workload.distribution import DiscreteLengthDistribution
+from prfaas.workload.prefix import PrefixHits
 
 
 class Topology(enum.Enum):
@@ -31,6 +32,9 @@ class Scenario:
     `lengths` is the distribution of **uncached** input lengths L; `output_tokens` is the mean L_out;
     `bs_max` and `t_decode_s` are the SLO-governed decode batch cap and step time (Eq. 5).
     `egress_gbps` is the PrfaaS cluster's egress B_out (decimal Gbps); None means unconstrained.
+    `prefix_hits` (None: no prefix hits) gives the cached prefix behind each uncached length: the
+    planner then prices a prefill as `t_prefill_s(uncached, cached)` and ships the whole prompt's state
+    (or only the increment when `prefix_hits.decode_holds_prefix`); `lengths` must be its uncached lengths.
     """
 
     name: str
@@ -49,6 +53,7 @@ class Scenario:
     gpus_per_instance_pd: int = 8
     prfaas_gpu: str = ""
     pd_gpu: str = ""
+    prefix_hits: PrefixHits | None = None
 
     def __post_init__(self) -> None:
         if self.n_prfaas < 0 or self.n_pd < 0:
@@ -68,8 +73,16 @@ class Scenario:
             raise ValueError("output_tokens, bs_max and t_decode_s must be > 0")
         if self.gpus_per_instance_prfaas <= 0 or self.gpus_per_instance_pd <= 0:
             raise ValueError("gpus per instance must be > 0")
+        if self.prefix_hits is not None:
+            support = self.prefix_hits.uncached_lengths().lengths
+            if support.shape != self.lengths.lengths.shape or not (support == self.lengths.lengths).all():
+                raise ValueError("lengths must be the uncached lengths of prefix_hits")
 
     def replace(self, **changes: Any) -> Scenario:
+        """A copy with `changes`; new `lengths` without new `prefix_hits` drop the hits (lengths observed
+        live, e.g. by the rebalancer, carry no cached split: their requests are priced as fresh prompts)."""
+        if "lengths" in changes and "prefix_hits" not in changes:
+            changes["prefix_hits"] = None
         return dataclasses.replace(self, **changes)
 
     @property

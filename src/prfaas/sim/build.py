@@ -147,7 +147,8 @@ def build_inputs(cfg: SimConfig) -> RunInputs:
     requests, lengths = workload_from(cfg)
     options = SimOptions(horizon_s=cfg.horizon_s, tpot_slo_s=cfg.tpot_slo_s, ttft_slo_s=cfg.ttft_slo_s,
                          control_interval_s=cfg.policy.control_interval_s if cfg.policy.rebalance else None,
-                         sample_interval_s=max(cfg.duration_s / 1000, 1.0))
+                         sample_interval_s=max(cfg.duration_s / 1000, 1.0),
+                         decode_holds_prefix=cfg.cluster.decode_holds_prefix)
     reoptimise = None
     if cfg.policy.rebalance and cfg.cluster.n_prfaas >= 1 and cfg.cluster.n_pd_prefill + cfg.cluster.n_pd_decode >= 2:
         reoptimise = reoptimiser_for(_planner_scenario(cfg, models, lengths))

@@ -6,7 +6,7 @@ Every section has defaults (the paper's case study), so a file only states what 
     horizon_s = 700.0           # stop the clock (default: run until every request finished)
     tpot_slo_s = 0.025          ttft_slo_s = 10.0        warmup_s = 0.0
     [model]     profile = "paper" | "path/to/profile.json"; pd_profile; t_decode_s; bs_max
-    [cluster]   n_prfaas; n_pd_prefill; n_pd_decode; cache_blocks; intra_cluster_gbps
+    [cluster]   n_prfaas; n_pd_prefill; n_pd_decode; cache_blocks; intra_cluster_gbps; decode_holds_prefix
     [link]      capacity_gbps; latency_s; window_s; buffer_s             # the PrfaaS -> PD egress
     [workload]  kind = "lognormal" (mu, sigma, min_tokens, max_tokens) | "trace" (trace, limit, time_scale)
                 | "mixshift" (lognormal split at split_tokens; start/end_long_fraction, shift_start/end_s)
@@ -54,6 +54,7 @@ class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     n_pd_decode: Annotated[int, Meta(ge=1)] = 5
     cache_blocks: Annotated[int, Meta(ge=0)] = 100_000
     intra_cluster_gbps: Pos = 800.0
+    decode_holds_prefix: bool = False  # see SimOptions.decode_holds_prefix
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

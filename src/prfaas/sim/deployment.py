@@ -89,6 +89,10 @@ class SimOptions:
     sample_interval_s: float = 1.0  # role counts / queue samples for plots
     tpot_slo_s: float = 0.025  # per-token decode time SLO (paper: 40 tokens/s)
     ttft_slo_s: float | None = None  # optional TTFT SLO for goodput
+    # The decode side reaches the PD cluster's cached prefixes (the paper's cluster-wide pool over RDMA), so an
+    # offloaded request ships only what the PD cluster lacks. False (as `prfaas serve` does today): decode
+    # nodes hold no prefix and the whole prompt's state crosses the link.
+    decode_holds_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.horizon_s is not None and self.horizon_s <= 0:

@@ -23,7 +23,13 @@ from prfaas.planner.scenario import Scenario, Topology
 from prfaas.policy.config import PolicyConfig
 from prfaas.sim.deployment import SimOptions
 from prfaas.sim.run import RunResult, simulate
-from prfaas.sim.scenario import POLICY_FOR_TOPOLOGY, deployment_for, poisson_workload
+from prfaas.sim.scenario import (
+    POLICY_FOR_TOPOLOGY,
+    deployment_for,
+    poisson_workload,
+    prefix_hit_workload,
+    warmed_prefix_index,
+)
 from prfaas.sim.search import Probe, SustainCriteria, max_sustainable_rate
 
 DEFAULT_COMMON_LOAD_RPS = 1.0  # light load: the paper's Table 6 TTFTs look queue-free
@@ -63,11 +69,20 @@ def run_configuration(scenario: Scenario, *, threshold_tokens: int | None, n_p: 
     deployment = deployment_for(scenario, n_p, n_d)
     policy = POLICY_FOR_TOPOLOGY[scenario.topology]
     cfg = PolicyConfig(threshold_tokens=threshold_tokens) if threshold_tokens is not None else PolicyConfig()
-    requests = poisson_workload(scenario.lengths, int(scenario.output_tokens), rate_rps, duration_s=duration_s,
-                                seed=seed)
+    hits = scenario.prefix_hits
+    index = None
+    if hits is None:
+        requests = poisson_workload(scenario.lengths, int(scenario.output_tokens), rate_rps, duration_s=duration_s,
+                                    seed=seed)
+    else:
+        requests, warm = prefix_hit_workload(hits, int(scenario.output_tokens), rate_rps, duration_s=duration_s,
+                                             seed=seed)
+        index = warmed_prefix_index(deployment, requests, warm, decode_holds_prefix=hits.decode_holds_prefix)
     options = SimOptions(horizon_s=duration_s + tail_s, tpot_slo_s=scenario.t_decode_s,
-                         sample_interval_s=max(duration_s / 600, 1.0))
-    return simulate(deployment, policy, requests, policy_config=cfg, options=options, measure_end_s=duration_s)
+                         sample_interval_s=max(duration_s / 600, 1.0),
+                         decode_holds_prefix=hits is not None and hits.decode_holds_prefix)
+    return simulate(deployment, policy, requests, policy_config=cfg, options=options, measure_end_s=duration_s,
+                    kv_index=index)
 
 
 def search_configuration(scenario: Scenario, *, threshold_tokens: int | None, n_p: int, n_d: int,

@@ -77,11 +77,12 @@ def simulate(deployment: Deployment, policy: str, requests: Sequence[WorkloadReq
              policy_config: PolicyConfig | None = None, script: Sequence[ScriptedEvent] = (),
              options: SimOptions | None = None, rebalance: bool = False, reoptimise: Reoptimiser | None = None,
              warmup_s: float = 0.0, measure_end_s: float | None = None,
-             progress: Callable[[float], None] | None = None) -> RunResult:
-    """Run `requests` through `deployment` under the registered router `policy`."""
+             progress: Callable[[float], None] | None = None, kv_index: GlobalKvIndex | None = None) -> RunResult:
+    """Run `requests` through `deployment` under the registered router `policy`; `kv_index`: prefix caches
+    to start from (e.g. `scenario.warmed_prefix_index`), empty by default."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
-    index = GlobalKvIndex()
+    index = kv_index if kv_index is not None else GlobalKvIndex()
     router = make_router(policy, cfg, kv_index=index, state_bytes=state_bytes_fn(deployment),
                          prefill_time_s=prefill_time_fn(deployment))
     rebalancer = None

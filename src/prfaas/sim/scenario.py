@@ -5,6 +5,8 @@ One function per step, so the paper case, the TOML config and the tests build ru
     deployment_for(scenario, n_p, n_d, ...)   nodes (PrfaaS prefill, PD-P, PD-D) and the egress link
     policy_for(topology)                      the registered router name for a topology
     poisson_workload(lengths, rate, ...)      Poisson arrivals with lengths from a distribution
+    prefix_hit_workload(hits, rate, ...)      the same for a planner's prefix-hit workload: each request
+                                              carries its cached prefix, warmed on every prefill node
     reoptimiser_for(scenario)                 the planner's threshold search, for the rebalancer
 
 PD nodes carry both the prefill and the decode cost model, so the long-term loop can convert them.
@@ -14,16 +16,22 @@ is that `DecodeCostModel`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
 from prfaas.planner.scenario import Scenario, Topology
+from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.rebalancer import Reoptimiser
 from prfaas.sim.deployment import Deployment, LinkSpec
 from prfaas.sim.node import NodeSpec
 from prfaas.workload.arrivals import ArrivalProcess, PoissonArrivals
 from prfaas.workload.distribution import DiscreteLengthDistribution
 from prfaas.workload.generate import synthetic_requests
-from prfaas.workload.request import WorkloadRequest
+from prfaas.workload.prefix import PrefixHits
+from prfaas.workload.request import BLOCK_TOKENS, WorkloadRequest, num_blocks_for
+
+WARM_CACHE_BLOCKS = 10**9  # prefix-hit runs: caches that never evict (the planner assumes every hit holds)
 
 # ~ 0.85 TiB of full-attention KV per node at ~17 KiB/token (our fit of arXiv 2604.15039 Table 5)
 DEFAULT_CACHE_BLOCKS = 100_000
@@ -88,6 +96,40 @@ def deployment_for(scenario: Scenario, n_p: int, n_d: int, *, latency_s: float =
 def poisson_workload(lengths: DiscreteLengthDistribution, output_tokens: int, rate_rps: float, *,
                      duration_s: float, seed: int) -> list[WorkloadRequest]:
     return synthetic_requests(lengths, output_tokens, PoissonArrivals(rate_rps), duration_s=duration_s, seed=seed)
+
+
+def prefix_hit_workload(hits: PrefixHits, output_tokens: int, rate_rps: float, *, duration_s: float,
+                        seed: int) -> tuple[list[WorkloadRequest], dict[int, int]]:
+    """Poisson requests whose (uncached, cached) split is drawn from `hits`, and each request's number of
+    cached blocks. Block hashes are unique per request, so the only hits are the warmed prefixes
+    (`warmed_prefix_index`); the cached tokens a node then finds are exactly the drawn ones."""
+    arrival_ss, pair_ss = np.random.SeedSequence(seed).spawn(2)
+    times = PoissonArrivals(rate_rps).arrival_times(np.random.default_rng(arrival_ss), duration_s)
+    picks = np.random.default_rng(pair_ss).choice(hits.probs.size, size=times.size, p=hits.probs / hits.probs.sum())
+    requests: list[WorkloadRequest] = []
+    warm_blocks: dict[int, int] = {}
+    for i, (t, k) in enumerate(zip(times, picks, strict=True)):
+        cached, total = int(hits.cached_tokens[k]), int(hits.uncached_tokens[k] + hits.cached_tokens[k])
+        chain = tuple(i * 1024 + j for j in range(num_blocks_for(total)))  # <= 1024 blocks per prompt
+        requests.append(WorkloadRequest(i, float(t), total, output_tokens, chain))
+        warm_blocks[i] = -(-cached // BLOCK_TOKENS)  # cached_tokens_for caps a last partial block at l - 1
+    return requests, warm_blocks
+
+
+def warmed_prefix_index(deployment: Deployment, requests: list[WorkloadRequest], warm_blocks: dict[int, int], *,
+                        decode_holds_prefix: bool = False) -> GlobalKvIndex:
+    """A `GlobalKvIndex` in which every prefill node (and every PD-D node too when the decode side holds
+    prefixes) already holds each request's cached prefix."""
+    index = GlobalKvIndex()
+    for node in deployment.nodes:
+        index.add_node(node.instance_id, node.cluster, WARM_CACHE_BLOCKS)
+    holder_ids = [n.instance_id for n in deployment.nodes if decode_holds_prefix or n.role is not Role.PD_DECODE]
+    for req in requests:
+        head = req.block_hashes[: warm_blocks.get(req.request_id, 0)]
+        if head:
+            for instance_id in holder_ids:
+                index.insert(instance_id, head)
+    return index
 
 
 def modulated_workload(lengths: DiscreteLengthDistribution, output_tokens: int, arrivals: ArrivalProcess, *,

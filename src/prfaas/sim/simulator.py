@@ -13,9 +13,12 @@ Lifecycle of a request (each step an event on the virtual clock, see `events.Eve
 
 Prefix caches: the `GlobalKvIndex` is the simulated prefill nodes' caches (exact here, and exactly what
 the routers see). A prefill node caches the prompt's full blocks when its prefill ends and reuses only
-what it holds itself; decode nodes cache nothing (NOTE(sim): a per-node pool, not a cluster-wide RDMA
-pool). Offloaded requests send only what the PD cluster lacks: S_kv(l) - (S_kv(l_pd) - S_kv(0)), l_pd
-the longest prefix cached on a PD node (the fixed linear state always crosses).
+what it holds itself: its prefill takes `t_prefill_s(uncached, cached)`. Decode nodes cache nothing, so an
+offloaded request ships the whole prompt's state S_kv(l), whatever the prefill node had cached (as the
+live system does). With `SimOptions.decode_holds_prefix` the decode side reaches the PD cluster's pool
+(the paper's RDMA pool) and only what the PD cluster lacks crosses: S_kv(l) - (S_kv(l_pd) - S_kv(0)),
+l_pd the longest prefix cached on a PD node (the fixed linear state always crosses). The planner prices
+hits the same way (`planner.model`, docs/prefix-hit-cost-model.md).
 
 Failures (scripted): a failed node's queued, running and transferring requests get a failed `Outcome`
 and are re-dispatched (attempt + 1); nothing is dropped. A request no instance can take (`NoRouteError`)
@@ -207,7 +210,9 @@ class Simulator:
     def _offload_bytes(self, req: SimRequest) -> float:
         cost = self._prefill_cost_model(req.prefill_id)
         hashes = req.wl.block_hashes
-        pd_blocks = self.kv_index.longest_prefix_blocks(ClusterKind.PD, hashes) if hashes else 0
+        if not self.options.decode_holds_prefix or not hashes:
+            return cost.s_kv_bytes(req.wl.input_tokens)
+        pd_blocks = self.kv_index.longest_prefix_blocks(ClusterKind.PD, hashes)
         pd_tokens = cached_tokens_for(pd_blocks, req.wl.input_tokens)
         total = cost.s_kv_bytes(req.wl.input_tokens)
         if pd_tokens > 0:

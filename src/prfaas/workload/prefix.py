@@ -22,6 +22,12 @@ Two models, both in whole 512-token blocks (`BLOCK_TOKENS`, the Mooncake block s
    Eviction order: `insert` touches a chain from its last block to its first, so a chain's head is more
    recently used than its tail and the tail is evicted first; evicting a head would make the rest of the
    chain unreachable under the prefix rule.
+
+Both models also give the joint (uncached, cached) split per request as `PrefixHits`
+(`hits_after_hit_rate`, `PrefixReplay.hits`): the planner routes on the uncached length, costs the
+prefill as the uncached tokens computed on top of the cached ones (`t_prefill_s(u, c)`) and ships the
+whole prompt's state S_kv(u + c) unless the decode side holds the prefix, when only the increment
+S_kv(u + c) - S_kv(c) + S_kv(0) crosses (docs/prefix-hit-cost-model.md).
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from prfaas.workload.request import BLOCK_TOKENS, WorkloadRequest
 __all__ = [
     "BLOCK_TOKENS",
     "LruBlockCache",
+    "PrefixHits",
     "PrefixReplay",
     "cached_tokens_for",
+    "hits_after_hit_rate",
     "replay_prefix_cache",
     "uncached_after_hit_rate",
 ]
@@ -53,20 +61,78 @@ def cached_tokens_for(input_tokens: int, num_hit_blocks: int, block_tokens: int 
     return max(0, min(num_hit_blocks * block_tokens, input_tokens - 1))
 
 
-def uncached_after_hit_rate(dist: DiscreteLengthDistribution, hit_rate: float,
-                            block_tokens: int = BLOCK_TOKENS) -> DiscreteLengthDistribution:
-    """Distribution of uncached prompt lengths when a fraction `hit_rate` of each prompt is cached
-    (rounded down to whole blocks, at least one token left; see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class PrefixHits:
+    """Requests as (uncached, cached) token pairs with probabilities (pairs need not be unique).
+
+    `uncached_lengths` (the routing variable L of the planner) merges pairs of equal uncached length;
+    `per_support` averages any per-pair quantity over the pairs behind each of its support points.
+    `decode_holds_prefix`: the decode side already holds each cached prefix, so an offloaded request
+    ships only the increment (the paper's PD-cluster pool); False: the whole prompt's state ships.
+    """
+
+    uncached_tokens: NDArray[np.int64]
+    cached_tokens: NDArray[np.int64]
+    probs: NDArray[np.float64]
+    name: str
+    decode_holds_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.uncached_tokens.size
+        if self.cached_tokens.shape != (n,) or self.probs.shape != (n,) or n == 0:
+            raise ConfigError("prefix hits: uncached, cached and probs must be non-empty and of equal size")
+        if np.any(self.uncached_tokens < 1) or np.any(self.cached_tokens < 0):
+            raise ConfigError("prefix hits: uncached tokens must be >= 1 and cached tokens >= 0")
+
+    def uncached_lengths(self) -> DiscreteLengthDistribution:
+        return merged_distribution(self.uncached_tokens, self.probs, self.name)
+
+    def with_decode_holds_prefix(self, holds: bool) -> PrefixHits:
+        return PrefixHits(self.uncached_tokens, self.cached_tokens, self.probs, self.name, holds)
+
+    def per_support(self, values: NDArray[np.float64], dist: DiscreteLengthDistribution) -> NDArray[np.float64]:
+        """E[value | uncached = l_k] for each support point l_k of `dist` (= `uncached_lengths()`)."""
+        index = np.searchsorted(dist.lengths, self.uncached_tokens.astype(np.float64))
+        if np.any(index >= dist.lengths.size) or np.any(dist.lengths[np.minimum(index, dist.lengths.size - 1)]
+                                                          != self.uncached_tokens):
+            raise ValueError("the distribution's support is not this workload's uncached lengths")
+        mass = np.bincount(index, weights=self.probs, minlength=dist.lengths.size)
+        total = np.bincount(index, weights=self.probs * values, minlength=dist.lengths.size)
+        return np.asarray(total / np.where(mass > 0, mass, 1.0), dtype=np.float64)
+
+    @property
+    def token_hit_rate(self) -> float:
+        """sum(cached) / sum(input), weighted by probability."""
+        total = float(np.dot(self.probs, self.uncached_tokens + self.cached_tokens))
+        return float(np.dot(self.probs, self.cached_tokens)) / total
+
+
+def cached_after_hit_rate(input_tokens: NDArray[np.int64], hit_rate: float,
+                          block_tokens: int = BLOCK_TOKENS) -> NDArray[np.int64]:
+    """Cached prefix of each prompt when a fraction `hit_rate` is cached (whole blocks, one token left)."""
     if not 0.0 <= hit_rate <= 1.0:
         raise ConfigError(f"prefix-cache hit rate must be in [0, 1], got {hit_rate}")
     if block_tokens < 1:
         raise ConfigError(f"block_tokens must be >= 1, got {block_tokens}")
-    lengths = np.rint(dist.lengths).astype(np.int64)
     # 1e-9 guards floor() against h*L landing a hair below a block boundary in floating point
-    hit_blocks = np.floor(hit_rate * lengths / block_tokens + 1e-9).astype(np.int64)
-    cached = np.clip(np.minimum(hit_blocks * block_tokens, lengths - 1), 0, None)
+    hit_blocks = np.floor(hit_rate * input_tokens / block_tokens + 1e-9).astype(np.int64)
+    return np.asarray(np.clip(np.minimum(hit_blocks * block_tokens, input_tokens - 1), 0, None), dtype=np.int64)
+
+
+def hits_after_hit_rate(dist: DiscreteLengthDistribution, hit_rate: float,
+                        block_tokens: int = BLOCK_TOKENS) -> PrefixHits:
+    """(uncached, cached) pairs when a fraction `hit_rate` of each prompt of `dist` is cached."""
+    lengths = np.rint(dist.lengths).astype(np.int64)
+    cached = cached_after_hit_rate(lengths, hit_rate, block_tokens)
     name = f"{dist.name} uncached after {hit_rate:.0%} prefix hits"
-    return merged_distribution(lengths - cached, dist.probs, name)
+    return PrefixHits(lengths - cached, cached, np.asarray(dist.probs, dtype=np.float64), name)
+
+
+def uncached_after_hit_rate(dist: DiscreteLengthDistribution, hit_rate: float,
+                            block_tokens: int = BLOCK_TOKENS) -> DiscreteLengthDistribution:
+    """Distribution of uncached prompt lengths when a fraction `hit_rate` of each prompt is cached
+    (rounded down to whole blocks, at least one token left; see the module docstring)."""
+    return hits_after_hit_rate(dist, hit_rate, block_tokens).uncached_lengths()
 
 
 class LruBlockCache:
@@ -127,6 +193,12 @@ class PrefixReplay:
     uncached_lengths: DiscreteLengthDistribution
     token_hit_rate: float  # sum(cached) / sum(input)
     capacity_blocks: int | None
+
+    def hits(self) -> PrefixHits:
+        """Each replayed request as one equally likely (uncached, cached) pair."""
+        n = self.uncached_tokens.size
+        return PrefixHits(self.uncached_tokens, self.cached_tokens, np.full(n, 1.0 / n),
+                          self.uncached_lengths.name)
 
     def uncached_by_request(self) -> dict[int, int]:
         """request_id -> uncached prompt tokens (for the simulator's per-request routing)."""
