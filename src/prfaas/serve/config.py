@@ -55,6 +55,7 @@ class ModelSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     num_threads: Annotated[int, Meta(ge=1)] | None = 1  # torch threads per node process (None: torch default)
     max_batch_size: Annotated[int, Meta(ge=1)] = 32
     prefix_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024  # per prefill node; 0 disables it
+    stub_step_s: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0  # stub model only: seconds per decode step (tests)
 
 
 class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -63,6 +64,7 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     heartbeat_interval_s: Pos = 0.5  # nodes send a heartbeat this often
     heartbeat_timeout_s: Pos = 3.0  # a node silent this long is taken out of routing
     request_timeout_s: Pos = 300.0  # one node call (prefill, or the whole decode stream)
+    request_deadline_s: Pos | None = None  # a request still running after this long is cancelled (None: no limit)
     route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert or nodes first register
     rebalance_interval_s: Pos = 10.0
     allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
