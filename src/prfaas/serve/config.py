@@ -63,7 +63,7 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     port: Port = 8000
     heartbeat_interval_s: Pos = 0.5  # nodes send a heartbeat this often
     heartbeat_timeout_s: Pos = 3.0  # a node silent this long is taken out of routing
-    request_timeout_s: Pos = 300.0  # one node call (prefill, or the whole decode stream)
+    request_timeout_s: Pos = 300.0  # one node call (a prefill; a decode stream's longest silence)
     request_deadline_s: Pos | None = None  # a request still running after this long is cancelled (None: no limit)
     route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert or nodes first register
     rebalance_interval_s: Pos = 10.0

@@ -269,6 +269,10 @@ class RequestDriver:
         if not await abort_attempt(self.session, rid, (prefill_node, decode_node)):
             self.control.nodes.mark_down(prefill_node.name)
 
+    def _stream_timeout(self) -> aiohttp.ClientTimeout:
+        """A decode stream may last longer than one node call: `request_timeout_s` bounds its silences instead."""
+        return aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.cfg.gateway.request_timeout_s)
+
     def _timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=self.cfg.gateway.request_timeout_s, sock_connect=5.0)
 
@@ -319,7 +323,7 @@ class RequestDriver:
         node.gateway_decodes += 1
         try:
             async with self.session.post(f"{node.info.control_url}/decode", data=encode(msg),
-                                         timeout=self._timeout()) as resp:
+                                         timeout=self._stream_timeout()) as resp:
                 if resp.status != 200:
                     error = _error_reply(await resp.read())
                     kind = FailureKind.TRANSFER_FAILED if resp.status == 409 else FailureKind.DECODE_NODE_LOST
