@@ -16,8 +16,8 @@ from prfaas.serve.messages import NodeTables, decode
 
 ANTI_HANG_S = 60.0
 EMPTY_FIELDS = ("live_attempts", "queued_jobs", "waiting_admissions", "running_batch", "decode_streams",
-                "inbox_states", "inbox_bytes", "pending_allocations", "receiver_budget_used_bytes",
-                "queued_tokens", "in_flight")
+                "inbox_states", "inbox_bytes", "waiting_admission_bytes", "pending_allocations",
+                "receiver_budget_used_bytes", "queued_tokens", "in_flight")
 
 
 def node_tables(dep: Launcher, name: str) -> NodeTables:

@@ -22,7 +22,7 @@ from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.deploy_secrets import load_shared_secret
 from prfaas.serve.launcher import Launcher
-from prfaas.serve.messages import AbortRequest, DecodeTarget, PrefillRequest, SamplingMsg, encode
+from prfaas.serve.messages import AbortRequest, DecodeRequest, DecodeTarget, PrefillRequest, SamplingMsg, encode
 
 pytestmark = pytest.mark.network
 
@@ -40,6 +40,10 @@ request_deadline_s = 8.0
 
 [policy]
 rebalance = false
+
+[budgets]
+queued_prompt_tokens = 6000
+waiting_state_bytes = 5000
 """
 
 
@@ -92,10 +96,10 @@ async def _node_calls(dep: Launcher, calls: list[tuple[str, str, bytes]]) -> lis
         return await asyncio.gather(*(one(*call) for call in calls))
 
 
-def _prefill(dep: Launcher, attempt_id: str, stall_s: float) -> bytes:
+def _prefill(dep: Launcher, attempt_id: str, stall_s: float, num_tokens: int = 49) -> bytes:
     target = dep.cfg.node("pd-1")
     decode_node = DecodeTarget(name=target.name, kv_host=target.host, kv_port=target.kv_port)
-    return encode(PrefillRequest(request_id=attempt_id, token_ids=list(range(1, 50)),
+    return encode(PrefillRequest(request_id=attempt_id, token_ids=[1 + i % 1000 for i in range(num_tokens)],
                                  sampling=SamplingMsg(max_tokens=4), decode_target=decode_node, route="forced",
                                  debug_stall_s=stall_s))
 
@@ -131,3 +135,22 @@ def test_a_request_past_its_deadline_is_cancelled_everywhere(dep: Launcher) -> N
     assert status == 504 and "deadline" in body["error"]["message"], body
     assert cancelled_count(metrics(dep.url), "deadline") == deadlines + 1
     wait_until(lambda: node_tables(dep, "pd-1").running_batch == 0, "the decode batch is empty again")
+
+
+def test_a_node_refuses_work_beyond_its_budgets(dep: Launcher) -> None:
+    """[budgets]: 6,000 queued prompt tokens per node, 5,000 B of states waiting for decode (stub: 1 B a token)."""
+    key = f"budget{time.monotonic_ns()}"
+    (too_long,) = asyncio.run(_node_calls(dep, [("prfaas-0", "/prefill", _prefill(dep, f"{key}-0", 0, 7000))]))
+    assert too_long[0] == 503 and b"overloaded" in too_long[1], too_long
+    (kept,) = asyncio.run(_node_calls(dep, [("pd-1", "/prefill", _prefill(dep, f"{key}-1", 0, 5500))]))
+    assert kept[0] == 503 and b"wait for decode" in kept[1], kept
+    (sent,) = asyncio.run(_node_calls(dep, [("prfaas-0", "/prefill", _prefill(dep, f"{key}-2", 0, 5500))]))
+    assert sent[0] == 200, sent  # the transfer went through; the decode node's inbox refused the state
+    claim = encode(DecodeRequest(request_id=f"{key}-2", first_token=1, num_prompt_tokens=5500,
+                                 sampling=SamplingMsg(max_tokens=4), state_wait_s=5.0))
+    (refused,) = asyncio.run(_node_calls(dep, [("pd-1", "/decode", claim)]))
+    assert refused[0] == 409 and b"wait for decode" in refused[1], refused
+    status, body = post(f"{dep.url}/v1/completions",
+                        {"model": "default", "prompt": [1 + i % 1000 for i in range(7000)], "max_tokens": 2})
+    assert status == 503 and "budget" in body["error"]["message"], body
+    assert not any(held(node_tables(dep, n.name)) for n in dep.cfg.nodes)

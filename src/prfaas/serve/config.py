@@ -141,6 +141,13 @@ class SloSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tpot_s: Pos | None = None
 
 
+class BudgetSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Per-node budgets of what requests hold while they wait (`serve.budgets`); beyond one a node refuses (503)."""
+
+    queued_prompt_tokens: Annotated[int, Meta(gt=0)] = 4_000_000  # prompts accepted for prefill, not yet done
+    waiting_state_bytes: Annotated[int, Meta(gt=0)] = 8 * 1024**3  # states kept or arrived, not yet decoding
+
+
 class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole deployment (written resolved to config.json next to each run's logs)."""
 
@@ -151,6 +158,7 @@ class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     links: list[LinkSection] = msgspec.field(default_factory=list)
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     slo: SloSection = msgspec.field(default_factory=SloSection)
+    budgets: BudgetSection = msgspec.field(default_factory=BudgetSection)
 
     def node(self, name: str) -> NodeSection:
         for node in self.nodes:

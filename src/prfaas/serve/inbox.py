@@ -46,6 +46,13 @@ class StateInbox:
         if not future.done():
             future.set_result(state)
 
+    def refuse(self, request_id: str, message: str) -> None:
+        """The state cannot be kept (over budget): its decode request, now or later, fails with `message`."""
+        future = self._future(request_id)
+        if not future.done():
+            future.set_exception(StateNotArrived(message))
+            future.exception()  # a refusal nobody claims is swept later, not logged as unretrieved
+
     def fail(self, request_id: str, message: str) -> None:
         future = self._futures.get(request_id)
         if future is not None and not future.done():
@@ -53,7 +60,7 @@ class StateInbox:
 
     @property
     def num_bytes(self) -> int:
-        return sum(_state_bytes(f.result()) for f in self._futures.values()
+        return sum(state_nbytes(f.result()) for f in list(self._futures.values())
                    if f.done() and not f.cancelled() and f.exception() is None)
 
     def abort(self, request_id: str) -> None:
@@ -86,7 +93,8 @@ class StateInbox:
         return len(stale)
 
 
-def _state_bytes(state: Any) -> int:
+def state_nbytes(state: Any) -> int:
+    """What a held state weighs: `nbytes` of an engine state, the length of a stub's bytearray."""
     nbytes = getattr(state, "nbytes", None)
     if isinstance(nbytes, int):
         return nbytes

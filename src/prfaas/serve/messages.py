@@ -186,6 +186,7 @@ class NodeTables(Message, frozen=True, kw_only=True, tag="node_tables"):
     decode_streams: int
     inbox_states: int
     inbox_bytes: int
+    waiting_admission_bytes: int
     pending_allocations: int
     receiver_budget_used_bytes: int
     queued_tokens: int

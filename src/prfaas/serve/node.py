@@ -228,7 +228,7 @@ class NodeServer(NodeCancellation):
         with self._alloc_lock:
             state, _t = self._allocated.pop(id(layout))
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.inbox.put, request_id, state)
+        self._loop.call_soon_threadsafe(self._state_arrived, request_id, state)
 
     def _on_state_failed(self, request_id: str, exc: Exception) -> None:
         live = self.receiver.registry.live_layout_ids()
@@ -251,6 +251,9 @@ class NodeServer(NodeCancellation):
         refusal = self.attempts.refusal(msg.request_id)
         if refusal is not None:
             return _error("attempt_live", refusal, 409)
+        over_budget = self._prefill_over_budget(msg)
+        if over_budget is not None:
+            return _error("overloaded", over_budget, 503)
         live = self.attempts.open(msg.request_id)
         self.in_flight += 1
         self.queued_tokens += len(msg.token_ids)

@@ -24,7 +24,8 @@ from aiohttp import web
 
 from prfaas.serve.attempts import AttemptTable, PrefillCancelled
 from prfaas.serve.backend import Backend, DecodeEvent
-from prfaas.serve.inbox import StateInbox
+from prfaas.serve.budgets import prefill_refusal, state_refusal
+from prfaas.serve.inbox import StateInbox, state_nbytes
 from prfaas.serve.messages import (
     AbortReply,
     AbortRequest,
@@ -38,7 +39,7 @@ from prfaas.serve.messages import (
 from prfaas.serve.worker import ModelWorker
 
 if TYPE_CHECKING:
-    from prfaas.serve.config import NodeSection
+    from prfaas.serve.config import DeployConfig, NodeSection
     from prfaas.transport import KvReceiver
 
 ABORT_WAIT_S = 5.0  # how long an abort waits for a running prefill layer to end
@@ -50,6 +51,7 @@ _JSON = "application/json"
 class NodeCancellation:
     """Mixed into `NodeServer` (which owns these attributes)."""
 
+    cfg: DeployConfig
     section: NodeSection
     backend: Backend
     worker: ModelWorker
@@ -108,6 +110,27 @@ class NodeCancellation:
         self.worker.cancel(request_id)
         self.decodes_cancelled_total += 1
 
+    # --- budgets (`serve.budgets`) -----------------------------------------------------------------
+    def waiting_state_bytes(self) -> int:
+        return self.inbox.num_bytes + self.worker.waiting_admission_bytes
+
+    def _prefill_over_budget(self, msg: PrefillRequest) -> str | None:
+        refusal = prefill_refusal(self.cfg.budgets, self.queued_tokens, len(msg.token_ids))
+        if refusal is None and msg.decode_target.name == self.section.name:  # colocated: the state stays here
+            state_bytes = self.backend.expected_layout(len(msg.token_ids)).total_bytes
+            refusal = state_refusal(self.cfg.budgets, self.waiting_state_bytes(), state_bytes)
+        return refusal
+
+    def _state_arrived(self, request_id: str, state: Any) -> None:
+        """Event loop: a transferred state lands in the inbox, or is refused when the inbox is over budget."""
+        refusal = state_refusal(self.cfg.budgets, self.waiting_state_bytes(), state_nbytes(state))
+        if refusal is None:
+            self.inbox.put(request_id, state)
+        else:
+            _log.warning("state of %s dropped: %s", request_id, refusal)
+            self.inbox.refuse(request_id, refusal)
+
+    # --- tables --------------------------------------------------------------------------------------
     async def handle_tables(self, _request: web.Request) -> web.Response:
         return _message(self.tables())
 
@@ -117,6 +140,7 @@ class NodeCancellation:
                           waiting_admissions=self.worker.num_waiting_admissions,
                           running_batch=self.backend.num_running, decode_streams=len(self._streams),
                           inbox_states=len(self.inbox), inbox_bytes=self.inbox.num_bytes,
+                          waiting_admission_bytes=self.worker.waiting_admission_bytes,
                           pending_allocations=len(self._allocated),
                           receiver_budget_used_bytes=self.receiver.registry.budget_used_bytes,
                           queued_tokens=self.queued_tokens, in_flight=self.in_flight,

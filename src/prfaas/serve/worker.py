@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prfaas.serve.backend import ENGINE_ERROR, INPUT_ERROR, Backend, BackendInputError, DecodeEvent
+from prfaas.serve.inbox import state_nbytes
 from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
@@ -61,6 +62,11 @@ class ModelWorker:
     @property
     def num_waiting_admissions(self) -> int:
         return len(self._admissions)
+
+    @property
+    def waiting_admission_bytes(self) -> int:
+        with self._cond:
+            return sum(state_nbytes(a.state) for a in self._admissions)
 
     def start(self) -> None:
         self._thread.start()
