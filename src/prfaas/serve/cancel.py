@@ -90,9 +90,10 @@ class CancelWatch:
     registry: AbortRegistry
     request_id: int
     deadline_s: float | None = None
-    _aborted: asyncio.Event = field(init=False)
+    _aborted: asyncio.Event | None = field(default=None, init=False)
 
-    def __post_init__(self) -> None:
+    def open(self) -> None:
+        """Register for explicit aborts (when the request starts running; `close` when it ends)."""
         self._aborted = self.registry.open(self.request_id)
 
     def close(self) -> None:
@@ -100,6 +101,7 @@ class CancelWatch:
 
     async def wait(self) -> Cancelled:
         """Return (never raise) why the request must end, when that happens."""
+        assert self._aborted is not None, "open() first"
         waits = {asyncio.ensure_future(self._disconnect()): CancelReason.CLIENT_GONE,
                  asyncio.ensure_future(self._aborted.wait()): CancelReason.ABORTED}
         try:
@@ -124,6 +126,7 @@ class CancelWatch:
 
 async def run_until_cancelled(watch: CancelWatch, work: Coroutine[Any, Any, T]) -> T:
     """`work`'s result, or `Cancelled` (with `work` cancelled and awaited) when `watch` fires first."""
+    watch.open()
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(watch.wait())
     try:
@@ -141,6 +144,7 @@ async def run_until_cancelled(watch: CancelWatch, work: Coroutine[Any, Any, T]) 
 
 async def stream_until_cancelled(watch: CancelWatch, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
     """`chunks`, ended by `Cancelled` (the pending chunk cancelled) when `watch` fires between or during them."""
+    watch.open()
     watcher = asyncio.ensure_future(watch.wait())
     step: asyncio.Future[tuple[bool, Any]] | None = None
     try:
