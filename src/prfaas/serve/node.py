@@ -287,11 +287,11 @@ class NodeServer(NodeCancellation):
                 transfer.abort(str(exc))
             return _error("bad_request", str(exc), 400)
         except PrefillCancelled as exc:
-            return self._prefill_cancelled(msg, transfer, str(exc))
+            return self._prefill_cancelled(msg, transfer, str(exc), ran=bool(started))
         finally:
             self.queued_tokens -= len(msg.token_ids)
         if live.cancelled.is_set():
-            return self._prefill_cancelled(msg, transfer, f"prefill of {msg.request_id} aborted")
+            return self._prefill_cancelled(msg, transfer, f"prefill of {msg.request_id} aborted", ran=True)
         prefill_done_s = time.monotonic()
         self.prefill_tokens_total += len(msg.token_ids) - output.num_cached_tokens
         transfer_bytes, transfer_s = 0, None

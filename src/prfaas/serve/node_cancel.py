@@ -97,10 +97,11 @@ class NodeCancellation:
             self.decodes_cancelled_total += 1
         return found
 
-    def _prefill_cancelled(self, msg: PrefillRequest, transfer: Any, message: str) -> web.Response:
+    def _prefill_cancelled(self, msg: PrefillRequest, transfer: Any, message: str, *, ran: bool) -> web.Response:
         if transfer is not None:
             transfer.abort(message)
-        self.worker.submit(lambda: self.backend.release(msg.request_id))
+        if ran:  # a prefill that started may hold its state in the prefix pool until released
+            self.worker.submit(lambda: self.backend.release(msg.request_id))
         _log.info("prefill of %s cancelled", msg.request_id)
         return _message(ErrorReply(kind=CANCELLED, message=message), 409)
 
