@@ -194,9 +194,13 @@ class RequestDriver:
             except _AttemptFailed as exc:
                 failed = Outcome(request_id=job.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
                 self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+                # the decode may still run on a node that is alive: abort it before any retry; a node that does
+                # not acknowledge is known dead
+                acked = await abort_attempt(self.session, rid, (decode_node,))
+                live.clear()
                 if decide_failure(failed, self.control.policy.failure) is FailureAction.FAIL_REQUEST:
                     raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}") from None
-                if exc.kind is FailureKind.DECODE_NODE_LOST:
+                if exc.kind is FailureKind.DECODE_NODE_LOST and not acked:
                     self.control.nodes.mark_down(decode_node.name)
                 forced = None if forced is ForcedRoute.COLOCATED else forced
                 attempt += 1
