@@ -88,6 +88,7 @@ def test_a_non_streamed_client_that_leaves_stops_its_decode(dep: Launcher) -> No
 
 def test_a_streamed_client_that_leaves_stops_its_decode(dep: Launcher) -> None:
     before = node_tables(dep, DECODE_NODE).decodes_cancelled_total
+    gone_before = cancelled_count(metrics(dep.url), "client_disconnect")
     client = LeavingClient(dep, {**LONG, "stream": True})
     assert b"data:" in client.read_some(200)  # tokens are streaming
     wait_until(lambda: _running(dep) == 1, "the request decodes")
@@ -95,6 +96,8 @@ def test_a_streamed_client_that_leaves_stops_its_decode(dep: Launcher) -> None:
     wait_until(lambda: _running(dep) == 0, "the decode batch is empty again")
     print(f"streamed disconnect -> decode batch removal: {(time.monotonic() - left_s) * 1000:.0f} ms")
     assert node_tables(dep, DECODE_NODE).decodes_cancelled_total == before + 1
+    wait_until(lambda: cancelled_count(metrics(dep.url), "client_disconnect") == gone_before + 1,
+               "the gateway counts the client that went away (once)")
     _wait_empty(dep)
 
 
@@ -134,11 +137,14 @@ def test_an_operator_abort_ends_a_running_request(dep: Launcher) -> None:
 
 
 def test_after_many_cancellations_every_table_is_empty(dep: Launcher) -> None:
+    gone_before = cancelled_count(metrics(dep.url), "client_disconnect")
     clients = [LeavingClient(dep, {**LONG, "stream": i % 2 == 1}) for i in range(8)]
     wait_until(lambda: _running(dep) >= 1, "requests decode")
     for client in clients:
         client.leave()
     _wait_empty(dep)
+    wait_until(lambda: cancelled_count(metrics(dep.url), "client_disconnect") >= gone_before + 8, "all counted")
+    assert cancelled_count(metrics(dep.url), "client_disconnect") == gone_before + 8  # each once
     wait_until(lambda: get_json(f"{dep.url}/admin/running", dep.admin_headers())["running"] == [],
                "the gateway holds no request")
     ok = post(f"{dep.url}/v1/completions", {**LONG, "max_tokens": 5})

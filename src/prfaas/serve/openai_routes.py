@@ -10,6 +10,7 @@ error event before `data: [DONE]`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,9 @@ async def _cancellable_sse(gw: Gateway, watch: CancelWatch, rid: str,
         if exc.reason is not CancelReason.CLIENT_GONE:
             yield error_event(cancelled_error(exc))
             yield SSE_DONE
+    except (GeneratorExit, asyncio.CancelledError):  # the server saw the client leave first (a write failed)
+        note_cancelled(gw.metrics.cancelled, rid, Cancelled(CancelReason.CLIENT_GONE, "client went away"))
+        raise
 
 
 async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
