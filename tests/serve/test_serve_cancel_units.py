@@ -115,3 +115,12 @@ def test_budgets_refuse_what_does_not_fit() -> None:
     assert "budget of 100" in (prefill_refusal(budgets, 61, 40) or "")
     assert state_refusal(budgets, 999, 1) is None
     assert "budget of 1000 B" in (state_refusal(budgets, 999, 2) or "")
+
+
+def test_an_abort_that_overtakes_its_prefill_is_remembered() -> None:
+    table = AttemptTable()
+    assert table.cancel("9-0") is None and table.was_aborted("9-0")  # nothing live yet: a tombstone
+    assert not table.was_aborted("9-1")
+    for i in range(5000):
+        table.mark_aborted(f"x{i}-0")
+    assert not table.was_aborted("9-0") and table.was_aborted("x4999-0")  # bounded

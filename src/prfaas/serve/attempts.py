@@ -6,6 +6,7 @@ and cancellation (an explicit `/abort`) within one prefill layer.
     refusal = table.refusal(attempt_id)    # another attempt of the same request is alive here: refuse (409)
     live = table.open(attempt_id)          # ... prefill, with live.check() in the per-layer hook ...
     table.cancel(attempt_id)               # /abort: sets the flag, returns the attempt (its queued job / transfer)
+    table.was_aborted(attempt_id)          # an abort that overtook its own prefill: the prefill is refused
     table.close(attempt_id)
 
 An attempt id is `"<request id>-<attempt number>"` (`serve.driver`); ids without a numeric suffix are their own
@@ -20,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 SPAN_HISTORY = 512
+TOMBSTONES = 4096  # aborted attempt ids remembered (an abort may overtake its own prefill or state)
 
 
 class PrefillCancelled(Exception):
@@ -75,6 +77,17 @@ class AttemptTable:
         self._live: dict[str, LiveAttempt] = {}
         self.spans: deque[PrefillSpan] = deque(maxlen=SPAN_HISTORY)
         self.cancelled_total = 0
+        self._aborted: OrderedDict[str, None] = OrderedDict()
+
+    def mark_aborted(self, attempt_id: str) -> None:
+        """Remember an aborted id, so that a prefill, a state or a decode call arriving after its abort is refused."""
+        self._aborted[attempt_id] = None
+        self._aborted.move_to_end(attempt_id)
+        while len(self._aborted) > TOMBSTONES:
+            self._aborted.popitem(last=False)
+
+    def was_aborted(self, attempt_id: str) -> bool:
+        return attempt_id in self._aborted
 
     def __len__(self) -> int:
         return len(self._live)
@@ -98,6 +111,7 @@ class AttemptTable:
         return live
 
     def cancel(self, attempt_id: str) -> LiveAttempt | None:
+        self.mark_aborted(attempt_id)
         live = self._live.get(attempt_id)
         if live is not None and not live.cancelled.is_set():
             live.cancelled.set()

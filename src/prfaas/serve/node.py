@@ -248,6 +248,8 @@ class NodeServer(NodeCancellation):
         if duplicate is not None:  # the same attempt twice runs once: answer as the first run does
             status, body = await asyncio.shield(duplicate.result)
             return web.Response(body=body, status=status, content_type="application/json")
+        if self.attempts.was_aborted(msg.request_id):  # its abort overtook it
+            return _error("cancelled", f"{msg.request_id} was aborted", 409)
         refusal = self.attempts.refusal(msg.request_id)
         if refusal is not None:
             return _error("attempt_live", refusal, 409)
@@ -362,6 +364,8 @@ class NodeServer(NodeCancellation):
             msg = decode(await request.read(), DecodeRequest)
         except ProtocolVersionError as exc:
             return _error("bad_request", str(exc), 400)
+        if self.attempts.was_aborted(msg.request_id):
+            return _error("state_missing", f"{msg.request_id} was aborted", 409)
         self.in_flight += 1
         try:
             try:

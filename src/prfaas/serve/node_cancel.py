@@ -88,6 +88,7 @@ class NodeCancellation:
         return True
 
     def _abort_decode(self, request_id: str) -> bool:
+        self.attempts.mark_aborted(request_id)  # a state arriving later is dropped
         found = request_id in self._streams or request_id in self.inbox
         self.worker.cancel(request_id)
         self.inbox.abort(request_id)
@@ -124,6 +125,8 @@ class NodeCancellation:
 
     def _state_arrived(self, request_id: str, state: Any) -> None:
         """Event loop: a transferred state lands in the inbox, or is refused when the inbox is over budget."""
+        if self.attempts.was_aborted(request_id):  # its abort overtook it
+            return
         refusal = state_refusal(self.cfg.budgets, self.waiting_state_bytes(), state_nbytes(state))
         if refusal is None:
             self.inbox.put(request_id, state)
