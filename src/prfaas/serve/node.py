@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -319,34 +319,6 @@ class NodeServer(NodeCancellation):
                                    num_prompt_tokens=len(msg.token_ids), num_cached_tokens=output.num_cached_tokens,
                                    queue_s=start_s - arrived_s, prefill_s=prefill_done_s - start_s,
                                    transfer_bytes=transfer_bytes, transfer_s=transfer_s))
-
-    def _prefill_job(self, msg: PrefillRequest, transfer: Any, started: list[float],
-                     live: LiveAttempt) -> Callable[[], Any]:
-        stall_s = msg.debug_stall_s if self.cfg.gateway.allow_debug_hooks and transfer is not None else 0.0
-
-        def on_layer(layer_index: int, views: Sequence[memoryview]) -> None:
-            live.check()  # an aborted prefill stops within one layer
-            if transfer is not None:
-                transfer.send_layer(layer_index, views)
-            if stall_s > 0 and not stalled:
-                stalled.append(True)
-                live.wait(stall_s)  # test hook: a transfer stuck after its first layer (an abort ends it)
-
-        stalled: list[bool] = []
-
-        def job() -> Any:
-            live.check()  # aborted while queued
-            started.append(time.monotonic())
-            span = self.attempts.started(live)
-            try:
-                output = self.backend.prefill(msg.request_id, msg.token_ids, msg.sampling, on_layer)
-                if transfer is not None:
-                    transfer.finish()
-                return output
-            finally:
-                span.end_s = time.monotonic()
-
-        return job
 
     # --- decode ----------------------------------------------------------------------------------
     def _on_events_threadsafe(self, events: list[DecodeEvent]) -> None:

@@ -11,6 +11,7 @@ An abort of an attempt id (`serve.attempts`):
 - decode running: the model thread removes it from the batch before its next step, and its stream ends with
   finish reason `cancelled`.
 A gateway that closes a decode stream (its client went away) is a cancel too, logged at INFO, never a traceback.
+Also here: the prefill job with its per-layer cancel check, the node's budgets (`serve.budgets`) and `/tables`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from prfaas.serve.attempts import AttemptTable, PrefillCancelled
+from prfaas.serve.attempts import AttemptTable, LiveAttempt, PrefillCancelled
 from prfaas.serve.backend import Backend, DecodeEvent
 from prfaas.serve.budgets import prefill_refusal, state_refusal
 from prfaas.serve.inbox import StateInbox, state_nbytes
@@ -97,6 +100,34 @@ class NodeCancellation:
             queue.put_nowait(DecodeEvent(request_id, None, CANCELLED))
             self.decodes_cancelled_total += 1
         return found
+
+    def _prefill_job(self, msg: PrefillRequest, transfer: Any, started: list[float],
+                     live: LiveAttempt) -> Callable[[], Any]:
+        stall_s = msg.debug_stall_s if self.cfg.gateway.allow_debug_hooks and transfer is not None else 0.0
+
+        def on_layer(layer_index: int, views: Sequence[memoryview]) -> None:
+            live.check()  # an aborted prefill stops within one layer
+            if transfer is not None:
+                transfer.send_layer(layer_index, views)
+            if stall_s > 0 and not stalled:
+                stalled.append(True)
+                live.wait(stall_s)  # test hook: a transfer stuck after its first layer (an abort ends it)
+
+        stalled: list[bool] = []
+
+        def job() -> Any:
+            live.check()  # aborted while queued
+            started.append(time.monotonic())
+            span = self.attempts.started(live)
+            try:
+                output = self.backend.prefill(msg.request_id, msg.token_ids, msg.sampling, on_layer)
+                if transfer is not None:
+                    transfer.finish()
+                return output
+            finally:
+                span.end_s = time.monotonic()
+
+        return job
 
     def _prefill_cancelled(self, msg: PrefillRequest, transfer: Any, message: str, *, ran: bool) -> web.Response:
         if transfer is not None:
