@@ -124,3 +124,14 @@ def test_an_abort_that_overtakes_its_prefill_is_remembered() -> None:
     for i in range(5000):
         table.mark_aborted(f"x{i}-0")
     assert not table.was_aborted("9-0") and table.was_aborted("x4999-0")  # bounded
+
+
+def test_the_allocator_can_be_tuned_and_trimmed_on_linux() -> None:
+    import sys
+
+    from prfaas.serve.memory import trim, tune_allocator
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    assert tune_allocator() is True
+    trim()  # returns whether pages went back; it must not raise

@@ -142,6 +142,7 @@ class NodeServer(NodeCancellation):
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
                                               middlewares=(self.auth.client_middleware("gateway_reply"),))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self._tasks.append(asyncio.create_task(self._trim_when_idle()))
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,6 +29,7 @@ from prfaas.serve.attempts import AttemptTable, LiveAttempt, PrefillCancelled
 from prfaas.serve.backend import Backend, DecodeEvent
 from prfaas.serve.budgets import prefill_refusal, state_refusal
 from prfaas.serve.inbox import StateInbox, state_nbytes
+from prfaas.serve.memory import trim
 from prfaas.serve.messages import (
     AbortReply,
     AbortRequest,
@@ -164,6 +165,18 @@ class NodeCancellation:
         else:
             _log.warning("state of %s dropped: %s", request_id, refusal)
             self.inbox.refuse(request_id, refusal)
+
+    # --- memory ------------------------------------------------------------------------------------
+    async def _trim_when_idle(self, interval_s: float = 2.0) -> None:
+        """Once the node drained (nothing in flight, nothing held), give freed request memory back (`serve.memory`)."""
+        was_busy = False
+        while True:
+            await asyncio.sleep(interval_s)
+            tables = self.tables()
+            busy = bool(tables.in_flight or tables.running_batch or tables.queued_jobs or tables.inbox_states)
+            if was_busy and not busy:
+                self.worker.submit(trim)  # the model thread: never while it allocates
+            was_busy = busy
 
     # --- tables --------------------------------------------------------------------------------------
     async def handle_tables(self, _request: web.Request) -> web.Response:
