@@ -15,6 +15,7 @@ It lets benchmarks measure the gateway and the control plane alone.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,7 +93,8 @@ class StubBackend:
     vocab_size = 2048
     max_context_tokens = 16384
 
-    def __init__(self, prefix_cache_bytes: int = 0) -> None:
+    def __init__(self, prefix_cache_bytes: int = 0, step_s: float = 0.0) -> None:
+        self._step_s = step_s  # a decode step that takes time (tests of cancellation)
         self._running: dict[str, tuple[int, int, int]] = {}  # id -> (next token, generated, max_tokens)
         self._cache_capacity_blocks = prefix_cache_bytes // BLOCK_TOKENS
         self._cache: OrderedDict[int, None] = OrderedDict()
@@ -138,6 +140,8 @@ class StubBackend:
         return None
 
     def decode_step(self) -> list[DecodeEvent]:
+        if self._step_s > 0 and self._running:
+            time.sleep(self._step_s)
         events = []
         for rid, (token, generated, max_tokens) in list(self._running.items()):
             generated += 1
@@ -175,7 +179,7 @@ def _check_prompt(num_tokens: int, max_context_tokens: int) -> None:
 def make_backend(model: ModelSection) -> Backend:
     """The backend a node runs for `model` (loads the model; call it in the model thread's process)."""
     if model.name == "stub":
-        return StubBackend(model.prefix_cache_bytes)
+        return StubBackend(model.prefix_cache_bytes, model.stub_step_s)
     from prfaas.serve.torch_backend import TorchBackend
 
     return TorchBackend.load(model)

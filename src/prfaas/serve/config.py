@@ -55,6 +55,7 @@ class ModelSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     num_threads: Annotated[int, Meta(ge=1)] | None = 1  # torch threads per node process (None: torch default)
     max_batch_size: Annotated[int, Meta(ge=1)] = 32
     prefix_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024  # per prefill node; 0 disables it
+    stub_step_s: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0  # stub model only: seconds per decode step (tests)
 
 
 class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -62,7 +63,8 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     port: Port = 8000
     heartbeat_interval_s: Pos = 0.5  # nodes send a heartbeat this often
     heartbeat_timeout_s: Pos = 3.0  # a node silent this long is taken out of routing
-    request_timeout_s: Pos = 300.0  # one node call (prefill, or the whole decode stream)
+    request_timeout_s: Pos = 300.0  # one node call (a prefill; a decode stream's longest silence)
+    request_deadline_s: Pos | None = None  # a request still running after this long is cancelled (None: no limit)
     route_wait_s: Pos = 60.0  # how long a request waits for a route while roles convert or nodes first register
     rebalance_interval_s: Pos = 10.0
     allow_debug_hooks: bool = False  # honour x-prfaas-debug-stall-s (tests only)
@@ -139,6 +141,13 @@ class SloSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tpot_s: Pos | None = None
 
 
+class BudgetSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Per-node budgets of what requests hold while they wait (`serve.budgets`); beyond one a node refuses (503)."""
+
+    queued_prompt_tokens: Annotated[int, Meta(gt=0)] = 4_000_000  # prompts accepted for prefill, not yet done
+    waiting_state_bytes: Annotated[int, Meta(gt=0)] = 8 * 1024**3  # states kept or arrived, not yet decoding
+
+
 class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole deployment (written resolved to config.json next to each run's logs)."""
 
@@ -149,6 +158,7 @@ class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     links: list[LinkSection] = msgspec.field(default_factory=list)
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     slo: SloSection = msgspec.field(default_factory=SloSection)
+    budgets: BudgetSection = msgspec.field(default_factory=BudgetSection)
 
     def node(self, name: str) -> NodeSection:
         for node in self.nodes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -39,6 +39,7 @@ from prfaas.policy.types import (
     RoutePlan,
 )
 from prfaas.serve.backend import ENGINE_ERROR
+from prfaas.serve.cancel import CancelReason, LiveAttemptRef, abort_attempt, abort_in_background
 from prfaas.serve.cluster import NodeRecord
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.messages import (
@@ -136,6 +137,20 @@ class RequestDriver:
         self.cfg = control.cfg
 
     async def generate(self, job: GenerationJob) -> AsyncIterator[TokenDelta]:
+        """The request's deltas. Cancelled (its client went away, its deadline passed, an abort), it sends `/abort`
+        for the live attempt to the nodes involved (`serve.cancel`) before the cancellation goes on."""
+        live = LiveAttemptRef()
+        deltas = self._generate(job, live)
+        try:
+            async for delta in deltas:
+                yield delta
+        except (asyncio.CancelledError, GeneratorExit):
+            abort_in_background(self.session, live)
+            raise
+        finally:
+            await deltas.aclose()
+
+    async def _generate(self, job: GenerationJob, live: LiveAttemptRef) -> AsyncGenerator[TokenDelta, None]:
         generated: list[int] = []
         forced = job.forced
         attempt = 0
@@ -148,6 +163,7 @@ class RequestDriver:
             remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))
             prompt = [*job.prompt_tokens, *generated]
             stall_s = job.debug_stall_s if attempt == 0 else 0.0
+            live.set(rid, (prefill_node, decode_node))
             try:
                 reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, stall_s)
             except _AttemptFailed as exc:
@@ -165,20 +181,26 @@ class RequestDriver:
             yield TokenDelta((reply.first_token,), "length" if finished else None, label, info)
             if finished:
                 await self._drop_state(decode_node, rid)
+                live.clear()
                 return
             try:
                 async for chunk in self._decode(rid, reply, remaining, decode_node):
                     generated.extend(chunk.token_ids)
                     yield TokenDelta(tuple(chunk.token_ids), chunk.finish_reason, label)
                     if chunk.finish_reason is not None:
+                        live.clear()
                         return
                 raise _AttemptFailed(FailureKind.DECODE_NODE_LOST, "decode stream ended without a finish")
             except _AttemptFailed as exc:
                 failed = Outcome(request_id=job.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
                 self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+                # the decode may still run on a node that is alive: abort it before any retry; a node that does
+                # not acknowledge is known dead
+                acked = await abort_attempt(self.session, rid, (decode_node,))
+                live.clear()
                 if decide_failure(failed, self.control.policy.failure) is FailureAction.FAIL_REQUEST:
                     raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}") from None
-                if exc.kind is FailureKind.DECODE_NODE_LOST:
+                if exc.kind is FailureKind.DECODE_NODE_LOST and not acked:
                     self.control.nodes.mark_down(decode_node.name)
                 forced = None if forced is ForcedRoute.COLOCATED else forced
                 attempt += 1
@@ -227,7 +249,9 @@ class RequestDriver:
                                          timeout=self._timeout()) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            if not isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError):
+                await self._abort_before_retry(rid, prefill_node, decode_node)
+            else:
                 self.control.nodes.mark_down(prefill_node.name)
             raise _AttemptFailed(FailureKind.PREFILL_NODE_LOST, f"prefill node {prefill_node.name}: {exc!r}") from None
         finally:
@@ -241,6 +265,17 @@ class RequestDriver:
         if resp.status == 500:  # the engine raised on this input: the same input would fail again anywhere
             raise _Rejected(f"prefill on {prefill_node.name} failed: {error}", 500)
         raise _AttemptFailed(FailureKind.TRANSFER_FAILED, f"prefill on {prefill_node.name}: {error}")
+
+    async def _abort_before_retry(self, rid: str, prefill_node: NodeRecord, decode_node: NodeRecord) -> None:
+        """A timed-out attempt may still run: abort it (the node answers once its prefill stopped) so that a retry
+        never runs next to it; a node that does not acknowledge is taken out of routing (known dead)."""
+        self.control.metrics.cancelled.labels(CancelReason.ATTEMPT_TIMEOUT.value).inc()
+        if not await abort_attempt(self.session, rid, (prefill_node, decode_node)):
+            self.control.nodes.mark_down(prefill_node.name)
+
+    def _stream_timeout(self) -> aiohttp.ClientTimeout:
+        """A decode stream may last longer than one node call: `request_timeout_s` bounds its silences instead."""
+        return aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=self.cfg.gateway.request_timeout_s)
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=self.cfg.gateway.request_timeout_s, sock_connect=5.0)
@@ -292,7 +327,7 @@ class RequestDriver:
         node.gateway_decodes += 1
         try:
             async with self.session.post(f"{node.info.control_url}/decode", data=encode(msg),
-                                         timeout=self._timeout()) as resp:
+                                         timeout=self._stream_timeout()) as resp:
                 if resp.status != 200:
                     error = _error_reply(await resp.read())
                     kind = FailureKind.TRANSFER_FAILED if resp.status == 409 else FailureKind.DECODE_NODE_LOST

@@ -34,6 +34,7 @@ from fastapi.responses import Response
 
 from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
+from prfaas.serve.cancel import AbortRegistry, CancelWatch
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
 from prfaas.serve.deploy_secrets import GatewayCredentials
@@ -108,6 +109,7 @@ class Gateway:
         self.control = ControlPlane(cfg, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self.driver: RequestDriver | None = None
+        self.aborts = AbortRegistry()
         log_path = cfg.gateway.request_log
         self.request_log = RequestLog(Path(log_path) if log_path else None)
 
@@ -203,6 +205,10 @@ class Gateway:
                          stop_list(req.stop), param)
 
     # --- generation ------------------------------------------------------------------------------
+    def cancel_watch(self, request: Request, job: GenerationJob) -> CancelWatch:
+        """What ends `job` early: its client leaving, the request deadline, an abort (`serve.cancel`)."""
+        return CancelWatch(request, self.aborts, job.request_id, self.cfg.gateway.request_deadline_s)
+
     async def run(self, job: GenerationJob) -> tuple[str, str, int]:
         """(text, finish_reason, completion tokens) of a non-streamed request."""
         stream = TextStream(self.tokenizer, job.sampling.stop_strings)
@@ -264,6 +270,7 @@ def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: Gatew
     _add_public_routes(app, gw)
     _add_internal_routes(app, gw)
     _add_admin_routes(app, gw)
+    _add_cancel_routes(app, gw)
     return app
 
 
@@ -358,3 +365,17 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
         except RoleSwitchError as exc:
             return _api_error(ApiError(409, str(exc)))
         return _json(msgspec.to_builtins(plan))
+
+
+def _add_cancel_routes(app: FastAPI, gw: Gateway) -> None:
+    @app.post("/admin/requests/{request_id}/abort")
+    async def abort(request_id: int) -> Response:
+        """Cancel a running request everywhere (its client gets 499 / an error event); 404 if it is not running."""
+        if not gw.aborts.abort(request_id):
+            return _api_error(ApiError(404, f"request {request_id} is not running"))
+        return _json({"aborted": request_id})
+
+    @app.get("/admin/running")
+    async def running() -> Response:
+        """Requests running now (a leak check: 0 once every client is answered or gone)."""
+        return _json({"running": gw.aborts.request_ids()})

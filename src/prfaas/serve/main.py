@@ -58,11 +58,13 @@ def serve_gateway(cfg: DeployConfig) -> None:
 def serve_node(cfg: DeployConfig, name: str) -> None:
     from prfaas.serve.backend import make_backend
     from prfaas.serve.deploy_secrets import load_shared_secret
+    from prfaas.serve.memory import tune_allocator
     from prfaas.serve.node import NodeServer
 
     _logging(name)
     cfg.node(name)  # fail early on an unknown name
     secret = load_shared_secret(cfg.transport, os.environ)  # before the model loads: a missing secret fails fast
+    tune_allocator()  # request buffers go back to the OS when freed (`serve.memory`)
     backend = make_backend(cfg.model)
 
     async def run() -> None:

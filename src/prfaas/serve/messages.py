@@ -173,3 +173,25 @@ def decode(data: bytes, kind: type[T]) -> T:
     if getattr(message, "version", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         raise ProtocolVersionError(f"{kind.__name__} version {message.version}, expected {PROTOCOL_VERSION}")
     return message
+
+
+class NodeTables(Message, frozen=True, kw_only=True, tag="node_tables"):
+    """GET /tables on a node: every per-request table (a leak check: all back to 0 once nothing is in flight)."""
+
+    name: str
+    live_attempts: int
+    queued_jobs: int
+    waiting_admissions: int
+    running_batch: int
+    decode_streams: int
+    inbox_states: int
+    inbox_bytes: int
+    waiting_admission_bytes: int
+    pending_allocations: int
+    receiver_budget_used_bytes: int
+    queued_tokens: int
+    in_flight: int
+    prefills_cancelled_total: int
+    decodes_cancelled_total: int
+    # (request, attempt, start_s, end_s) of the last prefills run, `time.monotonic` (system-wide on Linux)
+    prefill_spans: list[tuple[str, int, float, float | None]] = msgspec.field(default_factory=list)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from prfaas.core.lifecycle import Role
 from prfaas.policy.types import RouteReason
+from prfaas.serve.cancel import cancelled_counter
 from prfaas.serve.cluster import NodeRegistry
 
 _TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -49,6 +50,7 @@ class GatewayMetrics:
         self.auth_refused = Counter("prfaas_auth_refused", "Requests refused for missing or bad credentials, by "
                                     "surface (admin, api, metrics, internal, node_reply) and reason",
                                     ["surface", "reason"], registry=r)
+        self.cancelled = cancelled_counter(r)
         self.cache_resyncs = Counter("prfaas_cache_resyncs", "Node cache reports that did not follow the last "
                                      "applied one (the node is asked for a full report)", registry=r)
 

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -30,14 +30,13 @@ from aiohttp import web
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.state_layout import StateLayout
 from prfaas.core.units import gbps_to_bytes_per_s
+from prfaas.serve.attempts import AttemptTable, LiveAttempt, PrefillCancelled
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
 from prfaas.serve.cache_report import CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
 from prfaas.serve.inbox import StateInbox, StateNotArrived
 from prfaas.serve.messages import (
-    AbortReply,
-    AbortRequest,
     DecodeRequest,
     ErrorReply,
     Heartbeat,
@@ -54,6 +53,7 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
+from prfaas.serve.node_cancel import NodeCancellation
 from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
 from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
@@ -71,7 +71,7 @@ def _error(kind: str, message: str, status: int) -> web.Response:
     return _reply(ErrorReply(kind=kind, message=message), status)
 
 
-class NodeServer:
+class NodeServer(NodeCancellation):
     def __init__(self, cfg: DeployConfig, name: str, backend: Backend, shared_secret: bytes) -> None:
         self.cfg = cfg
         self.shared_secret = shared_secret
@@ -81,6 +81,8 @@ class NodeServer:
         self.backend = backend
         self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe)
         self.inbox = StateInbox()
+        self.attempts = AttemptTable()
+        self.decodes_cancelled_total = 0
         self.in_flight = 0
         self.queued_tokens = 0
         self.prefill_tokens_total = 0
@@ -132,7 +134,7 @@ class NodeServer:
         self.auth.sign_replies(app)
         app.add_routes([web.post("/prefill", self.handle_prefill), web.post("/decode", self.handle_decode),
                         web.post("/role", self.handle_role), web.post("/abort", self.handle_abort),
-                        web.get("/health", self.handle_health)])
+                        web.get("/tables", self.handle_tables), web.get("/health", self.handle_health)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port).start()
@@ -140,6 +142,7 @@ class NodeServer:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
                                               middlewares=(self.auth.client_middleware("gateway_reply"),))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self._tasks.append(asyncio.create_task(self._trim_when_idle()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -226,9 +229,13 @@ class NodeServer:
         with self._alloc_lock:
             state, _t = self._allocated.pop(id(layout))
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.inbox.put, request_id, state)
+        self._loop.call_soon_threadsafe(self._state_arrived, request_id, state)
 
     def _on_state_failed(self, request_id: str, exc: Exception) -> None:
+        live = self.receiver.registry.live_layout_ids()
+        with self._alloc_lock:  # the failed transfer's buffers are no longer needed
+            for key in [k for k in self._allocated if k not in live]:
+                del self._allocated[key]
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.inbox.fail, request_id, f"transfer failed: {exc}")
 
@@ -238,14 +245,32 @@ class NodeServer:
             msg = decode(await request.read(), PrefillRequest)
         except ProtocolVersionError as exc:
             return _error("bad_request", str(exc), 400)
+        duplicate = self.attempts.get(msg.request_id)
+        if duplicate is not None:  # the same attempt twice runs once: answer as the first run does
+            status, body = await asyncio.shield(duplicate.result)
+            return web.Response(body=body, status=status, content_type="application/json")
+        if self.attempts.was_aborted(msg.request_id):  # its abort overtook it
+            return _error("cancelled", f"{msg.request_id} was aborted", 409)
+        refusal = self.attempts.refusal(msg.request_id)
+        if refusal is not None:
+            return _error("attempt_live", refusal, 409)
+        over_budget = self._prefill_over_budget(msg)
+        if over_budget is not None:
+            return _error("overloaded", over_budget, 503)
+        live = self.attempts.open(msg.request_id)
         self.in_flight += 1
         self.queued_tokens += len(msg.token_ids)
+        response = _error("unavailable", f"prefill of {msg.request_id} did not finish", 503)
         try:
-            return await self._prefill(msg)
+            response = await self._prefill(msg, live)
+            return response
         finally:
             self.in_flight -= 1
+            reply_body = response.body
+            self.attempts.close(msg.request_id, response.status,
+                                bytes(reply_body) if isinstance(reply_body, (bytes, bytearray)) else b"")
 
-    async def _prefill(self, msg: PrefillRequest) -> web.Response:
+    async def _prefill(self, msg: PrefillRequest, live: LiveAttempt) -> web.Response:
         arrived_s = time.monotonic()
         is_local = msg.decode_target.name == self.section.name
         transfer = None
@@ -255,16 +280,21 @@ class NodeServer:
                 transfer = self.sender.begin(peer, msg.request_id, self.backend.expected_layout(len(msg.token_ids)))
             except TransportError as exc:
                 return _error("transfer", str(exc), 502)
+            live.transfer = transfer
         started: list[float] = []
-        job = self._prefill_job(msg, transfer, started)
+        live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live))
         try:
-            output = await asyncio.wrap_future(self.worker.submit(job))
+            output = await asyncio.wrap_future(live.job_future)
         except BackendInputError as exc:
             if transfer is not None:
                 transfer.abort(str(exc))
             return _error("bad_request", str(exc), 400)
+        except PrefillCancelled as exc:
+            return self._prefill_cancelled(msg, transfer, str(exc), ran=bool(started))
         finally:
             self.queued_tokens -= len(msg.token_ids)
+        if live.cancelled.is_set():
+            return self._prefill_cancelled(msg, transfer, f"prefill of {msg.request_id} aborted", ran=True)
         prefill_done_s = time.monotonic()
         self.prefill_tokens_total += len(msg.token_ids) - output.num_cached_tokens
         transfer_bytes, transfer_s = 0, None
@@ -276,6 +306,8 @@ class NodeServer:
                                                 self.cfg.transport.transfer_deadline_s)
             except (TransportError, TimeoutError) as exc:
                 transfer.abort(str(exc))
+                if live.cancelled.is_set():
+                    return _error("cancelled", f"transfer of {msg.request_id} aborted", 409)
                 return _error("transfer", f"transfer to {msg.decode_target.name} failed: {exc}", 502)
             finally:
                 self.worker.submit(lambda: self.backend.release(msg.request_id))
@@ -288,27 +320,6 @@ class NodeServer:
                                    num_prompt_tokens=len(msg.token_ids), num_cached_tokens=output.num_cached_tokens,
                                    queue_s=start_s - arrived_s, prefill_s=prefill_done_s - start_s,
                                    transfer_bytes=transfer_bytes, transfer_s=transfer_s))
-
-    def _prefill_job(self, msg: PrefillRequest, transfer: Any, started: list[float]) -> Callable[[], Any]:
-        stall_s = msg.debug_stall_s if self.cfg.gateway.allow_debug_hooks else 0.0
-
-        def on_layer(layer_index: int, views: Sequence[memoryview]) -> None:
-            transfer.send_layer(layer_index, views)
-            if stall_s > 0 and not stalled:
-                stalled.append(True)
-                time.sleep(stall_s)  # test hook: a transfer stuck after its first layer
-
-        stalled: list[bool] = []
-
-        def job() -> Any:
-            started.append(time.monotonic())
-            output = self.backend.prefill(msg.request_id, msg.token_ids, msg.sampling,
-                                          on_layer if transfer is not None else None)
-            if transfer is not None:
-                transfer.finish()
-            return output
-
-        return job
 
     # --- decode ----------------------------------------------------------------------------------
     def _on_events_threadsafe(self, events: list[DecodeEvent]) -> None:
@@ -326,6 +337,8 @@ class NodeServer:
             msg = decode(await request.read(), DecodeRequest)
         except ProtocolVersionError as exc:
             return _error("bad_request", str(exc), 400)
+        if self.attempts.was_aborted(msg.request_id):
+            return _error("state_missing", f"{msg.request_id} was aborted", 409)
         self.in_flight += 1
         try:
             try:
@@ -352,6 +365,10 @@ class NodeServer:
                 finished = chunk.finish_reason is not None
                 await response.write(encode(chunk) + b"\n")
             await response.write_eof()
+        except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError: the gateway closed the stream
+            if not finished:  # (a stream that was ending, by an abort or its last token, needs nothing more)
+                self._decode_stream_lost(msg.request_id, exc)
+            finished = True
         finally:
             self._streams.pop(msg.request_id, None)
             if not finished:
@@ -373,16 +390,6 @@ class NodeServer:
             await asyncio.sleep(0.02)
         self.role = msg.role
         return _reply(RoleSwitchReply(name=self.section.name, role=self.role, drained_s=time.monotonic() - started))
-
-    async def handle_abort(self, request: web.Request) -> web.Response:
-        try:
-            msg = decode(await request.read(), AbortRequest)
-        except ProtocolVersionError as exc:
-            return _error("bad_request", str(exc), 400)
-        found = msg.request_id in self._streams
-        self.worker.cancel(msg.request_id)
-        self.inbox.drop(msg.request_id)
-        return _reply(AbortReply(found=found))
 
     async def handle_health(self, _request: web.Request) -> web.Response:
         return _reply(self.heartbeat())

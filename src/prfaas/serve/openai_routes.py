@@ -10,6 +10,7 @@ error event before `data: [DONE]`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,14 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from prfaas.serve.cancel import (
+    Cancelled,
+    CancelReason,
+    CancelWatch,
+    note_cancelled,
+    run_until_cancelled,
+    stream_until_cancelled,
+)
 from prfaas.serve.driver import GenerationJob, RequestFailed
 from prfaas.serve.openai_api import (
     MAX_BODY_BYTES,
@@ -95,10 +104,14 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if req.stream:
-            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage),
+            return StreamingResponse(_cancellable_sse(gw, gw.cancel_watch(request, job), rid,
+                                                      _sse(gw, job, rid, model_name, chat, include_usage)),
                                      media_type="text/event-stream")
         try:
-            text, finish, num_out = await gw.run(job)
+            text, finish, num_out = await run_until_cancelled(gw.cancel_watch(request, job), gw.run(job))
+        except Cancelled as exc:
+            note_cancelled(gw.metrics.cancelled, rid, exc)
+            return api_error_response(cancelled_error(exc))
         except Exception as exc:
             error = status_of(exc)
             gw.metrics.errors.labels(str(error.status)).inc()
@@ -121,6 +134,29 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get("/v1/models", include_in_schema=False)
     async def models() -> Response:
         return Response(msgspec.json.encode(models_body), media_type=_JSON)
+
+
+def cancelled_error(exc: Cancelled) -> ApiError:
+    if exc.reason is CancelReason.DEADLINE:
+        return ApiError(504, str(exc), kind="server_error")
+    return ApiError(499, f"request cancelled: {exc}", kind="invalid_request_error")
+
+
+async def _cancellable_sse(gw: Gateway, watch: CancelWatch, rid: str,
+                           chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` until the client leaves (the stream just ends), the deadline passes or an abort (an error event
+    and `[DONE]` for a client still there)."""
+    try:
+        async for chunk in stream_until_cancelled(watch, chunks):
+            yield chunk
+    except Cancelled as exc:
+        note_cancelled(gw.metrics.cancelled, rid, exc)
+        if exc.reason is not CancelReason.CLIENT_GONE:
+            yield error_event(cancelled_error(exc))
+            yield SSE_DONE
+    except (GeneratorExit, asyncio.CancelledError):  # the server saw the client leave first (a write failed)
+        note_cancelled(gw.metrics.cancelled, rid, Cancelled(CancelReason.CLIENT_GONE, "client went away"))
+        raise
 
 
 async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,

@@ -4,7 +4,8 @@
     worker.start()
     future = worker.submit(lambda: backend.prefill(...))               # concurrent.futures.Future
     worker.admit(request_id, state, first_token, sampling)             # joins the decode batch when there is room
-    worker.cancel(request_id)
+    worker.cancel(request_id)                                          # leaves the batch within one step
+    worker.withdraw(future, exc)                                       # a queued job leaves the queue (fails)
     worker.stop()
 
 Loop: run one submitted job (prefills, FIFO), admit waiting decodes while the batch has room, run one decode
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prfaas.serve.backend import ENGINE_ERROR, INPUT_ERROR, Backend, BackendInputError, DecodeEvent
+from prfaas.serve.inbox import state_nbytes
 from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
@@ -61,6 +63,11 @@ class ModelWorker:
     def num_waiting_admissions(self) -> int:
         return len(self._admissions)
 
+    @property
+    def waiting_admission_bytes(self) -> int:
+        with self._cond:
+            return sum(state_nbytes(a.state) for a in self._admissions)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -86,6 +93,19 @@ class ModelWorker:
         with self._cond:
             self._cancels.add(request_id)
             self._cond.notify()
+
+    def withdraw(self, future: Future[Any], exc: BaseException) -> bool:
+        """Take a job that has not started out of the queue and fail its future with `exc`; False if it started."""
+        with self._cond:
+            for index, (_job, queued) in enumerate(self._jobs):
+                if queued is future:
+                    del self._jobs[index]
+                    break
+            else:
+                return False
+        if future.set_running_or_notify_cancel():
+            future.set_exception(exc)
+        return True
 
     def _has_work(self) -> bool:
         return bool(self._jobs or self._cancels or self.backend.num_running

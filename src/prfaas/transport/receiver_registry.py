@@ -70,6 +70,7 @@ class InboundRegistry:
         self._transfers: dict[bytes, InboundRecord] = {}
         self._waiting: deque[bytes] = deque()
         self._budget_used_bytes = 0
+        self._handing_over: set[int] = set()  # id() of the layouts of complete transfers in on_complete
         self._sessions: dict[bytes, list[ReceiverConnection]] = {}
         self._orphaned_since: dict[bytes, float] = {}  # session -> when its last connection went away
         self._telemetry: dict[str, LinkTelemetry] = {}
@@ -262,6 +263,7 @@ class InboundRegistry:
                 corrupt = None
                 state.phase = InboundPhase.COMPLETE
                 self._finish(record, is_ok=True, release_budget=False)  # released after the hand-over
+                self._handing_over.add(id(state.begin.layout))
         if corrupt is not None:
             self._fail(record, corrupt)
             return
@@ -271,6 +273,8 @@ class InboundRegistry:
         state = record.state
         begin = state.begin
         if self.config.reverify_on_complete and not state.reverify():
+            with self._lock:
+                self._handing_over.discard(id(begin.layout))
             self._report_failure(record, TransferFailed("state changed after verification",
                                                         reason=FailureReason.CORRUPTION))
             return
@@ -283,6 +287,7 @@ class InboundRegistry:
         else:
             self._send(state.session_id, encode(Complete(begin.transfer_id)), prefer=conn)
         with self._lock:
+            self._handing_over.discard(id(begin.layout))
             self._budget_used_bytes -= begin.total_bytes
             to_admit = self._pop_admissible()
         self._admit(to_admit)
@@ -343,6 +348,11 @@ class InboundRegistry:
     def snapshots(self, now_s: float) -> dict[str, LinkSnapshot]:
         with self._lock:
             return {name: link.snapshot(now_s) for name, link in self._telemetry.items()}
+
+    def live_layout_ids(self) -> set[int]:
+        """`id()` of the layouts of transfers not yet completed or failed (their allocations are still needed)."""
+        with self._lock:
+            return {id(record.state.begin.layout) for record in self._transfers.values()} | self._handing_over
 
     @property
     def budget_used_bytes(self) -> int:
