@@ -76,6 +76,19 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     metrics_need_admin_token: bool = False  # True: /metrics needs the admin token as well
 
 
+class AdmissionSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`[admission]`: load shedding at the gateway (`serve.admission`, docs/admission.md). Beyond a bound a request
+    is refused at once (429, or 503 when no node can serve at all) with `Retry-After`, never queued. The defaults
+    are sized for the embedded default (tiny model, one prefill node per cluster) on 2 cores: a prefill node
+    clears roughly 10-20K tokens/s there, so a full queue is a few seconds of work."""
+
+    max_in_flight: Annotated[int, Meta(ge=1)] = 64  # requests admitted and not finished, gateway-wide
+    node_max_queued_requests: Annotated[int, Meta(ge=1)] = 16  # prefills queued or running on one node
+    node_max_queued_tokens: Annotated[int, Meta(ge=1)] = 32768  # their prompt tokens
+    queue_deadline_s: Pos = 20.0  # a prefill not started this long after admission is shed (503), never kept
+    retry_after_s: Annotated[int, Meta(ge=1)] = 1  # the `Retry-After` a refused client gets (seconds)
+
+
 class TlsMode(enum.Enum):
     """`transport.tls`: "on" (the default) encrypts every KV link with mutual TLS; "off" is for links the
     operator already encrypts (nodes log a warning). docs/security-tls.md."""
@@ -144,6 +157,7 @@ class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
     model: ModelSection = msgspec.field(default_factory=ModelSection)
     gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    admission: AdmissionSection = msgspec.field(default_factory=AdmissionSection)
     transport: TransportSection = msgspec.field(default_factory=TransportSection)
     nodes: list[NodeSection] = msgspec.field(default_factory=list)
     links: list[LinkSection] = msgspec.field(default_factory=list)

@@ -24,30 +24,29 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.state_layout import StateLayout
 from prfaas.core.units import gbps_to_bytes_per_s
+from prfaas.serve.admission import SHED_KIND, QueueDeadlinePassed, await_start
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
 from prfaas.serve.cache_report import CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
 from prfaas.serve.inbox import StateInbox, StateNotArrived
+from prfaas.serve.liveness import HeartbeatThread
 from prfaas.serve.messages import (
     AbortReply,
     AbortRequest,
     DecodeRequest,
     ErrorReply,
     Heartbeat,
-    HeartbeatReply,
     Message,
     NodeRegister,
     PrefillReply,
     PrefillRequest,
     ProtocolVersionError,
-    RegisterReply,
     RoleSwitch,
     RoleSwitchReply,
     TokenChunk,
@@ -91,7 +90,7 @@ class NodeServer:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = self.section.port
-        self._session: aiohttp.ClientSession | None = None
+        self._liveness: HeartbeatThread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = KvSender(self._sender_config())
         self.cache_reporter = CacheReporter()
@@ -137,9 +136,8 @@ class NodeServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port).start()
         self._port = int(self._runner.addresses[0][1])  # the bound port (config port 0: an ephemeral one)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
-                                              middlewares=(self.auth.client_middleware("gateway_reply"),))
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self._liveness = self._start_liveness()
+        self._tasks.append(asyncio.create_task(self._sweep_loop()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -154,8 +152,8 @@ class NodeServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        if self._liveness is not None:
+            await asyncio.to_thread(self._liveness.stop)
         if self._runner is not None:
             await self._runner.cleanup()
         self.sender.close()
@@ -181,33 +179,19 @@ class NodeServer:
                          cache_seq=cache.seq, cache_full=cache.is_full, cache_added=list(cache.added),
                          cache_removed=list(cache.removed))
 
-    async def _post(self, path: str, message: Message) -> bytes:
-        assert self._session is not None
+    def _start_liveness(self) -> HeartbeatThread:
+        """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them."""
         gw = self.cfg.gateway
-        async with self._session.post(f"http://{gw.host}:{gw.port}{path}", data=encode(message)) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise ProtocolVersionError(f"gateway answered {resp.status} to {path}: {body[:200]!r}")
-            return body
+        beat = HeartbeatThread(self.auth, gw.host, gw.port, gw.heartbeat_interval_s,
+                               register=self._register_message, heartbeat=self.heartbeat,
+                               reporter=self.cache_reporter)
+        beat.start()
+        return beat
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.cfg.gateway.heartbeat_interval_s
-        registered = False
+    async def _sweep_loop(self) -> None:
         while True:
-            try:
-                if not registered:
-                    decode(await self._post("/internal/register", self._register_message()), RegisterReply)
-                    registered = True
-                    self.cache_reporter.on_lost()  # a (re-)registered node starts from a full cache report
-                reply = decode(await self._post("/internal/heartbeat", self.heartbeat()), HeartbeatReply)
-                registered = reply.known
-                self.cache_reporter.on_reply(resync=reply.cache_resync or not reply.known)
-            except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
-                _log.debug("gateway not reachable: %s", exc)
-                registered = False
-                self.cache_reporter.on_lost()
             self.inbox.sweep(time.monotonic())
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.cfg.gateway.heartbeat_interval_s)
 
     # --- KV receive (transport threads) ---------------------------------------------------------
     def _allocate(self, layout: StateLayout) -> Sequence[object]:
@@ -258,11 +242,13 @@ class NodeServer:
         started: list[float] = []
         job = self._prefill_job(msg, transfer, started)
         try:
-            output = await asyncio.wrap_future(self.worker.submit(job))
+            output = await await_start(self.worker.submit(job), msg.start_within_s)
         except BackendInputError as exc:
             if transfer is not None:
                 transfer.abort(str(exc))
             return _error("bad_request", str(exc), 400)
+        except QueueDeadlinePassed as exc:
+            return self._shed(msg, transfer, exc)
         finally:
             self.queued_tokens -= len(msg.token_ids)
         prefill_done_s = time.monotonic()
@@ -288,6 +274,13 @@ class NodeServer:
                                    num_prompt_tokens=len(msg.token_ids), num_cached_tokens=output.num_cached_tokens,
                                    queue_s=start_s - arrived_s, prefill_s=prefill_done_s - start_s,
                                    transfer_bytes=transfer_bytes, transfer_s=transfer_s))
+
+    def _shed(self, msg: PrefillRequest, transfer: Any, exc: QueueDeadlinePassed) -> web.Response:
+        """The prefill was dropped from the queue before it started (admission control's start deadline)."""
+        if transfer is not None:
+            transfer.abort(f"shed: {exc}")
+        _log.info("prefill %s shed: %s", msg.request_id, exc)
+        return _error(SHED_KIND, f"{self.section.name} shed prefill {msg.request_id}: {exc}", 503)
 
     def _prefill_job(self, msg: PrefillRequest, transfer: Any, started: list[float]) -> Callable[[], Any]:
         stall_s = msg.debug_stall_s if self.cfg.gateway.allow_debug_hooks else 0.0

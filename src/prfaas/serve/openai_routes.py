@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
+from prfaas.serve.admission import AdmissionTicket, OverloadError
 from prfaas.serve.driver import GenerationJob, RequestFailed
 from prfaas.serve.openai_api import (
     MAX_BODY_BYTES,
@@ -55,7 +57,8 @@ def status_of(exc: Exception) -> ApiError:
 
 
 def api_error_response(error: ApiError) -> Response:
-    return Response(error.body(), status_code=error.status, media_type=_JSON)
+    headers = error.headers if isinstance(error, OverloadError) else None
+    return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
 
 
 async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
@@ -89,14 +92,15 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
             req: Any = decode_chat(body) if chat else decode_completion(body)
             await gw.wait_for_context()
             job = gw.chat_job(request, req) if chat else gw.completion_job(request, req)
+            ticket = gw.admission.admit()  # checked before any routing work: refused at once (429 / 503)
         except ApiError as exc:
             gw.metrics.errors.labels(str(exc.status)).inc()
             return api_error_response(exc)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if req.stream:
-            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage),
-                                     media_type="text/event-stream")
+            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage, ticket),
+                                     media_type="text/event-stream", background=BackgroundTask(ticket.release))
         try:
             text, finish, num_out = await gw.run(job)
         except Exception as exc:
@@ -105,6 +109,8 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
             if error.status >= 500:
                 _log.warning("request %s failed: %s", rid, exc)
             return api_error_response(error)
+        finally:
+            ticket.release()
         encoder = chat_body if chat else completion_body
         return Response(encoder(rid, model_name, text, finish, len(job.prompt_tokens), num_out), media_type=_JSON)
 
@@ -124,7 +130,16 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
 
 
 async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
-               include_usage: bool) -> AsyncIterator[bytes]:
+               include_usage: bool, ticket: AdmissionTicket) -> AsyncIterator[bytes]:
+    try:
+        async for event in _sse_events(gw, job, rid, model, chat, include_usage):
+            yield event
+    finally:
+        ticket.release()  # a stream the client left ends here too (the response's background task is a backstop)
+
+
+async def _sse_events(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
+                      include_usage: bool) -> AsyncIterator[bytes]:
     stream = TextStream(gw.tokenizer, job.sampling.stop_strings)
     if chat:
         yield chat_chunk(rid, model, ChatDelta(role="assistant", content=""), None)
