@@ -98,7 +98,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
 
 
 def _idle(dep: Launcher) -> bool:
-    return all(i["queued_requests"] == 0 and i["is_up"] for i in _instances(dep).values())
+    return all(i["queued_requests"] == 0 and i["queued_tokens"] == 0 and i["is_up"] for i in _instances(dep).values())
 
 
 def _fill(pool: ThreadPoolExecutor, dep: Launcher, route: str, node: str, n: int,
@@ -108,7 +108,7 @@ def _fill(pool: ThreadPoolExecutor, dep: Launcher, route: str, node: str, n: int
 
     def queued() -> bool:
         answered = [f.result() for f in futures if f.done()]
-        assert not answered, f"a stalled request was answered early: {answered}"
+        assert not answered, f"a stalled request was answered early: {answered}; {_instances(dep)}"
         return bool(_instances(dep)[node]["queued_requests"] >= n)
 
     _wait(queued)
