@@ -46,7 +46,7 @@ class StormSpec:
     normal_requests: int = 20  # the normal traffic after recovery
     settle_s: float = 10.0  # idle before the "after" RSS
     seed: int = 0
-    vocab_limit: int = 10000  # token ids below this (and >= FIRST_TOKEN_ID)
+    vocab_limit: int = 2000  # token ids below this (and >= FIRST_TOKEN_ID; the default model's vocabulary is 2048)
 
 
 @dataclass(slots=True)
@@ -55,6 +55,7 @@ class StormReport:
     completed: int
     refused_429: int
     refused_503: int
+    shed: int  # admitted, then dropped by a node's queue deadline (an SSE error event: the stream had started)
     hung: int
     lost: int
     other_errors: int
@@ -145,6 +146,11 @@ def _one(dep: Deployment, req: BenchRequest, timeout_s: float) -> RequestRecord:
         return asyncio.run(drive(dep.url, [req], opts))[0]
 
 
+def _is_shed_in_stream(r: RequestRecord) -> bool:
+    """A streamed request shed by a node's queue deadline: the 200 stream's only event is the 503 error."""
+    return r.failure is FailureKind.STREAM_ERROR and "shed" in (r.error or "")
+
+
 def _is_hung(r: RequestRecord) -> bool:
     return r.status is RequestStatus.LOST and (r.error or "").startswith("no end of stream")
 
@@ -200,13 +206,15 @@ def run_storm(dep: Deployment, spec: StormSpec) -> StormReport:
     after = _rss_all(pids)
     refused = [r for r in records if r.status is RequestStatus.FAILED and r.http_status in _REFUSED
                and r.failure is FailureKind.HTTP_STATUS]
+    shed = [r for r in records if _is_shed_in_stream(r)]
     hung = [r for r in records if _is_hung(r)]
     lost = [r for r in records if _is_lost(r)]
     completed = [r for r in records if r.status is RequestStatus.COMPLETED]
-    others = [r for r in records if r not in completed and r not in refused and r not in hung and r not in lost]
+    others = [r for r in records
+              if r not in completed and r not in refused and r not in shed and r not in hung and r not in lost]
     return StormReport(
         clients=len(records), completed=len(completed), refused_429=sum(r.http_status == 429 for r in refused),
-        refused_503=sum(r.http_status == 503 for r in refused), hung=len(hung), lost=len(lost),
+        refused_503=sum(r.http_status == 503 for r in refused), shed=len(shed), hung=len(hung), lost=len(lost),
         other_errors=len(others), p99_admitted_s=_p99([r.latency_s for r in completed if r.latency_s is not None]),
         storm_s=storm_end - started, warm_latency_s=warm_s, recovery_s=recovery,
         normal_completed=sum(r.status is RequestStatus.COMPLETED for r in normal), normal_sent=len(normal),
@@ -220,10 +228,10 @@ def _fmt(value: float | None, unit: str = "s") -> str:
 
 def format_report(report: StormReport, title: str) -> str:
     r = report
-    lines = [f"## {title}", "", "| clients | completed | refused 429 | refused 503 | hung | lost | other errors | "
-             "P99 admitted | storm | recovery (goal < 10 s) | normal after |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {r.clients} | {r.completed} | {r.refused_429} | {r.refused_503} | {r.hung} | {r.lost} | "
+    lines = [f"## {title}", "", "| clients | completed | refused 429 | refused 503 | shed (deadline) | hung | lost | "
+             "other errors | P99 admitted | storm | recovery (goal < 10 s) | normal after |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {r.clients} | {r.completed} | {r.refused_429} | {r.refused_503} | {r.shed} | {r.hung} | {r.lost} | "
              f"{r.other_errors} | {_fmt(r.p99_admitted_s)} | {_fmt(r.storm_s)} | {_fmt(r.recovery_s)} | "
              f"{r.normal_completed}/{r.normal_sent} |", "",
              "| process | RSS warm idle | peak | after | after / idle |", "|---|---:|---:|---:|---:|"]

@@ -79,13 +79,14 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 class AdmissionSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """`[admission]`: load shedding at the gateway (`serve.admission`, docs/admission.md). Beyond a bound a request
     is refused at once (429, or 503 when no node can serve at all) with `Retry-After`, never queued. The defaults
-    are sized for the embedded default (tiny model, one prefill node per cluster) on 2 cores: a prefill node
-    clears roughly 10-20K tokens/s there, so a full queue is a few seconds of work."""
+    are sized for the embedded default (the small default model, one prefill node per cluster) on 2 shared cores,
+    where a prefill node clears about 1-2K prompt tokens/s under load: a full node queue is under 10 s of work,
+    well inside the queue deadline."""
 
     max_in_flight: Annotated[int, Meta(ge=1)] = 64  # requests admitted and not finished, gateway-wide
-    node_max_queued_requests: Annotated[int, Meta(ge=1)] = 16  # prefills queued or running on one node
-    node_max_queued_tokens: Annotated[int, Meta(ge=1)] = 32768  # their prompt tokens
-    queue_deadline_s: Pos = 20.0  # a prefill not started this long after admission is shed (503), never kept
+    node_max_queued_requests: Annotated[int, Meta(ge=1)] = 8  # prefills queued or in flight on one node
+    node_max_queued_tokens: Annotated[int, Meta(ge=1)] = 12288  # their prompt tokens
+    queue_deadline_s: Pos = 30.0  # a prefill not started this long after admission is shed (503), never kept
     retry_after_s: Annotated[int, Meta(ge=1)] = 1  # the `Retry-After` a refused client gets (seconds)
 
 

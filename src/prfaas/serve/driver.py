@@ -31,7 +31,6 @@ from prfaas.policy.failures import decide_failure
 from prfaas.policy.routers.base import RouterBase
 from prfaas.policy.types import (
     BLOCK_TOKENS,
-    ClusterView,
     FailureAction,
     FailureKind,
     NoRouteError,
@@ -214,7 +213,7 @@ class RequestDriver:
             info = RequestInfo(request_id=job.request_id, arrival_s=now, input_tokens=num_tokens,
                                output_tokens=job.sampling.max_tokens, block_hashes=hashes, forced_cluster=cluster)
             try:
-                return router.route(info, self._routing_view(now), now)
+                return self._route_once(router, info, now)
             except NoRouteError as exc:
                 nodes = self.control.nodes
                 waiting = nodes.any_switch_pending or not nodes.up() or self.control.is_starting
@@ -222,9 +221,19 @@ class RequestDriver:
                     raise RequestFailed(503, str(exc)) from None
             await asyncio.sleep(0.05)
 
-    def _routing_view(self, now_s: float) -> ClusterView:
+    def _route_once(self, router: RouterBase, info: RequestInfo, now_s: float) -> RoutePlan:
+        """Route on the view without full prefill nodes (admission control); if the policy finds no route there
+        (e.g. a short prompt whose only PD-P node is full), on the whole view: the start deadline bounds the wait."""
         view = self.control.nodes.view(now_s)
-        return view if self.admission is None else self.admission.routing_view(view)
+        if self.admission is None:
+            return router.route(info, view, now_s)
+        open_view = self.admission.routing_view(view)
+        if open_view is view:
+            return router.route(info, view, now_s)
+        try:
+            return router.route(info, open_view, now_s)
+        except NoRouteError:
+            return router.route(info, view, now_s)
 
     def _start_budget_s(self, waited_s: float) -> float | None:
         return None if self.admission is None else self.admission.start_budget_s(waited_s)
