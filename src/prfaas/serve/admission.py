@@ -1,12 +1,14 @@
 """Admission control: the gateway refuses what it cannot serve soon, at once, instead of queueing it.
 
     admission = AdmissionControl(cfg.admission, control, metrics)
-    ticket = admission.admit()              # OverloadError (429 / 503 + Retry-After) beyond a bound
+    ticket = admission.admit(request_id, prompt_tokens)   # OverloadError (429 / 503 + Retry-After) beyond a bound
     try: ... finally: ticket.release()      # idempotent
+    admission.routed(request_id)            # its first prefill is sent (counted in the node's queue now)
     view = admission.routing_view(view)     # prefill nodes at their queue bound leave the router's choice
 
 Bounds (`[admission]`, `serve.config.AdmissionSection`): requests in flight gateway-wide, and per prefill node
-the requests and prompt tokens queued (its last heartbeat plus what the gateway sent since, `serve.cluster`).
+the requests and prompt tokens queued (its last heartbeat plus what the gateway sent since, `serve.cluster`),
+with the requests admitted and not yet sent to a node counted against the room left on all of them.
 A request is refused with 429 (`rate_limit_exceeded`) when the gateway or every prefill node is full, and with
 503 (`server_overloaded`) when no node can serve at all (no prefill or decode node up, once the deployment has
 started). An admitted request carries a start budget (`queue_deadline_s`) to its prefill node; the node drops it
@@ -87,25 +89,32 @@ class AdmissionControl:
         self.section = section
         self.control = control
         self.in_flight = 0
+        self._unrouted: dict[int, int] = {}  # admitted, prefill not sent yet: request id -> prompt tokens
 
-    def admit(self) -> AdmissionTicket:
+    def admit(self, request_id: int, prompt_tokens: int) -> AdmissionTicket:
         """A ticket for a new request, or `OverloadError` (counted by reason) when a bound is reached."""
         metrics = self.control.metrics
         try:
-            self._check()
+            self._check(prompt_tokens)
         except OverloadError as exc:
             metrics.admission_refused.labels(exc.reason.value).inc()
             raise
         metrics.admission_admitted.inc()
         self.in_flight += 1
+        self._unrouted[request_id] = prompt_tokens
         metrics.in_flight.set(self.in_flight)
-        return AdmissionTicket(self._release)
+        return AdmissionTicket(lambda: self._release(request_id))
 
-    def _release(self) -> None:
+    def routed(self, request_id: int) -> None:
+        """The request's first prefill is on its way: the node's queue (as the gateway counts it) holds it now."""
+        self._unrouted.pop(request_id, None)
+
+    def _release(self, request_id: int) -> None:
         self.in_flight -= 1
+        self._unrouted.pop(request_id, None)
         self.control.metrics.in_flight.set(self.in_flight)
 
-    def _check(self) -> None:
+    def _check(self, prompt_tokens: int) -> None:
         s = self.section
         if self.in_flight >= s.max_in_flight:
             raise OverloadError(429, f"the gateway has {self.in_flight} requests in flight (its bound is "
@@ -121,10 +130,21 @@ class AdmissionControl:
             missing = "prefill" if not prefill else "decode"
             raise OverloadError(503, f"no {missing} node is up; retry after {s.retry_after_s} s",
                                 RefusalReason.NO_CAPACITY, s.retry_after_s)
-        if all(self.is_full(i) for i in prefill):
+        if self._no_room(prefill, prompt_tokens):
             raise OverloadError(429, f"every prefill node is at its queue bound ({s.node_max_queued_requests} "
                                      f"requests or {s.node_max_queued_tokens} tokens); retry after "
                                      f"{s.retry_after_s} s", RefusalReason.NODES_FULL, s.retry_after_s)
+
+    def _no_room(self, prefill: list[InstanceView], prompt_tokens: int) -> bool:
+        """Every prefill node at its bound, counting the requests admitted and not yet sent to one (a burst is
+        admitted before any of it reaches a node's queue) and this one's tokens."""
+        s = self.section
+        room_requests = sum(max(0, s.node_max_queued_requests - i.queued_requests) for i in prefill)
+        room_tokens = sum(max(0, s.node_max_queued_tokens - i.queued_tokens) for i in prefill)
+        unrouted_tokens = sum(self._unrouted.values())
+        return (len(self._unrouted) >= room_requests
+                or (unrouted_tokens > 0 and unrouted_tokens + prompt_tokens > room_tokens)
+                or room_tokens <= 0)
 
     def is_full(self, inst: InstanceView) -> bool:
         s = self.section

@@ -151,6 +151,8 @@ class RequestDriver:
             router = self.control.router
             plan = await self._route(router, job, len(job.prompt_tokens) + len(generated), forced)
             label = route_label(plan, forced)
+            if self.admission is not None:
+                self.admission.routed(job.request_id)
             prefill_node, decode_node = self._nodes(plan, forced)
             rid = f"{job.request_id}-{attempt}"
             remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))

@@ -92,7 +92,8 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
             req: Any = decode_chat(body) if chat else decode_completion(body)
             await gw.wait_for_context()
             job = gw.chat_job(request, req) if chat else gw.completion_job(request, req)
-            ticket = gw.admission.admit()  # checked before any routing work: refused at once (429 / 503)
+            # checked before any routing work: beyond a bound the request is refused at once (429 / 503)
+            ticket = gw.admission.admit(job.request_id, len(job.prompt_tokens))
         except ApiError as exc:
             gw.metrics.errors.labels(str(exc.status)).inc()
             return api_error_response(exc)
