@@ -30,9 +30,14 @@ def main() -> None:
     parser.add_argument("--max-prompt", type=int, default=3000)
     parser.add_argument("--sites", action="store_true", help="through the two-site emulation (root)")
     parser.add_argument("--cap-mbit", type=float, default=None)
+    parser.add_argument("--prefix-cache-mib", type=int, default=None,
+                        help="override model.prefix_cache_bytes (0 disables the prefix cache; RSS comparison)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-overload"))
     args = parser.parse_args()
     cfg = default_config(gateway=GatewaySection(port=0))
+    if args.prefix_cache_mib is not None:
+        cfg = default_config(gateway=GatewaySection(port=0), model=msgspec.structs.replace(
+            cfg.model, prefix_cache_bytes=args.prefix_cache_mib * 1024 * 1024))
     sites = SitesSpec(cap_mbit=args.cap_mbit) if args.sites else None
     spec = StormSpec(clients=args.clients, client_timeout_s=args.client_timeout_s, max_prompt=args.max_prompt)
     title = f"overload storm, {'two emulated sites' if sites else 'loopback'}, {spec.clients} clients"
