@@ -31,7 +31,7 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
-from prfaas.serve.signing import HEADER_NONCE, HEADER_REPLY_SIGNATURE, is_reply_authentic
+from prfaas.serve.signing import HEADER_NONCE, HEADER_REPLY_SIGNATURE, RefusalReason, is_reply_authentic
 
 _log = logging.getLogger(__name__)
 
@@ -94,10 +94,12 @@ class HeartbeatThread:
         self._conn.request("POST", path, body=body, headers={**headers, "content-type": "application/json"})
         resp = self._conn.getresponse()
         data = resp.read()
-        if not is_reply_authentic(self.auth.key, nonce=headers[HEADER_NONCE], status=resp.status,
-                                  header=resp.getheader(HEADER_REPLY_SIGNATURE)):
-            raise GatewayUnreachable(f"{self.host}:{self.port} answered {resp.status} to {path} without the "
-                                     "deployment's signature")
+        header = resp.getheader(HEADER_REPLY_SIGNATURE)
+        if not is_reply_authentic(self.auth.key, nonce=headers[HEADER_NONCE], status=resp.status, header=header):
+            detail = f"{self.host}:{self.port} answered {resp.status} to {path} without the deployment's signature"
+            reason = RefusalReason.MISSING if header is None else RefusalReason.BAD_SIGNATURE
+            self.auth.recorder.record("gateway_reply", reason, detail, f"{self.host}:{self.port}")
+            raise GatewayUnreachable(detail)
         if resp.status != 200:
             raise GatewayUnreachable(f"gateway answered {resp.status} to {path}: {data[:200]!r}")
         return data

@@ -10,7 +10,8 @@ receiver (`KvSender`, layer-wise), or keeps the state here for a colocated reque
 the state in the `StateInbox`, admits it into the model thread's continuous batch and streams `TokenChunk`s
 (NDJSON) back. A role switch waits until nothing is in flight (drain), then switches.
 Every endpoint but /health needs the gateway's control-plane signature (`serve.control_auth`; 401 without it),
-every answer is signed back, and the node signs its register and heartbeat calls to the gateway.
+every answer is signed back, and the node signs its register and heartbeat calls to the gateway (sent from a
+thread of their own, `serve.liveness`, so that load cannot delay them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from prfaas.core.state_layout import StateLayout
 from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.serve.admission import SHED_KIND, QueueDeadlinePassed, await_start
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
-from prfaas.serve.cache_report import CacheReporter
+from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
 from prfaas.serve.inbox import StateInbox, StateNotArrived
@@ -168,9 +169,11 @@ class NodeServer:
                             pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens,
                             state_bytes_points=state_bytes_points(self.backend))
 
-    def heartbeat(self) -> Heartbeat:
+    def heartbeat(self, with_cache_report: bool = True) -> Heartbeat:
+        """The load snapshot (called from the heartbeat thread); only the heartbeats carry the cache report
+        (its sequence advances with each one sent)."""
         links = list(self.sender.link_snapshots().values())
-        cache = self.cache_reporter.report(self.backend.cached_blocks())
+        cache = self.cache_reporter.report(self.backend.cached_blocks()) if with_cache_report else NO_REPORT
         return Heartbeat(name=self.section.name, role=self.role,
                          queued_requests=self.worker.num_queued_jobs + self.worker.num_waiting_admissions,
                          queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
@@ -378,7 +381,7 @@ class NodeServer:
         return _reply(AbortReply(found=found))
 
     async def handle_health(self, _request: web.Request) -> web.Response:
-        return _reply(self.heartbeat())
+        return _reply(self.heartbeat(with_cache_report=False))
 
 
 def _chunk(request_id: str, events: list[DecodeEvent]) -> TokenChunk:
