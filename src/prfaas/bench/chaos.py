@@ -225,7 +225,7 @@ def run_overload(dep: Deployment, during: Sequence[BenchRequest], probes: Sequen
                  opts: LoadOptions, out_dir: Path, *, fault_at_s: float = 1.0,
                  clients: int = OVERLOAD_CLIENTS) -> FaultReport:
     """The load with a storm of `clients` joining it at `fault_at_s` (`bench.overload`); recovery counts from the
-    storm's last answer until a probe is offloaded again."""
+    end of both (the storm's last answer, the load's last request) until a probe is offloaded again."""
     storm = storm_requests(StormSpec(clients=clients, client_timeout_s=OVERLOAD_CLIENT_TIMEOUT_S))
     storm_opts = LoadOptions(max_concurrency=clients, request_timeout_s=OVERLOAD_CLIENT_TIMEOUT_S,
                              model=opts.model)
@@ -238,9 +238,10 @@ def run_overload(dep: Deployment, during: Sequence[BenchRequest], probes: Sequen
         ended.append(time.monotonic())
 
     result = dep.measure(during, opts, side=side)
+    quiet_from = max(time.monotonic(), *ended)  # the storm and the load both over
     wait_routable(dep)
     probe_run = _probe(dep, probes, opts)
-    recovery_s = time.monotonic() - (ended[0] if ended else time.monotonic())
+    recovery_s = time.monotonic() - quiet_from
     write_run(result, out_dir / Fault.OVERLOAD.value / "during", "overload: during", Slo())
     write_run(probe_run, out_dir / Fault.OVERLOAD.value / "after", "overload: after recovery", Slo(), plot=False)
     storm_sum = summarize(storm_records, [], 1.0)
@@ -305,6 +306,8 @@ def format_reports(reports: Sequence[FaultReport]) -> str:
         if r.outputs_match is not None:
             details.append(f"outputs match {r.outputs_match}")
         details.append(f"routes during {r.routes_during}")
+        if r.fault is Fault.OVERLOAD:
+            details.extend(r.notes)
         lines.append(f"{r.fault.value:<17}{r.sent:>5}{r.completed:>10}{r.failed:>7}{r.lost:>5}"
                      f"{r.probes_completed:>6}/{r.probes_sent:<3}{r.probes_offloaded:>10}{r.recovery_s:>11.1f}  "
                      f"{'yes' if r.ok else 'NO':<4}{'; '.join(details)}")
