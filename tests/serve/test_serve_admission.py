@@ -267,3 +267,25 @@ def test_heartbeat_thread_beats_while_the_interpreter_is_busy(tmp_path: Path) ->
         stop.set()
         beat.stop()
         server.shutdown()
+
+
+def test_streams_release_their_admission_when_done_or_left(dep: Launcher) -> None:
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    _wait(lambda: _idle(dep))
+    host = urlsplit(dep.url)
+    body = json.dumps({"model": "default", "prompt": PROMPT, "max_tokens": 2, "stream": True})
+    for stall_s, leave in ((0.0, False), (STALL_S, True)):
+        conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=120)
+        conn.request("POST", "/v1/completions", body=body, headers={
+            "content-type": "application/json", "x-prfaas-route": "local", "x-prfaas-debug-stall-s": str(stall_s)})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        if leave:  # the client goes away while its prefill is stalled
+            _wait(lambda: metrics(dep.url).get("prfaas_requests_in_flight", 0.0) == 1.0)
+        else:
+            assert b"[DONE]" in resp.read()
+        conn.close()
+        _wait(lambda: metrics(dep.url).get("prfaas_requests_in_flight", -1.0) == 0.0)

@@ -11,13 +11,13 @@ error event before `data: [DONE]`.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 from prfaas.serve.admission import AdmissionTicket, OverloadError
 from prfaas.serve.driver import GenerationJob, RequestFailed
@@ -100,8 +100,9 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if req.stream:
-            return StreamingResponse(_sse(gw, job, rid, model_name, chat, include_usage, ticket),
-                                     media_type="text/event-stream", background=BackgroundTask(ticket.release))
+            events = _sse(gw, job, rid, model_name, chat, include_usage, ticket)
+            weakref.finalize(events, ticket.release)  # a stream never started (client gone at once) frees it too
+            return StreamingResponse(events, media_type="text/event-stream")
         try:
             text, finish, num_out = await gw.run(job)
         except Exception as exc:
@@ -136,7 +137,7 @@ async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool
         async for event in _sse_events(gw, job, rid, model, chat, include_usage):
             yield event
     finally:
-        ticket.release()  # a stream the client left ends here too (the response's background task is a backstop)
+        ticket.release()  # a stream the client left ends here too (when its generator is closed)
 
 
 async def _sse_events(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
