@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench_helpers import OPTS, THRESHOLD_TOKENS, assert_nothing_lost, fault_load, small_spec
 
-from prfaas.bench.chaos import Fault, format_reports, run_fault
+from prfaas.bench.chaos import Fault, format_reports, run_fault, run_overload
 from prfaas.bench.compare import POLICIES, compare_policies, format_compare
 from prfaas.bench.records import RequestStatus, read_records
 from prfaas.bench.regime import tiny_config
@@ -77,3 +77,13 @@ def test_fault_loses_nothing_and_routing_recovers(deployment: Deployment, tmp_pa
     if fault is Fault.GATEWAY_RESTART:
         assert report.failed > 0 and set(report.failed_by_kind) == {"connection"}
         assert "unknown" not in report.routes_during  # the request log survived the restart
+
+
+def test_overload_storm_hangs_nothing_and_loses_nothing(deployment: Deployment, tmp_path: Path) -> None:
+    """The chaos suite's overload fault at CI size: a storm of clients joins the load (issue 11)."""
+    deployment.set_policy("prfaas", THRESHOLD_TOKENS)
+    during, probes = fault_load()
+    report = run_overload(deployment, during, probes, OPTS, tmp_path, fault_at_s=0.5, clients=60)
+    assert_nothing_lost(report)
+    assert report.ok, format_reports([report])
+    assert report.notes and "0 lost or hung" in report.notes[0], report.notes

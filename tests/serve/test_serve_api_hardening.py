@@ -171,6 +171,7 @@ def test_openapi_publishes_request_response_and_error_schemas(deployment: Launch
         assert post_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(request)
         assert {"200", "400", "404", "413"} <= set(post_op["responses"])
         assert post_op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+        assert "Retry-After" in post_op["responses"]["429"]["headers"]  # admission control (issue 11)
     assert spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
         "$ref"].endswith("ModelList")
     assert schemas["CompletionRequest"]["properties"]["n"]["maximum"] == 1

@@ -9,6 +9,10 @@ Faults (each injected at `fault_at_s` into a running load, undone `recover_after
 - DECODE_KILL      a PD-D node is SIGKILLed, then started again;
 - GATEWAY_RESTART  the gateway is SIGKILLed, then started again (in-flight requests see their connection
                    break, new ones are refused until it is back; nodes re-register by heartbeat);
+- OVERLOAD         a storm of `OVERLOAD_CLIENTS` extra clients at once (prompts up to 3,000 tokens, each giving
+                   up after `OVERLOAD_CLIENT_TIMEOUT_S`) joins the load: admission control refuses what it cannot
+                   serve (429/503, counted as failed with an explicit error); nothing may hang or be lost, in the
+                   load or in the storm (a storm client that gave up counts as lost);
 - CORRUPT          the PrfaaS node is restarted as `fault_node` (one byte flipped in chunk 0 of every
                    transfer, first send only); prompts are forced through PrfaaS and their greedy outputs must
                    equal the same prompts prefilled locally (so no corrupted state was used), and the node
@@ -32,7 +36,8 @@ from pathlib import Path
 import msgspec
 
 from prfaas.bench.deploy import CorruptPlan
-from prfaas.bench.loadgen import LoadOptions
+from prfaas.bench.loadgen import LoadOptions, drive
+from prfaas.bench.overload import StormSpec, storm_requests
 from prfaas.bench.records import RequestRecord, RequestStatus
 from prfaas.bench.run import Deployment, RunResult, SideTask, write_run
 from prfaas.bench.summary import Slo, summarize
@@ -43,6 +48,8 @@ from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
 LINK_DROP_FACTOR = 10.0
 PROBE_DEADLINE_S = 30.0
 PROBE_PAUSE_S = 1.0
+OVERLOAD_CLIENTS = 100
+OVERLOAD_CLIENT_TIMEOUT_S = 120.0
 
 
 def replace_index(record: RequestRecord, offset: int) -> RequestRecord:
@@ -55,6 +62,7 @@ class Fault(enum.Enum):
     DECODE_KILL = "decode-kill"
     CORRUPT = "corrupt"
     GATEWAY_RESTART = "gateway-restart"
+    OVERLOAD = "overload"
 
 
 class FaultReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,6 +204,8 @@ def run_fault(dep: Deployment, fault: Fault, during: Sequence[BenchRequest], pro
     """Inject `fault` into a load of `during` requests, recover, then send `probes`; write the runs."""
     if fault is Fault.CORRUPT:
         return run_corrupt(dep, during, probes, opts, out_dir, ready_timeout_s=ready_timeout_s)
+    if fault is Fault.OVERLOAD:
+        return run_overload(dep, during, probes, opts, out_dir, fault_at_s=fault_at_s)
     _check_supported(dep, fault)
     injector = _Injector(dep, fault)
     result = dep.measure(during, opts, side=_timed(injector, fault_at_s, recover_after_s))
@@ -209,6 +219,36 @@ def run_fault(dep: Deployment, fault: Fault, during: Sequence[BenchRequest], pro
     write_run(result, out_dir / fault.value / "during", f"{fault.value}: during", Slo())
     write_run(probe_run, out_dir / fault.value / "after", f"{fault.value}: after recovery", Slo(), plot=False)
     return _report(fault, result, probe_run, recovery_s)
+
+
+def run_overload(dep: Deployment, during: Sequence[BenchRequest], probes: Sequence[BenchRequest],
+                 opts: LoadOptions, out_dir: Path, *, fault_at_s: float = 1.0,
+                 clients: int = OVERLOAD_CLIENTS) -> FaultReport:
+    """The load with a storm of `clients` joining it at `fault_at_s` (`bench.overload`); recovery counts from the
+    end of both (the storm's last answer, the load's last request) until a probe is offloaded again."""
+    storm = storm_requests(StormSpec(clients=clients, client_timeout_s=OVERLOAD_CLIENT_TIMEOUT_S))
+    storm_opts = LoadOptions(max_concurrency=clients, request_timeout_s=OVERLOAD_CLIENT_TIMEOUT_S,
+                             model=opts.model)
+    storm_records: list[RequestRecord] = []
+    ended: list[float] = []
+
+    async def side(t0: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + fault_at_s - time.monotonic()))
+        storm_records.extend(await drive(dep.url, storm, storm_opts))
+        ended.append(time.monotonic())
+
+    result = dep.measure(during, opts, side=side)
+    quiet_from = max(time.monotonic(), *ended)  # the storm and the load both over
+    wait_routable(dep)
+    probe_run = _probe(dep, probes, opts)
+    recovery_s = time.monotonic() - quiet_from
+    write_run(result, out_dir / Fault.OVERLOAD.value / "during", "overload: during", Slo())
+    write_run(probe_run, out_dir / Fault.OVERLOAD.value / "after", "overload: after recovery", Slo(), plot=False)
+    storm_sum = summarize(storm_records, [], 1.0)
+    notes = [f"storm: {storm_sum.sent} sent, {storm_sum.completed} completed, {storm_sum.failed} refused or "
+             f"failed {storm_sum.failed_by_kind}, {storm_sum.lost} lost or hung"]
+    report = _report(Fault.OVERLOAD, result, probe_run, recovery_s - probe_run.duration_s, notes=notes)
+    return msgspec.structs.replace(report, lost=report.lost + storm_sum.lost)
 
 
 def _corrupted_sends(path: Path) -> int | None:
@@ -266,6 +306,8 @@ def format_reports(reports: Sequence[FaultReport]) -> str:
         if r.outputs_match is not None:
             details.append(f"outputs match {r.outputs_match}")
         details.append(f"routes during {r.routes_during}")
+        if r.fault is Fault.OVERLOAD:
+            details.extend(r.notes)
         lines.append(f"{r.fault.value:<17}{r.sent:>5}{r.completed:>10}{r.failed:>7}{r.lost:>5}"
                      f"{r.probes_completed:>6}/{r.probes_sent:<3}{r.probes_offloaded:>10}{r.recovery_s:>11.1f}  "
                      f"{'yes' if r.ok else 'NO':<4}{'; '.join(details)}")

@@ -159,7 +159,7 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
               requests: Requests = 20, rate_rps: Rate = 2.0, max_tokens: MaxTokens = 16, seed: Seed = 0,
               threshold: Threshold = None,
               faults: Annotated[str, typer.Option(help="Comma-separated faults (link-drop needs the sites).")] =
-              "link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart",
+              "link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart,overload",
               fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 2.0,
               recover_after_s: Annotated[float, typer.Option(help="Undo the fault after this long.")] = 5.0,
               out: Out = None) -> None:

@@ -78,6 +78,20 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     metrics_need_admin_token: bool = False  # True: /metrics needs the admin token as well
 
 
+class AdmissionSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`[admission]`: load shedding at the gateway (`serve.admission`, docs/admission.md). Beyond a bound a request
+    is refused at once (429, or 503 when no node can serve at all) with `Retry-After`, never queued. The defaults
+    are sized for the embedded default (the small default model, one prefill node per cluster) on 2 shared cores,
+    where a prefill node clears about 1-2K prompt tokens/s under load: a full node queue is under 10 s of work,
+    well inside the queue deadline."""
+
+    max_in_flight: Annotated[int, Meta(ge=1)] = 64  # requests admitted and not finished, gateway-wide
+    node_max_queued_requests: Annotated[int, Meta(ge=1)] = 8  # prefills queued or in flight on one node
+    node_max_queued_tokens: Annotated[int, Meta(ge=1)] = 12288  # their prompt tokens
+    queue_deadline_s: Pos = 30.0  # a prefill not started this long after admission is shed (503), never kept
+    retry_after_s: Annotated[int, Meta(ge=1)] = 1  # the `Retry-After` a refused client gets (seconds)
+
+
 class TlsMode(enum.Enum):
     """`transport.tls`: "on" (the default) encrypts every KV link with mutual TLS; "off" is for links the
     operator already encrypts (nodes log a warning). docs/security-tls.md."""
@@ -153,6 +167,7 @@ class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
     model: ModelSection = msgspec.field(default_factory=ModelSection)
     gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    admission: AdmissionSection = msgspec.field(default_factory=AdmissionSection)
     transport: TransportSection = msgspec.field(default_factory=TransportSection)
     nodes: list[NodeSection] = msgspec.field(default_factory=list)
     links: list[LinkSection] = msgspec.field(default_factory=list)

@@ -38,6 +38,7 @@ from prfaas.policy.types import (
     RequestInfo,
     RoutePlan,
 )
+from prfaas.serve.admission import SHED_KIND, AdmissionControl
 from prfaas.serve.backend import ENGINE_ERROR
 from prfaas.serve.cancel import CancelReason, LiveAttemptRef, abort_attempt, abort_in_background
 from prfaas.serve.cluster import NodeRecord
@@ -77,6 +78,10 @@ class _AttemptFailed(Exception):
     def __init__(self, kind: FailureKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class _Shed(Exception):
+    """The prefill node dropped the attempt from its queue (start deadline passed): refused, never retried."""
 
 
 class _Rejected(Exception):
@@ -131,10 +136,12 @@ def route_label(plan: RoutePlan, forced: ForcedRoute | None) -> str:
 
 
 class RequestDriver:
-    def __init__(self, control: ControlPlane, session: aiohttp.ClientSession) -> None:
+    def __init__(self, control: ControlPlane, session: aiohttp.ClientSession,
+                 admission: AdmissionControl | None = None) -> None:
         self.control = control
         self.session = session
         self.cfg = control.cfg
+        self.admission = admission
 
     async def generate(self, job: GenerationJob) -> AsyncIterator[TokenDelta]:
         """The request's deltas. Cancelled (its client went away, its deadline passed, an abort), it sends `/abort`
@@ -154,18 +161,27 @@ class RequestDriver:
         generated: list[int] = []
         forced = job.forced
         attempt = 0
+        admitted_s = time.monotonic()
         while True:
             router = self.control.router
             plan = await self._route(router, job, len(job.prompt_tokens) + len(generated), forced)
             label = route_label(plan, forced)
+            if self.admission is not None:
+                self.admission.routed(job.request_id)
             prefill_node, decode_node = self._nodes(plan, forced)
             rid = f"{job.request_id}-{attempt}"
             remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))
             prompt = [*job.prompt_tokens, *generated]
             stall_s = job.debug_stall_s if attempt == 0 else 0.0
             live.set(rid, (prefill_node, decode_node))
+            budget_s = self._start_budget_s(time.monotonic() - admitted_s if attempt == 0 else 0.0)
             try:
-                reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, stall_s)
+                reply = await self._prefill(rid, prompt, remaining, plan, prefill_node, decode_node, stall_s,
+                                            budget_s)
+            except _Shed as exc:
+                self._observe_rejected(router, plan, attempt)
+                assert self.admission is not None
+                raise self.admission.shed_error(str(exc)) from None
             except _AttemptFailed as exc:
                 forced = self._after_failure(router, plan, exc, attempt, forced)
                 attempt += 1
@@ -221,13 +237,30 @@ class RequestDriver:
             info = RequestInfo(request_id=job.request_id, arrival_s=now, input_tokens=num_tokens,
                                output_tokens=job.sampling.max_tokens, block_hashes=hashes, forced_cluster=cluster)
             try:
-                return router.route(info, self.control.nodes.view(now), now)
+                return self._route_once(router, info, now)
             except NoRouteError as exc:
                 nodes = self.control.nodes
                 waiting = nodes.any_switch_pending or not nodes.up() or self.control.is_starting
                 if not waiting or now >= deadline:
                     raise RequestFailed(503, str(exc)) from None
             await asyncio.sleep(0.05)
+
+    def _route_once(self, router: RouterBase, info: RequestInfo, now_s: float) -> RoutePlan:
+        """Route on the view without full prefill nodes (admission control); if the policy finds no route there
+        (e.g. a short prompt whose only PD-P node is full), on the whole view: the start deadline bounds the wait."""
+        view = self.control.nodes.view(now_s)
+        if self.admission is None:
+            return router.route(info, view, now_s)
+        open_view = self.admission.routing_view(view)
+        if open_view is view:
+            return router.route(info, view, now_s)
+        try:
+            return router.route(info, open_view, now_s)
+        except NoRouteError:
+            return router.route(info, view, now_s)
+
+    def _start_budget_s(self, waited_s: float) -> float | None:
+        return None if self.admission is None else self.admission.start_budget_s(waited_s)
 
     def _nodes(self, plan: RoutePlan, forced: ForcedRoute | None) -> tuple[NodeRecord, NodeRecord]:
         decode_node = self.control.nodes.get(plan.decode_instance_id)
@@ -238,10 +271,11 @@ class RequestDriver:
 
     # --- prefill ---------------------------------------------------------------------------------
     async def _prefill(self, rid: str, prompt: list[int], sampling: SamplingMsg, plan: RoutePlan,
-                       prefill_node: NodeRecord, decode_node: NodeRecord, stall_s: float) -> PrefillReply:
+                       prefill_node: NodeRecord, decode_node: NodeRecord, stall_s: float,
+                       start_within_s: float | None = None) -> PrefillReply:
         target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port)
         msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
-                             route=plan.reason.value, debug_stall_s=stall_s)
+                             route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s)
         prefill_node.gateway_prefills += 1
         prefill_node.gateway_prefill_tokens += plan.uncached_tokens
         try:
@@ -260,6 +294,8 @@ class RequestDriver:
         if resp.status == 200:
             return decode(body, PrefillReply)
         error = _error_reply(body)
+        if resp.status == 503 and _error_kind(body) == SHED_KIND:
+            raise _Shed(f"prefill node {prefill_node.name}: {error}")
         if resp.status == 400:
             raise _Rejected(error)
         if resp.status == 500:  # the engine raised on this input: the same input would fail again anywhere
@@ -353,6 +389,13 @@ class RequestDriver:
                 await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError):
             pass  # NOTE(serve): the node's inbox sweeps unclaimed states after its TTL anyway
+
+
+def _error_kind(body: bytes) -> str | None:
+    try:
+        return decode(body, ErrorReply).kind
+    except ProtocolVersionError:
+        return None
 
 
 def _error_reply(body: bytes) -> str:

@@ -34,6 +34,7 @@ from fastapi.responses import Response
 
 from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
+from prfaas.serve.admission import AdmissionControl
 from prfaas.serve.cancel import AbortRegistry, CancelWatch
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
@@ -107,6 +108,7 @@ class Gateway:
         self.auth = make_gateway_auth(cfg.gateway, shared_secret, credentials,
                                       lambda surface, reason: self.metrics.auth_refused.labels(surface, reason).inc())
         self.control = ControlPlane(cfg, self.metrics)
+        self.admission = AdmissionControl(cfg.admission, self.control)
         self.session: aiohttp.ClientSession | None = None
         self.driver: RequestDriver | None = None
         self.aborts = AbortRegistry()
@@ -117,7 +119,7 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         self.session = aiohttp.ClientSession(connector=connector,
                                              middlewares=(self.auth.control.client_middleware("node_reply"),))
-        self.driver = RequestDriver(self.control, self.session)
+        self.driver = RequestDriver(self.control, self.session, self.admission)
         self.control.start(self.session)
 
     async def close(self) -> None:

@@ -99,6 +99,9 @@ class PrefillRequest(Message, frozen=True, kw_only=True, tag="prefill"):
     decode_target: DecodeTarget  # the node that will decode; itself for a colocated request
     route: str  # RouteReason value (for logs)
     debug_stall_s: float = 0.0  # test hook: stall after the first layer is handed to the transport
+    # admission control: seconds (from the node's receipt) within which the prefill must start, else it is
+    # dropped from the queue and answered with ErrorReply kind "shed" (503); None: no deadline
+    start_within_s: float | None = None
 
 
 class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):
@@ -149,7 +152,7 @@ class AbortReply(Message, frozen=True, kw_only=True, tag="abort_reply"):
 
 
 class ErrorReply(Message, frozen=True, kw_only=True, tag="error"):
-    kind: str  # "bad_request" | "engine" | "transfer" | "unavailable"
+    kind: str  # "bad_request" | "engine" | "transfer" | "unavailable" | "shed" (start deadline passed)
     message: str
 
 

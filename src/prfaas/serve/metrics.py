@@ -2,7 +2,9 @@
 
 Per request: TTFT and inter-token latency histograms by route (`prfaas`, `local`, `colocated`), requests by
 route reason, requests by route, outcomes (ok / failed attempts), bytes moved by the KV transport, requests
-refused for their credentials (`prfaas_auth_refused_total{surface, reason}`).
+refused for their credentials (`prfaas_auth_refused_total{surface, reason}`); admission control
+(`serve.admission`): requests admitted, refused by reason (in_flight, nodes_full, no_capacity, queue_deadline) and
+shed by a node's queue deadline, and the requests in flight.
 Refreshed on each scrape from the node registry: link bytes / goodput / utilisation / RTT, queue depths and
 running batch per node, node counts per role, the router's threshold.
 """
@@ -53,6 +55,14 @@ class GatewayMetrics:
         self.cancelled = cancelled_counter(r)
         self.cache_resyncs = Counter("prfaas_cache_resyncs", "Node cache reports that did not follow the last "
                                      "applied one (the node is asked for a full report)", registry=r)
+
+        self.admission_admitted = Counter("prfaas_admission_admitted", "Requests admitted by admission control",
+                                          registry=r)
+        self.admission_refused = Counter("prfaas_admission_refused", "Requests refused (429/503) by admission "
+                                         "control, by reason", ["reason"], registry=r)
+        self.admission_shed = Counter("prfaas_admission_shed", "Admitted requests a node dropped from its queue "
+                                      "(start deadline passed)", registry=r)
+        self.in_flight = Gauge("prfaas_requests_in_flight", "Requests admitted and not finished", registry=r)
 
     def refresh(self, nodes: NodeRegistry, now_s: float, threshold_tokens: int | None) -> None:
         view = nodes.view(now_s)

@@ -10,7 +10,8 @@ receiver (`KvSender`, layer-wise), or keeps the state here for a colocated reque
 the state in the `StateInbox`, admits it into the model thread's continuous batch and streams `TokenChunk`s
 (NDJSON) back. A role switch waits until nothing is in flight (drain), then switches.
 Every endpoint but /health needs the gateway's control-plane signature (`serve.control_auth`; 401 without it),
-every answer is signed back, and the node signs its register and heartbeat calls to the gateway.
+every answer is signed back, and the node signs its register and heartbeat calls to the gateway (sent from a
+thread of their own, `serve.liveness`, so that load cannot delay them).
 """
 
 from __future__ import annotations
@@ -24,29 +25,28 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.state_layout import StateLayout
 from prfaas.core.units import gbps_to_bytes_per_s
+from prfaas.serve.admission import SHED_KIND, QueueDeadlinePassed, await_start
 from prfaas.serve.attempts import AttemptTable, LiveAttempt, PrefillCancelled
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
-from prfaas.serve.cache_report import CacheReporter
+from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
 from prfaas.serve.inbox import StateInbox, StateNotArrived
+from prfaas.serve.liveness import HeartbeatThread
 from prfaas.serve.messages import (
     DecodeRequest,
     ErrorReply,
     Heartbeat,
-    HeartbeatReply,
     Message,
     NodeRegister,
     PrefillReply,
     PrefillRequest,
     ProtocolVersionError,
-    RegisterReply,
     RoleSwitch,
     RoleSwitchReply,
     TokenChunk,
@@ -93,7 +93,7 @@ class NodeServer(NodeCancellation):
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = self.section.port
-        self._session: aiohttp.ClientSession | None = None
+        self._liveness: HeartbeatThread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = KvSender(self._sender_config())
         self.cache_reporter = CacheReporter()
@@ -139,9 +139,8 @@ class NodeServer(NodeCancellation):
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port).start()
         self._port = int(self._runner.addresses[0][1])  # the bound port (config port 0: an ephemeral one)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0),
-                                              middlewares=(self.auth.client_middleware("gateway_reply"),))
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self._liveness = self._start_liveness()
+        self._tasks.append(asyncio.create_task(self._sweep_loop()))
         self._tasks.append(asyncio.create_task(self._trim_when_idle()))
 
     def stop(self) -> None:
@@ -157,8 +156,8 @@ class NodeServer(NodeCancellation):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        if self._liveness is not None:
+            await asyncio.to_thread(self._liveness.stop)
         if self._runner is not None:
             await self._runner.cleanup()
         self.sender.close()
@@ -173,9 +172,11 @@ class NodeServer(NodeCancellation):
                             pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens,
                             state_bytes_points=state_bytes_points(self.backend))
 
-    def heartbeat(self) -> Heartbeat:
+    def heartbeat(self, with_cache_report: bool = True) -> Heartbeat:
+        """The load snapshot (called from the heartbeat thread); only the heartbeats carry the cache report
+        (its sequence advances with each one sent)."""
         links = list(self.sender.link_snapshots().values())
-        cache = self.cache_reporter.report(self.backend.cached_blocks())
+        cache = self.cache_reporter.report(self.backend.cached_blocks()) if with_cache_report else NO_REPORT
         return Heartbeat(name=self.section.name, role=self.role,
                          queued_requests=self.worker.num_queued_jobs + self.worker.num_waiting_admissions,
                          queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
@@ -184,33 +185,19 @@ class NodeServer(NodeCancellation):
                          cache_seq=cache.seq, cache_full=cache.is_full, cache_added=list(cache.added),
                          cache_removed=list(cache.removed))
 
-    async def _post(self, path: str, message: Message) -> bytes:
-        assert self._session is not None
+    def _start_liveness(self) -> HeartbeatThread:
+        """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them."""
         gw = self.cfg.gateway
-        async with self._session.post(f"http://{gw.host}:{gw.port}{path}", data=encode(message)) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise ProtocolVersionError(f"gateway answered {resp.status} to {path}: {body[:200]!r}")
-            return body
+        beat = HeartbeatThread(self.auth, gw.host, gw.port, gw.heartbeat_interval_s,
+                               register=self._register_message, heartbeat=self.heartbeat,
+                               reporter=self.cache_reporter)
+        beat.start()
+        return beat
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.cfg.gateway.heartbeat_interval_s
-        registered = False
+    async def _sweep_loop(self) -> None:
         while True:
-            try:
-                if not registered:
-                    decode(await self._post("/internal/register", self._register_message()), RegisterReply)
-                    registered = True
-                    self.cache_reporter.on_lost()  # a (re-)registered node starts from a full cache report
-                reply = decode(await self._post("/internal/heartbeat", self.heartbeat()), HeartbeatReply)
-                registered = reply.known
-                self.cache_reporter.on_reply(resync=reply.cache_resync or not reply.known)
-            except (aiohttp.ClientError, OSError, TimeoutError, ProtocolVersionError) as exc:
-                _log.debug("gateway not reachable: %s", exc)
-                registered = False
-                self.cache_reporter.on_lost()
             self.inbox.sweep(time.monotonic())
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.cfg.gateway.heartbeat_interval_s)
 
     # --- KV receive (transport threads) ---------------------------------------------------------
     def _allocate(self, layout: StateLayout) -> Sequence[object]:
@@ -284,13 +271,15 @@ class NodeServer(NodeCancellation):
         started: list[float] = []
         live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live))
         try:
-            output = await asyncio.wrap_future(live.job_future)
+            output = await await_start(live.job_future, msg.start_within_s)
         except BackendInputError as exc:
             if transfer is not None:
                 transfer.abort(str(exc))
             return _error("bad_request", str(exc), 400)
         except PrefillCancelled as exc:
             return self._prefill_cancelled(msg, transfer, str(exc), ran=bool(started))
+        except QueueDeadlinePassed as exc:
+            return self._shed(msg, transfer, exc)
         finally:
             self.queued_tokens -= len(msg.token_ids)
         if live.cancelled.is_set():
@@ -320,6 +309,13 @@ class NodeServer(NodeCancellation):
                                    num_prompt_tokens=len(msg.token_ids), num_cached_tokens=output.num_cached_tokens,
                                    queue_s=start_s - arrived_s, prefill_s=prefill_done_s - start_s,
                                    transfer_bytes=transfer_bytes, transfer_s=transfer_s))
+
+    def _shed(self, msg: PrefillRequest, transfer: Any, exc: QueueDeadlinePassed) -> web.Response:
+        """The prefill was dropped from the queue before it started (admission control's start deadline)."""
+        if transfer is not None:
+            transfer.abort(f"shed: {exc}")
+        _log.info("prefill %s shed: %s", msg.request_id, exc)
+        return _error(SHED_KIND, f"{self.section.name} shed prefill {msg.request_id}: {exc}", 503)
 
     # --- decode ----------------------------------------------------------------------------------
     def _on_events_threadsafe(self, events: list[DecodeEvent]) -> None:
@@ -392,7 +388,7 @@ class NodeServer(NodeCancellation):
         return _reply(RoleSwitchReply(name=self.section.name, role=self.role, drained_s=time.monotonic() - started))
 
     async def handle_health(self, _request: web.Request) -> web.Response:
-        return _reply(self.heartbeat())
+        return _reply(self.heartbeat(with_cache_report=False))
 
 
 def _chunk(request_id: str, events: list[DecodeEvent]) -> TokenChunk:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from prfaas.serve.admission import AdmissionTicket, OverloadError
 from prfaas.serve.cancel import (
     Cancelled,
     CancelReason,
@@ -64,7 +66,8 @@ def status_of(exc: Exception) -> ApiError:
 
 
 def api_error_response(error: ApiError) -> Response:
-    return Response(error.body(), status_code=error.status, media_type=_JSON)
+    headers = error.headers if isinstance(error, OverloadError) else None
+    return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
 
 
 async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
@@ -98,15 +101,18 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
             req: Any = decode_chat(body) if chat else decode_completion(body)
             await gw.wait_for_context()
             job = gw.chat_job(request, req) if chat else gw.completion_job(request, req)
+            # checked before any routing work: beyond a bound the request is refused at once (429 / 503)
+            ticket = gw.admission.admit(job.request_id, len(job.prompt_tokens))
         except ApiError as exc:
             gw.metrics.errors.labels(str(exc.status)).inc()
             return api_error_response(exc)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{job.request_id}"
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if req.stream:
-            return StreamingResponse(_cancellable_sse(gw, gw.cancel_watch(request, job), rid,
-                                                      _sse(gw, job, rid, model_name, chat, include_usage)),
-                                     media_type="text/event-stream")
+            events = _cancellable_sse(gw, gw.cancel_watch(request, job), rid,
+                                      _sse(gw, job, rid, model_name, chat, include_usage, ticket))
+            weakref.finalize(events, ticket.release)  # a stream never started (client gone at once) frees it too
+            return StreamingResponse(events, media_type="text/event-stream")
         try:
             text, finish, num_out = await run_until_cancelled(gw.cancel_watch(request, job), gw.run(job))
         except Cancelled as exc:
@@ -118,6 +124,8 @@ def add_openai_routes(app: FastAPI, gw: Gateway) -> None:
             if error.status >= 500:
                 _log.warning("request %s failed: %s", rid, exc)
             return api_error_response(error)
+        finally:
+            ticket.release()
         encoder = chat_body if chat else completion_body
         return Response(encoder(rid, model_name, text, finish, len(job.prompt_tokens), num_out), media_type=_JSON)
 
@@ -160,7 +168,16 @@ async def _cancellable_sse(gw: Gateway, watch: CancelWatch, rid: str,
 
 
 async def _sse(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
-               include_usage: bool) -> AsyncIterator[bytes]:
+               include_usage: bool, ticket: AdmissionTicket) -> AsyncIterator[bytes]:
+    try:
+        async for event in _sse_events(gw, job, rid, model, chat, include_usage):
+            yield event
+    finally:
+        ticket.release()  # a stream the client left ends here too (when its generator is closed)
+
+
+async def _sse_events(gw: Gateway, job: GenerationJob, rid: str, model: str, chat: bool,
+                      include_usage: bool) -> AsyncIterator[bytes]:
     stream = TextStream(gw.tokenizer, job.sampling.stop_strings)
     if chat:
         yield chat_chunk(rid, model, ChatDelta(role="assistant", content=""), None)

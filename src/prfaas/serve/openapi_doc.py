@@ -35,8 +35,12 @@ _ERROR_CODES = {
     "401": "API keys are configured and the request carries none or a wrong one (`Authorization: Bearer KEY`).",
     "404": "Unknown model (code model_not_found).",
     "413": f"Request body above {MAX_BODY_BYTES} bytes.",
+    "429": "Admission control refused the request at once: the gateway's in-flight bound or every prefill node's "
+           "queue bound is reached (code rate_limit_exceeded); retry after the `Retry-After` header's seconds.",
     "500": "The engine failed on this request (not retried), or a gateway fault.",
-    "503": "No node can serve the request now (nodes starting, lost or switching roles; attempts exhausted).",
+    "503": "No node can serve the request now (nodes starting, lost or switching roles; attempts exhausted), or "
+           "no capacity at all / the request could not start within the queue deadline (code server_overloaded, "
+           "with `Retry-After`).",
 }
 
 
@@ -46,7 +50,11 @@ def _ref(name: str) -> dict[str, str]:
 
 def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
     body = {"application/json": {"schema": _ref("ErrorResponse")}}
-    return {code: {"description": _ERROR_CODES[code], "content": body} for code in codes}
+    answers: dict[str, Any] = {code: {"description": _ERROR_CODES[code], "content": body} for code in codes}
+    if "429" in answers:
+        answers["429"]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}}
+    return answers
 
 
 def _generation(request: str, answer: str, chunk: str, summary: str) -> dict[str, Any]:
@@ -66,7 +74,7 @@ def _generation(request: str, answer: str, chunk: str, summary: str) -> dict[str
             "200": {"description": f"The answer ({answer}); with `stream: true`, {chunk} events.",
                     "content": {"application/json": {"schema": _ref(answer)},
                                 "text/event-stream": {"schema": stream}}},
-            **_errors(("400", "401", "404", "413", "500", "503")),
+            **_errors(("400", "401", "404", "413", "429", "500", "503")),
         },
     }}
 
