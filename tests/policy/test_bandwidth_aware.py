@@ -327,3 +327,22 @@ def test_controller_missing_signals_count_as_cool() -> None:
 def test_config_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         BandwidthAwareConfig(**kwargs)
+
+
+def test_demand_prices_the_shipped_state_not_the_uncached_tail() -> None:
+    """A prefix hit shrinks the prefill, not what an offload ships: the whole prompt's state crosses (unless the
+    decode side holds the prefix), so the offered egress counts S_kv(input), compared on the uncached length."""
+    from prfaas.policy.offload_demand import OffloadDemand
+
+    def state_bytes(n: float) -> float:
+        return 1000.0 * n
+
+    tail_only, whole = OffloadDemand(10.0), OffloadDemand(10.0)
+    for i in range(5):
+        tail_only.record(float(i), 2000)
+        whole.record(float(i), 2000, shipped_tokens=8000)
+    assert whole.byte_rate(1000, state_bytes, 4.0) == 4 * tail_only.byte_rate(1000, state_bytes, 4.0)
+    assert whole.byte_rate(2000, state_bytes, 4.0) == 0.0  # the threshold still compares the uncached length
+    budget = 2.5 * 8000 * 1000 / 4.0  # two whole states fit the window's budget, not five
+    assert whole.fit_threshold(budget, 1000, 100_000, state_bytes, 4.0) == 2000
+    assert tail_only.fit_threshold(budget, 1000, 100_000, state_bytes, 4.0) == 1000

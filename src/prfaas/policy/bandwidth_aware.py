@@ -210,8 +210,8 @@ class BandwidthController:
     def effective_threshold(self, base_threshold_tokens: int) -> int:
         return round(base_threshold_tokens * self._state.threshold_scale)
 
-    def record_request(self, now_s: float, uncached_tokens: int) -> None:
-        self.demand.record(now_s, uncached_tokens)
+    def record_request(self, now_s: float, uncached_tokens: int, shipped_tokens: int | None = None) -> None:
+        self.demand.record(now_s, uncached_tokens, shipped_tokens)
 
     def note_transfer_failure(self) -> None:
         """An offload transfer failed; counts as a HOT link signal at the next update (if configured)."""

@@ -67,7 +67,7 @@ class BandwidthAwareRouter(PrfaasRouter):
         state = controller.state
         effective = controller.effective_threshold(base)
         uncached = self.uncached_tokens(req, view)
-        controller.record_request(now_s, uncached)
+        controller.record_request(now_s, uncached, req.input_tokens)  # an offload ships the whole prompt's state
         if uncached <= base:
             return self._plan_on(req, view, ClusterKind.PD, RouteReason.SHORT_LOCAL, effective)
         if not is_prfaas_available(view):
