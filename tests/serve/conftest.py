@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from serve_helpers import tiny_config_file
+from serve_helpers import TINY_TOML, ready_deployment
 
-from prfaas.serve.config import load_config
 from prfaas.serve.launcher import Launcher
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("deploy")
-    launcher = Launcher(load_config(tiny_config_file(root)), root / "run")
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("deploy"), TINY_TOML) as launcher:
         yield launcher
-    finally:
-        launcher.stop()

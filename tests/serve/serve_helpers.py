@@ -1,13 +1,18 @@
-"""Small HTTP helpers for the serve tests (stdlib only, bounded timeouts)."""
+"""Small helpers for the serve tests: HTTP calls (stdlib, bounded timeouts) and a started deployment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from prfaas.serve.config import load_config
+from prfaas.serve.launcher import Launcher
 
 
 def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
@@ -72,3 +77,14 @@ def tiny_config_file(directory: Path, extra: str = "") -> Path:
     path = directory / "deploy.toml"
     path.write_text(TINY_TOML + extra, encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def ready_deployment(root: Path, toml_text: str, **launcher_kwargs: Any) -> Iterator[Launcher]:
+    """The deployment `toml_text` describes (written to root/deploy.toml), started as processes and ready
+    (gateway healthy, every node registered); every process stopped on exit."""
+    path = root / "deploy.toml"
+    path.write_text(toml_text, encoding="utf-8")
+    with Launcher(load_config(path), root / "run", **launcher_kwargs) as launcher:
+        launcher.wait_ready(timeout_s=120)
+        yield launcher

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_helpers import get_json, metrics
+from serve_helpers import get_json, metrics, ready_deployment
 
 from prfaas.serve.cache_report import CacheReporter
-from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.launcher import Launcher
 from prfaas.serve.liveness import HeartbeatThread
@@ -56,15 +55,8 @@ BIG_PROMPT = list(range(1, 1201))  # above node_max_queued_tokens: one such requ
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("admit")
-    (root / "admit.toml").write_text(ADMIT_TOML, encoding="utf-8")
-    launcher = Launcher(load_config(root / "admit.toml"), root / "run")
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("admit"), ADMIT_TOML) as launcher:
         yield launcher
-    finally:
-        launcher.stop()
 
 
 def _complete(dep: Launcher, route: str, stall_s: float = 0.0,

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 from cancel_helpers import cancelled_count, held, node_tables, wait_until
-from serve_helpers import metrics, post
+from serve_helpers import metrics, post, ready_deployment
 
-from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.deploy_secrets import load_shared_secret
 from prfaas.serve.launcher import Launcher
@@ -49,15 +48,8 @@ waiting_state_bytes = 5000
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("attempts")
-    (root / "attempts.toml").write_text(ATTEMPTS_TOML, encoding="utf-8")
-    launcher = Launcher(load_config(root / "attempts.toml"), root / "run")
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("attempts"), ATTEMPTS_TOML) as launcher:
         yield launcher
-    finally:
-        launcher.stop()
 
 
 def _spans(dep: Launcher, request: str) -> list[tuple[str, int, float, float | None]]:

@@ -22,9 +22,9 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
-from serve_helpers import get_json, metrics, post
+from serve_helpers import get_json, metrics, post, ready_deployment
 
-from prfaas.serve.config import free_port, load_config
+from prfaas.serve.config import free_port
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, UnauthenticatedReply
 from prfaas.serve.deploy_secrets import load_shared_secret
 from prfaas.serve.launcher import Launcher
@@ -53,15 +53,8 @@ OLD_PUBLIC_SECRET = b"prfaas-localhost-demo-secret"
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("auth")
-    (root / "stub.toml").write_text(STUB_TOML, encoding="utf-8")
-    launcher = Launcher(load_config(root / "stub.toml"), root / "run", api_keys=(API_KEY,))
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("auth"), STUB_TOML, api_keys=(API_KEY,)) as launcher:
         yield launcher
-    finally:
-        launcher.stop()
 
 
 def _refused(url: str, surface: str, reason: str) -> float:

@@ -18,9 +18,8 @@ from cancel_helpers import (
     node_tables,
     wait_until,
 )
-from serve_helpers import get_json, metrics, post
+from serve_helpers import get_json, metrics, post, ready_deployment
 
-from prfaas.serve.config import load_config
 from prfaas.serve.launcher import Launcher
 
 pytestmark = pytest.mark.network
@@ -45,15 +44,8 @@ PREFILL_NODE = "prfaas-0"
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("cancel")
-    (root / "cancel.toml").write_text(CANCEL_TOML, encoding="utf-8")
-    launcher = Launcher(load_config(root / "cancel.toml"), root / "run")
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("cancel"), CANCEL_TOML) as launcher:
         yield launcher
-    finally:
-        launcher.stop()
 
 
 def _running(dep: Launcher, name: str = DECODE_NODE) -> int:

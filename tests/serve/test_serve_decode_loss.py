@@ -9,9 +9,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from serve_helpers import get_json, metrics, tiny_config_file
+from serve_helpers import TINY_TOML, get_json, metrics, ready_deployment
 
-from prfaas.serve.config import load_config
 from prfaas.serve.launcher import Launcher
 
 pytestmark = pytest.mark.network
@@ -41,14 +40,8 @@ role = "pd_decode"
 
 @pytest.fixture(scope="module")
 def two_decoders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    root = tmp_path_factory.mktemp("decode-loss")
-    launcher = Launcher(load_config(tiny_config_file(root, NODES)), root / "run")
-    launcher.start()
-    try:
-        launcher.wait_ready(timeout_s=120)
+    with ready_deployment(tmp_path_factory.mktemp("decode-loss"), TINY_TOML + NODES) as launcher:
         yield launcher
-    finally:
-        launcher.stop()
 
 
 def _running_decoder(url: str, headers: dict[str, str]) -> str | None:
