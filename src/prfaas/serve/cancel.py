@@ -236,5 +236,5 @@ def abort_in_background(session: aiohttp.ClientSession, live: LiveAttemptRef) ->
 
 
 def pending_aborts() -> Awaitable[Any]:
-    """Tests / shutdown: wait for the aborts sent in the background."""
+    """Wait for the aborts sent in the background (the gateway's shutdown; each is bounded by ABORT_TIMEOUT_S)."""
     return asyncio.gather(*_background, return_exceptions=True)

@@ -35,7 +35,7 @@ from fastapi.responses import Response
 from prfaas.core.errors import PrfaasError
 from prfaas.core.lifecycle import Role
 from prfaas.serve.admission import AdmissionControl
-from prfaas.serve.cancel import AbortRegistry, CancelWatch
+from prfaas.serve.cancel import AbortRegistry, CancelWatch, pending_aborts
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.control import ControlPlane, RoleSwitchError
 from prfaas.serve.deploy_secrets import GatewayCredentials
@@ -124,6 +124,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.control.close()
+        await pending_aborts()  # aborts sent in the background reach their nodes before the session closes
         if self.session is not None:
             await self.session.close()
         self.request_log.close()
