@@ -79,6 +79,12 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
         assert self._scheduler is not None
         return PrfaasMetadata(self._scheduler.build_meta(scheduler_output))
 
+    def update_connector_output(self, connector_output: Any) -> None:
+        assert self._scheduler is not None
+        failed = getattr(connector_output, "failed_recving", None)
+        if failed:
+            self._scheduler.load_failed(set(failed))
+
     def request_finished(self, request: Any, block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
         assert self._scheduler is not None
         return False, self._scheduler.finished(request)

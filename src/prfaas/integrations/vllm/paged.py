@@ -116,15 +116,24 @@ class StatePage:
             raise ValueError(f"state tensors of {sum(self.tensor_bytes)} bytes exceed the {self.page_bytes}-byte page")
 
 
-def page_bytes_view(cache: torch.Tensor, page: StatePage) -> torch.Tensor:
-    """The layer's raw cache as ``[num_blocks, page_bytes]`` uint8."""
-    flat = cache.view(torch.uint8) if cache.dtype != torch.uint8 else cache
-    return flat.reshape(flat.shape[0], -1)[:, :page.page_bytes]
+def page_row(cache: torch.Tensor, page: StatePage, block_id: int) -> torch.Tensor:
+    """State block `block_id` of a layer's raw cache as a flat uint8 *view* of its state bytes (never a copy: a
+    write must land in vLLM's memory); refuses a page that is not contiguous. vLLM may pad pages to a common size
+    outside the view it registers, so only the state tensors' bytes must fit."""
+    row = cache[block_id]
+    if not row.is_contiguous():
+        raise ValueError(f"state page of shape {tuple(row.shape)} stride {tuple(row.stride())} is not contiguous")
+    flat = row.view(torch.uint8) if row.dtype != torch.uint8 else row
+    flat = flat.view(-1)
+    needed = sum(page.tensor_bytes)
+    if flat.numel() < needed:
+        raise ValueError(f"state page holds {flat.numel()} bytes, the layer's state tensors need {needed}")
+    return flat[:needed]
 
 
 def read_state(cache: torch.Tensor, page: StatePage, block_id: int) -> list[torch.Tensor]:
     """Copies of the state tensors (flat bytes) of state block `block_id`."""
-    row = page_bytes_view(cache, page)[block_id]
+    row = page_row(cache, page, block_id)
     out, offset = [], 0
     for size in page.tensor_bytes:
         out.append(row[offset:offset + size].clone())
@@ -133,7 +142,7 @@ def read_state(cache: torch.Tensor, page: StatePage, block_id: int) -> list[torc
 
 
 def write_state(cache: torch.Tensor, page: StatePage, block_id: int, tensors: Sequence[torch.Tensor]) -> None:
-    row = page_bytes_view(cache, page)[block_id]
+    row = page_row(cache, page, block_id)
     offset = 0
     for size, src in zip(page.tensor_bytes, tensors, strict=True):
         flat = src.reshape(-1).view(torch.uint8) if src.dtype != torch.uint8 else src.reshape(-1)
