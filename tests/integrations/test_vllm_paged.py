@@ -107,3 +107,30 @@ def test_state_page_round_trip_moves_only_the_state_bytes() -> None:
         StatePage((100, 40), 128)
     with pytest.raises(ValueError, match="page holds"):
         write_state(dst, page, 2, [parts[1], parts[0]])
+
+
+def test_permuted_block_layouts_are_read_and_written_position_by_position() -> None:
+    """vLLM's CPU kernels keep keys dimension-major (and AMX ones in tiles): the connector hands the layout over as
+    a permutation probed from the kernel; gather/scatter must honour it for keys and values separately."""
+    block, heads, dim = 64, 2, 8
+    g = torch.Generator().manual_seed(3)
+    key_index = torch.tensor([d * block + t for t in range(block) for d in range(dim)])
+    value_index = torch.randperm(block * dim, generator=g)
+    cache = torch.zeros(4, heads, block, 2 * dim)
+    geo = attention_geometry(cache, block, heads, dim, key_index, value_index)
+    region = cache.view(4, heads, 2, block * dim)
+    for h in range(heads):
+        for t in range(block):
+            for d in range(dim):
+                region[2, h, 0, key_index[t * dim + d]] = 1000 * h + 10 * t + d
+                region[2, h, 1, value_index[t * dim + d]] = -(1000 * h + 10 * t + d)
+    keys, values = gather_positions(cache, geo, [2], 3, 40)
+    expected = torch.tensor([[[1000 * h + 10 * t + d for d in range(dim)] for t in range(3, 40)] for h in range(heads)],
+                            dtype=cache.dtype)
+    assert torch.equal(keys, expected) and torch.equal(values, -expected)
+    full_k, full_v = gather_positions(cache, geo, [2], 0, block)
+    other = torch.zeros_like(cache)
+    scatter_positions(other, geo, [0], 0, full_k, full_v)
+    assert torch.equal(other[0], cache[2])  # the same bytes where the kernel expects them
+    with pytest.raises(ValueError, match="permutation"):
+        attention_geometry(cache, block, heads, dim, key_index[:-1])

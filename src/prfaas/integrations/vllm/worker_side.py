@@ -85,7 +85,8 @@ class WorkerSide:
         self._inflight: list[_Outgoing] = []
 
     # --- set-up --------------------------------------------------------------------------------
-    def register(self, kv_caches: dict[str, Any]) -> None:
+    def register(self, kv_caches: dict[str, Any], layouts: dict[str, tuple[Any, Any]] | None = None) -> None:
+        """`layouts`: per attention layer, the (key, value) position permutations of vLLM's CPU kernels (`paged`)."""
         for layer in self.layers:
             cache = kv_caches.get(layer.name)
             if cache is None:
@@ -99,7 +100,8 @@ class WorkerSide:
                 self._pages[layer.name] = StatePage(layer.state_bytes, layer.page_bytes)
             else:
                 self._geometry[layer.name] = attention_geometry(cache, layer.block_size, layer.kv_heads,
-                                                                layer.head_dim)
+                                                                layer.head_dim,
+                                                                *(layouts or {}).get(layer.name, (None, None)))
         if self.receives:
             self._start_receiver()
 
