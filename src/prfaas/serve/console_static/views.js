@@ -132,7 +132,7 @@ export function renderRequests(state) {
 }
 
 export function renderEvents(state) {
-  const items = state.events.slice(-50).reverse().map((e) => el("li", { class: `event kind-${e.kind}`, "data-kind": e.kind },
+  const items = state.events.slice(-50).reverse().map((e) => el("li", { class: `event kind-${e.kind}`, "data-kind": e.kind, "data-t": e.t },
     el("span", { class: "when", text: new Date(e.t * 1000).toLocaleTimeString() }),
     el("span", { class: "to", text: `t = ${e.threshold_tokens ?? "none"}` }),
     el("span", { class: "why", text: e.reason })));
