@@ -162,7 +162,8 @@ class ConsoleHub:
         capacity = link.capacity_gbps if link is not None else None
         if capacity is None:
             capacity = next((lk.capacity_gbps for lk in control.cfg.links), None)
-        return {"policy": control.policy_name, "threshold_tokens": effective_threshold(control),
+        return {"policy": control.policy_name, "threshold_tokens": control.threshold_tokens(),
+                "effective_threshold_tokens": effective_threshold(control),
                 "instances": [{"role": i.role.value, "is_up": i.is_up, "cluster": i.cluster.value}
                               for i in view.instances],
                 "link_capacity_gbps": capacity, "max_batch": control.cfg.model.max_batch_size,

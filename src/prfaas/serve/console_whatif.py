@@ -5,7 +5,8 @@ from the live window's measured traffic, next to the live numbers.
     result = what_if(records, cluster, window_s=120)            # blocking (sim + planner): run it in a thread
 
 `records` are the gateway's request records stamped with `finished_at_s` (the console hub keeps them);
-`cluster` is the `/admin/cluster`-shaped dict of the deployment now (policy, threshold, roles, link capacity).
+`cluster` describes the deployment now: policy, base threshold (and the one in force), roles, link capacity.
+The simulator runs the same policy from the same base threshold (a bandwidth-aware loop raises it there too).
 The profile (prefill time per uncached length, S_kv from the bytes the transport moved, decode step) comes from
 the records themselves (`serve.predict.profile_from_records`); the prompt lengths are fitted with a log-normal
 (mu, sigma of log length) clipped to the window's min and max, arrivals as Poisson at the window's rate.
@@ -76,7 +77,7 @@ def what_if(records: Sequence[dict[str, Any]], cluster: dict[str, Any], window_s
     span_s = max(1.0, now_unix_s - min(r["finished_at_s"] - (r.get("latency_s") or 0.0) for r in window))
     span_s = min(span_s, window_s)
     result["live"] = live_numbers(window, span_s)
-    result["live"]["threshold_tokens"] = cluster["threshold_tokens"]
+    result["live"]["threshold_tokens"] = cluster.get("effective_threshold_tokens", cluster["threshold_tokens"])
     setup = live_setup(window, cluster, span_s)
     result["setup"] = {"policy": setup.policy, "threshold_tokens": setup.threshold_tokens,
                        "n_prfaas": setup.n_prfaas, "n_pd_prefill": setup.n_pd_prefill,
