@@ -252,3 +252,15 @@ def test_the_number_of_connected_consoles_is_bounded() -> None:
     assert all(s is not None for s in subs) and hub.subscribe() is None
     hub.unsubscribe(subs[0])  # type: ignore[arg-type]
     assert hub.subscribe() is not None
+
+
+def test_a_raise_names_the_signals_over_their_high_marks() -> None:
+    from prfaas.policy.bandwidth_aware import BandwidthAwareConfig
+    from prfaas.serve.console_state import hot_signals
+
+    c = BandwidthAwareConfig()
+    assert hot_signals(c, BandwidthSignals(utilisation=0.5, rtt_ms=1.0), 1.0) == []
+    hot = hot_signals(c, BandwidthSignals(utilisation=0.95, rtt_ms=4.0, retransmit_rate=0.02,
+                                          queue_per_instance=5.0), 1.0)
+    assert [h.split()[0] for h in hot] == ["utilisation", "RTT", "retransmits", "PrfaaS"]
+    assert "4.0x its 1.00 ms baseline" in hot[1]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import msgspec
 
 from prfaas.core.lifecycle import Role
-from prfaas.policy.bandwidth_aware import PdPressure, read_signals
+from prfaas.policy.bandwidth_aware import BandwidthAwareConfig, BandwidthSignals, PdPressure, read_signals
 from prfaas.policy.types import ClusterView, RebalancePlan
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.metrics import ROUTES, GatewayMetrics
@@ -108,10 +108,26 @@ class ThresholdTracker:
             what = ("egress link hot" if state.cause.value == "link" else "PrfaaS queue hot")
             budget = (f"; sized to fit {controller.config.target_link_util:.0%} of {state.available_gbps:.3g} Gbps"
                       if state.cause.value == "link" and state.available_gbps else "")
-            return f"bandwidth-aware loop raised t' ({what}{budget}): {arrow}; {signals}"
+            hot = ", ".join(hot_signals(controller.config, s, state.rtt_baseline_ms)) or "no longer hot at this sample"
+            return f"bandwidth-aware loop raised t' ({what}: {hot}{budget}): {arrow}; {signals}"
         if state.pd_pressure is PdPressure.BACKOFF:
             return f"bandwidth-aware loop backed off t' (PD-P queue over its back-off mark): {arrow}; {signals}"
         return f"bandwidth-aware loop relaxed t' (link and queue cool): {arrow}; {signals}"
+
+
+def hot_signals(c: BandwidthAwareConfig, s: BandwidthSignals, rtt_baseline_ms: float | None) -> list[str]:
+    """Which of the short-term loop's signals are at or over their high mark now (in words)."""
+    out = []
+    if s.utilisation is not None and s.utilisation >= c.util_high:
+        out.append(f"utilisation {s.utilisation:.0%} >= {c.util_high:.0%}")
+    if s.rtt_ms is not None and rtt_baseline_ms and s.rtt_ms / rtt_baseline_ms >= c.rtt_inflation_high:
+        out.append(f"RTT {s.rtt_ms:.2f} ms = {s.rtt_ms / rtt_baseline_ms:.1f}x its {rtt_baseline_ms:.2f} ms baseline "
+                   f">= {c.rtt_inflation_high:g}x")
+    if s.retransmit_rate >= c.retransmit_high:
+        out.append(f"retransmits {s.retransmit_rate:.2%} >= {c.retransmit_high:.2%}")
+    if s.queue_per_instance >= c.queue_high_per_instance:
+        out.append(f"PrfaaS queue {s.queue_per_instance:.1f}/node >= {c.queue_high_per_instance:g}")
+    return out
 
 
 class ConsoleState:
@@ -195,7 +211,7 @@ class ConsoleState:
     def _nodes(control: ControlPlane, view: ClusterView, now_s: float) -> list[dict[str, Any]]:
         cache = control.kv_index_summary()
         out = []
-        for inst in view.instances:
+        for inst in sorted(view.instances, key=lambda i: i.instance_id):
             record = control.nodes.get(inst.instance_id)
             seen = now_s - record.last_seen_s if record is not None else None
             out.append({

@@ -54,6 +54,8 @@ function renderLink(state) {
     { name: "capacity", cls: "capacity", points: series.map((p) => [p[0], p[2]]) },
     { name: "goodput", cls: "goodput", points: series.map((p) => [p[0], p[1]]) },
   ], { unit: "" });
+  const util = (p) => (p[2] ? (100 * p[1]) / p[2] : null);
+  lineChart($("util-chart"), [{ name: "utilisation", cls: "util", points: series.map((p) => [p[0], util(p)]) }], { height: 70, unit: "%" });
   lineChart($("rtt-chart"), [{ name: "rtt", cls: "rtt", points: series.map((p) => [p[0], p[3]]) }], { height: 70 });
 }
 
