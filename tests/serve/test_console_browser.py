@@ -175,7 +175,7 @@ def test_console_shows_routes_threshold_changes_and_survives_a_gateway_restart(d
                 raised = page.locator("#threshold-events li.kind-short_term").first
                 expect(raised).to_contain_text("raised", timeout=60_000)
                 expect(raised).to_contain_text("egress link hot")
-                expect(raised).to_contain_text("link utilisation")
+                expect(raised).to_contain_text(">= 90%")  # the signal that was hot: utilisation over util_high
                 effective = int(get_json(f"{dep.url}/admin/console/snapshot", dep.admin_headers())
                                 ["snapshot"]["frame"]["router"]["threshold_tokens"])
                 assert effective > BASE_THRESHOLD

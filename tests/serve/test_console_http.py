@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from serve_helpers import complete, post, ready_deployment
+from serve_helpers import complete, get_json, post, ready_deployment
 
 from prfaas.serve.launcher import Launcher
 
@@ -102,6 +102,11 @@ def test_the_feed_streams_requests_with_route_and_reason(dep: Launcher) -> None:
                                                             "pd-1": "pd_decode"}
     assert data["router"]["threshold_tokens"] == 256 and "prfaas->pd" in data["links"]
     assert data["latency"]["ttft"]["prfaas"]["count"] >= 1
+    events.close()  # the console goes away: the gateway forgets it
+    deadline = time.monotonic() + 20
+    while get_json(f"{dep.url}/admin/console/snapshot", dep.admin_headers())["subscribers"] != 0:
+        assert time.monotonic() < deadline, "a closed console is still subscribed"
+        time.sleep(0.2)
 
 
 def test_what_if_on_demand_is_rate_limited(dep: Launcher) -> None:

@@ -82,6 +82,7 @@ def usage_text(url: str, model: str, auth: str = "", has_api_keys: bool = False)
         f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); "
         f"print(c.completions.create(model='{model}', prompt='The scheduler', max_tokens=16).choices[0].text)\"\n\n"
         f"  metrics: {url}/metrics   cluster: {url}/admin/cluster   force a route: -H 'x-prfaas-route: prfaas'\n"
+        f"  console: {url}/console (sign in with the admin token)\n"
         f"{auth + chr(10) if auth else ''}"
         "Ctrl-C stops everything."
     )
