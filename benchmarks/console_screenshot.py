@@ -113,6 +113,9 @@ def main() -> None:
             except OSError:
                 pass  # 429: an automatic run is in progress or just happened; its result is shown either way
             time.sleep(10)
+            offloaded = page.locator('#requests tr[data-route="prfaas"]').first
+            if offloaded.count():
+                offloaded.click()  # the detail panel shows one offloaded request
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out), full_page=True)
             browser.close()

@@ -264,3 +264,16 @@ def test_a_raise_names_the_signals_over_their_high_marks() -> None:
                                           queue_per_instance=5.0), 1.0)
     assert [h.split()[0] for h in hot] == ["utilisation", "RTT", "retransmits", "PrfaaS"]
     assert "4.0x its 1.00 ms baseline" in hot[1]
+
+
+def test_a_role_conversion_in_progress_is_shown_on_its_node() -> None:
+    gw = _gw()
+    state = ConsoleState()
+    gw.control.nodes.begin_switch("pd-1", Role.PD_PREFILL)
+    nodes = {n["name"]: n for n in _sample(state, gw)["nodes"]}
+    assert nodes["pd-1"]["converting"] and nodes["pd-1"]["pending_role"] == "pd_prefill"
+    assert nodes["pd-1"]["role"] == "draining" and not nodes["pd-0"]["converting"]
+    gw.control.nodes.finish_switch("pd-1", Role.PD_PREFILL)
+    nodes = {n["name"]: n for n in _sample(state, gw)["nodes"]}
+    assert not nodes["pd-1"]["converting"] and nodes["pd-1"]["role"] == "pd_prefill"
+    assert [n["name"] for n in _sample(state, gw)["nodes"]] == ["pd-0", "pd-1", "prfaas-0"]
