@@ -12,6 +12,7 @@ seconds of traffic, asks for a what-if run, and saves a full-page screenshot tak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -108,10 +109,8 @@ def main() -> None:
             time.sleep(max(0.0, args.after_s - 10))
             req = urllib.request.Request(f"{url}/admin/console/whatif", data=b"", method="POST",
                                          headers={"authorization": f"Bearer {token}"})
-            try:
+            with contextlib.suppress(OSError):  # 429: an automatic run is running or just ran; it is shown anyway
                 urllib.request.urlopen(req, timeout=10).close()
-            except OSError:
-                pass  # 429: an automatic run is in progress or just happened; its result is shown either way
             time.sleep(10)
             offloaded = page.locator('#requests tr[data-route="prfaas"]').first
             if offloaded.count():
