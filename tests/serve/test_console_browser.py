@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from serve_helpers import get_json, post
+from serve_helpers import get_json, metrics, post
 
 from prfaas.bench.deploy import BenchLauncher, with_link
 from prfaas.serve.config import load_config, write_resolved
@@ -179,6 +179,8 @@ def test_console_shows_routes_threshold_changes_and_survives_a_gateway_restart(d
                 effective = int(get_json(f"{dep.url}/admin/console/snapshot", dep.admin_headers())
                                 ["snapshot"]["frame"]["router"]["threshold_tokens"])
                 assert effective > BASE_THRESHOLD
+                # /metrics (and so the Grafana dashboard) carries the threshold in force too, not the base t
+                assert metrics(dep.url)["prfaas_threshold_tokens"] >= effective
                 expect(page.locator("#threshold-now")).to_contain_text(f"{effective} tokens")
                 between = _complete(dep, _prompt(rng, (BASE_THRESHOLD + effective) // 2 + 1))
                 row = _row(page, between)

@@ -40,6 +40,7 @@ from prfaas.serve.cancel import AbortRegistry, CancelWatch, pending_aborts
 from prfaas.serve.config import DeployConfig
 from prfaas.serve.console_hub import ConsoleHub
 from prfaas.serve.console_routes import add_console_routes
+from prfaas.serve.console_state import effective_threshold
 from prfaas.serve.control import ControlPlane, RoleSwitchError
 from prfaas.serve.deploy_secrets import GatewayCredentials
 from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver
@@ -298,7 +299,8 @@ def _add_public_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        gw.metrics.refresh(gw.control.nodes, time.monotonic(), gw.control.threshold_tokens())
+        # the threshold in force: t' of the bandwidth-aware loop, not only the base t
+        gw.metrics.refresh(gw.control.nodes, time.monotonic(), effective_threshold(gw.control))
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
