@@ -45,7 +45,7 @@ function reset(hello) {
   state.requests = (snap.requests || []).slice(-MAX_REQUESTS);
   state.whatif = hello.whatif;
   if (state.selected !== null && !state.requests.some((r) => r.id === state.selected)) state.selected = null;
-  renderRequests(state, true);
+  renderRequests(state);
   renderEvents(state);
   renderWhatIf(state);
   if (state.frame) renderAll(state);
@@ -67,7 +67,7 @@ function onTick(frame) {
   for (const e of frame.events) push(state.events, e, 200);
   for (const r of frame.requests) push(state.requests, r, MAX_REQUESTS);
   if (frame.events.length) renderEvents(state);
-  if (frame.requests.length) renderRequests(state, false);
+  if (frame.requests.length) renderRequests(state);
   renderAll(state);
 }
 
