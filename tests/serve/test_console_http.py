@@ -116,3 +116,18 @@ def test_what_if_on_demand_is_rate_limited(dep: Launcher) -> None:
         time.sleep(0.5)
     second = post(f"{dep.url}/admin/console/whatif", b"", dep.admin_headers())
     assert first[0] == 202 and second[0] == 429, (first, second)
+
+
+def test_a_connected_console_does_not_hold_up_the_gateway_shutdown(tmp_path: Any) -> None:
+    """SIGTERM ends the consoles' streams first: the stream ends cleanly and uvicorn's graceful shutdown never has
+    to cancel it (it would log 'timeout graceful shutdown exceeded' after `timeout_graceful_shutdown`)."""
+    with ready_deployment(tmp_path, STUB_TOML) as dep:
+        events = _events(dep, dep.admin_headers())
+        assert next(events)[0] == "hello"
+        gateway = dep.procs["gateway"]
+        gateway.terminate()
+        kinds = [name for name, _ in events]  # the stream ends (EOF): the loop finishes, no error is raised
+        assert set(kinds) <= {"tick"}
+        gateway.wait(60)
+        log = (dep.run_dir / "gateway.log").read_text()
+        assert "gateway stopped" in log and "graceful shutdown exceeded" not in log, log[-2000:]

@@ -277,3 +277,20 @@ def test_a_role_conversion_in_progress_is_shown_on_its_node() -> None:
     nodes = {n["name"]: n for n in _sample(state, gw)["nodes"]}
     assert not nodes["pd-1"]["converting"] and nodes["pd-1"]["role"] == "pd_prefill"
     assert [n["name"] for n in _sample(state, gw)["nodes"]] == ["pd-0", "pd-1", "prfaas-0"]
+
+
+def test_stopping_the_streams_ends_every_console_and_refuses_new_ones() -> None:
+    async def main() -> None:
+        hub = ConsoleHub(_gw(), tick_s=0.05)
+        hub.start()
+        sub = hub.subscribe()
+        assert sub is not None
+        stream = hub.stream(sub)
+        assert (await anext(stream)).startswith(b"event: hello\n")
+        hub.stop_streams()  # as the server's signal handler calls it
+        rest = [chunk async for chunk in stream]  # ends (a tick or two may come first), never hangs
+        assert all(c.startswith(b"event: tick\n") for c in rest)
+        assert hub.subscribers == set() and hub.subscribe() is None
+        await hub.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

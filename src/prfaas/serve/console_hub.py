@@ -2,6 +2,7 @@
 
     hub = ConsoleHub(gw)                 # gw: the Gateway (control plane, metrics, request log)
     hub.start(); await hub.close()
+    hub.stop_streams()                   # from the server's signal handler: end the streams so shutdown needn't wait
     hub.on_request(record)               # the gateway calls it for every finished request
     sub = hub.subscribe()                # None when `MAX_SUBSCRIBERS` consoles are already connected
     async for chunk in hub.stream(sub): ...   # SSE text: "hello" (full snapshot), then "tick", "whatif"
@@ -73,10 +74,25 @@ class ConsoleHub:
         self._whatif_last_s = -float("inf")
         self._whatif_seen = 0  # timed records at the last run
         self._task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop())
+
+    def stop_streams(self) -> None:
+        """End every console's stream and refuse new ones: the server is shutting down, and a graceful shutdown
+        would otherwise wait on these endless responses. Callable from a signal handler (thread-safe)."""
+        self.closing = True
+        loop = self._event_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._end_all)
+
+    def _end_all(self) -> None:
+        for sub in list(self.subscribers):
+            self._end(sub)
 
     async def close(self) -> None:
         for task in (self._task, self._whatif_task):
@@ -84,8 +100,7 @@ class ConsoleHub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        for sub in list(self.subscribers):
-            self._end(sub)
+        self._end_all()
 
     def on_request(self, record: dict[str, Any]) -> None:
         self.state.add_request(record)
@@ -93,7 +108,7 @@ class ConsoleHub:
 
     # --- subscribers ---------------------------------------------------------------------------------
     def subscribe(self) -> Subscriber | None:
-        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+        if self.closing or len(self.subscribers) >= MAX_SUBSCRIBERS:
             return None
         sub = Subscriber()
         self.subscribers.add(sub)
