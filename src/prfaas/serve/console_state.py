@@ -191,7 +191,7 @@ class ConsoleState:
             "t": unix_s,
             "nodes": self._nodes(control, view, now_s),
             "links": links,
-            "router": self._router(control, view, threshold),
+            "router": self._router(control, threshold),
             "counts": {"by_route": dict(self.by_route), "by_reason": dict(self.by_reason),
                        "offload_fraction": self.offload_fraction(), "in_log": len(self.requests)},
             "latency": histograms(gw.metrics),
@@ -227,7 +227,7 @@ class ConsoleState:
         return out
 
     @staticmethod
-    def _router(control: ControlPlane, view: ClusterView, threshold: list[float | None]) -> dict[str, Any]:
+    def _router(control: ControlPlane, threshold: list[float | None]) -> dict[str, Any]:
         router: dict[str, Any] = {"policy": control.policy_name, "base_tokens": threshold[1],
                                   "threshold_tokens": threshold[2], "controller": None,
                                   "last_rebalance": msgspec.to_builtins(control.last_plan)}
@@ -237,7 +237,6 @@ class ConsoleState:
             router["controller"] = {"mode": state.mode.value, "cause": state.cause.value,
                                     "scale": state.threshold_scale, "pd_pressure": state.pd_pressure.value,
                                     "hot_streak": state.hot_streak, "cool_streak": state.cool_streak}
-        del view
         return router
 
     def snapshot(self) -> dict[str, Any]:
