@@ -4,6 +4,9 @@ no data, its feed and controls need the admin token, the feed streams the reques
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 from serve_helpers import complete, get_json, post, ready_deployment
 
+from prfaas.serve.config import free_port
 from prfaas.serve.launcher import Launcher
 
 pytestmark = pytest.mark.network
@@ -131,3 +135,31 @@ def test_a_connected_console_does_not_hold_up_the_gateway_shutdown(tmp_path: Any
         gateway.wait(60)
         log = (dep.run_dir / "gateway.log").read_text()
         assert "gateway stopped" in log and "graceful shutdown exceeded" not in log, log[-2000:]
+
+
+def test_prfaas_up_prints_the_console_and_it_serves_the_live_feed(tmp_path: Any) -> None:
+    """As a user runs it: `prfaas up` (multi-process), the printed console URL and admin token."""
+    config = tmp_path / "stub.toml"
+    config.write_text(STUB_TOML.replace("port = 0", f"port = {free_port()}"), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "prfaas.cli", "up", "--config", str(config), "--run-dir",
+                             str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or "Ctrl-C" not in lines[-1]:  # the banner ends with "Ctrl-C stops everything."
+            lines.append(proc.stdout.readline())
+            assert lines[-1] and len(lines) < 40, lines
+        token = next(ln for ln in lines if "admin token" in ln).rsplit(" ", 1)[1].strip()
+        console = next(ln for ln in lines if ln.strip().startswith("console:")).split()[1]
+        status, _h, page = _get(console)
+        assert status == 200 and b"console.js" in page
+        req = urllib.request.Request(console.replace("/console", "/admin/console/stream"),
+                                     headers={"authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.readline() == b"event: hello\n"
+            hello = json.loads(resp.readline().decode().removeprefix("data: "))
+        assert hello["boot_id"] and hello["snapshot"]["requests"] == []
+    finally:
+        proc.terminate()
+        proc.wait(60)
