@@ -40,6 +40,7 @@ class Pair:
     servers: VllmServers
     prefill: VllmServerSpec
     decode: VllmServerSpec
+    prefix_caching: bool = True
 
     def telemetry(self, spec: VllmServerSpec) -> dict:
         return self.servers.telemetry(spec)

@@ -72,7 +72,7 @@ def mixers(cfg: dict[str, Any]) -> tuple[MixerGeometry, ...]:
     raise UnknownArchitecture(f"no catalog mapping for model_type {kind!r} yet")
 
 
-def arch_from_config(cfg: dict[str, Any], kv_dtype: str = "bf16", state_dtype: str = "bf16",
+def arch_from_config(cfg: dict[str, Any], kv_dtype: str = "bf16", state_dtype: str = "fp32",
                      conv_dtype: str = "bf16") -> ModelArch:
     geometry = mixers(cfg)
     return ModelArch(name=str(cfg.get("model_type")), display_name=str(cfg.get("model_type")),

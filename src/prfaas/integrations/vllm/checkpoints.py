@@ -81,13 +81,19 @@ FAMILIES: dict[str, TinyFamily] = {f.name: f for f in (
 )}
 
 
-def save(family: str, out: Path, seed: int = 0) -> Path:
+def save(family: str, out: Path, seed: int = 0, vocab_size: int | None = None,
+         special_ids: tuple[int, int, int] | None = None) -> Path:
+    """`vocab_size` / `special_ids` (pad, bos, eos): to match a tokenizer shipped beside the weights."""
     import torch
     import transformers
 
     if family not in FAMILIES:
         raise SystemExit(f"unknown tiny family {family!r}; known: {', '.join(FAMILIES)}")
     config = FAMILIES[family].make(transformers)
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    if special_ids is not None:
+        config.pad_token_id, config.bos_token_id, config.eos_token_id = special_ids
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vocab-size", type=int, default=None)
+    parser.add_argument("--special-ids", type=int, nargs=3, default=None, metavar=("PAD", "BOS", "EOS"))
     args = parser.parse_args(argv)
-    save(args.family, args.out, args.seed)
+    save(args.family, args.out, args.seed, args.vocab_size, tuple(args.special_ids) if args.special_ids else None)
     print(args.out)
 
 

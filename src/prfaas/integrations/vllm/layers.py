@@ -41,6 +41,7 @@ class CacheLayer:
     head_dim: int = 0
     window_tokens: int = 0  # SLIDING only
     state_bytes: tuple[int, ...] = ()  # STATE only: bytes of each state tensor, page order
+    state_dtypes: tuple[str, ...] = ()  # STATE only: their element types (conv state first, then the recurrent one)
     page_bytes: int = 0  # STATE only
     state_block_aligned: bool = False  # STATE: True in vLLM's 'align' mode (state of n positions at block (n-1)//B)
 
@@ -87,6 +88,7 @@ def _layer(name: str, index: int, group_id: int, spec: Any, mamba_cache_mode: st
         sizes = tuple(_prod(shape) * _DTYPE_BYTES[dtype_name(dt)] for shape, dt in zip(spec.shapes, spec.dtypes,
                                                                                          strict=True))
         return CacheLayer(index, name, group_id, STATE, int(spec.block_size), state_bytes=sizes,
+                          state_dtypes=tuple(dtype_name(dt) for dt in spec.dtypes),
                           page_bytes=int(spec.page_size_bytes), state_block_aligned=mamba_cache_mode == "align")
     if "MLA" in kind_name or getattr(spec, "use_mla", False):
         raise UnsupportedCacheError(f"layer {name}: MLA caches ({kind_name}) are not moved by prfaas yet")
@@ -121,3 +123,20 @@ def wire_layout(layers: Sequence[CacheLayer], start: int, num_tokens: int) -> St
         specs.append(TensorSpec(layer.index, kind, "keys", layer.dtype, shape))
         specs.append(TensorSpec(layer.index, kind, "values", layer.dtype, shape))
     return StateLayout(tensors=tuple(specs), num_tokens=num_tokens)
+
+
+def describe(layers: Sequence[CacheLayer]) -> list[dict[str, object]]:
+    """What crosses per layer (the telemetry endpoint's `layers`)."""
+    out: list[dict[str, object]] = []
+    for layer in layers:
+        item: dict[str, object] = {"index": layer.index, "name": layer.name, "kind": layer.kind,
+                                   "block_size": layer.block_size}
+        if layer.kind == STATE:
+            item.update(state_bytes=list(layer.state_bytes), state_dtypes=list(layer.state_dtypes))
+        else:
+            item.update(dtype=layer.dtype, kv_heads=layer.kv_heads, head_dim=layer.head_dim,
+                        bytes_per_position=2 * layer.kv_heads * layer.head_dim * _DTYPE_BYTES[layer.dtype])
+            if layer.kind == SLIDING:
+                item["window_tokens"] = layer.window_tokens
+        out.append(item)
+    return out

@@ -10,6 +10,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prfaas.integrations.vllm.layers import describe
+
 PATH = "/prfaas/telemetry"
 
 
@@ -29,7 +31,8 @@ def telemetry_document(worker: Any) -> dict[str, Any]:
     address = worker.receiver_address
     return {"node_name": worker.settings.node_name,
             "kv_address": None if address is None else f"{address[0]}:{address[1]}",
-            "counters": worker.stats.snapshot(), "links": _plain(worker.link_snapshots())}
+            "counters": worker.stats.snapshot(), "links": _plain(worker.link_snapshots()),
+            "layers": describe(worker.layers)}
 
 
 class TelemetryServer:
