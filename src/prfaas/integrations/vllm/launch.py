@@ -91,6 +91,8 @@ def server_env(spec: VllmServerSpec, run_root: Path, base: Mapping[str, str] | N
     if spec.connector == "nixl":
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(spec.kv_port)
         env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = spec.kv_host
+        # TCP like ours (and across the emulated sites: shared memory between namespaces would skip the capped link)
+        env.setdefault("UCX_TLS", "tcp,self")
     return env
 
 
