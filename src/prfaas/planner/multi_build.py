@@ -75,7 +75,8 @@ def build_multi_case(topology: SiteTopology, inputs: PlanInputs | None = None, n
     prfaas_models = tuple(model_for(s.accelerator) for s in topology.prfaas)
     pd_models = tuple(model_for(s.accelerator) for s in topology.pd)
     s = base.prfaas_pd
-    notes = list(base.assumptions)
+    two_cluster_only = {"egress_gbps", "instances", "instances_used"}  # the topology states these instead
+    notes = [a for a in base.assumptions if a.name not in two_cluster_only]
     notes.append(Assumption("per_cluster_prefill_models",
                             ", ".join(f"{g}: {m.name}" for g, m in sorted(cache.items())),
                             f"the {source_gpu} prefill model carried to each accelerator (planner.build)"))
