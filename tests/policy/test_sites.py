@@ -146,6 +146,7 @@ def _shared_cluster_ttfts(burst: float, fair: bool, seed: int = 0, wfq: bool | N
     heapq.heapify(events)
     queue: FairQueue[tuple[float, float]] = FairQueue()
     fifo: list[tuple[float, int, str, float]] = []
+    fifo_s: dict[str, float] = {}
     busy = 0
     running: dict[str, float] = {}  # region -> running work (s), for the view
     ttfts = []
@@ -157,6 +158,7 @@ def _shared_cluster_ttfts(burst: float, fair: bool, seed: int = 0, wfq: bool | N
                 (arrived, cost), region = queue.pop()
             else:
                 arrived, _, region, cost = heapq.heappop(fifo)
+                fifo_s[region] -= cost
             busy += 1
             running[region] = running.get(region, 0.0) + cost
             heapq.heappush(events, (now + cost, seq, "done", region, cost))
@@ -172,8 +174,7 @@ def _shared_cluster_ttfts(burst: float, fair: bool, seed: int = 0, wfq: bool | N
         else:
             by_region = dict(queue.queued_s_by_region()) if fair else {}
             if not fair:
-                for _, _, r, c in fifo:
-                    by_region[r] = by_region.get(r, 0.0) + c
+                by_region = {r: q for r, q in fifo_s.items() if q > 0}
             for r, w in running.items():
                 by_region[r] = by_region.get(r, 0.0) + w
             v = SitesView({"a": PrfaasSiteView("a", n, sum(by_region.values()), by_region)}, {})
@@ -182,6 +183,7 @@ def _shared_cluster_ttfts(burst: float, fair: bool, seed: int = 0, wfq: bool | N
                     queue.push((now, cost), region, cost)
                 else:
                     heapq.heappush(fifo, (now, seq, region, cost))
+                    fifo_s[region] = fifo_s.get(region, 0.0) + cost
                     seq += 1
         start(now)
     return ttfts
