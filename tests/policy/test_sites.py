@@ -223,3 +223,18 @@ def test_fair_queue_alternates_backlogged_regions_and_gives_no_idle_credit() -> 
     assert first8.count("x") == 6
     dropped = weighted.remove(lambda item: item >= 6)
     assert sorted(dropped) == [6, 6, 7, 7] and len(weighted) == 4
+
+
+def test_registry_builds_both_selectors_and_names_the_known_ones() -> None:
+    from prfaas.core.errors import UnknownNameError
+    from prfaas.policy.site_registry import list_site_selectors, make_site_selector
+
+    assert list_site_selectors() == ("prfaas-sites", "home-only")
+    home = make_site_selector("home-only", TOPO, prefill_time, lambda n: BYTES_PER_TOKEN * n)
+    full = make_site_selector("prfaas-sites", TOPO, prefill_time, lambda n: BYTES_PER_TOKEN * n)
+    busy = view(a_queue=40.0)
+    assert full.choose("x", 30_000, {}, busy, 0.0).site == "b"
+    assert home.choose("x", 30_000, {}, busy, 0.0).site == "a"  # home only, however busy
+    assert home.choose("x", 30_000, {}, view(a_up=0), 0.0).site is None  # no failover: local
+    with pytest.raises(UnknownNameError, match="home-only"):
+        make_site_selector("nope", TOPO, prefill_time, lambda n: 1.0)
