@@ -122,8 +122,9 @@ def test_weights_set_the_share() -> None:
 
 def _shared_cluster_ttfts(burst: float, fair: bool, seed: int = 0, wfq: bool | None = None) -> list[float]:
     """A small event model of one shared PrfaaS cluster (8 instances, prefill times exponential with mean 1 s, as
-    long prompts vary): region x offers burst x 2.4 req/s, region y 2.4 req/s (60% load without the burst). `fair`: the selector's fair-share admission (target 1 s per instance)
-    and a `FairQueue` at the cluster; otherwise admit all, FIFO. Returns y's offloaded TTFTs (wait + prefill);
+    long prompts vary): region x offers burst x 2.4 req/s, region y 2.4 req/s (60% load without the burst).
+    `fair`: the selector's fair-share admission (default target) and a `FairQueue` at the cluster; otherwise
+    admit all, FIFO. Returns y's offloaded TTFTs (wait + prefill);
     refused requests prefill locally (not counted)."""
     import random
 

@@ -166,15 +166,16 @@ def check_topology(topo: SiteTopology, prefix: str = "topology") -> SiteTopology
     if not topo.pd:
         raise TopologyError(f"{prefix}.pd", "need at least one PD cluster ([[topology.pd]])")
     seen: dict[str, str] = {}
-    for kind, sites in (("prfaas", topo.prfaas), ("pd", topo.pd)):
-        for i, site in enumerate(sites):
-            key = f"{prefix}.{kind}[{i}].name"
-            if not site.name or any(c in site.name for c in " \t>/"):
-                raise TopologyError(key, f"name must be non-empty without spaces, '/' or '>', got {site.name!r}")
-            if site.name in seen:
-                raise TopologyError(key, f"duplicate cluster name {site.name!r} (already a {seen[site.name]} "
-                                         "cluster); names are unique across PrfaaS and PD clusters")
-            seen[site.name] = kind
+    named = [("prfaas", i, s.name) for i, s in enumerate(topo.prfaas)] + [("pd", i, s.name) for i, s in
+                                                                            enumerate(topo.pd)]
+    for kind, i, name in named:
+        key = f"{prefix}.{kind}[{i}].name"
+        if not name or any(c in name for c in " \t>/"):
+            raise TopologyError(key, f"name must be non-empty without spaces, '/' or '>', got {name!r}")
+        if name in seen:
+            raise TopologyError(key, f"duplicate cluster name {name!r} (already a {seen[name]} "
+                                     "cluster); names are unique across PrfaaS and PD clusters")
+        seen[name] = kind
     for i, pd in enumerate(topo.pd):
         if pd.prefill_instances is not None and not 1 <= pd.prefill_instances <= pd.instances - 1:
             raise TopologyError(f"{prefix}.pd[{i}].prefill_instances",

@@ -193,10 +193,9 @@ class _Best:
         if self.ks is None or lam > self.lam * (1 + _REL_TOL) + 1e-300:
             self.ks, self.lam = ks, lam
             return True
-        if lam >= self.lam * (1 - _REL_TOL):
-            if self.problem.tie_key(ks, lam) > self.problem.tie_key(self.ks, self.lam):
-                self.ks, self.lam = ks, max(lam, self.lam)
-                return True
+        if lam >= self.lam * (1 - _REL_TOL) and self.problem.tie_key(ks, lam) > self.problem.tie_key(self.ks, self.lam):
+            self.ks, self.lam = ks, max(lam, self.lam)
+            return True
         return False
 
 

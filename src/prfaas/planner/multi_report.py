@@ -70,8 +70,8 @@ def run_multi(case: MultiCase, mode: LengthMode = LengthMode.REPRESENTATIVE, *, 
     """Optimum, the three baselines and (with a budget) the sizing answer."""
     plan = optimize_multi(case, mode)
     sizing = size_prfaas(case, size_budget, mode, step=size_step) if size_budget is not None else None
-    return MultiRun(case, mode, plan, alone_scale(case, mode), dedicated_plan(case, mode), naive_split(case, mode).scale,
-                    sizing)
+    return MultiRun(case, mode, plan, alone_scale(case, mode), dedicated_plan(case, mode),
+                    naive_split(case, mode).scale, sizing)
 
 
 def render_multi(run: MultiRun) -> str:

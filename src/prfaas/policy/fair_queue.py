@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -56,10 +56,10 @@ class FairQueue(Generic[T]):
         self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
         return item, region
 
-    def remove(self, predicate: object) -> list[T]:
+    def remove(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop every queued job whose item satisfies `predicate(item)` (a failed cluster's work); returns them."""
-        assert callable(predicate)
-        kept, dropped = [], []
+        kept: list[tuple[float, int, str, float, T]] = []
+        dropped: list[tuple[float, int, str, float, T]] = []
         for entry in self._heap:
             (dropped if predicate(entry[4]) else kept).append(entry)
         self._heap = kept

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from prfaas.core.errors import UnknownNameError
 from prfaas.core.topology import SiteTopology
-from prfaas.policy.sites import SiteChoice, SitePrefillTimeFn, SiteSelectConfig, SiteSelector, SitesView, StateBytesFn
+from prfaas.policy.sites import SitePrefillTimeFn, SiteSelectConfig, SiteSelector, StateBytesFn
 
 
 class HomeOnlySelector(SiteSelector):
