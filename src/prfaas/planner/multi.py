@@ -279,7 +279,7 @@ def _plan(problem: _Problem, ks: tuple[int, ...], exhaustive: bool) -> MultiPlan
     binding_local: dict[str, str] = {}
     for j, pd in enumerate(topo.pd):
         table, k = problem.tables[j], ks[j]
-        load = lam * problem.weights[j]
+        load = float(lam * problem.weights[j])
         n_p, n_d = table.split_for(k, load)
         prefill_cap = n_p * table.per_np_rps[k]
         decode_cap = case.theta_pd_d(n_d)
@@ -314,6 +314,6 @@ def _plan(problem: _Problem, ks: tuple[int, ...], exhaustive: bool) -> MultiPlan
             binding.append(f"{binding_local[region]}@{region}")
         else:
             binding.append(name)
-    return MultiPlan(scale=lam, total_rps=lam * float(problem.weights.sum()), regions=tuple(regions),
+    return MultiPlan(scale=float(lam), total_rps=float(lam) * float(problem.weights.sum()), regions=tuple(regions),
                      sites=tuple(sites), links=tuple(links), binding=tuple(binding), exhaustive=exhaustive,
                      num_lps=problem.num_lps)
