@@ -140,3 +140,27 @@ def test_plan_config_file_and_flag_override(tmp_path: Path, capsys: pytest.Captu
     cfg.write_text('[plan]\nn_prfaas = 2\nbogus = 1\n')
     code, _, err = run_cli(["plan", "--config", str(cfg)], capsys)
     assert code == 2 and f"{cfg}:3" in err and "unknown key" in err
+
+
+def test_plan_topology_json(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "topologies" / "two-by-two.toml"
+    code, out, err = run_cli(["plan", "--topology", str(example), "--json"], capsys)
+    assert code == 0, err
+    obj = json.loads(out)
+    assert [r["name"] for r in obj["regions"]] == ["us", "eu"]
+    assert {lk["link_id"] for lk in obj["links"]} == {"prefill-us->us", "prefill-eu->eu", "prefill-eu->us",
+                                                       "prefill-us->eu"}
+    assert obj["total_rps"] == pytest.approx(obj["scale"] * (3.0 + 1.5), rel=1e-4)
+    assert obj["gain_vs"]["dedicated"] > 1.0 and obj["gain_vs"]["alone"] > obj["gain_vs"]["dedicated"]
+    assert obj["binding"]
+    assert not any(a["name"] == "egress_gbps" for a in obj["assumptions"])
+
+
+def test_plan_topology_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[topology.pd]]\nname = "x"\n\n[[topology.links]]\nprfaas = "nope"\npd = "x"\n')
+    code, _, err = run_cli(["plan", "--topology", str(bad)], capsys)
+    assert code != 0
+    assert "bad.toml:5" in err and "unknown PrfaaS cluster 'nope'" in err
+    code, _, err = run_cli(["plan", "--size-budget", "4"], capsys)
+    assert code != 0 and "--topology" in err

@@ -70,6 +70,13 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     plot: Annotated[str | None, typer.Option(help="Write the two grid-search curves to this PNG.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress of the sweep on stderr.")] = False,
+    topology: Annotated[
+        str | None, typer.Option(help="TOML with a [topology] of many PrfaaS/PD clusters (docs/multisite.md).")
+    ] = None,
+    size_budget: Annotated[
+        int | None, typer.Option(help="--topology: where to put this many PrfaaS instances (sizing mode).")
+    ] = None,
+    size_step: Annotated[int, typer.Option(help="--size-budget: allocate in steps of this many instances.")] = 1,
 ) -> None:
     try:
         interp = Interpolation(interpolation)
@@ -89,6 +96,11 @@ def plan(
     )
     if config is not None:
         inputs = merge_inputs(load_plan_inputs(config), inputs)
+    if topology is not None:
+        _plan_topology(topology, inputs, exact, as_json, size_budget, size_step)
+        return
+    if size_budget is not None:
+        raise ConfigError("--size-budget needs --topology")
     for name, value in (("n-prfaas", n_prfaas), ("n-homogeneous", n_homogeneous)):
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
@@ -107,6 +119,23 @@ def plan(
         typer.echo(render_text(result, show_paper=scenario == "paper" and inputs == PlanInputs(interpolation=interp)))
         if plot is not None:
             typer.echo(f"\nplot written to {plot}")
+
+
+def _plan_topology(path: str, flags: PlanInputs, exact: bool, as_json: bool, size_budget: int | None,
+                   size_step: int) -> None:
+    from prfaas.planner.multi_build import build_multi_case, load_topology
+    from prfaas.planner.multi_report import render_multi, run_multi
+
+    if size_budget is not None and size_budget < 0:
+        raise ConfigError(f"size-budget must be >= 0, got {size_budget}")
+    if size_step < 1:
+        raise ConfigError(f"size-step must be >= 1, got {size_step}")
+    topo, file_inputs = load_topology(path)
+    inputs = merge_inputs(file_inputs, flags) if file_inputs is not None else flags
+    case = build_multi_case(topo, inputs, name=path)
+    run = run_multi(case, LengthMode.EXACT if exact else LengthMode.REPRESENTATIVE, size_budget=size_budget,
+                    size_step=size_step)
+    typer.echo(json.dumps(run.to_json(), indent=2) if as_json else render_multi(run))
 
 
 def _progress_printer() -> Callable[[int, int], None]:

@@ -1,0 +1,73 @@
+"""Weighted fair order for one PrfaaS cluster's prefill queue, across the PD regions that share it.
+
+Admission (`policy.sites` fair share) bounds how much work each region may queue at a congested cluster;
+this queue decides the *order* in which queued work starts, so that a region under its share does not wait
+behind another region's backlog. Start-time fair queueing (Goyal et al.'s SFQ, written from its definition):
+
+    on push of a job of cost c (seconds) from region r:   S = max(v, F_r);  F_r = S + c / w_r
+    pop: the job with the smallest S (ties: arrival order);  v = that S
+
+v is the start tag of the job last started, so an idle region re-enters at the current virtual time (it
+gets no credit for having been idle) and a backlogged region's jobs are spaced c / w_r apart. With equal
+weights two backlogged regions alternate; a region that sends one job now and then waits at most about
+one job of each other backlogged region, whatever their backlog. Pure and deterministic; the simulator's
+and the gateway's PrfaaS dispatch can both hold one per cluster.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Start-time fair queue over regions (module docstring). Unknown regions weigh `default_weight`."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None, default_weight: float = 1.0) -> None:
+        if default_weight <= 0 or any(w <= 0 for w in (weights or {}).values()):
+            raise ValueError("fair-queue weights must be > 0")
+        self.weights = dict(weights or {})
+        self.default_weight = default_weight
+        self._heap: list[tuple[float, int, str, float, T]] = []
+        self._finish: dict[str, float] = {}
+        self._virtual = 0.0
+        self._seq = itertools.count()
+        self._queued_s: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, item: T, region: str, cost_s: float) -> None:
+        if cost_s < 0:
+            raise ValueError("cost_s must be >= 0")
+        start = max(self._virtual, self._finish.get(region, 0.0))
+        self._finish[region] = start + cost_s / self.weights.get(region, self.default_weight)
+        heapq.heappush(self._heap, (start, next(self._seq), region, cost_s, item))
+        self._queued_s[region] = self._queued_s.get(region, 0.0) + cost_s
+
+    def pop(self) -> tuple[T, str]:
+        """The next job to start and its region; IndexError when empty."""
+        start, _, region, cost_s, item = heapq.heappop(self._heap)
+        self._virtual = start
+        self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
+        return item, region
+
+    def remove(self, predicate: Callable[[T], bool]) -> list[T]:
+        """Drop every queued job whose item satisfies `predicate(item)` (a failed cluster's work); returns them."""
+        kept: list[tuple[float, int, str, float, T]] = []
+        dropped: list[tuple[float, int, str, float, T]] = []
+        for entry in self._heap:
+            (dropped if predicate(entry[4]) else kept).append(entry)
+        self._heap = kept
+        heapq.heapify(self._heap)
+        for _, _, region, cost_s, _ in dropped:
+            self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
+        return [entry[4] for entry in dropped]
+
+    def queued_s_by_region(self) -> dict[str, float]:
+        """Queued (not started) work per region, seconds: what `PrfaasSiteView.queued_work_s_by_region` needs."""
+        return {r: s for r, s in self._queued_s.items() if s > 0}
