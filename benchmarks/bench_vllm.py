@@ -17,6 +17,7 @@ Needs the vLLM venv (`prfaas vllm install --nixl`).
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import itertools
 import json
@@ -163,58 +164,59 @@ def connector_overhead(site: Site, port: int, model: str, d_kv: tuple[str, int],
 
 def run_setup(label: str, venv: Path, root: Path, model: str, p_site: Site, d_site: Site, args: argparse.Namespace,
               log: Callable[[str], None]) -> dict[str, Any]:
-    secret = root / "kv.secret"
+    """All servers of a setup up at once (prfaas pair and NIXL pair), the modes interleaved within each run, so
+    that every mode sees the same machine load."""
+    secret = root / f"{label}-kv.secret"
     secret.write_text(secrets.token_hex(32))
-    ports = free_ports(8)
+    ports = free_ports(10)
     common = dict(model=model, secret_file=secret, max_model_len=args.prompt_tokens + args.output_tokens + 64,
                   dtype="bfloat16", kv_cache_gib=1.0)
-    specs = [VllmServerSpec(port=ports[0], kv_port=ports[1], telemetry_port=ports[2], node_name="p",
-                            host=p_site.addr, kv_host=p_site.addr, cpu_threads_bind="0",
-                            exec_prefix=p_site.prefix(), **common),
-             VllmServerSpec(port=ports[3], kv_port=ports[4], telemetry_port=ports[5], node_name="d",
-                            host=d_site.addr, kv_host=d_site.addr, cpu_threads_bind="1",
-                            exec_prefix=d_site.prefix(), **common)]
+
+    def spec(i: int, name: str, site: Site, bind: str, connector: str = "prfaas", telemetry: int = 0) -> VllmServerSpec:
+        return VllmServerSpec(port=ports[i], kv_port=ports[i + 1], telemetry_port=telemetry, node_name=name,
+                              host=site.addr, kv_host=site.addr, cpu_threads_bind=bind, connector=connector,
+                              exec_prefix=site.prefix(), **common)
+
+    specs = [spec(0, "p", p_site, "0", telemetry=ports[8]), spec(2, "d", d_site, "1", telemetry=ports[9])]
+    if not args.no_nixl:
+        specs += [spec(4, "pn", p_site, "0", "nixl"), spec(6, "dn", d_site, "1", "nixl")]
     results: dict[str, Any] = {}
-    with VllmServers(venv, root / f"{label}-prfaas", specs) as servers:
-        log(f"[{label}] starting prfaas-connector servers")
-        servers.wait_ready(1800)
-        colocated = Mode("colocated", model, (p_site, specs[0].port), (d_site, specs[1].port))
-        pd = Mode("prfaas", model, (p_site, specs[0].port), (d_site, specs[1].port), (d_site.addr, specs[1].kv_port))
-        colocated.one(_prompt(64, 999), 2)  # warm-up
-        pd.one(_prompt(64, 998), 2)
-        runs: dict[str, list[dict[str, float]]] = {"colocated": [], "prfaas": []}
+    with VllmServers(venv, root / label, specs) as servers:
+        log(f"[{label}] starting {len(specs)} vLLM servers")
+        log(f"[{label}] ready in {servers.wait_ready(1800):.0f} s")
+        modes = [Mode("colocated", model, (p_site, specs[0].port), (d_site, specs[1].port)),
+                 Mode("prfaas", model, (p_site, specs[0].port), (d_site, specs[1].port),
+                      (d_site.addr, specs[1].kv_port))]
+        if not args.no_nixl:
+            # a fresh NIXL decode instance crashes if its first request is a transferred one (STACK.md §10)
+            _post(d_site, specs[3].port, model, {"prompt": _prompt(64, 997), "max_tokens": 2})
+            modes.append(Mode("nixl", model, (p_site, specs[2].port), (d_site, specs[3].port)))
+        for mode in modes:
+            mode.one(_prompt(64, 998), 2)  # warm-up
+
+        def bytes_sent() -> int:
+            with p_site.inside():
+                doc = http_json(f"http://{p_site.addr}:{specs[0].telemetry_port}/prfaas/telemetry")
+            return int(doc["counters"]["bytes_sent"])
+
+        before = bytes_sent()
+        modes[1].one(_prompt(args.prompt_tokens, 4242), 2)
+        results["bytes_on_wire"] = bytes_sent() - before
+        runs: dict[str, list[dict[str, float]]] = {mode.name: [] for mode in modes}
         overhead = []
         for r in range(args.runs):
-            for mode in (colocated, pd):
-                runs[mode.name].append(measure(mode, args, salt=r * 10 + (mode.name == "prfaas")))
-                log(f"[{label}] run {r + 1}/{args.runs} {mode.name}: {runs[mode.name][-1]}")
+            for k, mode in enumerate(modes):
+                runs[mode.name].append(measure(mode, args, salt=r * 10 + k))
+                log(f"[{label}] run {r + 1}/{args.runs} {mode.name}: "
+                    f"{ {key: round(v, 4) for key, v in runs[mode.name][-1].items()} }")
             overhead.append(connector_overhead(p_site, specs[0].port, model, (d_site.addr, specs[1].kv_port),
                                                args.prompt_tokens, 3, salt=7000 + 100 * r))
         with p_site.inside():
             sent = http_json(f"http://{p_site.addr}:{specs[0].telemetry_port}/prfaas/telemetry")["counters"]
-        results["bytes_per_transfer"] = sent["bytes_sent"] / max(1, sent["transfers_sent"])
+        results["send_s_per_transfer"] = sent["send_seconds_total"] / max(1, sent["sends_done"])
         results["overhead_pct"] = _median_spread(overhead)
         for name, rows in runs.items():
             results[name] = {k: _median_spread([row[k] for row in rows]) for k in rows[0]}
-    if not args.no_nixl:
-        nixl_specs = [VllmServerSpec(port=ports[6], kv_port=free_ports(1)[0], node_name="pn", host=p_site.addr,
-                                     kv_host=p_site.addr, cpu_threads_bind="0", connector="nixl",
-                                     exec_prefix=p_site.prefix(), **common),
-                      VllmServerSpec(port=ports[7], kv_port=free_ports(1)[0], node_name="dn", host=d_site.addr,
-                                     kv_host=d_site.addr, cpu_threads_bind="1", connector="nixl",
-                                     exec_prefix=d_site.prefix(), **common)]
-        with VllmServers(venv, root / f"{label}-nixl", nixl_specs) as servers:
-            log(f"[{label}] starting NIXL servers")
-            servers.wait_ready(1800)
-            nixl = Mode("nixl", model, (p_site, nixl_specs[0].port), (d_site, nixl_specs[1].port))
-            # a fresh NIXL decode instance crashes if its first request is a transferred one (STACK.md §10)
-            _post(d_site, nixl_specs[1].port, model, {"prompt": _prompt(64, 997), "max_tokens": 2})
-            nixl.one(_prompt(64, 996), 2)
-            rows = []
-            for r in range(args.runs):
-                rows.append(measure(nixl, args, salt=r * 10 + 5))
-                log(f"[{label}] run {r + 1}/{args.runs} nixl: {rows[-1]}")
-            results["nixl"] = {k: _median_spread([row[k] for row in rows]) for k in rows[0]}
     return results
 
 
@@ -248,7 +250,7 @@ def main() -> None:
 
     report: dict[str, Any] = {"family": args.family, "prompt_tokens": args.prompt_tokens,
                               "catalog_s_kv_bytes": s_kv_bytes(arch, args.prompt_tokens), "args": vars(args) | {
-                                  "out": str(args.out)}}
+                                  "out": str(args.out)}, "load_avg_at_start": os.getloadavg()}
     host = Site("127.0.0.1", None)
     report["loopback"] = run_setup("loopback", venv, root, str(model), host, host, args, log)
     from prfaas.bench.netns import can_emulate
