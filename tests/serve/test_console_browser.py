@@ -34,6 +34,8 @@ from prfaas.serve.config import load_config, write_resolved
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
+    if os.environ.get("PRFAAS_REQUIRE_BROWSER"):  # CI: a missing browser fails instead of skipping
+        pytest.fail("PRFAAS_REQUIRE_BROWSER is set but Chromium is not installed", pytrace=False)
     pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium chromium-driver)",
                 allow_module_level=True)
 
