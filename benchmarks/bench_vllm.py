@@ -181,7 +181,8 @@ def run_setup(label: str, venv: Path, root: Path, model: str, p_site: Site, d_si
     if not args.no_nixl:
         specs += [spec(4, "pn", p_site, "0", "nixl"), spec(6, "dn", d_site, "1", "nixl")]
     results: dict[str, Any] = {}
-    with VllmServers(venv, root / label, specs) as servers:
+    sites = {spec.port: (p_site if spec.node_name in ("p", "pn") else d_site) for spec in specs}
+    with VllmServers(venv, root / label, specs, inside=lambda spec: sites[spec.port].inside()) as servers:
         log(f"[{label}] starting {len(specs)} vLLM servers")
         log(f"[{label}] ready in {servers.wait_ready(1800):.0f} s")
         modes = [Mode("colocated", model, (p_site, specs[0].port), (d_site, specs[1].port)),

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,10 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
 
 
 class VllmServers:
-    def __init__(self, venv: Path, run_root: Path, specs: Sequence[VllmServerSpec]) -> None:
+    def __init__(self, venv: Path, run_root: Path, specs: Sequence[VllmServerSpec],
+                 inside: Callable[[VllmServerSpec], contextlib.AbstractContextManager[Any]] | None = None) -> None:
+        """`inside(spec)`: a context in which the spec's host is reachable (e.g. its network namespace)."""
+        self.inside = inside or (lambda _spec: contextlib.nullcontext())
         self.venv = venv
         self.run_root = run_root
         self.specs = list(specs)
@@ -96,7 +100,11 @@ class VllmServers:
                                                      start_new_session=True)
 
     def url(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
+        host = next((s.host for s in self.specs if s.port == port), "127.0.0.1")
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+    def _spec(self, port: int) -> VllmServerSpec:
+        return next(s for s in self.specs if s.port == port)
 
     def wait_ready(self, timeout_s: float = 900.0) -> float:
         started = time.monotonic()
@@ -107,7 +115,8 @@ class VllmServers:
                 if proc.poll() is not None:
                     raise ServerFailed(f"vLLM on port {port} exited ({proc.returncode}): {self.tail(port)}")
                 try:
-                    urllib.request.urlopen(f"{self.url(port)}/health", timeout=2)
+                    with self.inside(self._spec(port)):
+                        urllib.request.urlopen(f"{self.url(port)}/health", timeout=2)
                     pending.discard(port)
                 except (urllib.error.URLError, OSError):
                     pass
