@@ -88,7 +88,8 @@ class Launcher:
         return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
 
     def start(self) -> Launcher:
-        prepare_model(self.cfg.model)
+        if any(n.engine == "prfaas" for n in self.cfg.nodes):  # vLLM nodes load nothing of ours (their vLLM
+            prepare_model(self.cfg.model)                       # does; the gateway only needs the tokenizer)
         self.cfg = prepare_tls(self.cfg, self.run_dir)
         # secrets first: the run's own secret files are what lets a deployment beyond loopback (sites) pass the check
         self.cfg, self.secrets = prepare_run_secrets(self.cfg, self.run_dir, self.api_keys)

@@ -120,6 +120,7 @@ class PrefixTracker:
         if block_size <= 0 or len(tokens) < block_size * len(hashes):
             return
         parent = _key(parent) if parent is not None else None
+        tail: tuple[int, ...]
         for i, raw in enumerate(hashes):
             key = _key(raw)
             block_tokens = tuple(tokens[i * block_size:(i + 1) * block_size])
