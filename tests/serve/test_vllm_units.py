@@ -11,7 +11,7 @@ import pytest
 from prfaas.core.blocks import block_hash_chain
 from prfaas.core.errors import ConfigError
 from prfaas.core.lifecycle import ClusterKind, Role
-from prfaas.serve.config import NodeSection, check_config, default_config
+from prfaas.serve.config import DeployConfig, NodeSection, check_config, default_config
 from prfaas.serve.messages import SamplingMsg
 from prfaas.serve.vllm_events import PrefixTracker, subscriber_address
 from prfaas.serve.vllm_http import VllmError, completion_body, parse_choice, sse_events
@@ -179,6 +179,11 @@ def _vllm_node(**kw: object) -> NodeSection:
     return NodeSection(**{**base, **kw})  # type: ignore[arg-type]
 
 
+def _vllm_config(**kw: object) -> DeployConfig:
+    prefill = _vllm_node(name="pd-8", role=Role.PD_PREFILL, vllm_url="http://127.0.0.1:8101", kv_port=9101)
+    return msgspec.structs.replace(default_config(), nodes=[prefill, _vllm_node(**kw)])
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"engine": "sglang"}, "unknown engine 'sglang'"),
     ({"vllm_url": None}, "needs vllm_url"),
@@ -188,17 +193,14 @@ def _vllm_node(**kw: object) -> NodeSection:
     ({"kv_port": 0}, "needs kv_port"),
     ({"kv_events_endpoint": "ipc:///tmp/x"}, "kv_events_endpoint"),
     ({"engine": "prfaas"}, "vllm_url is for engine"),
+    ({"engine": "prfaas", "vllm_url": None, "kv_port": 0}, "every node of a deployment runs the same engine"),
 ])
 def test_vllm_node_config_errors_name_the_key(changes: dict[str, object], message: str) -> None:
-    cfg = default_config()
-    cfg = msgspec.structs.replace(cfg, nodes=[*cfg.nodes, _vllm_node(**changes)])
     with pytest.raises(ConfigError, match=message):
-        check_config(cfg)
+        check_config(_vllm_config(**changes))
 
 
 def test_vllm_node_config_valid_and_default_configs_unchanged() -> None:
-    cfg = default_config()
-    assert all(n.engine == "prfaas" for n in cfg.nodes)
-    cfg = msgspec.structs.replace(cfg, nodes=[*cfg.nodes, _vllm_node(telemetry_url="http://127.0.0.1:9200",
-                                                                      kv_events_endpoint="tcp://*:5557")])
+    assert all(n.engine == "prfaas" for n in default_config().nodes)
+    cfg = _vllm_config(telemetry_url="http://127.0.0.1:9200", kv_events_endpoint="tcp://*:5557")
     assert check_config(cfg).node("pd-9").vllm_url == "http://127.0.0.1:8100"

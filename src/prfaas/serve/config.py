@@ -265,6 +265,9 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
             raise _err(doc, f"nodes[{i}].role", f"a {node.cluster.value} node's role must be one of: {allowed}")
     for i, node in enumerate(cfg.nodes):
         _validate_engine(node, f"nodes[{i}]", doc)
+        if node.engine != cfg.nodes[0].engine:  # the KV state's wire layout is the engine's: they cannot mix
+            raise _err(doc, f"nodes[{i}].engine", f"every node of a deployment runs the same engine; nodes[0] runs "
+                       f"{cfg.nodes[0].engine!r}, {node.name!r} {node.engine!r}")
     if not any(n.role is Role.PD_DECODE for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one pd_decode node")
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
