@@ -36,6 +36,7 @@ def next_token(seq: list[int]) -> int:
 @dataclass
 class FakeCluster:
     sends: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (peer host, port, id) -> positions
+    drop_next_sends: int = 0  # this many sends are lost (as a transfer that failed on the way)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -185,7 +186,10 @@ class FakeVllm:
         if params["kind"] == "send":
             with self.cluster.lock:
                 key = (params["peer_host"], params["peer_port"], params["transfer_id"])
-                self.cluster.sends[key] = len(body["prompt"])
+                if self.cluster.drop_next_sends > 0:
+                    self.cluster.drop_next_sends -= 1
+                else:
+                    self.cluster.sends[key] = len(body["prompt"])
             return None
         with self.cluster.lock:
             sent = self.cluster.sends.pop(("127.0.0.1", self.kv_port, params["transfer_id"]), None)

@@ -149,6 +149,32 @@ def test_local_route_prefills_on_pd_prefill_and_decodes_on_pd_decode(
     assert single["usage"]["completion_tokens"] == 1
 
 
+def test_a_lost_transfer_fails_the_decode_load_and_is_retried_per_policy(
+        deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
+    prompt = _prompt(350, 6)
+    marks = {name: len(f.calls) for name, f in fakes.items()}
+    fakes["pd-1"].cluster.drop_next_sends = 1  # the PrfaaS node's first transfer never reaches pd-1
+    text = _complete(deployment.url, prompt, 6, "prfaas")["choices"][0]["text"]
+    assert len(_new_calls(fakes["prfaas-0"], marks["prfaas-0"])) == 2  # the attempt was prefilled again
+    failed, retried = _new_calls(fakes["pd-1"], marks["pd-1"])
+    assert not failed.tokens and not failed.finished  # vLLM failed the load: no token from a missing state
+    # token 0 was already streamed: the retry prefills prompt + token 0 (its first token is token 1) and decodes on
+    assert retried.body["prompt"][:-1] == [*prompt, _expected(prompt, 1)[0]]
+    assert retried.finished and retried.tokens == _expected(prompt, 6)[2:]
+    assert text == _complete(deployment.url, prompt, 6, "colocated")["choices"][0]["text"]
+
+
+def test_transfers_lost_every_time_end_in_a_clear_error(deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
+    mark = len(fakes["pd-1"].calls)
+    fakes["pd-1"].cluster.drop_next_sends = 3  # max_attempts
+    status, body = post(f"{deployment.url}/v1/completions", {"model": "default", "prompt": _prompt(300, 8),
+                                                             "max_tokens": 6, "temperature": 0},
+                        {"x-prfaas-route": "prfaas"})
+    assert status == 503 and "after 3 attempts" in body["error"]["message"], body
+    assert all(not c.tokens for c in _new_calls(fakes["pd-1"], mark))
+    fakes["pd-1"].cluster.drop_next_sends = 0
+
+
 def test_vllm_load_and_connector_links_reach_the_cluster_view(
         deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
     fakes["pd-0"].waiting = 5

@@ -204,3 +204,16 @@ def test_vllm_node_config_valid_and_default_configs_unchanged() -> None:
     assert all(n.engine == "prfaas" for n in default_config().nodes)
     cfg = _vllm_config(telemetry_url="http://127.0.0.1:9200", kv_events_endpoint="tcp://*:5557")
     assert check_config(cfg).node("pd-9").vllm_url == "http://127.0.0.1:8100"
+
+
+def test_without_kv_events_the_node_reports_what_it_prefilled() -> None:
+    from prfaas.serve.vllm_node import VllmNodeServer
+
+    node = VllmNodeServer(_vllm_config(), "pd-9", b"x" * 32)
+    assert node.tracker is None and node.cached_blocks() == frozenset()
+    prompt = _tokens(1100)
+    node._remember_prefilled(prompt)
+    assert node.cached_blocks() == frozenset(block_hash_chain(prompt, include_partial=False))
+    beat = node.heartbeat()
+    assert beat.cache_full and sorted(beat.cache_added) == sorted(node.cached_blocks())
+    assert node._register_message().engine == "vllm" and node._register_message().kv_port == 9100

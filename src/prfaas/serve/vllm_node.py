@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -105,7 +106,8 @@ class VllmNodeServer:
         self.auth = ControlAuth(shared_secret, RefusalRecorder())
         self.cache_reporter = CacheReporter()
         self.tracker = PrefixTracker() if self.section.kv_events_endpoint else None
-        self._prefilled: OrderedDict[int, None] = OrderedDict()
+        self._prefilled: OrderedDict[int, None] = OrderedDict()  # guarded: the heartbeat thread reads it
+        self._prefilled_lock = threading.Lock()
         self.load = VllmLoad()
         self.links: list[LinkSnapshot] = []
         self.vllm_up = False
@@ -267,7 +269,8 @@ class VllmNodeServer:
     def cached_blocks(self) -> frozenset[int]:
         if self.tracker is not None:
             return self.tracker.held()
-        return frozenset(self._prefilled)
+        with self._prefilled_lock:
+            return frozenset(self._prefilled)
 
     def heartbeat(self, with_cache_report: bool = True) -> Heartbeat:
         load = self.load
@@ -281,11 +284,13 @@ class VllmNodeServer:
     def _remember_prefilled(self, tokens: Sequence[int]) -> None:
         if self.tracker is not None:
             return
-        for h in block_hash_chain(tokens, include_partial=False):
-            self._prefilled[h] = None
-            self._prefilled.move_to_end(h)
-        while len(self._prefilled) > PREFILLED_BLOCKS_MAX:
-            self._prefilled.popitem(last=False)
+        hashes = block_hash_chain(tokens, include_partial=False)
+        with self._prefilled_lock:
+            for h in hashes:
+                self._prefilled[h] = None
+                self._prefilled.move_to_end(h)
+            while len(self._prefilled) > PREFILLED_BLOCKS_MAX:
+                self._prefilled.popitem(last=False)
 
     # --- prefill ---------------------------------------------------------------------------------
     async def handle_prefill(self, request: web.Request) -> web.Response:
