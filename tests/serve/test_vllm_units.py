@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import msgspec
 import pytest
@@ -26,8 +27,8 @@ def _batch(*events: object) -> bytes:
     return msgspec.msgpack.encode([time.time(), list(events)])
 
 
-def _stored(hashes: list[object], parent: object, tokens: list[int], block_size: int = 16) -> dict[str, object]:
-    return {"type": "BlockStored", "block_hashes": hashes, "parent_block_hash": parent, "token_ids": tokens,
+def _stored(hashes: Sequence[object], parent: object, tokens: list[int], block_size: int = 16) -> dict[str, object]:
+    return {"type": "BlockStored", "block_hashes": list(hashes), "parent_block_hash": parent, "token_ids": tokens,
             "block_size": block_size, "lora_id": None, "medium": "GPU"}
 
 
@@ -57,7 +58,7 @@ def test_tracker_removal_drops_the_block_and_its_descendants() -> None:
     tracker = PrefixTracker()
     tokens = _tokens(1100)
     hashes = _store_prompt(tracker, tokens, per_event=100)
-    first, second = block_hash_chain(tokens, include_partial=False)
+    first, _second = block_hash_chain(tokens, include_partial=False)
     tracker.apply_batch(_batch({"type": "BlockRemoved", "block_hashes": [hashes[50]], "medium": "GPU"}))
     assert tracker.held() == {first}  # our second block ends in vLLM block 63, a descendant of block 50
     assert len(tracker) == 50
