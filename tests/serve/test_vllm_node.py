@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from fake_vllm import FakeCluster, FakeVllm, next_token
-from serve_helpers import get_json, post, ready_deployment
+from serve_helpers import get_json, metrics, post, ready_deployment
 
+from prfaas.catalog.models import load_model
 from prfaas.core.blocks import block_hash_chain
+from prfaas.perf.arch import s_kv_bytes
 from prfaas.serve.config import free_port
 from prfaas.serve.launcher import Launcher
 
@@ -61,6 +63,7 @@ vllm_url = "{fake.url}"
 kv_port = {fake.kv_port}
 telemetry_url = "{fake.url}"
 kv_events_endpoint = "{fake.events_endpoint}"
+state_bytes_model = "qwen3-next-80b-a3b"
 """
     return text
 
@@ -113,7 +116,10 @@ def test_forced_prfaas_route_sends_and_receives_through_the_connector_params(
         deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
     prompt = _prompt(300, 1)
     marks = {name: len(f.calls) for name, f in fakes.items()}
+    bytes_before = metrics(deployment.url).get('prfaas_transfer_bytes_total{route="prfaas"}', 0.0)
     prfaas = _complete(deployment.url, prompt, 8, "prfaas")["choices"][0]["text"]
+    shipped = metrics(deployment.url)['prfaas_transfer_bytes_total{route="prfaas"}'] - bytes_before
+    assert shipped == s_kv_bytes(load_model("qwen3-next-80b-a3b"), 300)  # S_kv of the shipped prompt
     (send,) = _new_calls(fakes["prfaas-0"], marks["prfaas-0"])
     assert send.body["prompt"] == prompt and send.body["max_tokens"] == 1 and not send.stream
     params = send.body["kv_transfer_params"]["prfaas"]

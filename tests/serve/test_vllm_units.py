@@ -195,6 +195,7 @@ def _vllm_config(**kw: object) -> DeployConfig:
     ({"kv_events_endpoint": "ipc:///tmp/x"}, "kv_events_endpoint"),
     ({"engine": "prfaas"}, "vllm_url is for engine"),
     ({"engine": "prfaas", "vllm_url": None, "kv_port": 0}, "every node of a deployment runs the same engine"),
+    ({"state_bytes_model": "no-such-model"}, "state_bytes_model: not a catalog model"),
 ])
 def test_vllm_node_config_errors_name_the_key(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -218,3 +219,18 @@ def test_without_kv_events_the_node_reports_what_it_prefilled() -> None:
     beat = node.heartbeat()
     assert beat.cache_full and sorted(beat.cache_added) == sorted(node.cached_blocks())
     assert node._register_message().engine == "vllm" and node._register_message().kv_port == 9100
+
+
+def test_state_bytes_model_gives_s_kv_points_and_transfer_bytes() -> None:
+    from prfaas.catalog.models import load_model
+    from prfaas.perf.arch import s_kv_bytes
+    from prfaas.serve.vllm_node import VllmNodeServer
+
+    assert VllmNodeServer(_vllm_config(), "pd-9", b"x" * 32).state_bytes_points() == []
+    node = VllmNodeServer(_vllm_config(state_bytes_model="qwen3-next-80b-a3b"), "pd-9", b"x" * 32)
+    node.max_context_tokens = 4096
+    arch = load_model("qwen3-next-80b-a3b")
+    points = node._register_message().state_bytes_points
+    assert points[0] == (1, s_kv_bytes(arch, 1)) and points[-1] == (4095, s_kv_bytes(arch, 4095))
+    assert node.shipped_bytes(1000) == s_kv_bytes(arch, 1000)
+    assert node.shipped_bytes(1000, 512) == s_kv_bytes(arch, 1000) - s_kv_bytes(arch, 512)

@@ -26,7 +26,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from prfaas.catalog.tomlfile import TomlDoc, convert, parse_toml, read_toml
-from prfaas.core.errors import ConfigError
+from prfaas.core.errors import ConfigError, PrfaasError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
@@ -133,6 +133,8 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     telemetry_url: str | None = None  # the connector's telemetry endpoint (GET /prfaas/telemetry), e.g. http://h:p
     kv_events_endpoint: str | None = None  # vLLM's --kv-events-config endpoint (prefix-cache contents), or None
     vllm_model: str | None = None  # the `model` name of OpenAI calls (None: the first of GET /v1/models)
+    # the served architecture as a catalog model (name or TOML path): S_kv(l) for the policy and transfer bytes
+    state_bytes_model: str | None = None
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -279,7 +281,7 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
 
 
 ENGINES = ("prfaas", "vllm")
-_VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model")
+_VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model", "state_bytes_model")
 
 
 def _http_url_error(url: str) -> str | None:
@@ -318,6 +320,13 @@ def _validate_engine(node: NodeSection, key: str, doc: TomlDoc | None) -> None:
     if node.kv_port == 0:
         raise _err(doc, f"{key}.kv_port", "an engine = \"vllm\" node needs kv_port: the port its prfaas connector "
                    "receives state on (kv_transfer_config's kv_port)")
+    if node.state_bytes_model is not None:
+        from prfaas.catalog.models import load_model
+
+        try:
+            load_model(node.state_bytes_model)
+        except (PrfaasError, OSError, ValueError) as exc:
+            raise _err(doc, f"{key}.state_bytes_model", f"not a catalog model: {exc}") from None
     endpoint = node.kv_events_endpoint
     if endpoint is not None and not _is_kv_events_endpoint(endpoint):
         raise _err(doc, f"{key}.kv_events_endpoint", f"{endpoint!r} is not tcp://HOST:PORT or tcp://*:PORT "

@@ -43,10 +43,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from prfaas.catalog.models import load_model
 from prfaas.core.blocks import block_hash_chain
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.integrations.vllm.params import RecvParams, SendParams, to_params
+from prfaas.perf.arch import s_kv_bytes
 from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
@@ -108,6 +110,7 @@ class VllmNodeServer:
         self.tracker = PrefixTracker() if self.section.kv_events_endpoint else None
         self._prefilled: OrderedDict[int, None] = OrderedDict()  # guarded: the heartbeat thread reads it
         self._prefilled_lock = threading.Lock()
+        self.arch = None if self.section.state_bytes_model is None else load_model(self.section.state_bytes_model)
         self.load = VllmLoad()
         self.links: list[LinkSnapshot] = []
         self.vllm_up = False
@@ -264,7 +267,22 @@ class VllmNodeServer:
         return NodeRegister(name=self.section.name, cluster=self.section.cluster, role=self.role,
                             control_url=self.control_url, kv_host=self.section.kv_host or self.section.host,
                             kv_port=self.section.kv_port, max_batch=self.cfg.model.max_batch_size, pid=os.getpid(),
-                            max_context_tokens=self.max_context_tokens, engine="vllm")
+                            max_context_tokens=self.max_context_tokens, engine="vllm",
+                            state_bytes_points=self.state_bytes_points())
+
+    def state_bytes_points(self) -> list[tuple[int, int]]:
+        """S_kv(l) of the served architecture (`state_bytes_model`) at the lengths our nodes report; none without."""
+        if self.arch is None or self.max_context_tokens < 2:
+            return []
+        limit = self.max_context_tokens - 1
+        lengths = sorted({1, limit, *(2**k for k in range(4, 31) if 2**k < limit)})
+        return [(n, s_kv_bytes(self.arch, n)) for n in lengths]
+
+    def shipped_bytes(self, num_tokens: int, skip_tokens: int = 0) -> int:
+        """S_kv of the positions a transfer ships (0 when the architecture is not configured)."""
+        if self.arch is None:
+            return 0
+        return s_kv_bytes(self.arch, num_tokens) - (s_kv_bytes(self.arch, skip_tokens) if skip_tokens else 0)
 
     def cached_blocks(self) -> frozenset[int]:
         if self.tracker is not None:
@@ -337,7 +355,7 @@ class VllmNodeServer:
         if not tokens.token_ids:
             return error("transfer", f"vLLM returned no first token for {msg.request_id}", 502)
         return self._prefill_reply(msg, tokens.token_ids[0], tokens.cached_tokens, time.monotonic() - started_s,
-                                   transfer_s=0.0)
+                                   transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids)))
 
     async def _prefill_colocated(self, msg: PrefillRequest) -> web.Response:
         body = completion_body(self.client.model or "", msg.token_ids, msg.sampling,
@@ -360,11 +378,12 @@ class VllmNodeServer:
                                    transfer_s=None)
 
     def _prefill_reply(self, msg: PrefillRequest, first_token: int, cached: int | None, prefill_s: float, *,
-                       transfer_s: float | None) -> web.Response:
+                       transfer_s: float | None, transfer_bytes: int = 0) -> web.Response:
         self._remember_prefilled(msg.token_ids)
         return reply(PrefillReply(request_id=msg.request_id, first_token=first_token,
                                   num_prompt_tokens=len(msg.token_ids), num_cached_tokens=cached or 0, queue_s=0.0,
-                                  prefill_s=prefill_s, transfer_bytes=0, transfer_s=transfer_s))
+                                  prefill_s=prefill_s, transfer_bytes=transfer_bytes,
+                                  transfer_s=transfer_s))
 
     def _prefill_failed(self, msg: PrefillRequest, exc: BaseException) -> web.Response:
         if isinstance(exc, VllmError) and exc.is_input_error:
