@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from prfaas.core.blocks import block_hash_chain
-from prfaas.core.errors import ConfigError
+from prfaas.core.errors import ConfigError, PrfaasError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.serve.config import DeployConfig, NodeSection, check_config, default_config
 from prfaas.serve.messages import SamplingMsg
@@ -234,3 +235,18 @@ def test_state_bytes_model_gives_s_kv_points_and_transfer_bytes() -> None:
     assert points[0] == (1, s_kv_bytes(arch, 1)) and points[-1] == (4095, s_kv_bytes(arch, 4095))
     assert node.shipped_bytes(1000) == s_kv_bytes(arch, 1000)
     assert node.shipped_bytes(1000, 512) == s_kv_bytes(arch, 1000) - s_kv_bytes(arch, 512)
+
+
+def test_prfaas_up_checks_our_engine_model_only_when_a_node_runs_our_engine(tmp_path: Path) -> None:
+    from prfaas.commands.up import resolve_up_config
+
+    nodes = ('[[nodes]]\nname = "pd-0"\ncluster = "pd"\nrole = "pd_prefill"\n{extra}'
+             '[[nodes]]\nname = "pd-1"\ncluster = "pd"\nrole = "pd_decode"\n{extra2}')
+    vllm = ('engine = "vllm"\nvllm_url = "http://127.0.0.1:8100"\nkv_port = 9100\n',
+            'engine = "vllm"\nvllm_url = "http://127.0.0.1:8101"\nkv_port = 9101\n')
+    model = f'[model]\nname = "{tmp_path / "a-hybrid-checkpoint"}"\n'
+    (tmp_path / "vllm.toml").write_text(model + nodes.format(extra=vllm[0], extra2=vllm[1]), encoding="utf-8")
+    (tmp_path / "ours.toml").write_text(model + nodes.format(extra="", extra2=""), encoding="utf-8")
+    assert resolve_up_config(tmp_path / "vllm.toml", None, None).nodes[0].engine == "vllm"
+    with pytest.raises(PrfaasError, match="unknown model"):  # our engine cannot load it: refused before starting
+        resolve_up_config(tmp_path / "ours.toml", None, None)
