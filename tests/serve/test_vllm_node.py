@@ -233,6 +233,16 @@ def test_abort_closes_the_vllm_stream(deployment: Launcher, fakes: dict[str, Fak
     assert results and results[0][0] != 200
 
 
+def test_role_switch_is_routing_only(deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
+    """kv_both connectors: PD-P <-> PD-D changes what the gateway routes, at once, without touching vLLM."""
+    calls = {name: len(f.calls) for name, f in fakes.items()}
+    for role in ("pd_decode", "pd_prefill"):
+        status, body = post(f"{deployment.url}/admin/roles", {"roles": {"pd-0": role}}, deployment.admin_headers())
+        assert status == 200 and body["switched"] == [{"name": "pd-0", "role": role, "drained_s": 0.0}], body
+        _wait_for(lambda role=role: get_json(f"{deployment.url}/health")["nodes"]["pd-0"]["role"] == role)
+    assert {name: len(f.calls) for name, f in fakes.items()} == calls
+
+
 def test_vllm_down_is_retried_then_taken_out_of_routing(deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
     fake = fakes["prfaas-0"]
     prompt = _prompt(400, 5)
