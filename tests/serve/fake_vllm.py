@@ -59,6 +59,8 @@ class FakeVllm:
         self.step_s = step_s
         self.model = model
         self.waiting = 0
+        self.stop_token: int | None = None  # an end-of-sequence token: generation stops after it ("stop")
+        self.cut_stream_after: int | None = None  # the next stream's connection is cut after this many tokens
         self.kv_usage = 0.125
         self.calls: list[Call] = []
         self.running = 0
@@ -197,6 +199,9 @@ class FakeVllm:
             return f"KV load failed for {params['transfer_id']} (sent {sent}, expected {params['num_tokens']})"
         return None
 
+    def _stops(self, body: dict[str, Any], token: int) -> bool:
+        return token == self.stop_token and not body.get("ignore_eos")
+
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         call = Call(body=body, stream=bool(body.get("stream")))
@@ -214,14 +219,17 @@ class FakeVllm:
         seq = list(prompt)
         if not call.stream:
             await asyncio.sleep(self.step_s)
-            tokens = []
+            tokens, reason = [], "length"
             for _ in range(int(body["max_tokens"])):
                 tokens.append(next_token(seq))
                 seq.append(tokens[-1])
+                if self._stops(body, tokens[-1]):
+                    reason = "stop"
+                    break
             call.tokens, call.finished = tokens, True
             return web.json_response({"id": "cmpl-1", "object": "text_completion", "model": self.model,
                                       "choices": [{"index": 0, "text": "", "token_ids": tokens,
-                                                   "finish_reason": "length"}],
+                                                   "finish_reason": reason}],
                                       "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(tokens)}})
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         self.running += 1
@@ -229,14 +237,22 @@ class FakeVllm:
             await response.prepare(request)
             n = int(body["max_tokens"])
             for i in range(n):
+                if self.cut_stream_after is not None and i == self.cut_stream_after:
+                    self.cut_stream_after = None
+                    assert request.transport is not None
+                    request.transport.close()  # as a vLLM that died mid-stream
+                    raise ConnectionResetError("cut")
                 await asyncio.sleep(self.step_s)
                 token = next_token(seq)
                 seq.append(token)
                 call.tokens.append(token)
+                stop = self._stops(body, token)
+                reason = "stop" if stop else "length" if i == n - 1 else None
                 chunk = {"id": "cmpl-1", "object": "text_completion", "model": self.model,
-                         "choices": [{"index": 0, "text": "", "token_ids": [token],
-                                      "finish_reason": "length" if i == n - 1 else None}]}
+                         "choices": [{"index": 0, "text": "", "token_ids": [token], "finish_reason": reason}]}
                 await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                if stop:
+                    break
             usage = {"id": "cmpl-1", "choices": [], "usage": {"prompt_tokens": len(prompt), "completion_tokens": n}}
             await response.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
             await response.write_eof()

@@ -141,6 +141,28 @@ def test_forced_prfaas_route_sends_and_receives_through_the_connector_params(
     assert prfaas == colocated
 
 
+@pytest.mark.parametrize("stop_at", [0, 2])
+def test_an_end_of_sequence_token_ends_every_route_alike(deployment: Launcher, fakes: dict[str, FakeVllm],
+                                                          stop_at: int) -> None:
+    """vLLM stops at EOS; a first token that is EOS ends the request at the prefill (PrefillReply.finish_reason)."""
+    prompt = _prompt(300, 20 + stop_at)
+    expected = _expected(prompt, stop_at + 1)
+    for fake in fakes.values():
+        fake.stop_token = expected[-1]
+    try:
+        decode_calls = len(fakes["pd-1"].calls)
+        bodies = {route: _complete(deployment.url, prompt, 12, route) for route in ("prfaas", "colocated")}
+    finally:
+        for fake in fakes.values():
+            fake.stop_token = None
+    for body in bodies.values():
+        assert body["choices"][0]["finish_reason"] == "stop"
+        assert body["usage"]["completion_tokens"] == stop_at + 1
+    assert bodies["prfaas"]["choices"][0]["text"] == bodies["colocated"]["choices"][0]["text"]
+    new = _new_calls(fakes["pd-1"], decode_calls)  # colocated: one stream; prfaas: a decode only if token 0 went on
+    assert len(new) == (1 if stop_at == 0 else 2)
+
+
 def test_local_route_prefills_on_pd_prefill_and_decodes_on_pd_decode(
         deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
     prompt = _prompt(40, 2)
@@ -179,6 +201,18 @@ def test_transfers_lost_every_time_end_in_a_clear_error(deployment: Launcher, fa
     assert status == 503 and "after 3 attempts" in body["error"]["message"], body
     assert all(not c.tokens for c in _new_calls(fakes["pd-1"], mark))
     fakes["pd-1"].cluster.drop_next_sends = 0
+
+
+def test_a_decode_stream_cut_mid_way_is_reprefilled_and_continues(
+        deployment: Launcher, fakes: dict[str, FakeVllm]) -> None:
+    prompt = _prompt(320, 30)
+    mark = len(fakes["pd-1"].calls)
+    fakes["pd-1"].cut_stream_after = 3
+    body = _complete(deployment.url, prompt, 10, "prfaas")
+    cut, resumed = _new_calls(fakes["pd-1"], mark)
+    assert cut.disconnected and len(cut.tokens) == 3 and resumed.finished
+    assert body["usage"]["completion_tokens"] == 10 and body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["text"] == _complete(deployment.url, prompt, 10, "colocated")["choices"][0]["text"]
 
 
 def test_vllm_load_and_connector_links_reach_the_cluster_view(

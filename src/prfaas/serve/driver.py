@@ -191,10 +191,11 @@ class RequestDriver:
                 raise RequestFailed(exc.status, str(exc)) from None
             self._observe_ok(router, plan, reply, attempt, label, job)
             generated.append(reply.first_token)
-            finished = remaining.max_tokens <= 1
+            finished = remaining.max_tokens <= 1 or reply.finish_reason is not None
             info = AttemptInfo(plan.reason.value, prefill_node.name, decode_node.name, plan.uncached_tokens,
                                reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt)
-            yield TokenDelta((reply.first_token,), "length" if finished else None, label, info)
+            end = (reply.finish_reason or "length") if finished else None
+            yield TokenDelta((reply.first_token,), end, label, info)
             if finished:
                 await self._drop_state(decode_node, rid)
                 live.clear()

@@ -116,6 +116,9 @@ class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):
     prefill_s: float
     transfer_bytes: int
     transfer_s: float | None  # None when the state stayed on this node (colocated)
+    # the request ended with its first token ("stop": an end-of-sequence token; a vLLM node knows it from vLLM's
+    # finish reason, it holds no tokenizer); None: decode goes on (or max_tokens says it ends)
+    finish_reason: str | None = None
 
 
 class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):

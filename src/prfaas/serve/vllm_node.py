@@ -91,7 +91,7 @@ class _Pump:
     task: asyncio.Task[None] | None = None
     queue: asyncio.Queue[VllmTokens | VllmError | None] = field(default_factory=asyncio.Queue)
     created_s: float = field(default_factory=time.monotonic)
-    pending: list[int] = field(default_factory=list)  # tokens read but not yet passed on
+    head: VllmTokens | None = None  # read by the colocated prefill beyond its first token, not yet passed on
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -343,6 +343,9 @@ class VllmNodeServer:
         self._calls[msg.request_id] = call
         try:
             await asyncio.wait({call})
+        except asyncio.CancelledError:
+            call.cancel()  # the handler itself was cancelled: the vLLM request goes too
+            raise
         finally:
             self._calls.pop(msg.request_id, None)
         if call.cancelled():
@@ -354,8 +357,11 @@ class VllmNodeServer:
         tokens = call.result()
         if not tokens.token_ids:
             return error("transfer", f"vLLM returned no first token for {msg.request_id}", 502)
+        # max_tokens 1 ends with "length"; "stop" means the first token ended the request (EOS / a stop token)
+        finish = "stop" if tokens.finish_reason == "stop" else None
         return self._prefill_reply(msg, tokens.token_ids[0], tokens.cached_tokens, time.monotonic() - started_s,
-                                   transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids)))
+                                   transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids)),
+                                   finish_reason=finish)
 
     async def _prefill_colocated(self, msg: PrefillRequest) -> web.Response:
         body = completion_body(self.client.model or "", msg.token_ids, msg.sampling,
@@ -363,7 +369,12 @@ class VllmNodeServer:
         started_s = time.monotonic()
         pump = self._start_pump(body)
         self._kept[msg.request_id] = pump
-        first = await self._next_tokens(pump)
+        try:
+            first = await self._next_tokens(pump)
+        except asyncio.CancelledError:
+            self._kept.pop(msg.request_id, None)
+            pump.cancel()
+            raise
         if isinstance(first, VllmError) or first is None:
             self._kept.pop(msg.request_id, None)
             pump.cancel()
@@ -371,19 +382,24 @@ class VllmNodeServer:
                 self.prefills_cancelled_total += 1
                 return error(CANCELLED, f"prefill of {msg.request_id} aborted", 409)
             return self._prefill_failed(msg, first or VllmError(502, "vLLM ended the stream without a token"))
-        pump.pending.extend(first.token_ids[1:])
-        if first.finish_reason is not None:
-            pump.queue.put_nowait(VllmTokens((), first.finish_reason))  # decode answers the finish at once
+        finish = None
+        if first.finish_reason is not None and len(first.token_ids) == 1:  # the request ended with its first token
+            self._kept.pop(msg.request_id, None)
+            pump.cancel()
+            finish = first.finish_reason if first.finish_reason == "stop" else "length"
+        else:
+            pump.head = VllmTokens(first.token_ids[1:], first.finish_reason)  # what /decode passes on first
         return self._prefill_reply(msg, first.token_ids[0], first.cached_tokens, time.monotonic() - started_s,
-                                   transfer_s=None)
+                                   transfer_s=None, finish_reason=finish)
 
     def _prefill_reply(self, msg: PrefillRequest, first_token: int, cached: int | None, prefill_s: float, *,
-                       transfer_s: float | None, transfer_bytes: int = 0) -> web.Response:
+                       transfer_s: float | None, transfer_bytes: int = 0,
+                       finish_reason: str | None = None) -> web.Response:
         self._remember_prefilled(msg.token_ids)
         return reply(PrefillReply(request_id=msg.request_id, first_token=first_token,
                                   num_prompt_tokens=len(msg.token_ids), num_cached_tokens=cached or 0, queue_s=0.0,
                                   prefill_s=prefill_s, transfer_bytes=transfer_bytes,
-                                  transfer_s=transfer_s))
+                                  transfer_s=transfer_s, finish_reason=finish_reason))
 
     def _prefill_failed(self, msg: PrefillRequest, exc: BaseException) -> web.Response:
         if isinstance(exc, VllmError) and exc.is_input_error:
@@ -453,8 +469,8 @@ class VllmNodeServer:
 
     async def _stream_decode(self, request: web.Request, rid: str, pump: _Pump) -> web.StreamResponse:
         first: VllmTokens | VllmError | None
-        if pump.pending:  # tokens the colocated prefill read beyond its first
-            first, pump.pending = VllmTokens(tuple(pump.pending)), []
+        if pump.head is not None and (pump.head.token_ids or pump.head.finish_reason is not None):
+            first, pump.head = pump.head, None
         else:
             first = await self._next_tokens(pump)
         if first is None or isinstance(first, VllmError):  # nothing was generated: as a state that did not arrive
@@ -471,6 +487,10 @@ class VllmNodeServer:
         try:
             await response.prepare(request)
             while True:
+                if item is None or (isinstance(item, VllmError) and item.status == 0):
+                    # vLLM went away mid-stream: end without a finish, the gateway re-prefills elsewhere (policy)
+                    _log.warning("decode of %s lost its vLLM stream: %s", rid, item or "ended without a finish")
+                    break  # (whether vLLM is down is /metrics' to say: the next poll)
                 chunk = _token_chunk(rid, item)
                 await response.write(encode(chunk) + b"\n")
                 if chunk.finish_reason is not None:
@@ -539,10 +559,7 @@ class VllmNodeServer:
                           decodes_cancelled_total=self.decodes_cancelled_total)
 
 
-def _token_chunk(rid: str, item: VllmTokens | VllmError | None) -> TokenChunk:
-    if item is None:
-        return TokenChunk(request_id=rid, token_ids=[], finish_reason=ENGINE_ERROR,
-                          error="vLLM ended the stream without a finish")
+def _token_chunk(rid: str, item: VllmTokens | VllmError) -> TokenChunk:
     if isinstance(item, VllmError):
         return TokenChunk(request_id=rid, token_ids=[], finish_reason=ENGINE_ERROR, error=str(item))
     reason = item.finish_reason
