@@ -51,13 +51,15 @@ class Call:
 
 class FakeVllm:
     def __init__(self, cluster: FakeCluster, *, kv_port: int, port: int = 0, events_endpoint: str | None = None,
-                 step_s: float = 0.0, model: str = "fake-model") -> None:
+                 step_s: float = 0.0, model: str = "fake-model", api_key: str | None = None) -> None:
         self.cluster = cluster
         self.kv_port = kv_port
         self.port = port
         self.events_endpoint = events_endpoint
         self.step_s = step_s
         self.model = model
+        self.api_key = api_key  # as vLLM's --api-key: /v1/* needs `Authorization: Bearer KEY`
+        self.unauthorized = 0
         self.waiting = 0
         self.stop_token: int | None = None  # an end-of-sequence token: generation stops after it ("stop")
         self.cut_stream_after: int | None = None  # the next stream's connection is cut after this many tokens
@@ -157,7 +159,16 @@ class FakeVllm:
     async def _health(self, _request: web.Request) -> web.Response:
         return web.Response(text="")
 
-    async def _models(self, _request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}":
+            return None
+        self.unauthorized += 1
+        return web.json_response({"error": "Unauthorized"}, status=401)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model",
                                                               "max_model_len": MAX_MODEL_LEN}]})
 
@@ -203,6 +214,9 @@ class FakeVllm:
         return token == self.stop_token and not body.get("ignore_eos")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         body = await request.json()
         call = Call(body=body, stream=bool(body.get("stream")))
         self.calls.append(call)

@@ -22,13 +22,14 @@ from prfaas.serve.launcher import Launcher
 pytest.importorskip("zmq")
 
 NODES = (("prfaas-0", "prfaas", "prfaas_prefill"), ("pd-0", "pd", "pd_prefill"), ("pd-1", "pd", "pd_decode"))
+VLLM_KEY = "fake-vllm-key-0123"  # every fake takes /v1/* calls with it only (vLLM's --api-key)
 
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeVllm]]:
     cluster = FakeCluster()
     started = {name: FakeVllm(cluster, kv_port=free_port(), events_endpoint=f"tcp://127.0.0.1:{free_port()}",
-                              step_s=0.01).start() for name, _c, _r in NODES}
+                              step_s=0.01, api_key=VLLM_KEY).start() for name, _c, _r in NODES}
     yield started
     for fake in started.values():
         fake.close()
@@ -64,14 +65,17 @@ kv_port = {fake.kv_port}
 telemetry_url = "{fake.url}"
 kv_events_endpoint = "{fake.events_endpoint}"
 state_bytes_model = "qwen3-next-80b-a3b"
+vllm_api_key_env = "PRFAAS_TEST_VLLM_KEY"
 """
     return text
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, fakes: dict[str, FakeVllm]) -> Iterator[Launcher]:
-    with ready_deployment(tmp_path_factory.mktemp("vllm"), _toml(fakes)) as launcher:
+    with ready_deployment(tmp_path_factory.mktemp("vllm"), _toml(fakes),
+                          env={"PRFAAS_TEST_VLLM_KEY": VLLM_KEY}) as launcher:
         yield launcher
+    assert all(fake.unauthorized == 0 for fake in fakes.values())  # the adapters sent the key on every call
 
 
 def _prompt(n: int, salt: int) -> list[int]:

@@ -197,6 +197,7 @@ def _vllm_config(**kw: object) -> DeployConfig:
     ({"engine": "prfaas"}, "vllm_url is for engine"),
     ({"engine": "prfaas", "vllm_url": None, "kv_port": 0}, "every node of a deployment runs the same engine"),
     ({"state_bytes_model": "no-such-model"}, "state_bytes_model: not a catalog model"),
+    ({"vllm_api_key_file": "/k", "vllm_api_key_env": "K"}, "vllm_api_key_env: give one of"),
 ])
 def test_vllm_node_config_errors_name_the_key(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -250,3 +251,15 @@ def test_prfaas_up_checks_our_engine_model_only_when_a_node_runs_our_engine(tmp_
     assert resolve_up_config(tmp_path / "vllm.toml", None, None).nodes[0].engine == "vllm"
     with pytest.raises(PrfaasError, match="unknown model"):  # our engine cannot load it: refused before starting
         resolve_up_config(tmp_path / "ours.toml", None, None)
+
+
+def test_vllm_api_key_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    from prfaas.serve.deploy_secrets import load_vllm_api_key
+
+    key_file = tmp_path / "key"
+    key_file.write_text("sekrit\n", encoding="utf-8")
+    assert load_vllm_api_key(_vllm_node(vllm_api_key_file=str(key_file)), {}) == "sekrit"
+    assert load_vllm_api_key(_vllm_node(vllm_api_key_env="K"), {"K": "abc"}) == "abc"
+    assert load_vllm_api_key(_vllm_node(), {}) is None
+    with pytest.raises(ConfigError, match="vllm_api_key_env: environment variable K is not set"):
+        load_vllm_api_key(_vllm_node(vllm_api_key_env="K"), {})

@@ -135,6 +135,9 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     vllm_model: str | None = None  # the `model` name of OpenAI calls (None: the first of GET /v1/models)
     # the served architecture as a catalog model (name or TOML path): S_kv(l) for the policy and transfer bytes
     state_bytes_model: str | None = None
+    # vLLM's `--api-key`, sent as `Authorization: Bearer` on every call (a file, mode 0600, or an environment variable)
+    vllm_api_key_file: str | None = None
+    vllm_api_key_env: str | None = None
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -281,7 +284,8 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
 
 
 ENGINES = ("prfaas", "vllm")
-_VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model", "state_bytes_model")
+_VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model", "state_bytes_model",
+              "vllm_api_key_file", "vllm_api_key_env")
 
 
 def _http_url_error(url: str) -> str | None:
@@ -317,6 +321,8 @@ def _validate_engine(node: NodeSection, key: str, doc: TomlDoc | None) -> None:
         problem = None if value is None else _http_url_error(value)
         if problem is not None:
             raise _err(doc, f"{key}.{name}", problem)
+    if node.vllm_api_key_file is not None and node.vllm_api_key_env is not None:
+        raise _err(doc, f"{key}.vllm_api_key_env", "give one of vllm_api_key_file, vllm_api_key_env, not both")
     if node.kv_port == 0:
         raise _err(doc, f"{key}.kv_port", "an engine = \"vllm\" node needs kv_port: the port its prfaas connector "
                    "receives state on (kv_transfer_config's kv_port)")

@@ -99,13 +99,14 @@ class _Pump:
 
 
 class VllmNodeServer:
-    def __init__(self, cfg: DeployConfig, name: str, shared_secret: bytes) -> None:
+    def __init__(self, cfg: DeployConfig, name: str, shared_secret: bytes, vllm_api_key: str | None = None) -> None:
         self.cfg = cfg
         self.section: NodeSection = cfg.node(name)
         if self.section.engine != "vllm" or self.section.vllm_url is None:
             raise ValueError(f"node {name} is not an engine = \"vllm\" node")
         self.role = self.section.role
         self.auth = ControlAuth(shared_secret, RefusalRecorder())
+        self._vllm_headers = {"authorization": f"Bearer {vllm_api_key}"} if vllm_api_key else {}
         self.cache_reporter = CacheReporter()
         self.tracker = PrefixTracker() if self.section.kv_events_endpoint else None
         self._prefilled: OrderedDict[int, None] = OrderedDict()  # guarded: the heartbeat thread reads it
@@ -114,6 +115,7 @@ class VllmNodeServer:
         self.load = VllmLoad()
         self.links: list[LinkSnapshot] = []
         self.vllm_up = False
+        self._last_poll_error = ""
         self.model: str | None = self.section.vllm_model
         self.max_context_tokens = 0
         self.in_flight = 0
@@ -145,7 +147,7 @@ class VllmNodeServer:
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(headers=self._vllm_headers)
         assert self.section.vllm_url is not None
         self._client = VllmClient(self._session, self.section.vllm_url, self.model,
                                   timeout_s=self.cfg.gateway.request_timeout_s)
@@ -211,10 +213,11 @@ class VllmNodeServer:
             if self.model is None or not self.max_context_tokens:
                 await self._learn_model()
         except (aiohttp.ClientError, OSError, TimeoutError, VllmError, ValueError) as exc:
-            if self.vllm_up:
-                _log.warning("vLLM at %s is down: %s", base, exc)
-            self.vllm_up = False
+            if self.vllm_up or str(exc) != self._last_poll_error:  # once per outage and per new reason
+                _log.warning("vLLM at %s is not serving (the node stays out of routing): %s", base, exc)
+            self.vllm_up, self._last_poll_error = False, str(exc)
             return
+        self._last_poll_error = ""
         if not self.vllm_up:
             _log.info("vLLM at %s is up (model %s, context %d)", base, self.model, self.max_context_tokens)
         self.load, self.vllm_up = load, True
@@ -572,7 +575,9 @@ async def serve_vllm_node(cfg: DeployConfig, name: str, secret: bytes) -> None:
     """Run one adapter node until SIGTERM / SIGINT (`serve.main`)."""
     import signal
 
-    node = VllmNodeServer(cfg, name, secret)
+    from prfaas.serve.deploy_secrets import load_vllm_api_key
+
+    node = VllmNodeServer(cfg, name, secret, load_vllm_api_key(cfg.node(name), os.environ))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stop)
