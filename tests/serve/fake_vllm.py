@@ -44,7 +44,7 @@ class FakeCluster:
 class Call:
     body: dict[str, Any]
     stream: bool
-    finished: bool = False  # the whole answer was sent
+    finished: bool = False  # the whole answer was sent (set before its last token's chunk goes out)
     disconnected: bool = False  # the client closed the connection first (vLLM aborts the request)
     tokens: list[int] = field(default_factory=list)
 
@@ -262,6 +262,7 @@ class FakeVllm:
                 call.tokens.append(token)
                 stop = self._stops(body, token)
                 reason = "stop" if stop else "length" if i == n - 1 else None
+                call.finished = reason is not None  # before the write: the client may close right after it
                 chunk = {"id": "cmpl-1", "object": "text_completion", "model": self.model,
                          "choices": [{"index": 0, "text": "", "token_ids": [token], "finish_reason": reason}]}
                 await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -270,9 +271,8 @@ class FakeVllm:
             usage = {"id": "cmpl-1", "choices": [], "usage": {"prompt_tokens": len(prompt), "completion_tokens": n}}
             await response.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
             await response.write_eof()
-            call.finished = True
         except (ConnectionResetError, asyncio.CancelledError):
-            call.disconnected = True
+            call.disconnected = not call.finished  # a client that leaves after the finish chunk aborts nothing
             raise
         finally:
             self.running -= 1
