@@ -66,7 +66,8 @@ def auth_text(url: str, admin_token: str | None, secrets_dir: Path, has_api_keys
         token_file = secrets_dir / "admin.token"
         where = f"in {token_file}, mode 0600" if token_file.exists() else "from the configured source"
         lines += [f"  admin token ({where}): {admin_token}",
-                  f"  curl -H \"Authorization: Bearer {admin_token}\" {url}/admin/cluster"]
+                  f"  curl -H \"Authorization: Bearer {admin_token}\" {url}/admin/cluster",
+                  f"  console: {url}/console (sign in with this token)"]
     lines.append("  API keys: required on /v1/* (Authorization: Bearer KEY)" if has_api_keys else
                  "  API keys: none, the public API is open (prfaas up --api-key KEY to require one)")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
     app = build_gateway(cfg, shared_secret=..., credentials=...)   # FastAPI app; uvicorn runs it (`serve.main`)
 
+Console:  GET /console (the page), /admin/console/* (its live feed; `serve.console_routes`, docs/console.md).
 Public:   POST /v1/completions, POST /v1/chat/completions (SSE with `stream`), GET /v1/models, GET /health,
           GET /metrics (Prometheus).
 Admin:    GET /admin/cluster (the ClusterView the router sees), GET /admin/requests?since=ID (per-request log),
@@ -37,6 +38,9 @@ from prfaas.core.lifecycle import Role
 from prfaas.serve.admission import AdmissionControl
 from prfaas.serve.cancel import AbortRegistry, CancelWatch, pending_aborts
 from prfaas.serve.config import DeployConfig
+from prfaas.serve.console_hub import ConsoleHub
+from prfaas.serve.console_routes import add_console_routes
+from prfaas.serve.console_state import effective_threshold
 from prfaas.serve.control import ControlPlane, RoleSwitchError
 from prfaas.serve.deploy_secrets import GatewayCredentials
 from prfaas.serve.driver import AttemptInfo, ForcedRoute, GenerationJob, RequestDriver
@@ -114,6 +118,7 @@ class Gateway:
         self.aborts = AbortRegistry()
         log_path = cfg.gateway.request_log
         self.request_log = RequestLog(Path(log_path) if log_path else None)
+        self.console = ConsoleHub(self, request_log=self.request_log)  # the operator's console (`/console`)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -121,8 +126,10 @@ class Gateway:
                                              middlewares=(self.auth.control.client_middleware("node_reply"),))
         self.driver = RequestDriver(self.control, self.session, self.admission)
         self.control.start(self.session)
+        self.console.start()
 
     async def close(self) -> None:
+        await self.console.close()
         await self.control.close()
         await pending_aborts()  # aborts sent in the background reach their nodes before the session closes
         if self.session is not None:
@@ -249,8 +256,10 @@ class Gateway:
             if text:
                 yield text, None
         self.metrics.by_route[route].inc()
-        record.update(route=route, completion_tokens=stream.num_tokens, latency_s=time.monotonic() - start)
+        record.update(route=route, completion_tokens=stream.num_tokens, latency_s=time.monotonic() - start,
+                      finished_at_s=time.time())
         self.request_log.append(record)
+        self.console.on_request(record)
 
 
 def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: GatewayCredentials,
@@ -274,6 +283,7 @@ def build_gateway(cfg: DeployConfig, *, shared_secret: bytes, credentials: Gatew
     _add_internal_routes(app, gw)
     _add_admin_routes(app, gw)
     _add_cancel_routes(app, gw)
+    add_console_routes(app, gw.console)
     return app
 
 
@@ -289,7 +299,8 @@ def _add_public_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        gw.metrics.refresh(gw.control.nodes, time.monotonic(), gw.control.threshold_tokens())
+        # the threshold in force: t' of the bandwidth-aware loop, not only the base t
+        gw.metrics.refresh(gw.control.nodes, time.monotonic(), effective_threshold(gw.control))
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

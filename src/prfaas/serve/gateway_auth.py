@@ -11,6 +11,7 @@
 | /metrics      | the admin token if `metrics_need_admin_token` | 401 (open by default: it changes no state)  |
 | /internal/*   | control-plane signature (`serve.signing`)    | 401                                          |
 | /health, docs | none                                         |                                              |
+| /console      | none (static page; its data is /admin/console/*) |                                          |
 
 Each refusal is an OpenAI-style error body, counted in `prfaas_auth_refused_total{surface, reason}` and logged
 once per cause (`control_auth.RefusalRecorder`). Tokens are compared as SHA-256 digests in constant time.

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from prfaas.serve.config import DeployConfig, load_config
 from prfaas.serve.lifeline import watch_launcher
@@ -39,6 +40,13 @@ def serve_gateway(cfg: DeployConfig) -> None:
     config = uvicorn.Config(app, host=cfg.gateway.host, port=cfg.gateway.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+    handle_exit = server.handle_exit
+
+    def exiting(signum: int, frame: Any) -> None:
+        app.state.gateway.console.stop_streams()  # the consoles' endless streams must not hold the shutdown up
+        handle_exit(signum, frame)
+
+    server.handle_exit = exiting  # type: ignore[method-assign,assignment]
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found: record it
     # here, say the gateway stopped, and only then end the process by that signal as uvicorn would have.
     received: list[int] = []

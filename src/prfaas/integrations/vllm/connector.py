@@ -79,6 +79,12 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
         assert self._scheduler is not None
         return PrfaasMetadata(self._scheduler.build_meta(scheduler_output))
 
+    def update_connector_output(self, connector_output: Any) -> None:
+        assert self._scheduler is not None
+        failed = getattr(connector_output, "failed_recving", None)
+        if failed:
+            self._scheduler.load_failed(set(failed))
+
     def request_finished(self, request: Any, block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
         assert self._scheduler is not None
         return False, self._scheduler.finished(request)
@@ -91,7 +97,7 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
     # --- worker half -------------------------------------------------------------------------------
     def register_kv_caches(self, kv_caches: dict[str, Any]) -> None:
         assert self._worker is not None
-        self._worker.register(kv_caches)
+        self._worker.register(kv_caches, _cpu_layouts(self._vllm_config, self.layers))
         if self.settings.telemetry_port:
             self._telemetry = TelemetryServer(self.settings.telemetry_host, self.settings.telemetry_port,
                                               self._worker)
@@ -130,3 +136,60 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
             self._telemetry.close()
         if self._worker is not None:
             self._worker.close()
+
+
+def _cpu_layouts(vllm_config: Any, layers: Any) -> dict[str, tuple[Any, Any]]:
+    """Per attention layer on vLLM's CPU backend, where its kernel keeps position t, dimension d of a block's keys
+    and values (`paged`'s permutations): probed once per layer shape by writing known bit patterns through the
+    kernel's own cache-write op, so the connector never guesses an ISA's layout."""
+    import logging
+
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    try:
+        from vllm import _custom_ops as ops
+        from vllm.v1.attention.backends.cpu_attn import _get_attn_isa
+    except ImportError:
+        raise ValueError("prfaas connector: cannot probe vLLM's CPU attention layout in this vLLM version") from None
+    forward = getattr(vllm_config.compilation_config, "static_forward_context", {})
+    dtype, cache_dtype = vllm_config.model_config.dtype, vllm_config.cache_config.cache_dtype
+    probed: dict[tuple[int, int, int, str], tuple[Any, Any]] = {}
+    out = {}
+    for layer in layers:
+        if layer.kind == "state":
+            continue
+        isa = getattr(forward.get(layer.name), "isa", None) or _get_attn_isa(dtype, layer.block_size, layer.head_dim,
+                                                                               cache_dtype)
+        key = (layer.block_size, layer.kv_heads, layer.head_dim, isa)
+        if key not in probed:
+            probed[key] = _probe(ops, dtype, isa, *key[:3])
+        out[layer.name] = probed[key]
+    logging.getLogger("vllm.prfaas").info("prfaas connector: probed CPU attention layouts %s", sorted(probed))
+    return out
+
+
+def _probe(ops: Any, dtype: Any, isa: str, block_size: int, kv_heads: int, head_dim: int) -> tuple[Any, Any]:
+    import torch
+
+    n = block_size * head_dim
+    canonical = torch.arange(n).view(block_size, head_dim)
+    found = [torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]  # memory offset -> canonical
+    for bit in range(max(1, (n - 1).bit_length())):
+        cache = torch.zeros(1, kv_heads, block_size, 2 * head_dim, dtype=dtype)
+        key_cache, value_cache = cache.view(1, kv_heads, 2 * block_size, head_dim).chunk(2, dim=2)
+        pattern = ((canonical >> bit) & 1).to(dtype).unsqueeze(1).expand(block_size, kv_heads, head_dim).contiguous()
+        ops.cpu_attn_reshape_and_cache(pattern, pattern.clone(), key_cache, value_cache, torch.arange(block_size),
+                                       isa, k_scale=1.0, v_scale=1.0, kv_cache_dtype="auto")
+        region = cache.view(kv_heads, 2, n)[0]
+        for part in (0, 1):
+            found[part] |= (region[part] != 0).long() << bit
+    result = []
+    for mem_to_canonical in found:
+        if not torch.equal(torch.sort(mem_to_canonical).values, torch.arange(n)):
+            raise ValueError(f"prfaas connector: vLLM's CPU attention layout ({isa}) is not a per-block permutation")
+        index = torch.empty(n, dtype=torch.long)
+        index[mem_to_canonical] = torch.arange(n)  # canonical -> memory offset
+        result.append(None if torch.equal(index, torch.arange(n)) else index)
+    return result[0], result[1]

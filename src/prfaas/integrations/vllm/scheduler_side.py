@@ -15,7 +15,7 @@ from typing import Any
 from prfaas.integrations.vllm.meta import LoadTask, SendTask, StepMeta
 from prfaas.integrations.vllm.params import PARAMS_KEY, ParamsError, RecvParams, SendParams, parse
 
-log = logging.getLogger("prfaas.vllm")
+log = logging.getLogger("vllm.prfaas")  # under vLLM's logger: its handlers and level
 
 
 @dataclass(slots=True)
@@ -38,6 +38,7 @@ class SchedulerSide:
         self.block_size = block_size
         self._sends: dict[str, _Send] = {}
         self._loads: list[LoadTask] = []
+        self._failed: set[str] = set()  # requests whose load failed: vLLM recomputes them, never waits again
         self._kv_cache_manager: Any = None
 
     def bind(self, kv_cache_manager: Any) -> None:
@@ -50,7 +51,7 @@ class SchedulerSide:
 
     def matched_tokens(self, request: Any, num_computed_tokens: int) -> tuple[int, bool]:
         params = _parse(request)
-        if not isinstance(params, RecvParams):
+        if not isinstance(params, RecvParams) or request.request_id in self._failed:
             return 0, False
         n = params.num_tokens
         if n >= request.num_tokens:
@@ -95,8 +96,12 @@ class SchedulerSide:
             send.started = True
         return meta
 
+    def load_failed(self, req_ids: set[str]) -> None:
+        self._failed |= req_ids
+
     def finished(self, request: Any) -> dict[str, Any] | None:
         """The prfaas part of the response's `kv_transfer_params` (the state was copied out: blocks free now)."""
+        self._failed.discard(request.request_id)
         send = self._sends.pop(request.request_id, None)
         if send is None:
             return None

@@ -40,7 +40,7 @@ from prfaas.integrations.vllm.settings import ConnectorSettings
 from prfaas.integrations.vllm.stats import ConnectorStats
 from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
 
-log = logging.getLogger("prfaas.vllm")
+log = logging.getLogger("vllm.prfaas")  # under vLLM's logger: its handlers and level
 
 
 def _bytes_view(tensor: torch.Tensor) -> memoryview:
@@ -85,7 +85,8 @@ class WorkerSide:
         self._inflight: list[_Outgoing] = []
 
     # --- set-up --------------------------------------------------------------------------------
-    def register(self, kv_caches: dict[str, Any]) -> None:
+    def register(self, kv_caches: dict[str, Any], layouts: dict[str, tuple[Any, Any]] | None = None) -> None:
+        """`layouts`: per attention layer, the (key, value) position permutations of vLLM's CPU kernels (`paged`)."""
         for layer in self.layers:
             cache = kv_caches.get(layer.name)
             if cache is None:
@@ -93,11 +94,14 @@ class WorkerSide:
             if isinstance(cache, (list, tuple)):  # some backends register per-state views: use the first's storage
                 cache = cache[0]
             self._caches[layer.name] = cache
+            log.info("prfaas connector: layer %s (%s, group %d) cache %s stride %s %s", layer.name, layer.kind,
+                     layer.group_id, tuple(cache.shape), tuple(cache.stride()), cache.dtype)
             if layer.kind == STATE:
                 self._pages[layer.name] = StatePage(layer.state_bytes, layer.page_bytes)
             else:
                 self._geometry[layer.name] = attention_geometry(cache, layer.block_size, layer.kv_heads,
-                                                                layer.head_dim)
+                                                                layer.head_dim,
+                                                                *(layouts or {}).get(layer.name, (None, None)))
         if self.receives:
             self._start_receiver()
 
@@ -151,6 +155,8 @@ class WorkerSide:
                 log.warning("prfaas connector: cannot start transfer %s: %s", task.transfer_id, exc)
 
     def _begin(self, task: SendTask) -> _Outgoing:
+        log.debug("prfaas send %s: positions [%d, %d) blocks %s", task.transfer_id, task.start, task.num_tokens,
+                  task.block_ids)
         layout = wire_layout(self.layers, task.start, task.num_tokens)
         transfer = self._sender_once().begin(PeerAddress(task.peer_host, task.peer_port), task.transfer_id, layout)
         return _Outgoing(task, transfer, layout)
@@ -232,6 +238,8 @@ class WorkerSide:
         return done | failed, failed
 
     def _apply(self, task: LoadTask, layout: StateLayout, tensors: list[torch.Tensor]) -> str | None:
+        log.debug("prfaas load %s: positions [%d, %d) blocks %s", task.transfer_id, task.start, task.num_tokens,
+                  task.block_ids)
         if layout.num_tokens != task.num_tokens:
             return f"transfer covers {layout.num_tokens} positions, the request needs {task.num_tokens}"
         by_layer: dict[int, list[tuple[Any, torch.Tensor]]] = {}
