@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,7 +197,7 @@ def _vllm_config(**kw: object) -> DeployConfig:
     ({"kv_events_endpoint": "ipc:///tmp/x"}, "kv_events_endpoint"),
     ({"engine": "prfaas"}, "vllm_url is for engine"),
     ({"engine": "prfaas", "vllm_url": None, "kv_port": 0}, "every node of a deployment runs the same engine"),
-    ({"state_bytes_model": "no-such-model"}, "state_bytes_model: not a catalog model"),
+    ({"state_bytes_model": "no-such-model"}, "state_bytes_model: not a catalog model or checkpoint folder"),
     ({"vllm_api_key_file": "/k", "vllm_api_key_env": "K"}, "vllm_api_key_env: give one of"),
 ])
 def test_vllm_node_config_errors_name_the_key(changes: dict[str, object], message: str) -> None:
@@ -263,3 +264,18 @@ def test_vllm_api_key_from_a_file_or_the_environment(tmp_path: Path) -> None:
     assert load_vllm_api_key(_vllm_node(), {}) is None
     with pytest.raises(ConfigError, match="vllm_api_key_env: environment variable K is not set"):
         load_vllm_api_key(_vllm_node(vllm_api_key_env="K"), {})
+
+
+def test_state_bytes_model_may_be_the_checkpoint_folder_vllm_serves(tmp_path: Path) -> None:
+    from prfaas.perf.arch import s_kv_bytes
+    from prfaas.serve.vllm_arch import served_arch
+
+    config = {"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 512, "intermediate_size": 128}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    arch = served_arch(str(tmp_path))
+    assert s_kv_bytes(arch, 100) == 100 * 4 * 2 * 2 * 32 * 2  # tokens x layers x (K, V) x kv heads x dim x bf16
+    check_config(_vllm_config(state_bytes_model=str(tmp_path)))
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"state_bytes_model: .*config\.json"):
+        check_config(_vllm_config(state_bytes_model=str(tmp_path)))

@@ -133,7 +133,8 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     telemetry_url: str | None = None  # the connector's telemetry endpoint (GET /prfaas/telemetry), e.g. http://h:p
     kv_events_endpoint: str | None = None  # vLLM's --kv-events-config endpoint (prefix-cache contents), or None
     vllm_model: str | None = None  # the `model` name of OpenAI calls (None: the first of GET /v1/models)
-    # the served architecture as a catalog model (name or TOML path): S_kv(l) for the policy and transfer bytes
+    # the served architecture (a catalog model name or TOML path, or the checkpoint folder vLLM serves): S_kv(l) for
+    # the policy and the transfer bytes of offloaded prefills
     state_bytes_model: str | None = None
     # vLLM's `--api-key`, sent as `Authorization: Bearer` on every call (a file, mode 0600, or an environment variable)
     vllm_api_key_file: str | None = None
@@ -327,12 +328,12 @@ def _validate_engine(node: NodeSection, key: str, doc: TomlDoc | None) -> None:
         raise _err(doc, f"{key}.kv_port", "an engine = \"vllm\" node needs kv_port: the port its prfaas connector "
                    "receives state on (kv_transfer_config's kv_port)")
     if node.state_bytes_model is not None:
-        from prfaas.catalog.models import load_model
+        from prfaas.serve.vllm_arch import served_arch
 
         try:
-            load_model(node.state_bytes_model)
-        except (PrfaasError, OSError, ValueError) as exc:
-            raise _err(doc, f"{key}.state_bytes_model", f"not a catalog model: {exc}") from None
+            served_arch(node.state_bytes_model)
+        except PrfaasError as exc:
+            raise _err(doc, f"{key}.state_bytes_model", str(exc)) from None
     endpoint = node.kv_events_endpoint
     if endpoint is not None and not _is_kv_events_endpoint(endpoint):
         raise _err(doc, f"{key}.kv_events_endpoint", f"{endpoint!r} is not tcp://HOST:PORT or tcp://*:PORT "

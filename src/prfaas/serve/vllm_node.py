@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from prfaas.catalog.models import load_model
 from prfaas.core.blocks import block_hash_chain
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
@@ -70,6 +69,7 @@ from prfaas.serve.messages import (
     encode,
 )
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.vllm_arch import served_arch
 from prfaas.serve.vllm_events import KvEventSubscriber, PrefixTracker
 from prfaas.serve.vllm_http import VllmClient, VllmError, VllmTokens, completion_body
 from prfaas.serve.vllm_metrics import VllmLoad, parse_metrics, parse_telemetry
@@ -111,7 +111,7 @@ class VllmNodeServer:
         self.tracker = PrefixTracker() if self.section.kv_events_endpoint else None
         self._prefilled: OrderedDict[int, None] = OrderedDict()  # guarded: the heartbeat thread reads it
         self._prefilled_lock = threading.Lock()
-        self.arch = None if self.section.state_bytes_model is None else load_model(self.section.state_bytes_model)
+        self.arch = None if self.section.state_bytes_model is None else served_arch(self.section.state_bytes_model)
         self.load = VllmLoad()
         self.links: list[LinkSnapshot] = []
         self.vllm_up = False
