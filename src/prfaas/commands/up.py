@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 def resolve_up_config(config: Path | None, port: int | None, model: str | None) -> DeployConfig:
     """The deployment: the file (or the embedded default) with the command-line overrides, validated as a whole
     (`check_config`: the overrides bypass the file's validation) and its model checked (config only)."""
-    from prfaas.serve.launcher import check_model_section
+    from prfaas.serve.launcher import check_model_section, runs_our_engine
 
     cfg = load_config(config) if config is not None else default_config()
     if port is not None:
@@ -47,7 +47,8 @@ def resolve_up_config(config: Path | None, port: int | None, model: str | None) 
         served = Path(model).name if model != "default" else "default"
         cfg = msgspec.structs.replace(cfg, model=msgspec.structs.replace(cfg.model, name=model, served_name=served))
     cfg = check_config(cfg, str(config) if config is not None else "prfaas up")
-    check_model_section(cfg.model)
+    if runs_our_engine(cfg):
+        check_model_section(cfg.model)
     return cfg
 
 

@@ -26,7 +26,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from prfaas.catalog.tomlfile import TomlDoc, convert, parse_toml, read_toml
-from prfaas.core.errors import ConfigError
+from prfaas.core.errors import ConfigError, PrfaasError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
@@ -125,7 +125,20 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     role: Role
     host: str = "127.0.0.1"
     port: Port = 0  # control (HTTP) port; 0 = pick a free one
-    kv_port: Port = 0  # KV receiver port (PD nodes); 0 = pick a free one
+    kv_port: Port = 0  # KV receiver port (PD nodes); 0 = pick a free one. engine "vllm": the connector's receiver
+    # -- engine "vllm": this node is an adapter process in front of one vLLM instance (docs/vllm.md) --
+    engine: str = "prfaas"  # "prfaas" (our engine, in this process) | "vllm" (`serve.vllm_node`)
+    vllm_url: str | None = None  # the instance's OpenAI server, e.g. http://127.0.0.1:8100
+    kv_host: str | None = None  # where the instance's prfaas connector receives state (None: `host`)
+    telemetry_url: str | None = None  # the connector's telemetry endpoint (GET /prfaas/telemetry), e.g. http://h:p
+    kv_events_endpoint: str | None = None  # vLLM's --kv-events-config endpoint (prefix-cache contents), or None
+    vllm_model: str | None = None  # the `model` name of OpenAI calls (None: the first of GET /v1/models)
+    # the served architecture (a catalog model name or TOML path, or the checkpoint folder vLLM serves): S_kv(l) for
+    # the policy and the transfer bytes of offloaded prefills
+    state_bytes_model: str | None = None
+    # vLLM's `--api-key`, sent as `Authorization: Bearer` on every call (a file, mode 0600, or an environment variable)
+    vllm_api_key_file: str | None = None
+    vllm_api_key_env: str | None = None
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -256,6 +269,11 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
         if node.role not in _ROLES_BY_CLUSTER[node.cluster]:
             allowed = ", ".join(r.value for r in _ROLES_BY_CLUSTER[node.cluster])
             raise _err(doc, f"nodes[{i}].role", f"a {node.cluster.value} node's role must be one of: {allowed}")
+    for i, node in enumerate(cfg.nodes):
+        _validate_engine(node, f"nodes[{i}]", doc)
+        if node.engine != cfg.nodes[0].engine:  # the KV state's wire layout is the engine's: they cannot mix
+            raise _err(doc, f"nodes[{i}].engine", f"every node of a deployment runs the same engine; nodes[0] runs "
+                       f"{cfg.nodes[0].engine!r}, {node.name!r} {node.engine!r}")
     if not any(n.role is Role.PD_DECODE for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one pd_decode node")
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
@@ -264,6 +282,69 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
     if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
     validate_secret_sources(cfg, doc)
+
+
+ENGINES = ("prfaas", "vllm")
+_VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model", "state_bytes_model",
+              "vllm_api_key_file", "vllm_api_key_env")
+
+
+def _http_url_error(url: str) -> str | None:
+    """Why `url` is not an http(s)://host:port[/path] base URL (None: it is one)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{url!r} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s)://host:port URL"
+    if port is None:
+        return f"{url!r} names no port"
+    if parts.query or parts.fragment:
+        return f"{url!r} must not carry a query or fragment"
+    return None
+
+
+def _validate_engine(node: NodeSection, key: str, doc: TomlDoc | None) -> None:
+    if node.engine not in ENGINES:
+        raise _err(doc, f"{key}.engine", f"unknown engine {node.engine!r}; known: {', '.join(ENGINES)}")
+    if node.engine == "prfaas":
+        stray = [k for k in _VLLM_KEYS if getattr(node, k) is not None]
+        if stray:
+            raise _err(doc, f"{key}.{stray[0]}", f"{stray[0]} is for engine = \"vllm\" nodes only")
+        return
+    if node.vllm_url is None:
+        raise _err(doc, f"{key}.vllm_url", "an engine = \"vllm\" node needs vllm_url (its vLLM server)")
+    for name in ("vllm_url", "telemetry_url"):
+        value = getattr(node, name)
+        problem = None if value is None else _http_url_error(value)
+        if problem is not None:
+            raise _err(doc, f"{key}.{name}", problem)
+    if node.vllm_api_key_file is not None and node.vllm_api_key_env is not None:
+        raise _err(doc, f"{key}.vllm_api_key_env", "give one of vllm_api_key_file, vllm_api_key_env, not both")
+    if node.kv_port == 0:
+        raise _err(doc, f"{key}.kv_port", "an engine = \"vllm\" node needs kv_port: the port its prfaas connector "
+                   "receives state on (kv_transfer_config's kv_port)")
+    if node.state_bytes_model is not None:
+        from prfaas.serve.vllm_arch import served_arch
+
+        try:
+            served_arch(node.state_bytes_model)
+        except PrfaasError as exc:
+            raise _err(doc, f"{key}.state_bytes_model", str(exc)) from None
+    endpoint = node.kv_events_endpoint
+    if endpoint is not None and not _is_kv_events_endpoint(endpoint):
+        raise _err(doc, f"{key}.kv_events_endpoint", f"{endpoint!r} is not tcp://HOST:PORT or tcp://*:PORT "
+                   "(the endpoint given to vllm serve --kv-events-config)")
+
+
+def _is_kv_events_endpoint(endpoint: str) -> bool:
+    if not endpoint.startswith("tcp://"):
+        return False
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def is_loopback_host(host: str) -> bool:
@@ -279,6 +360,7 @@ def is_loopback_host(host: str) -> bool:
 def beyond_loopback(cfg: DeployConfig) -> list[str]:
     """Which listeners of the deployment are reachable from other machines (empty: loopback only)."""
     hosts = [("gateway", cfg.gateway.host)] + [(f"node {n.name}", n.host) for n in cfg.nodes]
+    hosts += [(f"node {n.name}'s KV receiver", n.kv_host) for n in cfg.nodes if n.kv_host is not None]
     return [f"{who} on {host}" for who, host in hosts if not is_loopback_host(host)]
 
 
@@ -337,7 +419,7 @@ def resolve_ports(cfg: DeployConfig) -> DeployConfig:
     nodes = [
         msgspec.structs.replace(
             n, port=n.port or free_port(n.host), kv_port=n.kv_port or free_port(n.host)
-        )
+        )  # (a vLLM node's kv_port is never 0: its connector's, validated)
         for n in cfg.nodes
     ]
     return msgspec.structs.replace(cfg, gateway=gateway, nodes=nodes)

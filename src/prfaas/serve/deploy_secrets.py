@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 
 from prfaas.core.errors import ConfigError
-from prfaas.serve.config import MIN_SECRET_CHARS, DeployConfig, GatewaySection, TransportSection
+from prfaas.serve.config import MIN_SECRET_CHARS, DeployConfig, GatewaySection, NodeSection, TransportSection
 
 _log = logging.getLogger(__name__)
 TOKEN_BYTES = 32
@@ -74,6 +74,16 @@ def _read_env(key: str, name: str, environ: Mapping[str, str]) -> str:
     if not value:
         raise ConfigError(f"{key}: environment variable {name} is not set")
     return value
+
+
+def load_vllm_api_key(node: NodeSection, environ: Mapping[str, str]) -> str | None:
+    """A vLLM node's `--api-key` (None: its vLLM takes calls without one)."""
+    key = f"nodes.{node.name}"
+    if node.vllm_api_key_file is not None:
+        return _read_file(f"{key}.vllm_api_key_file", node.vllm_api_key_file).strip() or None
+    if node.vllm_api_key_env is not None:
+        return _read_env(f"{key}.vllm_api_key_env", node.vllm_api_key_env, environ).strip()
+    return None
 
 
 def load_shared_secret(t: TransportSection, environ: Mapping[str, str]) -> bytes:

@@ -191,16 +191,17 @@ class RequestDriver:
                 raise RequestFailed(exc.status, str(exc)) from None
             self._observe_ok(router, plan, reply, attempt, label, job)
             generated.append(reply.first_token)
-            finished = remaining.max_tokens <= 1
+            finished = remaining.max_tokens <= 1 or reply.finish_reason is not None
             info = AttemptInfo(plan.reason.value, prefill_node.name, decode_node.name, plan.uncached_tokens,
                                reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt)
-            yield TokenDelta((reply.first_token,), "length" if finished else None, label, info)
+            end = (reply.finish_reason or "length") if finished else None
+            yield TokenDelta((reply.first_token,), end, label, info)
             if finished:
                 await self._drop_state(decode_node, rid)
                 live.clear()
                 return
             try:
-                async for chunk in self._decode(rid, reply, remaining, decode_node):
+                async for chunk in self._decode(rid, reply, remaining, decode_node, prompt):
                     generated.extend(chunk.token_ids)
                     yield TokenDelta(tuple(chunk.token_ids), chunk.finish_reason, label)
                     if chunk.finish_reason is not None:
@@ -356,10 +357,12 @@ class RequestDriver:
         return forced
 
     # --- decode ----------------------------------------------------------------------------------
-    async def _decode(self, rid: str, reply: PrefillReply, sampling: SamplingMsg,
-                      node: NodeRecord) -> AsyncIterator[TokenChunk]:
+    async def _decode(self, rid: str, reply: PrefillReply, sampling: SamplingMsg, node: NodeRecord,
+                      prompt: list[int]) -> AsyncIterator[TokenChunk]:
+        # a vLLM adapter node decodes from prompt + first token (`serve.vllm_node`); our engine needs no prompt
+        prompt_ids = prompt if node.info.engine == "vllm" else None
         msg = DecodeRequest(request_id=rid, first_token=reply.first_token, num_prompt_tokens=reply.num_prompt_tokens,
-                            sampling=sampling)
+                            sampling=sampling, prompt_token_ids=prompt_ids)
         node.gateway_decodes += 1
         try:
             async with self.session.post(f"{node.info.control_url}/decode", data=encode(msg),

@@ -41,6 +41,12 @@ class LaunchError(PrfaasError):
     """A process of the deployment failed to start or never became ready."""
 
 
+def runs_our_engine(cfg: DeployConfig) -> bool:
+    """Some node loads the model in our engine (vLLM nodes do not: their vLLM does, the gateway needs only the
+    checkpoint's tokenizer), so `[model]` must be a model our engine can load."""
+    return any(n.engine == "prfaas" for n in cfg.nodes)
+
+
 def check_model_section(model: ModelSection) -> None:
     """The engine's one-line error if no node could load `model` (reads a checkpoint's config.json only)."""
     if model.name == "stub":  # benchmarks' torch-free backend
@@ -88,7 +94,8 @@ class Launcher:
         return f"http://{self.cfg.gateway.host}:{self.cfg.gateway.port}"
 
     def start(self) -> Launcher:
-        prepare_model(self.cfg.model)
+        if runs_our_engine(self.cfg):
+            prepare_model(self.cfg.model)
         self.cfg = prepare_tls(self.cfg, self.run_dir)
         # secrets first: the run's own secret files are what lets a deployment beyond loopback (sites) pass the check
         self.cfg, self.secrets = prepare_run_secrets(self.cfg, self.run_dir, self.api_keys)

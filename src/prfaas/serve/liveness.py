@@ -43,7 +43,8 @@ class GatewayUnreachable(Exception):
 class HeartbeatThread:
     def __init__(self, auth: ControlAuth, gateway_host: str, gateway_port: int, interval_s: float, *,
                  register: Callable[[], NodeRegister], heartbeat: Callable[[], Heartbeat],
-                 reporter: CacheReporter, timeout_s: float = 5.0) -> None:
+                 reporter: CacheReporter, timeout_s: float = 5.0,
+                 healthy: Callable[[], bool] | None = None) -> None:
         self.auth = auth
         self.host, self.port = gateway_host, gateway_port
         self.interval_s = interval_s
@@ -51,6 +52,7 @@ class HeartbeatThread:
         self._register = register
         self._heartbeat = heartbeat
         self._reporter = reporter
+        self._healthy = healthy  # False: send nothing (the node's engine is down; the gateway expires the node)
         self._conn: http.client.HTTPConnection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="node-heartbeat", daemon=True)
@@ -67,6 +69,11 @@ class HeartbeatThread:
     def _run(self) -> None:
         registered = False
         while not self._stop.is_set():
+            if self._healthy is not None and not self._healthy():
+                registered = False  # re-register once the engine is back (its cache starts over)
+                self._reporter.on_lost()
+                self._stop.wait(self.interval_s)
+                continue
             try:
                 registered = self._beat(registered)
             except (GatewayUnreachable, OSError, http.client.HTTPException, ProtocolVersionError) as exc:

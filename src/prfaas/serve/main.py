@@ -1,7 +1,9 @@
 """Process entry points: `python -m prfaas.serve.main gateway|node --config FILE [--name NODE]`.
 
 `serve_gateway(cfg)` runs the FastAPI gateway under uvicorn; `serve_node(cfg, name)` loads the model, then
-runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT. Both log to stderr.
+runs the node's control server, KV receiver and model thread until SIGTERM / SIGINT; a node with
+`engine = "vllm"` runs the adapter in front of its vLLM instance instead (`serve.vllm_node`, nothing loaded here;
+the vLLM server itself is started separately). Both log to stderr.
 Started by a launcher (`prfaas up`, tests, benchmarks), a process first ties its life to the launcher's
 (`serve.lifeline.watch_launcher`): when the launcher dies it shuts down as on SIGTERM.
 Both read the deployment's secrets here, at start, from where the config points (`serve.deploy_secrets`).
@@ -64,6 +66,9 @@ def serve_gateway(cfg: DeployConfig) -> None:
 
 
 def serve_node(cfg: DeployConfig, name: str) -> None:
+    if cfg.node(name).engine == "vllm":  # an adapter in front of a vLLM instance: no model loads here
+        _serve_vllm_node(cfg, name)
+        return
     from prfaas.serve.backend import make_backend
     from prfaas.serve.deploy_secrets import load_shared_secret
     from prfaas.serve.memory import tune_allocator
@@ -86,6 +91,15 @@ def serve_node(cfg: DeployConfig, name: str) -> None:
         logging.getLogger(__name__).info("node %s stopped", name)
 
     asyncio.run(run())
+
+
+def _serve_vllm_node(cfg: DeployConfig, name: str) -> None:
+    from prfaas.serve.deploy_secrets import load_shared_secret
+    from prfaas.serve.vllm_node import serve_vllm_node
+
+    _logging(name)
+    secret = load_shared_secret(cfg.transport, os.environ)
+    asyncio.run(serve_vllm_node(cfg, name, secret))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,6 +48,9 @@ class NodeRegister(Message, frozen=True, kw_only=True, tag="register"):
     max_context_tokens: int
     # S_kv(l) of the node's model at a few lengths (tokens, bytes): the gateway's policy sizes link budgets with it
     state_bytes_points: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    # "prfaas": our engine; "vllm": an adapter in front of a vLLM instance (`serve.vllm_node`): its /decode needs
+    # the prompt's tokens (DecodeRequest.prompt_token_ids), since vLLM decodes from prompt + first token
+    engine: str = "prfaas"
 
 
 class RegisterReply(Message, frozen=True, kw_only=True, tag="register_reply"):
@@ -113,6 +116,9 @@ class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):
     prefill_s: float
     transfer_bytes: int
     transfer_s: float | None  # None when the state stayed on this node (colocated)
+    # the request ended with its first token ("stop": an end-of-sequence token; a vLLM node knows it from vLLM's
+    # finish reason, it holds no tokenizer); None: decode goes on (or max_tokens says it ends)
+    finish_reason: str | None = None
 
 
 class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):
@@ -121,6 +127,7 @@ class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):
     num_prompt_tokens: int
     sampling: SamplingMsg
     state_wait_s: float = 30.0
+    prompt_token_ids: list[int] | None = None  # filled only for nodes that registered engine "vllm"
 
 
 class TokenChunk(Message, frozen=True, kw_only=True, tag="tokens"):

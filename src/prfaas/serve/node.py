@@ -35,14 +35,12 @@ from prfaas.serve.attempts import AttemptTable, LiveAttempt, PrefillCancelled
 from prfaas.serve.backend import Backend, BackendInputError, DecodeEvent
 from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
-from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, audience_of
+from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.inbox import StateInbox, StateNotArrived
 from prfaas.serve.liveness import HeartbeatThread
 from prfaas.serve.messages import (
     DecodeRequest,
-    ErrorReply,
     Heartbeat,
-    Message,
     NodeRegister,
     PrefillReply,
     PrefillRequest,
@@ -54,6 +52,7 @@ from prfaas.serve.messages import (
     encode,
 )
 from prfaas.serve.node_cancel import NodeCancellation
+from prfaas.serve.node_http import error, reply, start_control
 from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
 from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
@@ -63,12 +62,8 @@ from prfaas.transport.testing import LinkShim
 _log = logging.getLogger(__name__)
 
 
-def _reply(message: Message, status: int = 200) -> web.Response:
-    return web.Response(body=encode(message), status=status, content_type="application/json")
-
-
-def _error(kind: str, message: str, status: int) -> web.Response:
-    return _reply(ErrorReply(kind=kind, message=message), status)
+_reply = reply
+_error = error
 
 
 class NodeServer(NodeCancellation):
@@ -129,16 +124,11 @@ class NodeServer(NodeCancellation):
         self._loop = asyncio.get_running_loop()
         self.worker.start()
         self.receiver.start()
-        signed = self.auth.server_middleware(lambda: audience_of(self.control_url), exempt=("/health",))
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[signed])
-        self.auth.sign_replies(app)
-        app.add_routes([web.post("/prefill", self.handle_prefill), web.post("/decode", self.handle_decode),
-                        web.post("/role", self.handle_role), web.post("/abort", self.handle_abort),
-                        web.get("/tables", self.handle_tables), web.get("/health", self.handle_health)])
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.section.host, self.section.port).start()
-        self._port = int(self._runner.addresses[0][1])  # the bound port (config port 0: an ephemeral one)
+        routes = [web.post("/prefill", self.handle_prefill), web.post("/decode", self.handle_decode),
+                  web.post("/role", self.handle_role), web.post("/abort", self.handle_abort),
+                  web.get("/tables", self.handle_tables), web.get("/health", self.handle_health)]
+        self._runner, self._port = await start_control(self.auth, self.section.host, self.section.port,
+                                                       lambda: self.control_url, routes)
         self._liveness = self._start_liveness()
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
         self._tasks.append(asyncio.create_task(self._trim_when_idle()))
