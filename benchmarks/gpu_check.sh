@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 OUT="${1:-gpu-check}"
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
-export PRFAAS_VLLM_VENV="${PRFAAS_VLLM_VENV:-$PWD/.vllm-cuda-venv}" PRFAAS_REQUIRE_VLLM=1
+export PRFAAS_VLLM_VENV="${PRFAAS_VLLM_VENV:-$PWD/.vllm-cuda-venv}" PRFAAS_REQUIRE_VLLM=1 PRFAAS_VLLM_GPU_MEM_FRACTION=0.3
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || { echo "no GPU visible (nvidia-smi failed)"; exit 2; }
 status=0
 python -m pip install -q -e '.[all,dev]' > "$OUT/install.log" 2>&1 || { echo "install failed"; exit 2; }

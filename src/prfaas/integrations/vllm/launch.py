@@ -72,6 +72,8 @@ def server_args(spec: VllmServerSpec) -> list[str]:
         args += ["--kv-transfer-config", json.dumps(transfer, separators=(",", ":"))]
     if not spec.prefix_caching:
         args.append("--no-enable-prefix-caching")
+    if os.environ.get("PRFAAS_VLLM_GPU_MEM_FRACTION"):  # GPU hosts: several instances share one device
+        args += ["--gpu-memory-utilization", os.environ["PRFAAS_VLLM_GPU_MEM_FRACTION"]]
     if spec.kv_events_port:
         events = {"enable_kv_cache_events": True, "publisher": "zmq",
                   "endpoint": f"tcp://{spec.host}:{spec.kv_events_port}", "topic": "kv"}
