@@ -19,10 +19,10 @@ Needs the vLLM venv (`prfaas vllm install --nixl`).
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import itertools
 import json
+import os
 import secrets
 import statistics
 import tempfile

@@ -8,15 +8,16 @@ Needs the vLLM venv (`prfaas vllm install`); minutes per model family (servers s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
 from pathlib import Path
 
 import pytest
+from tests.integrations.vllm_fixtures import Pair, require_venv, start_pair
 
 from prfaas.integrations.vllm.harness import first_token_then_decode, metric_value
-from tests.integrations.vllm_fixtures import Pair, require_venv, start_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(3600)]
 
@@ -169,10 +170,8 @@ class _CorruptingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def close(self) -> None:

@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.integrations.vllm_fixtures import require_venv
 
 from prfaas.integrations.vllm.harness import free_ports, metric_value
-from tests.integrations.vllm_fixtures import require_venv
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(2400)]
 

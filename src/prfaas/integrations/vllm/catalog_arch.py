@@ -41,7 +41,8 @@ def mixers(cfg: dict[str, Any]) -> tuple[MixerGeometry, ...]:
     if kind == "qwen3_next":
         gdn = LinearGeometry(LinearVariant.GDN, num_heads=int(cfg["linear_num_value_heads"]),
                              num_k_heads=int(cfg["linear_num_key_heads"]), head_dim_k=int(cfg["linear_key_head_dim"]),
-                             head_dim_v=int(cfg["linear_value_head_dim"]), conv_kernel=int(cfg["linear_conv_kernel_dim"]))
+                             head_dim_v=int(cfg["linear_value_head_dim"]),
+                             conv_kernel=int(cfg["linear_conv_kernel_dim"]))
         return tuple(gdn if t == "linear_attention" else _gqa(cfg) for t in cfg["layer_types"])
     if kind == "granitemoehybrid":
         ssm = _mamba2(cfg, int(cfg["mamba_n_heads"]), int(cfg["mamba_d_head"]), int(cfg["mamba_n_groups"]),

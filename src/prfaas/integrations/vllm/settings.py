@@ -36,7 +36,8 @@ class ConnectorSettings:
                  "secret", "connections_per_peer", "chunk_bytes", "pace_gbps", "staged_ttl_s"}
         unknown = sorted(set(extra) - known)
         if unknown:
-            raise SettingsError(f"prfaas connector: unknown kv_connector_extra_config keys {unknown}; known {sorted(known)}")
+            raise SettingsError(f"prfaas connector: unknown kv_connector_extra_config keys {unknown}; "
+                                f"known {sorted(known)}")
         kv_host = str(extra.get("kv_host", "127.0.0.1"))
         secret = _secret(extra, kv_host)
         settings = cls(

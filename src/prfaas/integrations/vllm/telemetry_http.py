@@ -40,7 +40,7 @@ class TelemetryServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] != PATH:
                     self.send_error(404)
                     return

@@ -45,7 +45,8 @@ log = logging.getLogger("vllm.prfaas")  # under vLLM's logger: its handlers and 
 
 def _bytes_view(tensor: torch.Tensor) -> memoryview:
     host = tensor if tensor.device.type == "cpu" else tensor.to("cpu")
-    return memoryview(host.contiguous().view(torch.uint8).numpy()).cast("B")
+    array: Any = host.contiguous().view(torch.uint8).numpy()
+    return memoryview(array).cast("B")
 
 
 @dataclass(slots=True)
@@ -126,7 +127,8 @@ class WorkerSide:
         tensors = [torch.empty(spec.nbytes, dtype=torch.uint8) for spec in layout.tensors]
         with self._lock:
             self._allocated[id(layout)] = tensors
-        return [memoryview(t.numpy()) for t in tensors]
+        arrays: list[Any] = [t.numpy() for t in tensors]
+        return [memoryview(a) for a in arrays]
 
     def _on_complete(self, transfer_id: str, layout: StateLayout, _buffers: list[memoryview]) -> None:
         with self._lock:
@@ -150,7 +152,7 @@ class WorkerSide:
         for task in meta.sends:
             try:
                 self._step_sends.append(self._begin(task))
-            except Exception as exc:  # noqa: BLE001 - a send that cannot start must not stop the forward
+            except Exception as exc:
                 self.stats.send_failed()
                 log.warning("prfaas connector: cannot start transfer %s: %s", task.transfer_id, exc)
 
@@ -179,7 +181,7 @@ class WorkerSide:
                 tensors = self._read_layer(layer, out.task)
                 out.keep.extend(tensors)
                 out.transfer.send_layer(layer.index, [_bytes_view(t) for t in tensors])
-            except Exception as exc:  # noqa: BLE001 - the transfer fails; the decode side recomputes
+            except Exception as exc:
                 log.warning("prfaas connector: transfer %s layer %s: %s", out.task.transfer_id, layer.name, exc)
                 out.transfer.abort(str(exc)) if hasattr(out.transfer, "abort") else None
                 out.sent.update(layer.index for layer in self.layers)
@@ -201,7 +203,7 @@ class WorkerSide:
             self._send_through(out, len(self.layers))
             try:
                 out.transfer.finish()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("prfaas connector: transfer %s: %s", out.task.transfer_id, exc)
             self._inflight.append(out)
             self.stats.sent(out.layout.total_bytes)
