@@ -146,15 +146,15 @@ class WorkerSide:
     # --- per step (worker thread) ----------------------------------------------------------------
     def bind(self, meta: StepMeta) -> None:
         now = time.monotonic()
-        for task in meta.loads:
-            self._pending[task.req_id] = _Pending(task, now + task.wait_s)
+        for load in meta.loads:
+            self._pending[load.req_id] = _Pending(load, now + load.wait_s)
         self._step_sends = []
-        for task in meta.sends:
-            try:
-                self._step_sends.append(self._begin(task))
+        for send in meta.sends:
+            try:  # a send that cannot start must not stop the forward: the decode side recomputes
+                self._step_sends.append(self._begin(send))
             except Exception as exc:
                 self.stats.send_failed()
-                log.warning("prfaas connector: cannot start transfer %s: %s", task.transfer_id, exc)
+                log.warning("prfaas connector: cannot start transfer %s: %s", send.transfer_id, exc)
 
     def _begin(self, task: SendTask) -> _Outgoing:
         log.debug("prfaas send %s: positions [%d, %d) blocks %s", task.transfer_id, task.start, task.num_tokens,
