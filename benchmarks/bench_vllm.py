@@ -193,7 +193,7 @@ def run_setup(label: str, venv: Path, root: Path, model: str, p_site: Site, d_si
 
         def bytes_sent() -> int:
             with p_site.inside():
-                doc = http_json(f"http://{p_site.addr}:{specs[0].telemetry_port}/prfaas/telemetry")
+                doc = http_json(f"http://127.0.0.1:{specs[0].telemetry_port}/prfaas/telemetry")  # in its namespace
             return int(doc["counters"]["bytes_sent"])
 
         before = bytes_sent()
@@ -209,7 +209,7 @@ def run_setup(label: str, venv: Path, root: Path, model: str, p_site: Site, d_si
             overhead.append(connector_overhead(p_site, specs[0].port, model, (d_site.addr, specs[1].kv_port),
                                                args.prompt_tokens, 3, salt=7000 + 100 * r))
         with p_site.inside():
-            sent = http_json(f"http://{p_site.addr}:{specs[0].telemetry_port}/prfaas/telemetry")["counters"]
+            sent = http_json(f"http://127.0.0.1:{specs[0].telemetry_port}/prfaas/telemetry")["counters"]
         results["send_s_per_transfer"] = sent["send_seconds_total"] / max(1, sent["sends_done"])
         results["overhead_pct"] = _median_spread(overhead)
         for name, rows in runs.items():
