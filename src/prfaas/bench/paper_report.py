@@ -75,7 +75,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
         live = [v * k for v in c.live_max_rps]
         sim = [v * k for v in c.sim_max_rps]
         errs = [_err(s, lv) for s, lv in zip(c.sim_max_rps, c.live_max_rps, strict=False)]
-        ratio = (_med(c.live_max_rps) / homo_live) if homo_live and c.live_max_rps else None
+        live_med = _med(c.live_max_rps)
+        ratio = live_med / homo_live if homo_live and live_med is not None else None
         pl_ratio = c.planner_lambda_rps / homo_planner if homo_planner else None
         utils = [b.live_link_utilisation_mean for r in range(opts.runs) if (b := best_sustained(c, r)) is not None]
         base = c.configuration.split("/")[0]
@@ -85,8 +86,9 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
             f"{_span(errs, '+.1%'):>9}{_f(ratio, '.3f'):>10}{_f(pl_ratio, '.3f'):>13}"
             f"{PAPER_RATIO.get(base, float('nan')):>7.2f}{_span(utils, '.1%'):>12}")
     if homo_sim:
-        lines.append(f"(simulator ratios to homogeneous: " + ", ".join(
-            f"{c.configuration} {_med(c.sim_max_rps) / homo_sim:.3f}" for c in configs if c.sim_max_rps) + ")")
+        lines.append("(simulator ratios to homogeneous: " + ", ".join(
+            f"{c.configuration} {(_med(c.sim_max_rps) or 0.0) / homo_sim:.3f}" for c in configs if c.sim_max_rps)
+            + ")")
     lines += ["", f"common load {opts.common_load_rps:g} req/s (paper units): TTFT mean / P90 in paper seconds, "
               "live vs simulator on the same requests",
               f"{'configuration':<34}{'live mean':>10}{'sim mean':>9}{'err':>9}{'live p90':>9}{'sim p90':>9}"
@@ -115,7 +117,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
             lines.append(f"  {c.configuration:<32} run {p.run} {p.kind:<7}{p.rate_rps:>8.3f} req/s  live "
                          f"{'ok ' if p.live.is_sustainable else 'no '}{p.live.finished_fraction:>5.0%} "
                          f"{_f(p.live_ttft_mean_s, '7.2f')}  sim {'ok ' if p.sim.is_sustainable else 'no '}"
-                         f"{p.sim.finished_fraction:>5.0%} {_f(p.sim_ttft_mean_s, '7.2f')}  failed {p.live_failed} "
+                         f"{p.sim.finished_fraction:>5.0%} {_f(p.sim_ttft_mean_s, '7.2f')}  first tokens/s live "
+                         f"{_f(p.live_first_token_rps, '.3f')} sim {_f(p.sim_first_token_rps, '.3f')}  failed {p.live_failed} "
                          f"lost {p.live_lost} abandoned {p.live_abandoned}")
     lines += [f"paper: PrfaaS egress averages ~{PAPER_EGRESS_UTILISATION:.0%} of the link at the operating point"]
     lines += [f"note: {n}" for n in result.notes]
@@ -159,12 +162,12 @@ def plot_paper(result: PaperResult, path: Path) -> Path | None:
     bars.set_ylabel("max sustainable rate (paper req/s)")
     bars.legend(fontsize="small")
     for c in result.configs:
-        for row in common_rows(c)[:1]:
-            recs = read_records(Path(row.out) / "records.jsonl")
+        for common in common_rows(c)[:1]:
+            recs = read_records(Path(common.out) / "records.jsonl")
             ttfts = sorted(r.ttft_s / k for r in recs if r.ttft_s is not None)
             line = cdf.step(ttfts, [(i + 1) / len(ttfts) for i in range(len(ttfts))], where="post",
                             label=f"{c.configuration} live") if ttfts else None
-            sim_path = Path(row.out) / "sim_ttft.json"
+            sim_path = Path(common.out) / "sim_ttft.json"
             if sim_path.exists():
                 sims = sorted(v / k for v in json.loads(sim_path.read_text()))
                 color = line[0].get_color() if line else None
@@ -175,7 +178,7 @@ def plot_paper(result: PaperResult, path: Path) -> Path | None:
     cdf.set_title(f"TTFT at {result.options.common_load_rps:g} req/s")
     cdf.legend(fontsize="x-small")
     pd = next((c for c in result.configs if c.configuration == "prfaas-pd"), None)
-    row = best_sustained(pd, 0) if pd is not None else None
+    row: ProbeRow | None = best_sustained(pd, 0) if pd is not None else None
     if row is None and pd is not None and common_rows(pd):
         row = common_rows(pd)[0]
     if row is not None:

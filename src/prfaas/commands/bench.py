@@ -198,6 +198,7 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
 
 
 QUICK_CONFIGURATIONS = ("prfaas-pd", "homogeneous")
+ALL_CONFIGURATIONS = ("prfaas-pd", "prfaas-pd/prfaas-bandwidth-aware", "homogeneous", "naive")
 QUICK_OVERLOAD_RPS = 3.0  # paper units: above the homogeneous planner's 2.11, below PrfaaS-PD's 3.33
 
 
@@ -219,7 +220,7 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
     from prfaas.bench.paper_config import PaperScale
     from prfaas.bench.paper_report import format_paper
 
-    names = QUICK_CONFIGURATIONS if quick else PaperOptions.__dataclass_fields__["configurations"].default
+    names: tuple[str, ...] = QUICK_CONFIGURATIONS if quick else ALL_CONFIGURATIONS
     if configurations is not None:
         names = tuple(n.strip() for n in configurations.split(",") if n.strip())
     if runs < 1 or (requests is not None and requests < 2):
