@@ -57,7 +57,7 @@ DEFAULT_TAIL_S = 60.0  # unscaled, as `sim.search.SustainCriteria`
 @dataclass(frozen=True, slots=True)
 class PaperOptions:
     out_dir: Path
-    scale: PaperScale = PaperScale()
+    scale: PaperScale = field(default_factory=PaperScale)
     num_requests: int = 300  # per probe (the arrival window is num_requests / rate)
     runs: int = 1
     seed: int = 0

@@ -118,8 +118,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
                          f"{'ok ' if p.live.is_sustainable else 'no '}{p.live.finished_fraction:>5.0%} "
                          f"{_f(p.live_ttft_mean_s, '7.2f')}  sim {'ok ' if p.sim.is_sustainable else 'no '}"
                          f"{p.sim.finished_fraction:>5.0%} {_f(p.sim_ttft_mean_s, '7.2f')}  first tokens/s live "
-                         f"{_f(p.live_first_token_rps, '.3f')} sim {_f(p.sim_first_token_rps, '.3f')}  failed {p.live_failed} "
-                         f"lost {p.live_lost} abandoned {p.live_abandoned}")
+                         f"{_f(p.live_first_token_rps, '.3f')} sim {_f(p.sim_first_token_rps, '.3f')}  "
+                         f"failed {p.live_failed} lost {p.live_lost} abandoned {p.live_abandoned}")
     lines += [f"paper: PrfaaS egress averages ~{PAPER_EGRESS_UTILISATION:.0%} of the link at the operating point"]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join(lines)

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from prfaas.core.blocks import BLOCK_TOKENS, block_hash_chain
 from prfaas.core.layers import LayerKind
-from prfaas.core.state_layout import StateLayout, TensorSpec
 from prfaas.core.lifecycle import ClusterKind
+from prfaas.core.state_layout import StateLayout, TensorSpec
 from prfaas.serve.config import EngineKind, ModelSection
 from prfaas.serve.messages import SamplingMsg
 

@@ -289,7 +289,9 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
     _validate_tls(cfg.transport, doc)
-    if cfg.model.engine is EngineKind.MODEL and cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
+    model = cfg.model
+    if model.engine is EngineKind.MODEL and model.name == "default" and (model.num_layers % 4
+                                                                         or model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
     validate_secret_sources(cfg, doc)
 
