@@ -65,7 +65,11 @@ class PaperOptions:
     rel_tol: float = 0.04
     bracket: float = 0.12  # the live search starts at sim_max x (1 +- bracket)
     max_probes: int = 6
-    search: bool = True  # False: only the common load (and `extra_rates`)
+    search: bool = False  # the sim-criterion rate search (long: see the module docstring)
+    capacity: bool = True  # one saturated run at `overload` x the planner's Lambda: the served throughput
+    overload: float = 1.5
+    capacity_window_s: float = 60.0  # unscaled arrival window of the capacity run
+    common_requests: int | None = None  # requests at the common load (None: num_requests)
     extra_rates: tuple[float, ...] = ()  # unscaled rates also run (quick mode: one overload rate)
     configurations: tuple[str, ...] = ("prfaas-pd", "prfaas-pd/prfaas-bandwidth-aware", "homogeneous", "naive")
     sites: bool | None = None  # None: when this process can make namespaces
@@ -89,6 +93,8 @@ class ProbeRow(msgspec.Struct, frozen=True, kw_only=True):
     num_requests: int
     live: Probe
     sim: Probe
+    live_throughput_rps: float | None  # completions per second while saturated (`served_rps`)
+    sim_throughput_rps: float | None
     live_first_token_rps: float | None  # requests given a first token per second (prefill throughput)
     sim_first_token_rps: float | None
     live_ttft_mean_s: float | None
@@ -216,6 +222,16 @@ def first_token_rps(pairs: Sequence[tuple[float, float | None]]) -> float | None
     return len(times) / span if span > 0 else None
 
 
+def served_rps(pairs: Sequence[tuple[float, float | None]], duration_s: float, decode_s: float) -> float | None:
+    """Completions per second with completion times in [D/4 + decode, D + decode]: the throughput a saturated
+    system serves (arrivals on [0, D); the first quarter is the ramp; one decode later the completions show it)."""
+    lo, hi = duration_s / 4 + decode_s, duration_s + decode_s
+    done = [a + lat for a, lat in pairs if lat is not None]
+    if not done:
+        return None
+    return sum(lo <= t <= hi for t in done) / (hi - lo)
+
+
 def _link_means(samples: Sequence[LinkSample], duration_s: float) -> tuple[float | None, float | None]:
     inside = [s for s in samples if s.time_s <= duration_s] or list(samples)
     if not inside:
@@ -233,11 +249,13 @@ class LiveConfig:
         self.c, self.dep, self.opts, self.run, self.out_dir = c, dep, opts, run, out_dir
         self._salt = 0
 
-    def probe(self, rate_rps: float, kind: str) -> ProbeRow:
+    def probe(self, rate_rps: float, kind: str, num_requests: int | None = None) -> ProbeRow:
         opts, c = self.opts, self.c
         seed = opts.seed + 1000 * self.run
-        requests = paper_requests(c, rate_rps, opts.num_requests, seed)
-        duration_s = opts.num_requests / rate_rps
+        n = num_requests or opts.num_requests
+        requests = paper_requests(c, rate_rps, n, seed)
+        duration_s = n / rate_rps
+        decode_s = OUTPUT_TOKENS * opts.scale.emulation.duration_s(0.025)
         crit = _with_duration(opts.criteria, duration_s)
         self._salt += 1
         bench = bench_requests(requests, seed, self._salt)
@@ -265,6 +283,9 @@ class LiveConfig:
         return ProbeRow(
             configuration=c.name, run=self.run, kind=kind, rate_rps=rate_rps, num_requests=len(bench),
             live=live_probe, sim=sim_probe,
+            live_throughput_rps=served_rps([(r.send_s, r.latency_s) for r in ok], duration_s, decode_s),
+            sim_throughput_rps=served_rps([(r.arrival_s, None if r.finish_s is None else r.finish_s - r.arrival_s)
+                                           for r in sim.records if r.is_ok], duration_s, decode_s),
             live_first_token_rps=first_token_rps([(r.send_s, r.ttft_s) for r in ok]),
             sim_first_token_rps=first_token_rps([(r.arrival_s, r.ttft_s) for r in sim.records if r.is_ok]),
             live_ttft_mean_s=live_ttft[0], sim_ttft_mean_s=sim_ttft[0],
@@ -341,8 +362,13 @@ def run_paper(opts: PaperOptions, configs: Sequence[PaperConfiguration] | None =
                 if opts.search:
                     res.sim_max_rps.append(sim_max)
                     res.live_max_rps.append(live.search(sim_max, res.probes.append))
-                for kind, rate in [("common", opts.common_load_rps)] + [("extra", r) for r in opts.extra_rates]:
-                    res.probes.append(live.probe(emu.rate_rps(rate), kind))
+                if opts.capacity:
+                    rate = emu.rate_rps(opts.overload * c.planner_lambda_rps)
+                    n = max(2, round(rate * emu.duration_s(opts.capacity_window_s)))
+                    res.probes.append(live.probe(rate, "capacity", n))
+                res.probes.append(live.probe(emu.rate_rps(opts.common_load_rps), "common", opts.common_requests))
+                for rate in opts.extra_rates:
+                    res.probes.append(live.probe(emu.rate_rps(rate), "extra"))
             write_paper(result, extra=res)
         result.configs.append(res)
         write_paper(result)

@@ -44,6 +44,10 @@ def _span(values: Sequence[float | None], fmt: str) -> str:
     return f"{format(statistics.median(got), fmt)} [{format(min(got), fmt)}, {format(max(got), fmt)}]"
 
 
+def _times(v: float | None, k: float) -> float | None:
+    return None if v is None else v * k
+
+
 def _f(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -64,7 +68,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
     homo = next((c for c in configs if c.configuration == "homogeneous" and c.live_max_rps), None)
     homo_live = _med(homo.live_max_rps) if homo else None
     homo_sim = _med(homo.sim_max_rps) if homo else None
-    homo_planner = homo.planner_lambda_rps if homo else None
+    homo_any = next((c for c in configs if c.configuration == "homogeneous"), None)
+    homo_planner = homo_any.planner_lambda_rps if homo_any else None
     lines = [f"prfaas bench paper: emulated accelerators, {opts.scale.emulation.describe()}, "
              f"{opts.scale.steps_per_event} decode step(s) per token event; {opts.num_requests} requests per probe, "
              f"{opts.runs} run(s); rates in the paper's req/s (emulated x k_t), TTFT in the paper's s (emulated / k_t)",
@@ -89,6 +94,34 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
         lines.append("(simulator ratios to homogeneous: " + ", ".join(
             f"{c.configuration} {(_med(c.sim_max_rps) or 0.0) / homo_sim:.3f}" for c in configs if c.sim_max_rps)
             + ")")
+    cap_rows = {c.configuration: [p for p in c.probes if p.kind == "capacity"] for c in configs}
+    if any(cap_rows.values()):
+        homo_cap = cap_rows.get("homogeneous") or []
+        h_live = _med([p.live_throughput_rps for p in homo_cap])
+        h_sim = _med([p.sim_throughput_rps for p in homo_cap])
+        lines += ["", f"capacity: Poisson arrivals at {opts.overload:g} x the planner's Lambda_max for "
+                  f"{opts.capacity_window_s:g} s (paper units); served = completions per second once saturated "
+                  "(median [min, max] over runs, paper req/s); sim on the same requests",
+                  f"{'configuration':<34}{'planner':>8}{'offered':>8}{'live served':>24}{'sim served':>11}"
+                  f"{'sim err':>18}{'live/homo':>10}{'sim/homo':>9}{'planner/homo':>13}{'paper':>6}"
+                  f"{'egress util':>20}{'lost':>5}"]
+        for c in configs:
+            rows = cap_rows.get(c.configuration) or []
+            if not rows:
+                continue
+            lv = _med([p.live_throughput_rps for p in rows])
+            sv = _med([p.sim_throughput_rps for p in rows])
+            base = c.configuration.split("/")[0]
+            lines.append(
+                f"{c.configuration:<34}{c.planner_lambda_rps:>8.3f}{rows[0].rate_rps * k:>8.3f}"
+                f"{_span([_times(p.live_throughput_rps, k) for p in rows], '.3f'):>24}"
+                f"{_f(None if sv is None else sv * k, '.3f'):>11}"
+                f"{_span([_err(p.sim_throughput_rps, p.live_throughput_rps) for p in rows], '+.1%'):>18}"
+                f"{_f(lv / h_live if lv is not None and h_live else None, '.3f'):>10}"
+                f"{_f(sv / h_sim if sv is not None and h_sim else None, '.3f'):>9}"
+                f"{_f(c.planner_lambda_rps / homo_planner if homo_planner else None, '.3f'):>13}"
+                f"{PAPER_RATIO.get(base, float('nan')):>6.2f}"
+                f"{_span([p.live_link_utilisation_mean for p in rows], '.1%'):>20}{sum(p.live_lost for p in rows):>5}")
     lines += ["", f"common load {opts.common_load_rps:g} req/s (paper units): TTFT mean / P90 in paper seconds, "
               "live vs simulator on the same requests",
               f"{'configuration':<34}{'live mean':>10}{'sim mean':>9}{'err':>9}{'live p90':>9}{'sim p90':>9}"
@@ -118,7 +151,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
                          f"{'ok ' if p.live.is_sustainable else 'no '}{p.live.finished_fraction:>5.0%} "
                          f"{_f(p.live_ttft_mean_s, '7.2f')}  sim {'ok ' if p.sim.is_sustainable else 'no '}"
                          f"{p.sim.finished_fraction:>5.0%} {_f(p.sim_ttft_mean_s, '7.2f')}  first tokens/s live "
-                         f"{_f(p.live_first_token_rps, '.3f')} sim {_f(p.sim_first_token_rps, '.3f')}  "
+                         f"{_f(p.live_first_token_rps, '.3f')} sim {_f(p.sim_first_token_rps, '.3f')}  served live "
+                         f"{_f(p.live_throughput_rps, '.3f')} sim {_f(p.sim_throughput_rps, '.3f')}  "
                          f"failed {p.live_failed} lost {p.live_lost} abandoned {p.live_abandoned}")
     lines += [f"paper: PrfaaS egress averages ~{PAPER_EGRESS_UTILISATION:.0%} of the link at the operating point"]
     lines += [f"note: {n}" for n in result.notes]
@@ -133,7 +167,7 @@ def write_paper(result: PaperResult, extra: ConfigResult | None = None) -> None:
     payload: dict[str, Any] = {
         "scale": {"time_scale": result.options.scale.time_scale, "state_scale": result.options.scale.state_scale,
                   "steps_per_event": result.options.scale.steps_per_event},
-        "num_requests": result.options.num_requests, "runs": result.options.runs,
+        "num_requests": result.options.num_requests, "overload": result.options.overload, "runs": result.options.runs,
         "common_load_rps": result.options.common_load_rps,
         "configs": msgspec.to_builtins(configs), "notes": result.notes}
     (out / "paper.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

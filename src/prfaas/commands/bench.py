@@ -212,7 +212,13 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
               state_scale: Annotated[float, typer.Option(help="k_b: every state byte / k_b.")] = 128.0,
               steps_per_event: Annotated[int, typer.Option(help="Decode steps per token event.")] = 8,
               common_load_rps: Annotated[float, typer.Option(help="The common load (paper req/s).")] = 1.0,
-              search: Annotated[bool, typer.Option(help="Search each max sustainable rate.")] = True,
+              search: Annotated[bool, typer.Option(help="Search each max sustainable rate with the simulator's "
+                                                         "criterion (long: several full runs each).")] = False,
+              capacity: Annotated[bool, typer.Option(help="One saturated run per configuration: served "
+                                                           "throughput.")] = True,
+              overload: Annotated[float, typer.Option(help="Capacity run: offered x the planner's Lambda.")] = 1.5,
+              capacity_window_s: Annotated[float, typer.Option(help="Capacity run: arrival window (paper s).")] = 60.0,
+              common_requests: Annotated[int | None, typer.Option(help="Requests at the common load.")] = None,
               sites: Sites = None,
               tls: Annotated[bool, typer.Option(help="Mutual TLS on the KV links.")] = True,
               seed: Seed = 0, out: Out = None) -> None:
@@ -228,6 +234,8 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
     opts = PaperOptions(out_dir=_out(out, "paper"), scale=PaperScale(time_scale, state_scale, steps_per_event),
                         num_requests=requests or (30 if quick else 300), runs=runs, seed=seed,
                         common_load_rps=common_load_rps, search=search and not quick,
+                        capacity=capacity and not quick, overload=overload, capacity_window_s=capacity_window_s,
+                        common_requests=common_requests,
                         extra_rates=(QUICK_OVERLOAD_RPS,) if quick else (), configurations=tuple(names),
                         sites=sites, tls=tls)
     result = run_paper(opts, log=typer.echo)
