@@ -76,7 +76,7 @@ def test_first_token_rate_is_the_prefill_throughput() -> None:
 def test_short_emulated_case_prfaas_pd_beats_homogeneous(tmp_path: Path) -> None:
     """A few minutes: both deployments live (12 emulated nodes each) at the common load and at an overload of
     homogeneous; PrfaaS-PD serves more and sooner, nothing is lost, and the simulator tracks live."""
-    opts = PaperOptions(out_dir=tmp_path, num_requests=24, search=False, extra_rates=(3.0,),
+    opts = PaperOptions(out_dir=tmp_path, num_requests=24, search=False, capacity=False, extra_rates=(3.0,),
                         configurations=("prfaas-pd", "homogeneous"), progress=False)
     result = run_paper(opts, log=lambda _line: None)
     rows = {(c.configuration, p.kind): p for c in result.configs for p in c.probes}
@@ -96,3 +96,19 @@ def test_short_emulated_case_prfaas_pd_beats_homogeneous(tmp_path: Path) -> None
         assert abs(row.sim_ttft_mean_s - row.live_ttft_mean_s) / row.live_ttft_mean_s < 0.35
     text = format_paper(result)
     assert "prfaas-pd" in text and "homogeneous" in text and (tmp_path / "paper.png").exists()
+
+
+def test_overhead_fit_is_robust_and_shifts_arrivals() -> None:
+    from prfaas.bench.paper_overhead import RequestOverhead, fit_overhead, shifted
+
+    points = [(n, 0.05 + 2e-6 * n) for n in range(1_000, 100_000, 500)]
+    points += [(30_000, 5.0)]  # one request delayed by the shared machine: the medians ignore it
+    fit = fit_overhead(points)
+    assert fit.fixed_s == pytest.approx(0.05, abs=0.01) and fit.per_token_s == pytest.approx(2e-6, rel=0.1)
+    c = paper_configurations()[0]
+    reqs = paper_requests(c, 2.0, 20, seed=1)
+    moved = shifted(reqs, RequestOverhead(0.1, 1e-6))
+    by_id = {r.request_id: r for r in moved}
+    for r in reqs:
+        assert by_id[r.request_id].arrival_s == pytest.approx(r.arrival_s + 0.1 + 1e-6 * r.input_tokens)
+    assert [r.arrival_s for r in moved] == sorted(r.arrival_s for r in moved)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import statistics
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import numpy as np
 from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.netns import can_emulate
 from prfaas.bench.paper_config import OUTPUT_TOKENS, PaperConfiguration, PaperScale, deploy_config, sim_scenario
+from prfaas.bench.paper_overhead import RequestOverhead, shifted
 from prfaas.bench.records import LinkSample, RequestStatus
 from prfaas.bench.run import Deployment, RunResult, bench_deployment, write_run
 from prfaas.bench.sites import SitesSpec
@@ -70,6 +72,7 @@ class PaperOptions:
     overload: float = 1.5
     capacity_window_s: float = 60.0  # unscaled arrival window of the capacity run
     common_requests: int | None = None  # requests at the common load (None: num_requests)
+    overhead: RequestOverhead | None = None  # the measured request path (`paper_overhead`): "sim+overhead" too
     extra_rates: tuple[float, ...] = ()  # unscaled rates also run (quick mode: one overload rate)
     configurations: tuple[str, ...] = ("prfaas-pd", "prfaas-pd/prfaas-bandwidth-aware", "homogeneous", "naive")
     sites: bool | None = None  # None: when this process can make namespaces
@@ -97,6 +100,9 @@ class ProbeRow(msgspec.Struct, frozen=True, kw_only=True):
     sim_throughput_rps: float | None
     live_first_token_rps: float | None  # requests given a first token per second (prefill throughput)
     sim_first_token_rps: float | None
+    simoh_ttft_mean_s: float | None = None  # the simulator with the measured request-path overhead
+    simoh_ttft_p90_s: float | None = None
+    simoh_throughput_rps: float | None = None
     live_ttft_mean_s: float | None
     sim_ttft_mean_s: float | None
     live_ttft_p90_s: float | None
@@ -184,6 +190,23 @@ def simulate_same(c: PaperConfiguration, scale: PaperScale, requests: Sequence[W
                          sample_interval_s=max(duration_s / 600, 0.5))
     return simulate(deployment, c.policy, list(requests), policy_config=cfg, options=options,
                     measure_end_s=duration_s)
+
+
+def sim_with_overhead(c: PaperConfiguration, scale: PaperScale, requests: Sequence[WorkloadRequest],
+                      duration_s: float, tail_s: float, overhead: RequestOverhead) -> dict[str, float | None]:
+    """The simulator on the same requests, each reaching the prefill side `overhead(l)` after its arrival;
+    TTFT and completions counted from the original arrival (the `ProbeRow.simoh_*` fields)."""
+    run = simulate_same(c, scale, shifted(requests, overhead), duration_s, tail_s)
+    decode_s = OUTPUT_TOKENS * scale.emulation.duration_s(0.025)
+    ok = [r for r in run.records if r.is_ok and r.ttft_s is not None]
+    ttfts = [r.ttft_s + overhead.at(r.input_tokens) for r in ok if r.ttft_s is not None]
+    mean, p90 = _percentiles(ttfts)
+    pairs = []
+    for r in ok:
+        origin = r.arrival_s - overhead.at(r.input_tokens)
+        pairs.append((origin, None if r.finish_s is None else r.finish_s - origin))
+    return {"simoh_ttft_mean_s": mean, "simoh_ttft_p90_s": p90,
+            "simoh_throughput_rps": served_rps(pairs, duration_s, decode_s)}
 
 
 def sim_max_rate(c: PaperConfiguration, opts: PaperOptions, seed: int) -> float:
@@ -279,10 +302,13 @@ class LiveConfig:
         lost = [r for r in live.records if r.status is RequestStatus.LOST]
         abandoned = sum(1 for r in lost if r.error and "no end of stream" in r.error)
         egress, util = _link_means(live.samples, duration_s)
+        simoh: dict[str, float | None] = {}
+        if opts.overhead is not None:
+            simoh = sim_with_overhead(c, opts.scale, requests, duration_s, crit.tail_s, opts.overhead)
         routed = [r for r in ok if r.route is not None]
         return ProbeRow(
             configuration=c.name, run=self.run, kind=kind, rate_rps=rate_rps, num_requests=len(bench),
-            live=live_probe, sim=sim_probe,
+            live=live_probe, sim=sim_probe, **simoh,
             live_throughput_rps=served_rps([(r.send_s, r.latency_s) for r in ok], duration_s, decode_s),
             sim_throughput_rps=served_rps([(r.arrival_s, None if r.finish_s is None else r.finish_s - r.arrival_s)
                                            for r in sim.records if r.is_ok], duration_s, decode_s),
@@ -372,4 +398,39 @@ def run_paper(opts: PaperOptions, configs: Sequence[PaperConfiguration] | None =
             write_paper(result, extra=res)
         result.configs.append(res)
         write_paper(result)
+    return result
+
+
+def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: int | None = None,
+               capacity_window_s: float | None = None) -> PaperResult:
+    """The simulator side of a finished `bench paper` output again, with `overhead` (`simoh_*` fields); the live
+    rows are read back unchanged. Each probe's requests are regenerated from its configuration, rate and seed."""
+    from prfaas.bench.paper_config import paper_configurations
+    from prfaas.bench.paper_report import write_paper
+
+    doc = json.loads((paper_dir / "paper.json").read_text(encoding="utf-8"))
+    scale = PaperScale(doc["scale"]["time_scale"], doc["scale"]["state_scale"], doc["scale"]["steps_per_event"])
+    window = capacity_window_s or doc.get("capacity_window_s") or 60.0
+    common_n = common_requests or doc.get("common_requests") or doc["num_requests"]
+    opts = PaperOptions(out_dir=paper_dir, scale=scale, num_requests=doc["num_requests"], runs=doc["runs"],
+                        seed=doc.get("seed", 0), common_load_rps=doc["common_load_rps"],
+                        overload=doc.get("overload", 1.5), capacity_window_s=window, common_requests=common_n,
+                        overhead=overhead, progress=False)
+    base = paper_configurations()
+    result = PaperResult(opts, notes=[f"simulator re-run with the request-path overhead {overhead.describe()}"])
+    for raw in doc["configs"]:
+        res = msgspec.convert(raw, ConfigResult)
+        c = _config_by_name(base, res.configuration)
+        probes = []
+        for p in res.probes:
+            n = {"capacity": max(2, round(p.rate_rps * scale.emulation.duration_s(window))),
+                 "common": common_n}.get(p.kind, opts.num_requests)
+            requests = paper_requests(c, p.rate_rps, n, opts.seed + 1000 * p.run)
+            if len(requests) != p.num_requests:
+                raise ValueError(f"{c.name} {p.kind} {p.rate_rps}: regenerated {len(requests)} requests, the live "
+                                 f"run sent {p.num_requests} (give --common-requests / --capacity-window-s)")
+            extra = sim_with_overhead(c, scale, requests, n / p.rate_rps, opts.criteria.tail_s, overhead)
+            probes.append(msgspec.structs.replace(p, **extra))
+        result.configs.append(msgspec.structs.replace(res, probes=probes))
+    write_paper(result)
     return result

@@ -144,6 +144,21 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
             f"{_span([r.live_link_utilisation_mean for r in rows], '.1%'):>12}"
             f"{sum(r.live_completed for r in rows):>6}{sum(r.live_failed for r in rows):>7}"
             f"{sum(r.live_lost for r in rows):>5}")
+    oh = [(c, p) for c in configs for p in c.probes if p.simoh_ttft_mean_s is not None]
+    if oh:
+        lines += ["", "simulator + measured request-path overhead (sim+oh) vs live, error (sim+oh - live) / live "
+                  "per probe: median [min, max] over runs",
+                  f"{'configuration':<34}{'kind':<10}{'TTFT mean err':>24}{'TTFT p90 err':>24}{'served err':>24}"]
+        for c in configs:
+            for kind in ("capacity", "common", "extra"):
+                rows = [p for p in c.probes if p.kind == kind and p.simoh_ttft_mean_s is not None]
+                if not rows:
+                    continue
+                lines.append(
+                    f"{c.configuration:<34}{kind:<10}"
+                    f"{_span([_err(p.simoh_ttft_mean_s, p.live_ttft_mean_s) for p in rows], '+.1%'):>24}"
+                    f"{_span([_err(p.simoh_ttft_p90_s, p.live_ttft_p90_s) for p in rows], '+.1%'):>24}"
+                    f"{_span([_err(p.simoh_throughput_rps, p.live_throughput_rps) for p in rows], '+.1%'):>24}")
     lines += ["", "every probe (scaled units): rate, live / sim sustainable, finished fraction, TTFT mean (s)"]
     for c in configs:
         for p in c.probes:
@@ -167,7 +182,12 @@ def write_paper(result: PaperResult, extra: ConfigResult | None = None) -> None:
     payload: dict[str, Any] = {
         "scale": {"time_scale": result.options.scale.time_scale, "state_scale": result.options.scale.state_scale,
                   "steps_per_event": result.options.scale.steps_per_event},
-        "num_requests": result.options.num_requests, "overload": result.options.overload, "runs": result.options.runs,
+        "num_requests": result.options.num_requests, "overload": result.options.overload,
+        "capacity_window_s": result.options.capacity_window_s, "common_requests": result.options.common_requests,
+        "seed": result.options.seed,
+        "overhead": None if result.options.overhead is None else {
+            "fixed_s": result.options.overhead.fixed_s, "per_token_s": result.options.overhead.per_token_s,
+            "num_points": result.options.overhead.num_points}, "runs": result.options.runs,
         "common_load_rps": result.options.common_load_rps,
         "configs": msgspec.to_builtins(configs), "notes": result.notes}
     (out / "paper.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

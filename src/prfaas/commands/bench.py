@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
     bench.command("chaos", help="Inject faults into a live run and check nothing is lost.")(chaos_cmd)
     bench.command("paper", help="The paper's case study live on emulated accelerators, beside the simulator.")(
         paper_cmd)
+    bench.command("paper-sim", help="Re-run the simulator side of a `bench paper` output with a measured "
+                                    "request-path overhead.")(paper_sim_cmd)
     app.add_typer(bench, name="bench", help="Load generation, live benchmarks and link emulation.")
 
 
@@ -221,9 +223,12 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
               common_requests: Annotated[int | None, typer.Option(help="Requests at the common load.")] = None,
               sites: Sites = None,
               tls: Annotated[bool, typer.Option(help="Mutual TLS on the KV links.")] = True,
+              overhead_from: Annotated[Path | None, typer.Option(
+                  help="A finished `bench paper` output: fit the request-path overhead to it (sim+overhead).")] = None,
               seed: Seed = 0, out: Out = None) -> None:
     from prfaas.bench.paper import PaperOptions, run_paper
     from prfaas.bench.paper_config import PaperScale
+    from prfaas.bench.paper_overhead import overhead_from as fit_from
     from prfaas.bench.paper_report import format_paper
 
     names: tuple[str, ...] = QUICK_CONFIGURATIONS if quick else ALL_CONFIGURATIONS
@@ -236,8 +241,24 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
                         common_load_rps=common_load_rps, search=search and not quick,
                         capacity=capacity and not quick, overload=overload, capacity_window_s=capacity_window_s,
                         common_requests=common_requests,
+                        overhead=fit_from(overhead_from) if overhead_from is not None else None,
                         extra_rates=(QUICK_OVERLOAD_RPS,) if quick else (), configurations=tuple(names),
                         sites=sites, tls=tls)
     result = run_paper(opts, log=typer.echo)
     typer.echo(format_paper(result))
     typer.echo(f"wrote {opts.out_dir}/paper.json, paper.txt, paper.png and one folder per configuration and run")
+
+
+def paper_sim_cmd(paper_dir: Annotated[Path, typer.Argument(help="The `bench paper` output to re-simulate.")],
+                  overhead_from: Annotated[Path, typer.Option(help="The calibration `bench paper` output the "
+                                                                   "overhead is fitted to.")],
+                  common_requests: Annotated[int | None, typer.Option(help="As the run used.")] = None,
+                  capacity_window_s: Annotated[float | None, typer.Option(help="As the run used.")] = None) -> None:
+    from prfaas.bench.paper import resimulate
+    from prfaas.bench.paper_overhead import overhead_from as fit_from
+    from prfaas.bench.paper_report import format_paper
+
+    overhead = fit_from(overhead_from)
+    typer.echo(f"request-path overhead: {overhead.describe()} (from {overhead_from})")
+    result = resimulate(paper_dir, overhead, common_requests=common_requests, capacity_window_s=capacity_window_s)
+    typer.echo(format_paper(result))
