@@ -76,7 +76,8 @@ def test_first_token_rate_is_the_prefill_throughput() -> None:
 def test_short_emulated_case_prfaas_pd_beats_homogeneous(tmp_path: Path) -> None:
     """A few minutes: both deployments live (12 emulated nodes each) at the common load and at an overload of
     homogeneous; PrfaaS-PD serves more and sooner, nothing is lost, and the simulator tracks live."""
-    opts = PaperOptions(out_dir=tmp_path, num_requests=24, search=False, capacity=False, extra_rates=(3.0,),
+    opts = PaperOptions(out_dir=tmp_path, scale=PaperScale(time_scale=1.0, steps_per_event=8), num_requests=24,
+                        search=False, capacity=False, extra_rates=(3.0,),
                         configurations=("prfaas-pd", "homogeneous"), progress=False)
     result = run_paper(opts, log=lambda _line: None)
     rows = {(c.configuration, p.kind): p for c in result.configs for p in c.probes}

@@ -210,9 +210,10 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
               requests: Annotated[int | None, typer.Option(help="Requests per probe (default 300; quick 30).")] = None,
               configurations: Annotated[str | None, typer.Option(
                   help="Comma-separated: prfaas-pd, prfaas-pd/prfaas-bandwidth-aware, homogeneous, naive.")] = None,
-              time_scale: Annotated[float, typer.Option(help="k_t: every duration x k_t (docs/emulated.md).")] = 1.0,
+              time_scale: Annotated[float | None, typer.Option(
+                  help="k_t: every duration x k_t (docs/emulated.md); default 2, quick 1.")] = None,
               state_scale: Annotated[float, typer.Option(help="k_b: every state byte / k_b.")] = 128.0,
-              steps_per_event: Annotated[int, typer.Option(help="Decode steps per token event.")] = 8,
+              steps_per_event: Annotated[int, typer.Option(help="Decode steps per token event.")] = 16,
               common_load_rps: Annotated[float, typer.Option(help="The common load (paper req/s).")] = 1.0,
               search: Annotated[bool, typer.Option(help="Search each max sustainable rate with the simulator's "
                                                          "criterion (long: several full runs each).")] = False,
@@ -236,7 +237,9 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
         names = tuple(n.strip() for n in configurations.split(",") if n.strip())
     if runs < 1 or (requests is not None and requests < 2):
         raise ConfigError("--runs must be >= 1 and --requests >= 2")
-    opts = PaperOptions(out_dir=_out(out, "paper"), scale=PaperScale(time_scale, state_scale, steps_per_event),
+    opts = PaperOptions(out_dir=_out(out, "paper"), scale=PaperScale(
+                            time_scale if time_scale is not None else (1.0 if quick else 2.0), state_scale,
+                            steps_per_event),
                         num_requests=requests or (30 if quick else 300), runs=runs, seed=seed,
                         common_load_rps=common_load_rps, search=search and not quick,
                         capacity=capacity and not quick, overload=overload, capacity_window_s=capacity_window_s,
