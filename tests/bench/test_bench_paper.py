@@ -108,8 +108,11 @@ def test_overhead_fit_is_robust_and_shifts_arrivals() -> None:
     assert fit.fixed_s == pytest.approx(0.05, abs=0.01) and fit.per_token_s == pytest.approx(2e-6, rel=0.1)
     c = paper_configurations()[0]
     reqs = paper_requests(c, 2.0, 20, seed=1)
+    assert max(fit.residuals_s) == pytest.approx(5.0 - 0.05 - 2e-6 * 30_000, abs=0.02)  # the tail is kept
     moved = shifted(reqs, RequestOverhead(0.1, 1e-6))
     by_id = {r.request_id: r for r in moved}
     for r in reqs:
         assert by_id[r.request_id].arrival_s == pytest.approx(r.arrival_s + 0.1 + 1e-6 * r.input_tokens)
+    with_tail = RequestOverhead(0.1, 0.0, 2, (0.0, 1.0))
+    assert {with_tail.at(100, i) for i in range(10)} == {0.1, 1.1}
     assert [r.arrival_s for r in moved] == sorted(r.arrival_s for r in moved)

@@ -199,11 +199,11 @@ def sim_with_overhead(c: PaperConfiguration, scale: PaperScale, requests: Sequen
     run = simulate_same(c, scale, shifted(requests, overhead), duration_s, tail_s)
     decode_s = OUTPUT_TOKENS * scale.emulation.duration_s(0.025)
     ok = [r for r in run.records if r.is_ok and r.ttft_s is not None]
-    ttfts = [r.ttft_s + overhead.at(r.input_tokens) for r in ok if r.ttft_s is not None]
+    ttfts = [r.ttft_s + overhead.at(r.input_tokens, r.request_id) for r in ok if r.ttft_s is not None]
     mean, p90 = _percentiles(ttfts)
     pairs = []
     for r in ok:
-        origin = r.arrival_s - overhead.at(r.input_tokens)
+        origin = r.arrival_s - overhead.at(r.input_tokens, r.request_id)
         pairs.append((origin, None if r.finish_s is None else r.finish_s - origin))
     return {"simoh_ttft_mean_s": mean, "simoh_ttft_p90_s": p90,
             "simoh_throughput_rps": served_rps(pairs, duration_s, decode_s)}

@@ -35,15 +35,28 @@ LENGTH_BINS = (0, 4_000, 8_000, 16_000, 32_000, 64_000, 1 << 30)
 
 @dataclass(frozen=True, slots=True)
 class RequestOverhead:
+    """overhead(l) = fixed_s + per_token_s x l, plus (for a request id) one of the calibration's residuals: the
+    line gives the typical path, the residuals its measured spread (a shared machine's tail), so the simulated
+    mean and P90 both carry it. The residual a request gets is a fixed function of its id (deterministic)."""
+
     fixed_s: float = 0.0
     per_token_s: float = 0.0
     num_points: int = 0
+    residuals_s: tuple[float, ...] = ()
 
-    def at(self, num_tokens: float) -> float:
-        return max(self.fixed_s + self.per_token_s * num_tokens, 0.0)
+    def at(self, num_tokens: float, request_id: int | None = None) -> float:
+        base = self.fixed_s + self.per_token_s * num_tokens
+        if request_id is not None and self.residuals_s:
+            base += self.residuals_s[(request_id * 2654435761) % len(self.residuals_s)]
+        return max(base, 0.0)
 
     def describe(self) -> str:
-        return (f"{self.fixed_s * 1e3:.1f} ms + {self.per_token_s * 1e6:.2f} us/token "
+        spread = ""
+        if self.residuals_s:
+            res = np.array(self.residuals_s)
+            p90_ms = float(np.percentile(res, 90)) * 1e3
+            spread = f", residual mean {float(res.mean()) * 1e3:+.1f} ms, P90 {p90_ms:+.1f} ms"
+        return (f"{self.fixed_s * 1e3:.1f} ms + {self.per_token_s * 1e6:.2f} us/token{spread} "
                 f"(measured on {self.num_points} requests)")
 
 
@@ -75,17 +88,19 @@ def fit_overhead(points: Sequence[tuple[int, float]]) -> RequestOverhead:
         if mask.sum() >= 3:
             bx.append(float(np.median(xs[mask])))
             by.append(float(np.median(ys[mask])))
-    if len(bx) < 2:
-        return RequestOverhead(float(np.median(ys)), 0.0, len(points))
-    slope, intercept = np.polyfit(bx, by, 1)
-    if slope < 0:
-        return RequestOverhead(float(np.median(ys)), 0.0, len(points))
-    return RequestOverhead(float(intercept), float(slope), len(points))
+    intercept, slope = float(np.median(ys)), 0.0
+    if len(bx) >= 2:
+        fitted_slope, fitted_intercept = np.polyfit(bx, by, 1)
+        if fitted_slope >= 0:
+            intercept, slope = float(fitted_intercept), float(fitted_slope)
+    residuals = tuple(float(r) for r in ys - (intercept + slope * xs))
+    return RequestOverhead(intercept, slope, len(points), residuals)
 
 
 def shifted(requests: Sequence[WorkloadRequest], overhead: RequestOverhead) -> list[WorkloadRequest]:
     """Each request as the prefill side first sees it: `overhead(l)` after its arrival, order kept by time."""
-    moved = [dataclasses.replace(r, arrival_s=r.arrival_s + overhead.at(r.input_tokens)) for r in requests]
+    moved = [dataclasses.replace(r, arrival_s=r.arrival_s + overhead.at(r.input_tokens, r.request_id))
+             for r in requests]
     return sorted(moved, key=lambda r: r.arrival_s)
 
 
