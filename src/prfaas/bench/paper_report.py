@@ -103,8 +103,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
                   f"{opts.capacity_window_s:g} s (paper units); served = completions per second once saturated "
                   "(median [min, max] over runs, paper req/s); sim on the same requests",
                   f"{'configuration':<34}{'planner':>8}{'offered':>8}{'live served':>24}{'sim served':>11}"
-                  f"{'sim err':>18}{'live/homo':>10}{'sim/homo':>9}{'planner/homo':>13}{'paper':>6}"
-                  f"{'egress util':>20}{'lost':>5}"]
+                  f"{'sim err':>25}{'live/homo':>10}{'sim/homo':>9}{'planner/homo':>13}{'paper':>6}"
+                  f"{'egress util':>24}{'lost':>5}"]
         for c in configs:
             rows = cap_rows.get(c.configuration) or []
             if not rows:
@@ -116,16 +116,16 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
                 f"{c.configuration:<34}{c.planner_lambda_rps:>8.3f}{rows[0].rate_rps * k:>8.3f}"
                 f"{_span([_times(p.live_throughput_rps, k) for p in rows], '.3f'):>24}"
                 f"{_f(None if sv is None else sv * k, '.3f'):>11}"
-                f"{_span([_err(p.sim_throughput_rps, p.live_throughput_rps) for p in rows], '+.1%'):>18}"
+                f"{_span([_err(p.sim_throughput_rps, p.live_throughput_rps) for p in rows], '+.1%'):>25}"
                 f"{_f(lv / h_live if lv is not None and h_live else None, '.3f'):>10}"
                 f"{_f(sv / h_sim if sv is not None and h_sim else None, '.3f'):>9}"
                 f"{_f(c.planner_lambda_rps / homo_planner if homo_planner else None, '.3f'):>13}"
                 f"{PAPER_RATIO.get(base, float('nan')):>6.2f}"
-                f"{_span([p.live_link_utilisation_mean for p in rows], '.1%'):>20}{sum(p.live_lost for p in rows):>5}")
+                f"{_span([p.live_link_utilisation_mean for p in rows], '.1%'):>24}{sum(p.live_lost for p in rows):>5}")
     lines += ["", f"common load {opts.common_load_rps:g} req/s (paper units): TTFT mean / P90 in paper seconds, "
               "live vs simulator on the same requests",
-              f"{'configuration':<34}{'live mean':>10}{'sim mean':>9}{'err':>9}{'live p90':>9}{'sim p90':>9}"
-              f"{'err':>9}{'offload':>8}{'sim off':>8}{'egress util':>12}{'done':>6}{'failed':>7}{'lost':>5}"]
+              f"{'configuration':<34}{'live mean':>10}{'sim mean':>9}{'err':>25}{'live p90':>9}{'sim p90':>9}"
+              f"{'err':>25}{'offload':>8}{'sim off':>8}{'egress util':>22}{'done':>6}{'failed':>7}{'lost':>5}"]
     for c in configs:
         rows = common_rows(c)
         if not rows:
@@ -136,12 +136,12 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
         sp = [r.sim_ttft_p90_s / k for r in rows if r.sim_ttft_p90_s is not None]
         lines.append(
             f"{c.configuration:<34}{_f(_med(lm), '.3f'):>10}{_f(_med(sm), '.3f'):>9}"
-            f"{_span([_err(r.sim_ttft_mean_s, r.live_ttft_mean_s) for r in rows], '+.1%'):>9}"
+            f"{_span([_err(r.sim_ttft_mean_s, r.live_ttft_mean_s) for r in rows], '+.1%'):>25}"
             f"{_f(_med(lp), '.3f'):>9}{_f(_med(sp), '.3f'):>9}"
-            f"{_span([_err(r.sim_ttft_p90_s, r.live_ttft_p90_s) for r in rows], '+.1%'):>9}"
+            f"{_span([_err(r.sim_ttft_p90_s, r.live_ttft_p90_s) for r in rows], '+.1%'):>25}"
             f"{_f(_med([r.live_offload_fraction for r in rows]), '.2f'):>8}"
             f"{_f(_med([r.sim_offload_fraction for r in rows]), '.2f'):>8}"
-            f"{_span([r.live_link_utilisation_mean for r in rows], '.1%'):>12}"
+            f"{_span([r.live_link_utilisation_mean for r in rows], '.1%'):>22}"
             f"{sum(r.live_completed for r in rows):>6}{sum(r.live_failed for r in rows):>7}"
             f"{sum(r.live_lost for r in rows):>5}")
     oh = [(c, p) for c in configs for p in c.probes if p.simoh_ttft_mean_s is not None]
