@@ -205,15 +205,23 @@ def plot_paper(result: PaperResult, path: Path) -> Path | None:
     names = [c.configuration for c in result.configs]
     xs = range(len(names))
     planner = [c.planner_lambda_rps for c in result.configs]
-    sim = [(_med(c.sim_max_rps) or 0.0) * k for c in result.configs]
-    live = [(_med(c.live_max_rps) or 0.0) * k for c in result.configs]
-    lo = [lv - min(c.live_max_rps, default=0.0) * k for lv, c in zip(live, result.configs, strict=True)]
-    hi = [max(c.live_max_rps, default=0.0) * k - lv for lv, c in zip(live, result.configs, strict=True)]
+    def live_rates(c: ConfigResult) -> list[float]:  # the search's answers, else the capacity runs' served rates
+        return c.live_max_rps or [p.live_throughput_rps for p in c.probes
+                                  if p.kind == "capacity" and p.live_throughput_rps is not None]
+
+    def sim_rates(c: ConfigResult) -> list[float]:
+        return c.sim_max_rps or [p.sim_throughput_rps for p in c.probes
+                                 if p.kind == "capacity" and p.sim_throughput_rps is not None]
+
+    sim = [(_med(sim_rates(c)) or 0.0) * k for c in result.configs]
+    live = [(_med(live_rates(c)) or 0.0) * k for c in result.configs]
+    lo = [lv - min(live_rates(c), default=0.0) * k for lv, c in zip(live, result.configs, strict=True)]
+    hi = [max(live_rates(c), default=0.0) * k - lv for lv, c in zip(live, result.configs, strict=True)]
     bars.bar([x - 0.27 for x in xs], planner, 0.27, label="planner")
     bars.bar(list(xs), sim, 0.27, label="simulator")
     bars.bar([x + 0.27 for x in xs], live, 0.27, yerr=[lo, hi], label="live (median, min-max)")
     bars.set_xticks(list(xs), [n.replace("/", "\n") for n in names], fontsize="small")
-    bars.set_ylabel("max sustainable rate (paper req/s)")
+    bars.set_ylabel("max sustainable / served rate (paper req/s)")
     bars.legend(fontsize="small")
     for c in result.configs:
         for common in common_rows(c)[:1]:
@@ -233,6 +241,8 @@ def plot_paper(result: PaperResult, path: Path) -> Path | None:
     cdf.legend(fontsize="x-small")
     pd = next((c for c in result.configs if c.configuration == "prfaas-pd"), None)
     row: ProbeRow | None = best_sustained(pd, 0) if pd is not None else None
+    if row is None and pd is not None:
+        row = next((p for p in pd.probes if p.kind == "capacity"), None)
     if row is None and pd is not None and common_rows(pd):
         row = common_rows(pd)[0]
     if row is not None:
