@@ -114,3 +114,21 @@ def test_the_deployment_is_starting_until_every_configured_node_registered() -> 
     registered = _control()  # registers prfaas-0, pd-0 and pd-1: the default deployment's nodes
     assert sorted(registered.nodes.nodes) == sorted(names)
     assert not registered.is_starting
+
+
+def test_a_decode_routed_during_a_prefill_counts_as_queued_on_its_node() -> None:
+    """The simulator's decode view counts requests routed to a node whose state has not arrived; so does the
+    gateway's (else every routing in a prefill's lifetime sees the node emptier than it is)."""
+    control = _control()
+    record = control.nodes.get("pd-1")
+    assert record is not None
+
+    def queued() -> int:
+        view = control.nodes.view(0.0)
+        return next(i.queued_requests for i in view.instances if i.instance_id == "pd-1")
+
+    before = queued()
+    record.gateway_decodes_inbound += 2
+    assert queued() == before + 2
+    record.gateway_decodes_inbound -= 2
+    assert queued() == before

@@ -72,7 +72,7 @@ def serve_fault_node(cfg: DeployConfig, name: str, corruption: _Corruption, coun
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {name}(fault) %(levelname)s %(name)s: %(message)s")
     secret = load_shared_secret(cfg.transport, os.environ)
-    backend = make_backend(cfg.model)
+    backend = make_backend(cfg.model, cfg.node(name).cluster)
 
     async def run() -> None:
         node = FaultNodeServer(cfg, name, backend, secret)

@@ -33,6 +33,7 @@ from prfaas.bench.records import LinkSample, RequestRecord, RequestStatus, write
 from prfaas.bench.sites import Sites, SitesSpec, sigterm_as_exit, two_sites
 from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
 from prfaas.bench.workload import FIRST_TOKEN_ID, BenchRequest
+from prfaas.core.lifecycle import Role
 from prfaas.serve.config import DeployConfig
 
 SideTask = Callable[[float], Coroutine[Any, Any, None]]  # gets the run's t0 (monotonic); runs beside the load
@@ -149,7 +150,9 @@ class Deployment:
         is measured (a sender opens its pool on its first transfer; until a heartbeat shows it connected, the
         link reads as down and the router would fall back to PRFAAS_DOWN_LOCAL)."""
         prompt = tuple(range(FIRST_TOKEN_ID, FIRST_TOKEN_ID + num_tokens))
-        for route in ("prfaas", "local"):
+        roles = {n.role for n in self.launcher.cfg.nodes}
+        routes = [r for r, role in (("prfaas", Role.PRFAAS_PREFILL), ("local", Role.PD_PREFILL)) if role in roles]
+        for route in routes:  # a topology without PrfaaS nodes (homogeneous) or PD-P nodes (naive) skips one
             opts = LoadOptions(max_concurrency=1, request_timeout_s=120.0, model=self.launcher.cfg.model.served_name,
                                headers=(("x-prfaas-route", route),))
             result = self.measure([BenchRequest(0, 0.0, prompt, 2)], opts)

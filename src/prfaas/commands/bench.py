@@ -5,6 +5,7 @@
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
+    prfaas bench paper    [--quick] [--runs 3] [--time-scale 1 --state-scale 128]   # emulated case study
 
 Each run starts its own deployment (on the sites by default when root), writes records.jsonl, link.jsonl,
 summary.json and plots under --out, and tears everything down, even on failure or SIGTERM.
@@ -54,6 +55,10 @@ def register(app: typer.Typer) -> None:
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
     bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
     bench.command("chaos", help="Inject faults into a live run and check nothing is lost.")(chaos_cmd)
+    bench.command("paper", help="The paper's case study live on emulated accelerators, beside the simulator.")(
+        paper_cmd)
+    bench.command("paper-sim", help="Re-run the simulator side of a `bench paper` output with a measured "
+                                    "request-path overhead.")(paper_sim_cmd)
     app.add_typer(bench, name="bench", help="Load generation, live benchmarks and link emulation.")
 
 
@@ -192,3 +197,71 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
                f"failed with an error {sum(r.failed for r in reports)}, lost {lost}")
     if lost or not all(r.ok for r in reports):
         raise typer.Exit(1)
+
+
+QUICK_CONFIGURATIONS = ("prfaas-pd", "homogeneous")
+ALL_CONFIGURATIONS = ("prfaas-pd", "prfaas-pd/prfaas-bandwidth-aware", "homogeneous", "naive")
+QUICK_OVERLOAD_RPS = 3.0  # paper units: above the homogeneous planner's 2.11, below PrfaaS-PD's 3.33
+
+
+def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes): PrfaaS-PD and homogeneous, no "
+                                                       "rate search; the common load and one overload rate.")] = False,
+              runs: Annotated[int, typer.Option(help="Runs (seeds) per configuration; medians are reported.")] = 1,
+              requests: Annotated[int | None, typer.Option(help="Requests per probe (default 300; quick 30).")] = None,
+              configurations: Annotated[str | None, typer.Option(
+                  help="Comma-separated: prfaas-pd, prfaas-pd/prfaas-bandwidth-aware, homogeneous, naive.")] = None,
+              time_scale: Annotated[float | None, typer.Option(
+                  help="k_t: every duration x k_t (docs/emulated.md); default 2, quick 1.")] = None,
+              state_scale: Annotated[float, typer.Option(help="k_b: every state byte / k_b.")] = 128.0,
+              steps_per_event: Annotated[int, typer.Option(help="Decode steps per token event.")] = 16,
+              common_load_rps: Annotated[float, typer.Option(help="The common load (paper req/s).")] = 1.0,
+              search: Annotated[bool, typer.Option(help="Search each max sustainable rate with the simulator's "
+                                                         "criterion (long: several full runs each).")] = False,
+              capacity: Annotated[bool, typer.Option(help="One saturated run per configuration: served "
+                                                           "throughput.")] = True,
+              overload: Annotated[float, typer.Option(help="Capacity run: offered x the planner's Lambda.")] = 1.5,
+              capacity_window_s: Annotated[float, typer.Option(help="Capacity run: arrival window (paper s).")] = 60.0,
+              common_requests: Annotated[int | None, typer.Option(help="Requests at the common load.")] = None,
+              sites: Sites = None,
+              tls: Annotated[bool, typer.Option(help="Mutual TLS on the KV links.")] = True,
+              overhead_from: Annotated[Path | None, typer.Option(
+                  help="A finished `bench paper` output: fit the request-path overhead to it (sim+overhead).")] = None,
+              seed: Seed = 0, out: Out = None) -> None:
+    from prfaas.bench.paper import PaperOptions, run_paper
+    from prfaas.bench.paper_config import PaperScale
+    from prfaas.bench.paper_overhead import overhead_from as fit_from
+    from prfaas.bench.paper_report import format_paper
+
+    names: tuple[str, ...] = QUICK_CONFIGURATIONS if quick else ALL_CONFIGURATIONS
+    if configurations is not None:
+        names = tuple(n.strip() for n in configurations.split(",") if n.strip())
+    if runs < 1 or (requests is not None and requests < 2):
+        raise ConfigError("--runs must be >= 1 and --requests >= 2")
+    opts = PaperOptions(out_dir=_out(out, "paper"), scale=PaperScale(
+                            time_scale if time_scale is not None else (1.0 if quick else 2.0), state_scale,
+                            steps_per_event),
+                        num_requests=requests or (30 if quick else 300), runs=runs, seed=seed,
+                        common_load_rps=common_load_rps, search=search and not quick,
+                        capacity=capacity and not quick, overload=overload, capacity_window_s=capacity_window_s,
+                        common_requests=common_requests,
+                        overhead=fit_from(overhead_from) if overhead_from is not None else None,
+                        extra_rates=(QUICK_OVERLOAD_RPS,) if quick else (), configurations=tuple(names),
+                        sites=sites, tls=tls)
+    result = run_paper(opts, log=typer.echo)
+    typer.echo(format_paper(result))
+    typer.echo(f"wrote {opts.out_dir}/paper.json, paper.txt, paper.png and one folder per configuration and run")
+
+
+def paper_sim_cmd(paper_dir: Annotated[Path, typer.Argument(help="The `bench paper` output to re-simulate.")],
+                  overhead_from: Annotated[Path, typer.Option(help="The calibration `bench paper` output the "
+                                                                   "overhead is fitted to.")],
+                  common_requests: Annotated[int | None, typer.Option(help="As the run used.")] = None,
+                  capacity_window_s: Annotated[float | None, typer.Option(help="As the run used.")] = None) -> None:
+    from prfaas.bench.paper import resimulate
+    from prfaas.bench.paper_overhead import overhead_from as fit_from
+    from prfaas.bench.paper_report import format_paper
+
+    overhead = fit_from(overhead_from)
+    typer.echo(f"request-path overhead: {overhead.describe()} (from {overhead_from})")
+    result = resimulate(paper_dir, overhead, common_requests=common_requests, capacity_window_s=capacity_window_s)
+    typer.echo(format_paper(result))

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from prfaas.core.blocks import BLOCK_TOKENS, block_hash_chain
 from prfaas.core.layers import LayerKind
+from prfaas.core.lifecycle import ClusterKind
 from prfaas.core.state_layout import StateLayout, TensorSpec
-from prfaas.serve.config import ModelSection
+from prfaas.serve.config import EngineKind, ModelSection
 from prfaas.serve.messages import SamplingMsg
 
 LayerViews = Callable[[int, Sequence[memoryview]], None]
@@ -176,8 +177,13 @@ def _check_prompt(num_tokens: int, max_context_tokens: int) -> None:
                                 f"{max_context_tokens - 1} tokens")
 
 
-def make_backend(model: ModelSection) -> Backend:
-    """The backend a node runs for `model` (loads the model; call it in the model thread's process)."""
+def make_backend(model: ModelSection, cluster: ClusterKind = ClusterKind.PD) -> Backend:
+    """The backend a node of `cluster` runs for `model` (loads the model; call it in the model thread's process).
+    `model.engine = "emulated"`: `serve.emulated_backend` with the cluster's accelerator profile."""
+    if model.engine is EngineKind.EMULATED:
+        from prfaas.serve.emulated_backend import make_emulated_backend
+
+        return make_emulated_backend(model, cluster)
     if model.name == "stub":
         return StubBackend(model.prefix_cache_bytes, model.stub_step_s)
     from prfaas.serve.torch_backend import TorchBackend

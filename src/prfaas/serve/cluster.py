@@ -33,6 +33,10 @@ class NodeRecord:
     gateway_prefills: int = 0  # prefills the gateway has sent and not seen answered
     gateway_prefill_tokens: int = 0
     gateway_decodes: int = 0
+    # decodes routed here whose prefill (and state transfer) is still running elsewhere: the router counts them
+    # as queued, as the simulator does (`sim.node`: "requests routed here whose state has not arrived yet"),
+    # else every routing decision in a prefill's lifetime sees the node emptier than it is
+    gateway_decodes_inbound: int = 0
     busy_marks: list[tuple[float, float]] = field(default_factory=list)  # (time_s, busy_s_total)
 
     @property
@@ -55,6 +59,7 @@ class NodeRegistry:
         if old is not None and old.info.pid == msg.pid:
             record.gateway_prefills, record.gateway_decodes = old.gateway_prefills, old.gateway_decodes
             record.gateway_prefill_tokens = old.gateway_prefill_tokens
+            record.gateway_decodes_inbound = old.gateway_decodes_inbound
         self.nodes[msg.name] = record
 
     def heartbeat(self, msg: Heartbeat, now_s: float) -> bool:
@@ -129,7 +134,7 @@ class NodeRegistry:
 
 def _instance(r: NodeRecord) -> InstanceView:
     hb = r.heartbeat
-    queued = (hb.queued_requests if hb else 0) + r.gateway_prefills
+    queued = (hb.queued_requests if hb else 0) + r.gateway_prefills + r.gateway_decodes_inbound
     queued_tokens = max(hb.queued_tokens if hb else 0, r.gateway_prefill_tokens)
     running = max(hb.running_batch if hb else 0, r.gateway_decodes)
     role = Role.DRAINING if r.pending_role is not None else r.role

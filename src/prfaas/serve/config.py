@@ -43,8 +43,36 @@ EMBEDDED_THRESHOLD_TOKENS = 1024
 context is 16K tokens, so the paper's t would never offload)."""
 
 
+class EngineKind(enum.Enum):
+    """`model.engine`: what computes on the nodes. "model": our engine runs `model.name` (or the torch-free stub
+    when the name is "stub"); "emulated": no model, the time an accelerator's profile says and exactly S_kv(l)
+    real bytes (`serve.emulated_backend`, docs/emulated.md)."""
+
+    MODEL = "model"
+    EMULATED = "emulated"
+
+
+class EmulatedSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`[model.emulated]`: the emulated accelerators (used when `model.engine = "emulated"`). A profile is a
+    named one ("paper-h200": Table 5 on 8 x H200; "paper-h20": the planner's H20 profile derived from it) or the
+    path of a `prfaas profile` JSON. The state geometry is fitted to the PrfaaS profile's S_kv points."""
+
+    prfaas_profile: str = "paper-h200"  # prefill time of PrfaaS-cluster nodes
+    pd_profile: str = "paper-h20"  # prefill time of PD-cluster nodes
+    t_decode_s: Pos = 0.025  # one decode step of the batch (unscaled; the paper's 1 / 40 tokens/s)
+    time_scale: Pos = 1.0  # k_t: every duration x k_t (link capacities / k_t: set them in [[links]])
+    state_scale: Annotated[float, Meta(ge=1.0)] = 1.0  # k_b: every state byte / k_b (links / k_b as well)
+    num_layers: Annotated[int, Meta(ge=2, le=1024)] = 64
+    linear_per_full: Annotated[int, Meta(ge=1, le=64)] = 3  # KDA layers per MLA layer
+    steps_per_event: Annotated[int, Meta(ge=1, le=64)] = 1  # decode steps slept and emitted together
+    max_context_tokens: Annotated[int, Meta(ge=1024)] = 262144
+
+
 class ModelSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Which model every node loads (all nodes of a deployment run the same model)."""
+
+    engine: EngineKind = EngineKind.MODEL
+    emulated: EmulatedSection = EmulatedSection()
 
     name: str = "default"  # default | smollm2 | path to a checkpoint folder | stub (benchmarks only)
     served_name: str = "default"  # the OpenAI `model` name clients use
@@ -279,7 +307,9 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
     _validate_tls(cfg.transport, doc)
-    if cfg.model.name == "default" and (cfg.model.num_layers % 4 or cfg.model.hidden_size % 128):
+    model = cfg.model
+    if model.engine is EngineKind.MODEL and model.name == "default" and (model.num_layers % 4
+                                                                         or model.hidden_size % 128):
         raise _err(doc, "model.num_layers", "the default model needs num_layers % 4 == 0 and hidden_size % 128 == 0")
     validate_secret_sources(cfg, doc)
 

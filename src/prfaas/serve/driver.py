@@ -279,6 +279,9 @@ class RequestDriver:
                              route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s)
         prefill_node.gateway_prefills += 1
         prefill_node.gateway_prefill_tokens += plan.uncached_tokens
+        inbound = decode_node is not prefill_node
+        if inbound:
+            decode_node.gateway_decodes_inbound += 1
         try:
             async with self.session.post(f"{prefill_node.info.control_url}/prefill", data=encode(msg),
                                          timeout=self._timeout()) as resp:
@@ -292,6 +295,8 @@ class RequestDriver:
         finally:
             prefill_node.gateway_prefills -= 1
             prefill_node.gateway_prefill_tokens -= plan.uncached_tokens
+            if inbound:
+                decode_node.gateway_decodes_inbound -= 1
         if resp.status == 200:
             return decode(body, PrefillReply)
         error = _error_reply(body)

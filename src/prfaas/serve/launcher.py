@@ -31,7 +31,7 @@ from typing import IO, Any
 import msgspec
 
 from prfaas.core.errors import PrfaasError
-from prfaas.serve.config import DeployConfig, ModelSection, check_config, resolve_ports, write_resolved
+from prfaas.serve.config import DeployConfig, EngineKind, ModelSection, check_config, resolve_ports, write_resolved
 from prfaas.serve.deploy_secrets import RunSecrets, prepare_run_secrets
 from prfaas.serve.lifeline import Lifeline
 from prfaas.serve.tls_setup import prepare_tls
@@ -49,7 +49,7 @@ def runs_our_engine(cfg: DeployConfig) -> bool:
 
 def check_model_section(model: ModelSection) -> None:
     """The engine's one-line error if no node could load `model` (reads a checkpoint's config.json only)."""
-    if model.name == "stub":  # benchmarks' torch-free backend
+    if model.name == "stub" or model.engine is EngineKind.EMULATED:  # torch-free backends
         return
     from prfaas.engine.model_check import check_model
 

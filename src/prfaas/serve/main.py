@@ -78,7 +78,7 @@ def serve_node(cfg: DeployConfig, name: str) -> None:
     cfg.node(name)  # fail early on an unknown name
     secret = load_shared_secret(cfg.transport, os.environ)  # before the model loads: a missing secret fails fast
     tune_allocator()  # request buffers go back to the OS when freed (`serve.memory`)
-    backend = make_backend(cfg.model)
+    backend = make_backend(cfg.model, cfg.node(name).cluster)
 
     async def run() -> None:
         node = NodeServer(cfg, name, backend, secret)

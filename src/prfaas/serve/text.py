@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prfaas.serve.config import ModelSection
+from prfaas.serve.config import EngineKind, ModelSection
 
 
 def load_tokenizer(model: ModelSection) -> Any:
@@ -24,7 +24,7 @@ def load_tokenizer(model: ModelSection) -> Any:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if model.name in ("default", "stub"):
+    if model.name in ("default", "stub") or model.engine is EngineKind.EMULATED:
         from prfaas.engine.tokenizer import load_default_tokenizer
 
         return load_default_tokenizer()
