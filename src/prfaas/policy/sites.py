@@ -17,7 +17,8 @@ request falls back to local prefill). Per candidate PrfaaS cluster i for a reque
 Bandwidth loop per link. Each link i->j has its own `BandwidthController` (policy.bandwidth_aware), fed by
 `tick` with that link's snapshot and cluster i's queue, and with the requests routed over it (its demand
 window); it scales the offload threshold *for that link*: a request is eligible on link i->j only if its
-uncached length exceeds base_threshold_j x scale_ij. A hot link so sheds its shortest offloads to the other clusters first, and only then to local prefill.
+uncached length exceeds base_threshold_j x scale_ij. A hot link so sheds its shortest offloads to the other
+clusters first, and only then to local prefill.
 
 Failures. A cluster that is down, or a link that is down (capacity 0 or `is_up` False), is not a candidate:
 its region's offloads shift to the other clusters (reason `FAILOVER` when the region's home cluster -- its
