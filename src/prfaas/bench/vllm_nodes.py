@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,9 @@ import msgspec
 from prfaas.bench.netns import entered
 from prfaas.bench.sites import Sites
 from prfaas.core.lifecycle import ClusterKind
-from prfaas.serve.config import DeployConfig, NodeSection
+from prfaas.integrations.vllm.harness import VllmServers, free_ports
+from prfaas.integrations.vllm.launch import VllmServerSpec
+from prfaas.serve.config import DeployConfig, ModelSection, NodeSection
 
 VLLM_PORT_BASE = 8100  # on the sites (fresh namespaces: fixed ports); vLLM's OpenAI server of node i
 TELEMETRY_PORT_BASE = 9300
@@ -39,7 +41,7 @@ MIN_HEARTBEAT_TIMEOUT_S = 5.0  # an adapter's heartbeat waits on vLLM's /metrics
 @dataclass(slots=True)
 class VllmBackends:
     cfg: DeployConfig
-    servers: object  # integrations.vllm.harness.VllmServers
+    servers: VllmServers
     sessions: set[int]
 
 
@@ -59,19 +61,20 @@ def _write_secret(folder: Path) -> Path:
     return path
 
 
-def vllm_config(cfg: DeployConfig, checkpoint: str, specs: list[object]) -> DeployConfig:
+def vllm_config(cfg: DeployConfig, checkpoint: str, specs: Sequence[VllmServerSpec]) -> DeployConfig:
     """`cfg` (already placed) with each node an engine = "vllm" adapter of its server; the model is the
-    checkpoint (the gateway needs only its tokenizer), served as the config's served name."""
-    from prfaas.serve.config import ModelSection
-
+    checkpoint (the gateway needs only its tokenizer), served as the config's served name. Each node's
+    `state_bytes_model` is the checkpoint, so the policy's link budgets and the gateway log's transfer bytes (and
+    so the simulator's measured profile) see the state vLLM ships."""
     nodes = []
     for node, spec in zip(cfg.nodes, specs, strict=True):
-        host = spec.host  # type: ignore[attr-defined]
+        host = spec.host
         nodes.append(msgspec.structs.replace(
-            node, engine="vllm", vllm_url=f"http://{host}:{spec.port}",  # type: ignore[attr-defined]
-            kv_port=spec.kv_port, kv_host=spec.kv_host,  # type: ignore[attr-defined]
-            telemetry_url=f"http://127.0.0.1:{spec.telemetry_port}",  # type: ignore[attr-defined]
-            kv_events_endpoint=f"tcp://{host}:{spec.kv_events_port}"))  # type: ignore[attr-defined]
+            node, engine="vllm", vllm_url=f"http://{host}:{spec.port}",
+            kv_port=spec.kv_port, kv_host=spec.kv_host,
+            telemetry_url=f"http://127.0.0.1:{spec.telemetry_port}",
+            kv_events_endpoint=f"tcp://{host}:{spec.kv_events_port}",
+            state_bytes_model=checkpoint))  # S_kv(l) registered, S_kv(prompt) reported as transfer bytes
     model = ModelSection(name=checkpoint, served_name=cfg.model.served_name, max_batch_size=cfg.model.max_batch_size)
     gateway = cfg.gateway
     if gateway.heartbeat_timeout_s < MIN_HEARTBEAT_TIMEOUT_S:
@@ -87,8 +90,6 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
     all answer, yield the vLLM config; stop every server on exit (any exit)."""
     from prfaas.commands.up_vllm import default_checkpoint
     from prfaas.integrations.vllm import venv as vllm_venv
-    from prfaas.integrations.vllm.harness import VllmServers, free_ports
-    from prfaas.integrations.vllm.launch import VllmServerSpec
 
     venv = vllm_venv.require()
     checkpoint = default_checkpoint(venv, log)
@@ -101,7 +102,8 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
         if site is None:
             port, kv_port, tport, eport = loopback[4 * i:4 * i + 4]
         else:  # fresh namespaces: fixed ports; kv_port is the placed one (the adapter itself does not listen on it)
-            port, kv_port, tport, eport = VLLM_PORT_BASE + i, node.kv_port, TELEMETRY_PORT_BASE + i, EVENTS_PORT_BASE + i
+            port, kv_port = VLLM_PORT_BASE + i, node.kv_port
+            tport, eport = TELEMETRY_PORT_BASE + i, EVENTS_PORT_BASE + i
         host = node.host if site is not None else "127.0.0.1"
         specs.append(VllmServerSpec(model=str(checkpoint), port=port, kv_port=kv_port, telemetry_port=tport,
                                     kv_events_port=eport, secret_file=secret, node_name=node.name, host=host,
@@ -124,8 +126,3 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
     finally:
         servers.stop_all()
 
-
-def servers_stopped(backends: VllmBackends) -> bool:
-    """Every server process has exited (after the block)."""
-    procs = backends.servers.procs  # type: ignore[attr-defined]
-    return all(p.poll() is not None for p in procs.values())

@@ -43,7 +43,7 @@ Budget = Annotated[float, typer.Option(help="No request is sent after this many 
 Delay = Annotated[float, typer.Option(help="One-way delay of the KV stream in ms (sender shim; emulation).")]
 Loss = Annotated[float, typer.Option(help="Probability a KV chunk is lost and resent (emulation).")]
 Engine = Annotated[str, typer.Option(help="prfaas (our engine) or vllm: one vLLM server per node, started once per "
-                                         "command in the node's site (`prfaas vllm install` first; docs/bench-vllm.md).")]
+                                         "command in the node's site (`prfaas vllm install`; docs/bench-vllm.md).")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STATE_HOME/prfaas/runs/bench-<cmd>-"
                                                 "<time>, XDG_STATE_HOME defaulting to ~/.local/state).")]
 
