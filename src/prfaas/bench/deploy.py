@@ -73,12 +73,16 @@ class BenchLauncher(Launcher):
     """`serve.launcher.Launcher` with site placement, restarts and fault-injecting nodes."""
 
     def __init__(self, cfg: DeployConfig, run_dir: Path, *, sites: Sites | None = None,
-                 fault_nodes: dict[str, CorruptPlan] | None = None, stop_timeout_s: float = 5.0) -> None:
+                 fault_nodes: dict[str, CorruptPlan] | None = None, stop_timeout_s: float = 5.0,
+                 spare_sessions: set[int] | None = None) -> None:
+        """`spare_sessions`: session ids the namespace sweep at `stop` leaves alone (vLLM servers started once
+        per command, stopped by their owner)."""
         env = {"PYTHONPATH": os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
         super().__init__(cfg, run_dir, stop_timeout_s=stop_timeout_s, env=env)
         self.sites = sites
         self.fault_nodes = dict(fault_nodes or {})
         self._args: dict[str, list[str]] = {}
+        self.spare_sessions = set(spare_sessions or ())
 
     def _prefix(self, name: str) -> list[str]:
         if self.sites is None:
@@ -127,5 +131,6 @@ class BenchLauncher(Launcher):
             for ns in (self.sites.info.prfaas_ns, self.sites.info.local_ns):
                 for pid in pids_in(ns):
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+                        if os.getsid(pid) not in self.spare_sessions:
+                            os.kill(pid, signal.SIGKILL)
 

@@ -202,13 +202,26 @@ def _answers(url: str) -> bool:
 @contextlib.contextmanager
 def bench_deployment(cfg: DeployConfig, run_dir: Path, sites_spec: SitesSpec | None = None, *,
                      fault_nodes: Mapping[str, CorruptPlan] | None = None,
-                     ready_timeout_s: float = 180.0) -> Iterator[Deployment]:
-    """Sites (if asked), then the processes; waits until ready; tears both down on any exit (SIGTERM included)."""
+                     ready_timeout_s: float = 180.0, engine: str = "prfaas",
+                     log: Callable[[str], None] = print) -> Iterator[Deployment]:
+    """Sites (if asked), then the processes; waits until ready; tears both down on any exit (SIGTERM included).
+    engine "vllm": one vLLM server per node is started first, in the node's site (`bench.vllm_nodes`), and the
+    deployment's nodes are adapters of them; on exit the gateway and adapters stop, then the servers, then the
+    sites."""
+    if engine not in ("prfaas", "vllm"):
+        raise ValueError(f"engine must be prfaas or vllm, got {engine!r}")
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_as_exit())
         sites = stack.enter_context(two_sites(sites_spec)) if sites_spec is not None else None
         placed = place_on_sites(cfg, sites.info) if sites is not None else cfg
-        launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=dict(fault_nodes or {}))
+        spare: set[int] = set()
+        if engine == "vllm":
+            from prfaas.bench.vllm_nodes import vllm_backends
+
+            backends = stack.enter_context(vllm_backends(placed, sites, run_dir / "vllm", log))
+            placed, spare = backends.cfg, backends.sessions
+        launcher = BenchLauncher(placed, run_dir, sites=sites, fault_nodes=dict(fault_nodes or {}),
+                                 spare_sessions=spare)
         stack.callback(launcher.stop)
         launcher.start()
         deployment = Deployment(launcher, sites)

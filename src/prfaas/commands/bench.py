@@ -6,6 +6,7 @@
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
     prfaas bench paper    [--quick] [--runs 3] [--time-scale 1 --state-scale 128]   # emulated case study
+    prfaas bench compare|chaos --engine vllm ...       # the same on one vLLM server per node (docs/bench-vllm.md)
 
 Each run starts its own deployment (on the sites by default when root), writes records.jsonl, link.jsonl,
 summary.json and plots under --out, and tears everything down, even on failure or SIGTERM.
@@ -42,6 +43,8 @@ Concurrency = Annotated[int, typer.Option(help="Most requests in flight.")]
 Budget = Annotated[float, typer.Option(help="No request is sent after this many seconds.")]
 Delay = Annotated[float, typer.Option(help="One-way delay of the KV stream in ms (sender shim; emulation).")]
 Loss = Annotated[float, typer.Option(help="Probability a KV chunk is lost and resent (emulation).")]
+Engine = Annotated[str, typer.Option(help="prfaas (our engine) or vllm: one vLLM server per node, started once per "
+                                         "command in the node's site (`prfaas vllm install`; docs/bench-vllm.md).")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STATE_HOME/prfaas/runs/bench-<cmd>-"
                                                 "<time>, XDG_STATE_HOME defaulting to ~/.local/state).")]
 
@@ -106,6 +109,23 @@ def _setup(choices: SetupChoices) -> BenchSetup:
     return setup
 
 
+def _engine(engine: str, setup: BenchSetup, delay_ms: float = 0.0, chunk_loss: float = 0.0) -> BenchSetup:
+    """The setup for `engine`: for vLLM the workload's context is capped to the servers' max_model_len, and the
+    sender-shim emulations (our node's KV sender) are refused."""
+    from dataclasses import replace
+
+    if engine == "prfaas":
+        return setup
+    if engine != "vllm":
+        raise ConfigError(f"--engine must be prfaas or vllm, got {engine!r}")
+    if delay_ms or chunk_loss:
+        raise ConfigError("--delay-ms and --chunk-loss emulate our node's KV sender; not with --engine vllm")
+    from prfaas.bench.vllm_nodes import MAX_MODEL_LEN
+
+    typer.echo(f"engine vllm: one vLLM server per node (tiny Qwen3-Next), prompts capped to {MAX_MODEL_LEN} tokens")
+    return replace(setup, spec=replace(setup.spec, max_context_tokens=MAX_MODEL_LEN))
+
+
 def run_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, cap_mbit: Cap = None,
             profile: Profile = None, workload: Workload = "lognormal", trace: Trace = None, requests: Requests = 40,
             rate_rps: Rate = 1.0, max_tokens: MaxTokens = 16, seed: Seed = 0, threshold: Threshold = None,
@@ -139,7 +159,7 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                 "homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware",
                 slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
                 time_budget_s: Budget = 600.0, delay_ms: Delay = 0.0, chunk_loss: Loss = 0.0,
-                out: Out = None) -> None:
+                engine: Engine = "prfaas", out: Out = None) -> None:
     from prfaas.bench.compare import compare_policies, format_compare
     from prfaas.bench.run import bench_deployment
 
@@ -151,8 +171,10 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                             max_tokens=max_tokens, seed=seed, threshold_tokens=threshold, slo_ttft_s=slo_ttft_s,
                             slo_tpot_s=slo_tpot_s, concurrency=concurrency, time_budget_s=time_budget_s,
                             delay_ms=delay_ms, chunk_loss=chunk_loss))
+    s = _engine(engine, s, delay_ms, chunk_loss)
     out_dir = _out(out, "compare")
-    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, fault_nodes=s.fault_nodes) as dep:
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, fault_nodes=s.fault_nodes, engine=engine,
+                          log=typer.echo) as dep:
         result = compare_policies(dep, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
                                   profile_path=profile)
     typer.echo(format_compare(result))
@@ -167,7 +189,7 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
               "link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart,overload",
               fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 2.0,
               recover_after_s: Annotated[float, typer.Option(help="Undo the fault after this long.")] = 5.0,
-              out: Out = None) -> None:
+              engine: Engine = "prfaas", out: Out = None) -> None:
     from prfaas.bench.chaos import Fault, format_reports, probe_requests, run_fault, write_reports
     from prfaas.bench.run import bench_deployment
     from prfaas.bench.workload import build_requests
@@ -179,13 +201,17 @@ def chaos_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, ca
     s = _setup(SetupChoices(config=config, tiny=tiny, sites=sites, cap_mbit=cap_mbit, num_requests=requests,
                             rate_rps=rate_rps, max_tokens=max_tokens, seed=seed, threshold_tokens=threshold,
                             policy=policy))
+    s = _engine(engine, s)
+    if engine == "vllm" and Fault.CORRUPT in chosen:
+        chosen.remove(Fault.CORRUPT)
+        typer.echo("note: corrupt skipped with --engine vllm (it swaps in our node's sender shim)")
     if s.sites_spec is None and Fault.LINK_DROP in chosen:
         chosen.remove(Fault.LINK_DROP)
         typer.echo("note: link-drop skipped (needs the emulated sites)")
     out_dir = _out(out, "chaos")
     during, probes = build_requests(s.spec), probe_requests(s.spec)
     reports = []
-    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec) as dep:
+    with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, engine=engine, log=typer.echo) as dep:
         for fault in chosen:
             typer.echo(f"fault {fault.value} ...")
             reports.append(run_fault(dep, fault, during, probes, s.opts, out_dir, fault_at_s=fault_at_s,
