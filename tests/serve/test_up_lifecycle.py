@@ -122,13 +122,15 @@ def _stub_config(tmp_path: Path) -> Path:
 
 def test_sigkilled_launcher_leaves_no_process_behind(tmp_path: Path) -> None:
     port, run_dir = free_port(), tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prfaas.cli", "up", "--config", str(_stub_config(tmp_path)), "--port", str(port),
-         "--run-dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    up_log = tmp_path / "up.log"  # what `prfaas up` itself printed: the reason if it exits before it is ready
+    with open(up_log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prfaas.cli", "up", "--config", str(_stub_config(tmp_path)), "--port", str(port),
+             "--run-dir", str(run_dir)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     children: list[int] = []
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, run_dir / "gateway.log")
+        _wait_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, up_log)
         children = _children(proc.pid)
         assert len(children) == 4  # gateway + 3 nodes
         ports = _deployment_ports(run_dir, port)
