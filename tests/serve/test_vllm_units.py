@@ -279,3 +279,21 @@ def test_state_bytes_model_may_be_the_checkpoint_folder_vllm_serves(tmp_path: Pa
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"state_bytes_model: .*config\.json"):
         check_config(_vllm_config(state_bytes_model=str(tmp_path)))
+
+
+def test_a_prefill_skips_only_whole_vllm_blocks_the_decode_node_holds() -> None:
+    """The decode node's held prefix (the gateway's KV index, 512-token blocks) is sent as skip_tokens rounded down
+    to vLLM's own block size (from the connector's telemetry), never the whole prompt; unknown size: nothing skipped."""
+    from types import SimpleNamespace
+
+    from prfaas.serve.vllm_metrics import cache_block_tokens
+    from prfaas.serve.vllm_node import VllmNodeServer
+
+    doc = {"layers": [{"kind": "state", "block_size": 9999}, {"kind": "attention", "block_size": 1152}]}
+    assert cache_block_tokens(doc) == 1152 and cache_block_tokens({}) == 0
+    node = SimpleNamespace(cache_block_tokens=1152)
+    skip = VllmNodeServer.skip_tokens
+    assert skip(node, 2048, 3000) == 1152  # holds 2,048 = 1 whole block of 1,152
+    assert skip(node, 512, 3000) == 0  # less than a block: ship everything
+    assert skip(node, 5000, 2304) == 1152  # never the whole prompt: the last position is computed at decode
+    assert skip(SimpleNamespace(cache_block_tokens=0), 4096, 5000) == 0

@@ -274,7 +274,14 @@ class RequestDriver:
     async def _prefill(self, rid: str, prompt: list[int], sampling: SamplingMsg, plan: RoutePlan,
                        prefill_node: NodeRecord, decode_node: NodeRecord, stall_s: float,
                        start_within_s: float | None = None) -> PrefillReply:
-        target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port)
+        held = 0  # a vLLM decode node loads only what its prefix cache lacks: the prefill may skip what it holds
+        if decode_node is not prefill_node and decode_node.info.engine == "vllm" and \
+                self.control.kv_index.has_node(decode_node.name):
+            index = self.control.kv_index
+            held = index.node_prefix_blocks(decode_node.name, block_hashes(prompt, index.block_tokens)) * \
+                index.block_tokens
+        target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port,
+                              cached_tokens=min(held, len(prompt)))
         msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
                              route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s)
         prefill_node.gateway_prefills += 1
@@ -367,7 +374,7 @@ class RequestDriver:
         # a vLLM adapter node decodes from prompt + first token (`serve.vllm_node`); our engine needs no prompt
         prompt_ids = prompt if node.info.engine == "vllm" else None
         msg = DecodeRequest(request_id=rid, first_token=reply.first_token, num_prompt_tokens=reply.num_prompt_tokens,
-                            sampling=sampling, prompt_token_ids=prompt_ids)
+                            sampling=sampling, prompt_token_ids=prompt_ids, skip_tokens=reply.skip_tokens)
         node.gateway_decodes += 1
         try:
             async with self.session.post(f"{node.info.control_url}/decode", data=encode(msg),

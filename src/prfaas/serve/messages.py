@@ -93,6 +93,8 @@ class DecodeTarget(Struct, frozen=True, kw_only=True):
     name: str
     kv_host: str
     kv_port: int
+    # prompt tokens the gateway's KV-cache index says the decode node holds (vLLM nodes: only the rest need cross)
+    cached_tokens: int = 0
 
 
 class PrefillRequest(Message, frozen=True, kw_only=True, tag="prefill"):
@@ -119,6 +121,7 @@ class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):
     # the request ended with its first token ("stop": an end-of-sequence token; a vLLM node knows it from vLLM's
     # finish reason, it holds no tokenizer); None: decode goes on (or max_tokens says it ends)
     finish_reason: str | None = None
+    skip_tokens: int = 0  # vLLM nodes: prompt positions not sent (the decode node holds them)
 
 
 class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):
@@ -128,6 +131,7 @@ class DecodeRequest(Message, frozen=True, kw_only=True, tag="decode"):
     sampling: SamplingMsg
     state_wait_s: float = 30.0
     prompt_token_ids: list[int] | None = None  # filled only for nodes that registered engine "vllm"
+    skip_tokens: int = 0  # vLLM nodes: the prefill sent positions from here on (PrefillReply.skip_tokens)
 
 
 class TokenChunk(Message, frozen=True, kw_only=True, tag="tokens"):

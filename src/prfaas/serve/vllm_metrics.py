@@ -83,3 +83,11 @@ def parse_telemetry(doc: dict[str, Any]) -> list[LinkSnapshot]:
     else:
         return []
     return [s for s in (_snapshot(raw) for raw in candidates) if s is not None]
+
+
+def cache_block_tokens(doc: dict[str, Any]) -> int:
+    """vLLM's KV block size in positions, from the connector telemetry's `layers` (0: not reported)."""
+    layers = doc.get("layers") if isinstance(doc, dict) else None
+    sizes = [int(layer.get("block_size", 0)) for layer in layers or [] if isinstance(layer, dict)
+             and layer.get("kind") != "state" and isinstance(layer.get("block_size"), int)]
+    return max(sizes, default=0)

@@ -72,7 +72,7 @@ from prfaas.serve.node_http import error, reply, start_control
 from prfaas.serve.vllm_arch import served_arch
 from prfaas.serve.vllm_events import KvEventSubscriber, PrefixTracker
 from prfaas.serve.vllm_http import VllmClient, VllmError, VllmTokens, completion_body
-from prfaas.serve.vllm_metrics import VllmLoad, parse_metrics, parse_telemetry
+from prfaas.serve.vllm_metrics import VllmLoad, cache_block_tokens, parse_metrics, parse_telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class VllmNodeServer:
         self.arch = None if self.section.state_bytes_model is None else served_arch(self.section.state_bytes_model)
         self.load = VllmLoad()
         self.links: list[LinkSnapshot] = []
+        self.cache_block_tokens = 0  # vLLM's KV block size (positions), from the connector's telemetry
         self.vllm_up = False
         self._last_poll_error = ""
         self.model: str | None = self.section.vllm_model
@@ -224,6 +225,15 @@ class VllmNodeServer:
         if self.section.telemetry_url is not None:
             self.links = await self._telemetry(timeout)
 
+    def skip_tokens(self, held_tokens: int, num_tokens: int) -> int:
+        """Prompt positions the decode node holds, in whole vLLM blocks (the connector's telemetry says their
+        size; every instance of a deployment serves the same checkpoint), at most all but the last position."""
+        block = self.cache_block_tokens
+        if not block or held_tokens <= 0:
+            return 0
+        held = min(held_tokens, num_tokens - 1)
+        return held - held % block
+
     async def _learn_model(self) -> None:
         models = await self.client.models()
         if not models:
@@ -241,7 +251,9 @@ class VllmNodeServer:
             async with self._session.get(url, timeout=timeout) as resp:
                 if resp.status != 200:
                     return []
-                return parse_telemetry(await resp.json(content_type=None))
+                doc = await resp.json(content_type=None)
+                self.cache_block_tokens = cache_block_tokens(doc)
+                return parse_telemetry(doc)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             _log.debug("connector telemetry at %s: %s", url, exc)
             return []
@@ -337,8 +349,9 @@ class VllmNodeServer:
 
     async def _prefill_remote(self, msg: PrefillRequest) -> web.Response:
         target = msg.decode_target
+        skip = self.skip_tokens(target.cached_tokens, len(msg.token_ids))
         params = to_params(SendParams(transfer_id=msg.request_id, peer_host=target.kv_host,
-                                      peer_port=target.kv_port, skip_tokens=0))
+                                      peer_port=target.kv_port, skip_tokens=skip))
         body = completion_body(self.client.model or "", msg.token_ids, msg.sampling, max_tokens=1, stream=False,
                                kv_params=params)
         started_s = time.monotonic()
@@ -363,8 +376,8 @@ class VllmNodeServer:
         # max_tokens 1 ends with "length"; "stop" means the first token ended the request (EOS / a stop token)
         finish = "stop" if tokens.finish_reason == "stop" else None
         return self._prefill_reply(msg, tokens.token_ids[0], tokens.cached_tokens, time.monotonic() - started_s,
-                                   transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids)),
-                                   finish_reason=finish)
+                                   transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids), skip),
+                                   finish_reason=finish, skip_tokens=skip)
 
     async def _prefill_colocated(self, msg: PrefillRequest) -> web.Response:
         body = completion_body(self.client.model or "", msg.token_ids, msg.sampling,
@@ -397,12 +410,12 @@ class VllmNodeServer:
 
     def _prefill_reply(self, msg: PrefillRequest, first_token: int, cached: int | None, prefill_s: float, *,
                        transfer_s: float | None, transfer_bytes: int = 0,
-                       finish_reason: str | None = None) -> web.Response:
+                       finish_reason: str | None = None, skip_tokens: int = 0) -> web.Response:
         self._remember_prefilled(msg.token_ids)
         return reply(PrefillReply(request_id=msg.request_id, first_token=first_token,
                                   num_prompt_tokens=len(msg.token_ids), num_cached_tokens=cached or 0, queue_s=0.0,
                                   prefill_s=prefill_s, transfer_bytes=transfer_bytes,
-                                  transfer_s=transfer_s, finish_reason=finish_reason))
+                                  transfer_s=transfer_s, finish_reason=finish_reason, skip_tokens=skip_tokens))
 
     def _prefill_failed(self, msg: PrefillRequest, exc: BaseException) -> web.Response:
         if isinstance(exc, VllmError) and exc.is_input_error:
@@ -456,7 +469,8 @@ class VllmNodeServer:
                              f"{msg.num_prompt_tokens} prompt_token_ids", 400)
             if msg.sampling.max_tokens <= 1:
                 return error("bad_request", "nothing to decode (max_tokens <= 1)", 400)
-            params = to_params(RecvParams(transfer_id=rid, num_tokens=len(prompt), skip_tokens=0,
+            params = to_params(RecvParams(transfer_id=rid, num_tokens=len(prompt),
+                                          skip_tokens=min(msg.skip_tokens, len(prompt)),
                                           wait_s=msg.state_wait_s))
             body = completion_body(self.client.model or "", [*prompt, msg.first_token], msg.sampling,
                                    max_tokens=msg.sampling.max_tokens - 1, stream=True, kv_params=params)
