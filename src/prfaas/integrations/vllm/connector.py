@@ -127,10 +127,6 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
         done, failed = self._worker.transfer_results()
         return KVConnectorTransferResults(finished_sending=set(), finished_recving=done, failed_recving=failed)
 
-    def get_finished(self, finished_req_ids: set[str]) -> tuple[set[str] | None, set[str] | None]:
-        done, _failed = self._worker.transfer_results() if self._worker is not None else (set(), set())
-        return None, done
-
     def shutdown(self) -> None:
         if self._telemetry is not None:
             self._telemetry.close()

@@ -183,7 +183,7 @@ class WorkerSide:
                 out.transfer.send_layer(layer.index, [_bytes_view(t) for t in tensors])
             except Exception as exc:
                 log.warning("prfaas connector: transfer %s layer %s: %s", out.task.transfer_id, layer.name, exc)
-                out.transfer.abort(str(exc)) if hasattr(out.transfer, "abort") else None
+                out.transfer.abort(str(exc))
                 out.sent.update(layer.index for layer in self.layers)
                 return
             out.sent.add(layer.index)
