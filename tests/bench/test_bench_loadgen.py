@@ -106,3 +106,35 @@ def test_time_budget_bounds_what_is_sent() -> None:
             await runner.cleanup()
 
     assert asyncio.run(run()) == 2  # arrivals at 0.0 and 0.3 s only
+
+
+async def _run_with_stop() -> list[object]:
+    app = web.Application()
+    app.router.add_post("/v1/completions", _completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        hang, ok = BEHAVIOURS.index("hang"), BEHAVIOURS.index("ok")
+        # Two hanging streams sent at 0 s and 0.5 s and one that finishes: the run stops 1.5 s after its start,
+        # so the first is cut after ~1.5 s and the second after ~1.0 s, though each could wait 30 s.
+        requests = [BenchRequest(0, 0.0, (hang, 1), 3), BenchRequest(1, 0.5, (hang, 2), 3),
+                    BenchRequest(2, 0.6, (ok, 3), 3)]
+        opts = LoadOptions(max_concurrency=3, request_timeout_s=30.0, stop_after_s=1.5)
+        return list(await asyncio.wait_for(drive(f"http://127.0.0.1:{port}", requests, opts), timeout=20))
+    finally:
+        await runner.cleanup()
+
+
+def test_stop_after_cuts_every_running_stream_at_the_runs_deadline() -> None:
+    records = asyncio.run(_run_with_stop())
+    first, second, done = records  # type: ignore[misc]
+    assert done.status is RequestStatus.COMPLETED
+    for rec in (first, second):
+        assert rec.status is RequestStatus.LOST and rec.error.startswith("no end of stream within")
+    # each stream's own limit is what was left of the run at its send time
+    limit_first = float(first.error.split("within ")[1].rstrip("s"))
+    limit_second = float(second.error.split("within ")[1].rstrip("s"))
+    assert limit_first == pytest.approx(1.5, abs=0.05) and limit_second == pytest.approx(1.0, abs=0.2)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from prfaas.bench.paper import PaperOptions, first_token_rps, judge_live, paper_requests, run_paper
+from prfaas.bench.paper import (
+    PaperOptions,
+    capacity_size,
+    first_token_rps,
+    judge_live,
+    paper_requests,
+    run_paper,
+)
 from prfaas.bench.paper_config import PaperScale, deploy_config, paper_configurations, sim_scenario
 from prfaas.bench.paper_report import format_paper
 from prfaas.bench.records import RequestRecord, RequestStatus
@@ -70,6 +77,14 @@ def test_first_token_rate_is_the_prefill_throughput() -> None:
     # 10 requests arriving at once, served one per second
     assert first_token_rps([(0.0, float(i + 1)) for i in range(10)]) == pytest.approx(1.0)
     assert first_token_rps([(0.0, None)]) is None
+
+
+def test_capacity_run_size_is_the_request_count_or_the_window(tmp_path: Path) -> None:
+    scale = PaperScale(2.0, 128.0, 16)
+    by_window = PaperOptions(out_dir=tmp_path, scale=scale, capacity_window_s=40.0)
+    assert capacity_size(by_window, 2.5) == 200  # 2.5 req/s x 40 paper-s x k_t 2
+    by_count = PaperOptions(out_dir=tmp_path, scale=scale, capacity_requests=260)
+    assert capacity_size(by_count, 2.5) == capacity_size(by_count, 1.6) == 260
 
 
 @pytest.mark.slow

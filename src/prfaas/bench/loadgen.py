@@ -6,7 +6,8 @@ Each request is a streamed `/v1/completions` call (token-id prompt, temperature 
 the time to the first content chunk, TPOT (last - first chunk) / (completion tokens - 1), and the status is
 classified as in `records` (COMPLETED / FAILED with a kind / LOST). Bounded in every dimension: at most
 `max_concurrency` requests in flight, no request sent after `time_budget_s`, and each request abandoned (LOST)
-after `request_timeout_s`. A progress callback sees each finished record.
+after `request_timeout_s` or, with `stop_after_s`, when the run reaches that age (a saturated run's backlog is
+not drained). A progress callback sees each finished record.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LoadOptions:
     max_concurrency: int = 32
     time_budget_s: float = 600.0  # no request is sent after this many seconds
     request_timeout_s: float = 300.0  # a request silent this long is abandoned and counted LOST
+    stop_after_s: float | None = None  # every request still running this long after the start is abandoned
     model: str = "default"
     keep_text: bool = False
     headers: tuple[tuple[str, str], ...] = ()
@@ -112,7 +114,10 @@ async def send_one(session: aiohttp.ClientSession, url: str, req: BenchRequest, 
     start = time.monotonic()
     send_s = start - t0
     state = _StreamState()
-    timeout = aiohttp.ClientTimeout(total=opts.request_timeout_s, sock_connect=10.0)
+    limit_s = opts.request_timeout_s
+    if opts.stop_after_s is not None:
+        limit_s = max(0.001, min(limit_s, opts.stop_after_s - send_s))
+    timeout = aiohttp.ClientTimeout(total=limit_s, sock_connect=min(10.0, limit_s))
     try:
         async with session.post(f"{url}/v1/completions", json=_body(req, opts), timeout=timeout,
                                 headers=dict(opts.headers)) as resp:
@@ -123,7 +128,7 @@ async def send_one(session: aiohttp.ClientSession, url: str, req: BenchRequest, 
             await _read_stream(resp, state)
     except TimeoutError:
         return _record(req, send_s, start, state, opts, status=RequestStatus.LOST, http_status=200,
-                       error=f"no end of stream within {opts.request_timeout_s:g}s")
+                       error=f"no end of stream within {limit_s:g}s")
     except (aiohttp.ClientError, OSError) as exc:
         return _record(req, send_s, start, state, opts, status=RequestStatus.FAILED,
                        failure=FailureKind.CONNECTION, error=repr(exc)[:300])

@@ -54,6 +54,7 @@ from prfaas.workload import WorkloadRequest
 VOCAB = 2048  # the emulated engine's (default tokenizer's) ids
 DEFAULT_COMMON_LOAD_RPS = 1.0  # unscaled, as `sim.paper`
 DEFAULT_TAIL_S = 60.0  # unscaled, as `sim.search.SustainCriteria`
+_ABANDONING = ("search", "capacity")  # probes whose unfinished requests are cut at a deadline on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class PaperOptions:
     capacity: bool = True  # one saturated run at `overload` x the planner's Lambda: the served throughput
     overload: float = 1.5
     capacity_window_s: float = 60.0  # unscaled arrival window of the capacity run
+    capacity_requests: int | None = None  # the capacity run's size instead (window = requests / rate)
+    capacity_stop_s: float = 20.0  # unscaled: the capacity run is cut this long after D + decode (no drain)
     common_requests: int | None = None  # requests at the common load (None: num_requests)
     overhead: RequestOverhead | None = None  # the measured request path (`paper_overhead`): "sim+overhead" too
     extra_rates: tuple[float, ...] = ()  # unscaled rates also run (quick mode: one overload rate)
@@ -283,8 +286,11 @@ class LiveConfig:
         self._salt += 1
         bench = bench_requests(requests, seed, self._salt)
         timeout_s = crit.tail_s if kind == "search" else 10 * crit.tail_s + duration_s
+        # A saturated capacity run is judged on completions up to D + decode: its backlog is not drained.
+        stop_s = (duration_s + decode_s + opts.scale.emulation.duration_s(opts.capacity_stop_s)
+                  if kind == "capacity" else None)
         load = LoadOptions(max_concurrency=100_000, time_budget_s=duration_s + 60.0, request_timeout_s=timeout_s,
-                           model=self.dep.launcher.cfg.model.served_name)
+                           stop_after_s=stop_s, model=self.dep.launcher.cfg.model.served_name)
         label = f"{c.name} run {self.run} {kind} {rate_rps:.3f} req/s"
         bar = ProgressBar(len(bench), label=label) if opts.progress else None
         live = self.dep.measure(bench, load, bar)
@@ -317,8 +323,8 @@ class LiveConfig:
             live_ttft_mean_s=live_ttft[0], sim_ttft_mean_s=sim_ttft[0],
             live_ttft_p90_s=live_ttft[1], sim_ttft_p90_s=sim_ttft[1], live_completed=len(ok),
             live_failed=sum(r.status is RequestStatus.FAILED for r in live.records),
-            live_lost=len(lost) - (abandoned if kind == "search" else 0),
-            live_abandoned=abandoned if kind == "search" else 0,
+            live_lost=len(lost) - (abandoned if kind in _ABANDONING else 0),
+            live_abandoned=abandoned if kind in _ABANDONING else 0,
             live_offload_fraction=(sum(r.route == "prfaas" for r in routed) / len(routed)) if routed else 0.0,
             sim_offload_fraction=sim.summary.offload_fraction, live_egress_gbps_mean=egress,
             sim_egress_gbps_mean=sim.summary.egress_gbps_mean, live_link_utilisation_mean=util,
@@ -356,6 +362,13 @@ def _deployment(c: PaperConfiguration, opts: PaperOptions, run_dir: Path) -> Ite
         yield dep
 
 
+def capacity_size(opts: PaperOptions, rate_rps: float) -> int:
+    """Requests in a capacity run at `rate_rps` (scaled): `capacity_requests`, else the window's."""
+    if opts.capacity_requests is not None:
+        return max(2, opts.capacity_requests)
+    return max(2, round(rate_rps * opts.scale.emulation.duration_s(opts.capacity_window_s)))
+
+
 def _config_by_name(configs: Sequence[PaperConfiguration], name: str) -> PaperConfiguration:
     base, _, policy = name.partition("/")
     for c in configs:
@@ -390,7 +403,7 @@ def run_paper(opts: PaperOptions, configs: Sequence[PaperConfiguration] | None =
                     res.live_max_rps.append(live.search(sim_max, res.probes.append))
                 if opts.capacity:
                     rate = emu.rate_rps(opts.overload * c.planner_lambda_rps)
-                    n = max(2, round(rate * emu.duration_s(opts.capacity_window_s)))
+                    n = capacity_size(opts, rate)
                     res.probes.append(live.probe(rate, "capacity", n))
                 res.probes.append(live.probe(emu.rate_rps(opts.common_load_rps), "common", opts.common_requests))
                 for rate in opts.extra_rates:
@@ -402,7 +415,7 @@ def run_paper(opts: PaperOptions, configs: Sequence[PaperConfiguration] | None =
 
 
 def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: int | None = None,
-               capacity_window_s: float | None = None) -> PaperResult:
+               capacity_window_s: float | None = None, capacity_requests: int | None = None) -> PaperResult:
     """The simulator side of a finished `bench paper` output again, with `overhead` (`simoh_*` fields); the live
     rows are read back unchanged. Each probe's requests are regenerated from its configuration, rate and seed."""
     from prfaas.bench.paper_config import paper_configurations
@@ -411,10 +424,12 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: i
     doc = json.loads((paper_dir / "paper.json").read_text(encoding="utf-8"))
     scale = PaperScale(doc["scale"]["time_scale"], doc["scale"]["state_scale"], doc["scale"]["steps_per_event"])
     window = capacity_window_s or doc.get("capacity_window_s") or 60.0
+    cap_n = capacity_requests or doc.get("capacity_requests")
     common_n = common_requests or doc.get("common_requests") or doc["num_requests"]
     opts = PaperOptions(out_dir=paper_dir, scale=scale, num_requests=doc["num_requests"], runs=doc["runs"],
                         seed=doc.get("seed", 0), common_load_rps=doc["common_load_rps"],
-                        overload=doc.get("overload", 1.5), capacity_window_s=window, common_requests=common_n,
+                        overload=doc.get("overload", 1.5), capacity_window_s=window, capacity_requests=cap_n,
+                        common_requests=common_n,
                         overhead=overhead, progress=False)
     base = paper_configurations()
     result = PaperResult(opts, notes=[f"simulator re-run with the request-path overhead {overhead.describe()}"])
@@ -423,8 +438,7 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: i
         c = _config_by_name(base, res.configuration)
         probes = []
         for p in res.probes:
-            n = {"capacity": max(2, round(p.rate_rps * scale.emulation.duration_s(window))),
-                 "common": common_n}.get(p.kind, opts.num_requests)
+            n = {"capacity": capacity_size(opts, p.rate_rps), "common": common_n}.get(p.kind, opts.num_requests)
             requests = paper_requests(c, p.rate_rps, n, opts.seed + 1000 * p.run)
             if len(requests) != p.num_requests:
                 raise ValueError(f"{c.name} {p.kind} {p.rate_rps}: regenerated {len(requests)} requests, the live "

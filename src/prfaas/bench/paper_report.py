@@ -99,8 +99,10 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
         homo_cap = cap_rows.get("homogeneous") or []
         h_live = _med([p.live_throughput_rps for p in homo_cap])
         h_sim = _med([p.sim_throughput_rps for p in homo_cap])
+        size = (f"{opts.capacity_requests} requests" if opts.capacity_requests is not None
+                else f"{opts.capacity_window_s:g} s (paper units)")
         lines += ["", f"capacity: Poisson arrivals at {opts.overload:g} x the planner's Lambda_max for "
-                  f"{opts.capacity_window_s:g} s (paper units); served = completions per second once saturated "
+                  f"{size}, cut {opts.capacity_stop_s:g} s after the last arrival + decode; served = completions per second once saturated "
                   "(median [min, max] over runs, paper req/s); sim on the same requests",
                   f"{'configuration':<34}{'planner':>8}{'offered':>8}{'live served':>24}{'sim served':>11}"
                   f"{'sim err':>25}{'live/homo':>10}{'sim/homo':>9}{'planner/homo':>13}{'paper':>6}"
@@ -184,6 +186,7 @@ def write_paper(result: PaperResult, extra: ConfigResult | None = None) -> None:
                   "steps_per_event": result.options.scale.steps_per_event},
         "num_requests": result.options.num_requests, "overload": result.options.overload,
         "capacity_window_s": result.options.capacity_window_s, "common_requests": result.options.common_requests,
+        "capacity_requests": result.options.capacity_requests, "capacity_stop_s": result.options.capacity_stop_s,
         "seed": result.options.seed,
         "overhead": None if result.options.overhead is None else {
             "fixed_s": result.options.overhead.fixed_s, "per_token_s": result.options.overhead.per_token_s,

@@ -247,6 +247,8 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
                                                            "throughput.")] = True,
               overload: Annotated[float, typer.Option(help="Capacity run: offered x the planner's Lambda.")] = 1.5,
               capacity_window_s: Annotated[float, typer.Option(help="Capacity run: arrival window (paper s).")] = 60.0,
+              capacity_requests: Annotated[int | None, typer.Option(
+                  help="Capacity run: this many requests per configuration (instead of the window).")] = None,
               common_requests: Annotated[int | None, typer.Option(help="Requests at the common load.")] = None,
               sites: Sites = None,
               tls: Annotated[bool, typer.Option(help="Mutual TLS on the KV links.")] = True,
@@ -261,15 +263,16 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
     names: tuple[str, ...] = QUICK_CONFIGURATIONS if quick else ALL_CONFIGURATIONS
     if configurations is not None:
         names = tuple(n.strip() for n in configurations.split(",") if n.strip())
-    if runs < 1 or (requests is not None and requests < 2):
-        raise ConfigError("--runs must be >= 1 and --requests >= 2")
+    if runs < 1 or (requests is not None and requests < 2) or (capacity_requests is not None
+                                                                 and capacity_requests < 2):
+        raise ConfigError("--runs must be >= 1, --requests and --capacity-requests >= 2")
     opts = PaperOptions(out_dir=_out(out, "paper"), scale=PaperScale(
                             time_scale if time_scale is not None else (1.0 if quick else 2.0), state_scale,
                             steps_per_event),
                         num_requests=requests or (30 if quick else 300), runs=runs, seed=seed,
                         common_load_rps=common_load_rps, search=search and not quick,
                         capacity=capacity and not quick, overload=overload, capacity_window_s=capacity_window_s,
-                        common_requests=common_requests,
+                        capacity_requests=capacity_requests, common_requests=common_requests,
                         overhead=fit_from(overhead_from) if overhead_from is not None else None,
                         extra_rates=(QUICK_OVERLOAD_RPS,) if quick else (), configurations=tuple(names),
                         sites=sites, tls=tls)
