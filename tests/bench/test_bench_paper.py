@@ -51,7 +51,8 @@ def test_deploy_config_and_sim_scenario_share_the_scale() -> None:
 def test_workload_is_the_papers_and_deterministic() -> None:
     c = paper_configurations()[0]
     a, b = paper_requests(c, 2.0, 200, seed=3), paper_requests(c, 2.0, 200, seed=3)
-    assert a == b and 150 < len(a) < 250
+    assert a == b and len(a) == 200
+    assert 70.0 < a[-1].arrival_s < 130.0  # 200 arrivals at 2 req/s span about 100 s
     assert all(128 <= r.input_tokens <= 131_072 and r.output_tokens == 1024 for r in a)
 
 
@@ -131,3 +132,37 @@ def test_overhead_fit_is_robust_and_shifts_arrivals() -> None:
     with_tail = RequestOverhead(0.1, 0.0, 2, (0.0, 1.0))
     assert {with_tail.at(100, i) for i in range(10)} == {0.1, 1.1}
     assert [r.arrival_s for r in moved] == sorted(r.arrival_s for r in moved)
+
+
+def _probe_dir(root: Path, config: str, run: int, kind: str, overhead_s: float, n: int) -> None:
+    """A `bench paper` probe folder whose requests all took `overhead_s` outside queue + prefill + transfer."""
+    import json
+
+    import msgspec
+
+    probe = root / config / f"run-{run}" / f"{kind}-1.0000"
+    probe.mkdir(parents=True)
+    recs, log = [], []
+    for i in range(n):
+        tokens = 1_000 + 1_000 * i
+        recs.append(RequestRecord(index=i, send_s=float(i), prompt_tokens=tokens, max_tokens=4, ttft_s=1.0 + overhead_s,
+                                  latency_s=2.0 + overhead_s, completion_tokens=4, tpot_s=0.3,
+                                  status=RequestStatus.COMPLETED, gateway_id=i))
+        log.append({"id": i, "prompt_tokens": tokens, "queue_s": 0.25, "prefill_s": 0.5, "transfer_s": 0.25})
+    (probe / "records.jsonl").write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in recs))
+    with (probe.parent / "gateway-requests.jsonl").open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in log)
+
+
+def test_cross_run_overhead_never_uses_the_predicted_run(tmp_path: Path) -> None:
+    from prfaas.bench.paper_overhead import cross_run_overhead, overhead_from
+
+    for run, over in enumerate((0.1, 0.2, 0.9)):
+        _probe_dir(tmp_path, "prfaas-pd", run, "common", over, 40)
+        _probe_dir(tmp_path, "prfaas-pd", run, "capacity", 5.0, 40)
+    assert overhead_from(tmp_path, kind="common").fixed_s == pytest.approx(0.2, abs=1e-6)  # median of all 3 runs
+    assert cross_run_overhead(tmp_path, "prfaas-pd", "common", 2).fixed_s == pytest.approx(0.15, abs=1e-6)
+    assert cross_run_overhead(tmp_path, "prfaas-pd", "common", 0).fixed_s == pytest.approx(0.55, abs=1e-6)
+    assert cross_run_overhead(tmp_path, "prfaas-pd", "capacity", 0).fixed_s == pytest.approx(5.0, abs=1e-6)
+    with pytest.raises(ValueError, match="leaving out run 0"):
+        overhead_from(tmp_path / "nothing", exclude_run=0)

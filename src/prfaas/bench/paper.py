@@ -37,7 +37,7 @@ import numpy as np
 from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.netns import can_emulate
 from prfaas.bench.paper_config import OUTPUT_TOKENS, PaperConfiguration, PaperScale, deploy_config, sim_scenario
-from prfaas.bench.paper_overhead import RequestOverhead, shifted
+from prfaas.bench.paper_overhead import RequestOverhead, cross_run_overhead, shifted
 from prfaas.bench.records import LinkSample, RequestStatus
 from prfaas.bench.run import Deployment, RunResult, bench_deployment, write_run
 from prfaas.bench.sites import SitesSpec
@@ -144,9 +144,14 @@ class PaperResult:
 
 # --- workload --------------------------------------------------------------------------------------
 def paper_requests(c: PaperConfiguration, rate_rps: float, num_requests: int, seed: int) -> list[WorkloadRequest]:
-    """Poisson arrivals at `rate_rps` (scaled) for num_requests / rate seconds, the paper's lengths, 1,024 out."""
-    duration_s = num_requests / rate_rps
-    return poisson_workload(c.scenario.lengths, OUTPUT_TOKENS, rate_rps, duration_s=duration_s, seed=seed)
+    """Exactly `num_requests` Poisson arrivals at `rate_rps` (scaled; their window is num_requests / rate on
+    average), the paper's lengths, 1,024 output tokens: the first requests of a longer Poisson stream."""
+    horizon_s = 2.0 * num_requests / rate_rps + 60.0
+    while True:
+        requests = poisson_workload(c.scenario.lengths, OUTPUT_TOKENS, rate_rps, duration_s=horizon_s, seed=seed)
+        if len(requests) >= num_requests:
+            return requests[:num_requests]
+        horizon_s *= 2.0
 
 
 def bench_requests(requests: Sequence[WorkloadRequest], seed: int, salt: int) -> list[BenchRequest]:
@@ -414,10 +419,12 @@ def run_paper(opts: PaperOptions, configs: Sequence[PaperConfiguration] | None =
     return result
 
 
-def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: int | None = None,
+def resimulate(paper_dir: Path, overhead: RequestOverhead | None, *, common_requests: int | None = None,
                capacity_window_s: float | None = None, capacity_requests: int | None = None) -> PaperResult:
     """The simulator side of a finished `bench paper` output again, with `overhead` (`simoh_*` fields); the live
-    rows are read back unchanged. Each probe's requests are regenerated from its configuration, rate and seed."""
+    rows are read back unchanged. Each probe's requests are regenerated from its configuration, rate and seed.
+    `overhead=None`: cross-validated, each probe with the overhead of its configuration's and kind's probes in
+    the other runs (`paper_overhead.cross_run_overhead`; needs >= 2 runs)."""
     from prfaas.bench.paper_config import paper_configurations
     from prfaas.bench.paper_report import write_paper
 
@@ -432,7 +439,12 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: i
                         common_requests=common_n,
                         overhead=overhead, progress=False)
     base = paper_configurations()
-    result = PaperResult(opts, notes=[f"simulator re-run with the request-path overhead {overhead.describe()}"])
+    note = (f"simulator re-run with the request-path overhead {overhead.describe()}" if overhead is not None else
+            "simulator re-run with the request-path overhead fitted per probe on the same configuration's and "
+            "load's probes of the other runs (cross-validation)")
+    if overhead is None and doc["runs"] < 2:
+        raise ValueError(f"{paper_dir}: cross-validated overheads need >= 2 runs (it has {doc['runs']})")
+    result = PaperResult(opts, notes=[note])
     for raw in doc["configs"]:
         res = msgspec.convert(raw, ConfigResult)
         c = _config_by_name(base, res.configuration)
@@ -443,7 +455,9 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead, *, common_requests: i
             if len(requests) != p.num_requests:
                 raise ValueError(f"{c.name} {p.kind} {p.rate_rps}: regenerated {len(requests)} requests, the live "
                                  f"run sent {p.num_requests} (give --common-requests / --capacity-window-s)")
-            extra = sim_with_overhead(c, scale, requests, n / p.rate_rps, opts.criteria.tail_s, overhead)
+            used = overhead if overhead is not None else cross_run_overhead(
+                paper_dir, res.configuration.replace("/", "_"), p.kind, p.run)
+            extra = sim_with_overhead(c, scale, requests, n / p.rate_rps, opts.criteria.tail_s, used)
             probes.append(msgspec.structs.replace(p, **extra))
         result.configs.append(msgspec.structs.replace(res, probes=probes))
     write_paper(result)

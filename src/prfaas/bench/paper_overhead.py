@@ -104,11 +104,33 @@ def shifted(requests: Sequence[WorkloadRequest], overhead: RequestOverhead) -> l
     return sorted(moved, key=lambda r: r.arrival_s)
 
 
-def overhead_from(paper_dir: Path) -> RequestOverhead:
-    """The overhead fitted to every probe of a finished `bench paper` output (its calibration run)."""
+def overhead_from(paper_dir: Path, *, configuration: str = "*", kind: str = "*",
+                  exclude_run: int | None = None) -> RequestOverhead:
+    """The overhead fitted to the probes of a finished `bench paper` output (its calibration run): all of them,
+    or one configuration's (its folder name) / one kind's (capacity, common, ...), leaving out run
+    `exclude_run` (cross-validation: a run is never predicted with its own measurements)."""
     points: list[tuple[int, float]] = []
-    for records in sorted(paper_dir.glob("*/run-*/*/records.jsonl")):
+    for records in sorted(paper_dir.glob(f"{configuration}/run-*/{kind}-*/records.jsonl")):
+        if exclude_run is not None and records.parent.parent.name == f"run-{exclude_run}":
+            continue
         points += overhead_points(records.parent)
     if not points:
-        raise ValueError(f"no bench paper probes under {paper_dir}")
+        raise ValueError(f"no bench paper probes under {paper_dir} (configuration {configuration}, kind {kind}, "
+                         f"leaving out run {exclude_run})")
     return fit_overhead(points)
+
+
+MIN_CROSS_POINTS = 30  # fewer points from a configuration's other runs: fit on every configuration's instead
+
+
+def cross_run_overhead(paper_dir: Path, configuration_dir: str, kind: str, run: int) -> RequestOverhead:
+    """The overhead a probe is predicted with under cross-validation: fitted on the same configuration's and
+    kind's probes of the OTHER runs (same deployment, same load, other seeds), or on every configuration's
+    probes of that kind in the other runs when those are too few."""
+    try:
+        own = overhead_from(paper_dir, configuration=configuration_dir, kind=kind, exclude_run=run)
+        if own.num_points >= MIN_CROSS_POINTS:
+            return own
+    except ValueError:
+        pass
+    return overhead_from(paper_dir, kind=kind, exclude_run=run)

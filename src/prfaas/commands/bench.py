@@ -282,15 +282,19 @@ def paper_cmd(quick: Annotated[bool, typer.Option(help="CI mode (a few minutes):
 
 
 def paper_sim_cmd(paper_dir: Annotated[Path, typer.Argument(help="The `bench paper` output to re-simulate.")],
-                  overhead_from: Annotated[Path, typer.Option(help="The calibration `bench paper` output the "
-                                                                   "overhead is fitted to.")],
+                  overhead_from: Annotated[Path | None, typer.Option(
+                      help="The calibration `bench paper` output the overhead is fitted to; without it each probe "
+                           "is predicted with the overhead of the other runs (cross-validation).")] = None,
                   common_requests: Annotated[int | None, typer.Option(help="As the run used.")] = None,
                   capacity_window_s: Annotated[float | None, typer.Option(help="As the run used.")] = None) -> None:
     from prfaas.bench.paper import resimulate
     from prfaas.bench.paper_overhead import overhead_from as fit_from
     from prfaas.bench.paper_report import format_paper
 
-    overhead = fit_from(overhead_from)
-    typer.echo(f"request-path overhead: {overhead.describe()} (from {overhead_from})")
+    overhead = fit_from(overhead_from) if overhead_from is not None else None
+    if overhead is not None:
+        typer.echo(f"request-path overhead: {overhead.describe()} (from {overhead_from})")
+    else:
+        typer.echo("request-path overhead: per probe, fitted on its configuration's other runs (cross-validation)")
     result = resimulate(paper_dir, overhead, common_requests=common_requests, capacity_window_s=capacity_window_s)
     typer.echo(format_paper(result))
