@@ -1,0 +1,398 @@
+"""The multi-site simulator: several PrfaaS clusters, several PD regions, one `SimLink` per (PrfaaS, PD) link.
+
+It is the two-cluster `Simulator` with three things generalised (hooks `_route`, `_egress_for`,
+`_open_servers`, `view`), so prefill, transfer, decode, failures and retries are the same code:
+
+- **Routing per region.** Each PD region has its own router (the registry's, its own threshold and loops:
+  the gateway of that region). For an offloadable request (prompt > the router's base threshold) the
+  `policy.sites.SiteSelector` first picks the PrfaaS cluster (per-link telemetry, each cluster's queued work,
+  prefix locality, per-link bandwidth loops, fair-share admission, failover before local); the router then sees
+  its own region's PD nodes plus *that* cluster's nodes, with that link's snapshot as its egress link, and
+  decides local vs offload exactly as in a two-cluster deployment. No site (every cluster down, refused or
+  shedding): the router sees no PrfaaS node and prefills locally (`prfaas_down_local`); the record keeps the
+  selector's reason (`site_reason`). Without a selector each region uses its one linked cluster (1x1 only).
+- **Links.** Link `{prfaas}->{pd}` carries the state of offloads from region pd prefilled at prfaas (its own
+  capacity and latency); a reverse link `{pd}->{prfaas}` per pair mirrors the two-cluster reverse link.
+- **Fair order at each PrfaaS instance.** A PrfaaS node's prefill queue is a `policy.fair_queue.FairQueue`
+  over regions (start-time fair queueing, cost = the node's prefill seconds, weights = the selector's), so a
+  region under its share does not wait behind another's backlog. With one region it is FIFO.
+
+Scripted events: the base ones (`link_capacity` on any link id, `node_fail`, `node_recover`) plus
+`SiteEvent` (a whole PrfaaS or PD cluster fails: every node fails, its requests are re-dispatched, nothing is
+lost; or recovers). Records are `MultiSiteRecord`s: a `RequestRecord` plus region, PrfaaS site and the
+selector's reason.
+
+Known simplifications: one `GlobalKvIndex` for every node (exact per node, which is what prefill uses; the
+routers' PD-prefix estimate, and `decode_holds_prefix`, look over every region's PD nodes); cross-cluster
+cache transfers (the cache-aware router) are supported on 1x1 topologies only; no rebalancer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.core.link import LinkSnapshot
+from prfaas.core.topology import SiteTopology, link_id
+from prfaas.perf.base import DecodeCostModel, PrefillCostModel
+from prfaas.policy.fair_queue import FairQueue
+from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
+from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
+from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID, ClusterView, Outcome, RequestInfo, RoutePlan, Router
+from prfaas.sim.deployment import REVERSE_LINK_ID, Deployment, LinkSpec, ScriptedEvent, SimOptions
+from prfaas.sim.events import EventPriority
+from prfaas.sim.link import SimLink
+from prfaas.sim.node import NodeSpec, SimNode
+from prfaas.sim.request import RequestRecord, SimRequest
+from prfaas.sim.simulator import Simulator
+from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder
+from prfaas.workload.request import WorkloadRequest
+
+SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
+
+
+def reverse_link_id(prfaas: str, pd: str) -> str:
+    return f"{pd}->{prfaas}"
+
+
+@dataclass(frozen=True, slots=True)
+class MultiSiteDeployment:
+    """A `SiteTopology` with the cost models of its nodes. Node ids are `{cluster}-{i}` (a PD cluster's
+    first `prefill_instances` are PD-P), so the 1x1 topology (`two_cluster`) has today's ids."""
+
+    topology: SiteTopology
+    prfaas_prefill: PrefillCostModel
+    pd_prefill: PrefillCostModel
+    decode: DecodeCostModel
+    bs_max: int = 20
+    cache_blocks: int = 100_000
+    intra_cluster_gbps: float = 800.0
+    window_s: float = 1.0
+    buffer_s: float = 0.05
+    site_prefill: Mapping[str, PrefillCostModel] = field(default_factory=dict)  # per-cluster override
+
+    def __post_init__(self) -> None:
+        missing = [pd.name for pd in self.topology.pd if pd.prefill_instances is None]
+        if missing:
+            raise ValueError(f"PD clusters need prefill_instances for the simulator: {', '.join(missing)}")
+
+    def prefill_model(self, cluster: str) -> PrefillCostModel:
+        if cluster in self.site_prefill:
+            return self.site_prefill[cluster]
+        return self.prfaas_prefill if cluster in self.topology.prfaas_names else self.pd_prefill
+
+    def node_specs(self) -> tuple[NodeSpec, ...]:
+        """PrfaaS clusters' nodes, then PD clusters', in topology order."""
+        nodes = [NodeSpec(f"{s.name}-{i}", ClusterKind.PRFAAS, Role.PRFAAS_PREFILL, self.prefill_model(s.name),
+                          None, 1, self.cache_blocks) for s in self.topology.prfaas for i in range(s.instances)]
+        for pd in self.topology.pd:
+            n_p = pd.prefill_instances or 0
+            roles = [Role.PD_PREFILL] * n_p + [Role.PD_DECODE] * (pd.instances - n_p)
+            nodes += [NodeSpec(f"{pd.name}-{i}", ClusterKind.PD, role, self.prefill_model(pd.name), self.decode,
+                               self.bs_max, self.cache_blocks) for i, role in enumerate(roles)]
+        return tuple(nodes)
+
+    def cluster_of_nodes(self) -> dict[str, str]:
+        out = {f"{s.name}-{i}": s.name for s in self.topology.prfaas for i in range(s.instances)}
+        out.update({f"{s.name}-{i}": s.name for s in self.topology.pd for i in range(s.instances)})
+        return out
+
+    def deployment(self) -> Deployment:
+        first = self.topology.links[0] if self.topology.links else None
+        spec = LinkSpec(first.capacity_gbps if first else 100.0, first.latency_s if first else 0.005,
+                        self.window_s, self.buffer_s)
+        return Deployment(self.node_specs(), spec, self.intra_cluster_gbps)
+
+
+class SiteEventKind(enum.Enum):
+    SITE_FAIL = "site_fail"  # every node of the cluster fails at `time_s`
+    SITE_RECOVER = "site_recover"  # every node of the cluster is back, empty
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEvent:
+    time_s: float
+    kind: SiteEventKind
+    site: str
+
+    def __post_init__(self) -> None:
+        if self.time_s < 0:
+            raise ValueError(f"scripted event time_s must be >= 0, got {self.time_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class MultiSiteRecord(RequestRecord):
+    """A `RequestRecord` with where it came from and where it was prefilled."""
+
+    region: str = ""
+    prfaas_site: str = ""  # "" unless the last attempt was prefilled at a PrfaaS cluster
+    site_reason: str = ""  # the selector's `SiteReason` value for the last attempt ("" if not consulted)
+
+
+BASE_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
+
+
+class FairPrefillQueue:
+    """A `PrefillServer.queue` (append / popleft / len / iter / clear) that starts work in `FairQueue` order."""
+
+    __slots__ = ("_items", "cost_s_of", "fair", "region_of")
+
+    def __init__(self, region_of: Callable[[SimRequest], str], cost_s_of: Callable[[SimRequest], float],
+                 weights: Mapping[str, float] | None = None) -> None:
+        self.fair: FairQueue[SimRequest] = FairQueue({r: w for r, w in (weights or {}).items() if w > 0})
+        self.region_of = region_of
+        self.cost_s_of = cost_s_of
+        self._items: dict[int, SimRequest] = {}
+
+    def append(self, req: SimRequest) -> None:
+        self.fair.push(req, self.region_of(req), self.cost_s_of(req))
+        self._items[req.request_id] = req
+
+    def popleft(self) -> SimRequest:
+        req, _ = self.fair.pop()
+        del self._items[req.request_id]
+        return req
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[SimRequest]:
+        return iter(list(self._items.values()))
+
+    def clear(self) -> None:
+        self.fair.remove(lambda _: True)
+        self._items.clear()
+
+
+class RegionRouters:
+    """What the base simulator calls `router`: observes and ticks go to each region's own router."""
+
+    name = "regions"
+
+    def __init__(self, sim: MultiSiteSimulator) -> None:
+        self.sim = sim
+
+    @property
+    def threshold_tokens(self) -> int | None:
+        first = next(iter(self.sim.routers.values()))
+        return getattr(first, "threshold_tokens", None)
+
+    @property
+    def tick_interval_s(self) -> float | None:
+        intervals = [r.tick_interval_s for r in self.sim.routers.values() if r.tick_interval_s is not None]
+        if self.sim.selector is not None:
+            intervals.append(SELECTOR_TICK_S)
+        return min(intervals) if intervals else None
+
+    def tick(self, view: ClusterView, now_s: float) -> None:
+        sim = self.sim
+        for region, router in sim.routers.items():
+            if router.tick_interval_s is not None:
+                router.tick(sim.region_view(region, sim.home_site(region)), now_s)
+        if sim.selector is not None:
+            sim.selector.tick(sim.sites_view(), now_s)
+
+    def route(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
+        raise NotImplementedError("the multi-site simulator routes per region (MultiSiteSimulator._route)")
+
+    def observe(self, outcome: Outcome, now_s: float) -> None:
+        self.sim.routers[self.sim.region_of[outcome.request_id]].observe(outcome, now_s)
+
+    def set_threshold(self, threshold_tokens: int) -> None:
+        for router in self.sim.routers.values():
+            router.set_threshold(threshold_tokens)
+
+
+class MultiSiteSimulator(Simulator):
+    """One multi-site run. `routers`: one per PD region; `region_of`: request id -> region (every request);
+    `selector`: None only when every region has at most one link (then that link's cluster is used)."""
+
+    def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
+                 requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
+                 selector: SiteSelector | None = None, kv_index: GlobalKvIndex | None = None,
+                 script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
+                 progress: Callable[[float], None] | None = None) -> None:
+        topo = deployment.topology
+        if set(routers) != set(topo.pd_names):
+            raise ValueError(f"one router per PD region: got {sorted(routers)}, regions {list(topo.pd_names)}")
+        if selector is None and any(len(topo.links_to(pd)) > 1 for pd in topo.pd_names):
+            raise ValueError("a region with several links needs a SiteSelector")
+        self.site_deployment = deployment
+        self.topology = topo
+        self.routers = dict(routers)
+        self.region_of = region_of
+        self.selector = selector
+        self.cluster_of_node = deployment.cluster_of_nodes()
+        self.site_of_request: dict[int, str] = {}
+        self.site_reason_of_request: dict[int, SiteReason] = {}
+        self._link_of_request: dict[int, SimLink] = {}
+        script = list(script)
+        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=kv_index,  # type: ignore[arg-type]
+                         script=[e for e in script if isinstance(e, ScriptedEvent)], options=options,
+                         progress=progress)
+        self.links = {}
+        for lk in topo.links:
+            for lid in (lk.link_id, reverse_link_id(lk.prfaas, lk.pd)):
+                self.links[lid] = SimLink(self.loop, lid, lk.capacity_gbps, lk.latency_s, deployment.window_s,
+                                          deployment.buffer_s)
+        members: dict[str, list[SimNode]] = {}
+        for node in self.nodes.values():
+            members.setdefault(self.cluster_of_node[node.instance_id], []).append(node)
+        self.cluster_nodes = members
+        self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
+        self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
+        for event in sorted((e for e in script if isinstance(e, SiteEvent)), key=lambda e: e.time_s):
+            if event.site not in members:
+                raise ValueError(f"site event for unknown cluster {event.site!r}")
+            self.loop.schedule(event.time_s, EventPriority.SCRIPTED, self._on_site_event, event)
+
+    # --- results ---------------------------------------------------------------------------------
+    def run(self) -> list[RequestRecord]:
+        records = super().run()
+        out: list[RequestRecord] = []
+        for rec in records:
+            rid = rec.request_id
+            reason = self.site_reason_of_request.get(rid)
+            out.append(MultiSiteRecord(**{name: getattr(rec, name) for name in BASE_RECORD_FIELDS},
+                                       region=self.region_of[rid],
+                                       prfaas_site=self.site_of_request.get(rid, "") if rec.is_offloaded else "",
+                                       site_reason=reason.value if reason is not None else ""))
+        self.records = out
+        return out
+
+    @property
+    def egress(self) -> SimLink:
+        """The first topology link (what the samples' `egress_gbps` shows)."""
+        return self.links[self.topology.links[0].link_id]
+
+    # --- views -----------------------------------------------------------------------------------
+    def home_site(self, region: str) -> str | None:
+        return self._homes[region]
+
+    def _merged(self, clusters: Sequence[str], links: Mapping[str, LinkSnapshot]) -> IndexedClusterView:
+        now = self.loop.now_s
+        snaps = [self._builders[c].snapshot(links, now) for c in clusters if c in self._builders]
+        instances: list = []
+        groups: dict = {}
+        ranks: dict[tuple[ClusterKind, Role], tuple[RankEntry, ...]] = {}
+        for snap in snaps:
+            instances.extend(snap.instances)
+            for key, members in snap.groups.items():
+                groups[key] = groups.get(key, ()) + members
+            for key, entries in snap.ranks.items():
+                ranks[key] = tuple(sorted(ranks[key] + entries)) if key in ranks else entries
+        return IndexedClusterView(instances=tuple(instances), links=links, time_s=now,
+                                  groups=MappingProxyType(groups), ranks=MappingProxyType(ranks))
+
+    def region_view(self, region: str, site: str | None) -> IndexedClusterView:
+        """What region's router sees: its PD nodes, plus PrfaaS cluster `site`'s nodes and link (if any)."""
+        if site is None:
+            return self._merged([region], {})
+        links = {PRFAAS_EGRESS_LINK_ID: self.links[link_id(site, region)].snapshot(),
+                 REVERSE_LINK_ID: self.links[reverse_link_id(site, region)].snapshot()}
+        return self._merged([site, region], links)
+
+    def view(self) -> ClusterView:
+        """Every node and link (the control loop's view)."""
+        links = {lid: link.snapshot() for lid, link in self.links.items()}
+        return self._merged([*self.topology.prfaas_names, *self.topology.pd_names], links)
+
+    def sites_view(self) -> SitesView:
+        """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link."""
+        now = self.loop.now_s
+        sites: dict[str, PrfaasSiteView] = {}
+        for name in self.topology.prfaas_names:
+            up, queued, work = 0, 0, 0.0
+            by_region: dict[str, float] = {}
+            for node in self.cluster_nodes.get(name, ()):
+                srv = node.prefill
+                if not node.is_up or srv is None:
+                    continue
+                up += 1
+                queue = srv.queue
+                queued += len(queue)
+                if isinstance(queue, FairPrefillQueue):
+                    for region, seconds in queue.fair.queued_s_by_region().items():
+                        by_region[region] = by_region.get(region, 0.0) + seconds
+                        work += seconds
+                if srv.current is not None and srv.busy_until_s is not None:
+                    left = max(srv.busy_until_s - now, 0.0)
+                    region = self.region_of[srv.current.request_id]
+                    by_region[region] = by_region.get(region, 0.0) + left
+                    work += left
+                    queued += 1
+            sites[name] = PrfaasSiteView(name, up, work, by_region, queued)
+        links = {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links}
+        return SitesView(sites, links)
+
+    def _cached_by_site(self, req: SimRequest) -> dict[str, int]:
+        hashes = req.wl.block_hashes
+        if not hashes:
+            return {}
+        out: dict[str, int] = {}
+        for name in self.topology.prfaas_names:
+            best = 0
+            for node in self.cluster_nodes.get(name, ()):
+                if node.is_up and self.kv_index.has_node(node.instance_id):
+                    best = max(best, self.kv_index.node_prefix_blocks(node.instance_id, hashes))
+            if best:
+                out[name] = cached_tokens_for(best, req.wl.input_tokens)
+        return out
+
+    # --- routing (hooks of the base simulator) ---------------------------------------------------
+    def _choose_site(self, req: SimRequest, region: str, base_threshold: int,
+                     now_s: float) -> tuple[str | None, SiteReason | None]:
+        if self.selector is None:
+            return self._homes[region], None
+        if base_threshold > 0 and req.wl.input_tokens <= base_threshold:
+            return None, None  # the router keeps it local whatever the sites look like
+        choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), self.sites_view(),
+                                      now_s, base_threshold)
+        return choice.site, choice.reason
+
+    def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
+        rid = req.request_id
+        region = self.region_of[rid]
+        router = self.routers[region]
+        base = getattr(router, "threshold_tokens", None) or 0
+        site, reason = self._choose_site(req, region, base, now_s)
+        plan = router.route(req.info, self.region_view(region, site), now_s)
+        if reason is not None:
+            self.site_reason_of_request[rid] = reason
+        else:
+            self.site_reason_of_request.pop(rid, None)
+        if plan.prefill_cluster is ClusterKind.PRFAAS:
+            assert site is not None
+            self.site_of_request[rid] = site
+            self._link_of_request[rid] = self.links[link_id(site, region)]
+            ct = plan.cache_transfer
+            if ct is not None and ct.source_cluster is not ct.dest_cluster and not self.topology.is_two_cluster:
+                raise NotImplementedError("cross-cluster cache transfers need a 1x1 topology")
+        else:
+            self.site_of_request.pop(rid, None)
+            self._link_of_request.pop(rid, None)
+        return plan
+
+    def _egress_for(self, req: SimRequest) -> SimLink:
+        return self._link_of_request[req.request_id]
+
+    def _open_servers(self, node: SimNode) -> None:
+        super()._open_servers(node)
+        if node.prefill is not None and node.cluster is ClusterKind.PRFAAS:
+            cost = node.spec.prefill_cost
+            assert cost is not None
+            weights = self.selector.weights if self.selector is not None else None
+            node.prefill.queue = FairPrefillQueue(  # type: ignore[assignment]
+                lambda r: self.region_of[r.request_id],
+                lambda r: cost.t_prefill_s(max(r.uncached_tokens, 1), r.cached_tokens), weights)
+
+    # --- site events -----------------------------------------------------------------------------
+    def _on_site_event(self, event: SiteEvent) -> None:
+        for node in list(self.cluster_nodes[event.site]):
+            if event.kind is SiteEventKind.SITE_FAIL:
+                self.fail_node(node.instance_id)
+            else:
+                self.recover_node(node.instance_id)
