@@ -42,7 +42,7 @@ def test_one_by_one_topology_gives_the_same_records(policy: str, capacity: float
                               FixedStep(0.01), bs_max=4, cache_blocks=1000)
     merged, region_of = merge_regions({"pd": reqs})
     new = simulate_multisite(dep, policy, merged, region_of, selector=None, policy_config=cfg, script=script,
-                             options=opts).records
+                             options=opts, prefill_queue="node").records
     assert len(new) == len(old) == 250
     assert sum(r.is_offloaded for r in old) > 20 and sum(r.attempts > 1 for r in old) > 0  # the case bites
     for a, b in zip(old, new, strict=True):

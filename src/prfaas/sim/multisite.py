@@ -30,21 +30,29 @@ cache transfers (the cache-aware router) are supported on 1x1 topologies only; n
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
-from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import SiteTopology, link_id
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
-from prfaas.policy.fair_queue import FairQueue
 from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
-from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID, ClusterView, Outcome, RequestInfo, RoutePlan, Router
+from prfaas.policy.types import (
+    PRFAAS_EGRESS_LINK_ID,
+    ClusterView,
+    FailureKind,
+    Outcome,
+    RequestInfo,
+    RoutePlan,
+    Router,
+)
 from prfaas.sim.deployment import REVERSE_LINK_ID, Deployment, LinkSpec, ScriptedEvent, SimOptions
 from prfaas.sim.events import EventPriority
 from prfaas.sim.link import SimLink
+from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
 from prfaas.sim.node import NodeSpec, SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
@@ -52,6 +60,7 @@ from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
+PREFILL_QUEUES = ("cluster", "node")  # where offloads wait at a PrfaaS cluster (`sim.multisite_queue`)
 
 
 def reverse_link_id(prfaas: str, pd: str) -> str:
@@ -135,38 +144,6 @@ class MultiSiteRecord(RequestRecord):
 BASE_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 
 
-class FairPrefillQueue:
-    """A `PrefillServer.queue` (append / popleft / len / iter / clear) that starts work in `FairQueue` order."""
-
-    __slots__ = ("_items", "cost_s_of", "fair", "region_of")
-
-    def __init__(self, region_of: Callable[[SimRequest], str], cost_s_of: Callable[[SimRequest], float],
-                 weights: Mapping[str, float] | None = None) -> None:
-        self.fair: FairQueue[SimRequest] = FairQueue({r: w for r, w in (weights or {}).items() if w > 0})
-        self.region_of = region_of
-        self.cost_s_of = cost_s_of
-        self._items: dict[int, SimRequest] = {}
-
-    def append(self, req: SimRequest) -> None:
-        self.fair.push(req, self.region_of(req), self.cost_s_of(req))
-        self._items[req.request_id] = req
-
-    def popleft(self) -> SimRequest:
-        req, _ = self.fair.pop()
-        del self._items[req.request_id]
-        return req
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[SimRequest]:
-        return iter(list(self._items.values()))
-
-    def clear(self) -> None:
-        self.fair.remove(lambda _: True)
-        self._items.clear()
-
-
 class RegionRouters:
     """What the base simulator calls `router`: observes and ticks go to each region's own router."""
 
@@ -208,14 +185,19 @@ class RegionRouters:
 
 class MultiSiteSimulator(Simulator):
     """One multi-site run. `routers`: one per PD region; `region_of`: request id -> region (every request);
-    `selector`: None only when every region has at most one link (then that link's cluster is used)."""
+    `selector`: None only when every region has at most one link (then that link's cluster is used);
+    `prefill_queue`: "cluster" or "node" (`sim.multisite_queue`); `fair_order=False`: the cluster queues are
+    FIFO (an ablation)."""
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
                  selector: SiteSelector | None = None, kv_index: GlobalKvIndex | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
+                 prefill_queue: str = "cluster", fair_order: bool = True,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
+        if prefill_queue not in PREFILL_QUEUES:
+            raise ValueError(f"prefill_queue must be one of {', '.join(PREFILL_QUEUES)}, got {prefill_queue!r}")
         if set(routers) != set(topo.pd_names):
             raise ValueError(f"one router per PD region: got {sorted(routers)}, regions {list(topo.pd_names)}")
         if selector is None and any(len(topo.links_to(pd)) > 1 for pd in topo.pd_names):
@@ -226,6 +208,12 @@ class MultiSiteSimulator(Simulator):
         self.region_of = region_of
         self.selector = selector
         self.cluster_of_node = deployment.cluster_of_nodes()
+        weights = selector.weights if selector is not None else None
+        self.site_queues: dict[str, SiteQueue] = {}
+        if prefill_queue == "cluster":
+            self.site_queues = {s.name: SiteQueue(self._region_of_req, self._site_cost_s(s.name), weights,
+                                                  fair_order=fair_order)
+                                for s in topo.prfaas}
         self.site_of_request: dict[int, str] = {}
         self.site_reason_of_request: dict[int, SiteReason] = {}
         self._link_of_request: dict[int, SimLink] = {}
@@ -324,6 +312,12 @@ class MultiSiteSimulator(Simulator):
                     by_region[region] = by_region.get(region, 0.0) + left
                     work += left
                     queued += 1
+            site_queue = self.site_queues.get(name)
+            if site_queue is not None:
+                queued += len(site_queue)
+                for region, seconds in site_queue.queued_s_by_region().items():
+                    by_region[region] = by_region.get(region, 0.0) + seconds
+                    work += seconds
             sites[name] = PrfaasSiteView(name, up, work, by_region, queued)
         links = {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links}
         return SitesView(sites, links)
@@ -379,15 +373,68 @@ class MultiSiteSimulator(Simulator):
     def _egress_for(self, req: SimRequest) -> SimLink:
         return self._link_of_request[req.request_id]
 
+    def _region_of_req(self, req: SimRequest) -> str:
+        return self.region_of[req.request_id]
+
+    def _site_cost_s(self, site: str) -> Callable[[SimRequest], float]:
+        cost = self.site_deployment.prefill_model(site)
+        return lambda r: cost.t_prefill_s(max(r.uncached_tokens, 1), r.cached_tokens)
+
     def _open_servers(self, node: SimNode) -> None:
         super()._open_servers(node)
-        if node.prefill is not None and node.cluster is ClusterKind.PRFAAS:
-            cost = node.spec.prefill_cost
-            assert cost is not None
+        if node.prefill is not None and node.cluster is ClusterKind.PRFAAS and not self.site_queues:
             weights = self.selector.weights if self.selector is not None else None
             node.prefill.queue = FairPrefillQueue(  # type: ignore[assignment]
-                lambda r: self.region_of[r.request_id],
-                lambda r: cost.t_prefill_s(max(r.uncached_tokens, 1), r.cached_tokens), weights)
+                self._region_of_req, self._site_cost_s(self.cluster_of_node[node.instance_id]), weights)
+
+    # --- the cluster-level queue (prefill_queue = "cluster") -------------------------------------
+    def _enqueue_prefill(self, req: SimRequest) -> None:
+        site_queue = self.site_queues.get(self.cluster_of_node[req.prefill_id]) if self.site_queues else None
+        if site_queue is None:
+            super()._enqueue_prefill(req)
+            return
+        if not any(n.is_up for n in self.cluster_nodes[self.cluster_of_node[req.prefill_id]]):
+            self._retry(req, FailureKind.PREFILL_NODE_LOST)
+            return
+        req.state = RequestState.QUEUED
+        req.prefill_enqueue_s = self.loop.now_s
+        site_queue.push(req)
+        self._start_queued(self.cluster_of_node[req.prefill_id])
+
+    def _start_queued(self, site: str) -> None:
+        """Start queued offloads of `site` on its free instances (instance order)."""
+        site_queue = self.site_queues[site]
+        for node in self.cluster_nodes[site]:
+            if not site_queue:
+                return
+            srv = node.prefill
+            if node.is_up and srv is not None and srv.current is None and not srv.queue:
+                req = site_queue.pop()
+                enqueued_s = req.prefill_enqueue_s
+                req.prefill_id = node.instance_id
+                srv.enqueue(req)  # starts now
+                req.prefill_enqueue_s = enqueued_s  # the wait in the cluster's queue counts
+                node.touch()
+
+    def _on_prefill_done(self, req: SimRequest) -> None:
+        super()._on_prefill_done(req)
+        site = self.cluster_of_node[req.prefill_id]
+        if site in self.site_queues:
+            self._start_queued(site)
+
+    def fail_node(self, instance_id: str) -> None:
+        super().fail_node(instance_id)
+        site = self.cluster_of_node[instance_id]
+        site_queue = self.site_queues.get(site)
+        if site_queue and not any(n.is_up for n in self.cluster_nodes[site]):
+            for req in site_queue.drain():  # nothing left to run them: re-dispatch
+                self._retry(req, FailureKind.PREFILL_NODE_LOST)
+
+    def recover_node(self, instance_id: str) -> None:
+        super().recover_node(instance_id)
+        site = self.cluster_of_node[instance_id]
+        if site in self.site_queues:
+            self._start_queued(site)
 
     # --- site events -----------------------------------------------------------------------------
     def _on_site_event(self, event: SiteEvent) -> None:

@@ -66,8 +66,8 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        selector_config: SiteSelectConfig | None = None, policy_config: PolicyConfig | None = None,
                        script: Sequence[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                        warmup_s: float = 0.0, measure_end_s: float | None = None,
-                       kv_index: GlobalKvIndex | None = None,
-                       progress: Callable[[float], None] | None = None) -> MultiSiteResult:
+                       kv_index: GlobalKvIndex | None = None, prefill_queue: str = "cluster",
+                       fair_order: bool = True, progress: Callable[[float], None] | None = None) -> MultiSiteResult:
     """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
@@ -83,7 +83,8 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
 
         site_selector = make_site_selector(selector, deployment.topology, site_time_s, state_bytes, selector_config)
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,
-                             script=script, options=opts, progress=progress)
+                             script=script, options=opts, prefill_queue=prefill_queue,
+                             fair_order=fair_order, progress=progress)
     start = time.perf_counter()
     records = [r for r in sim.run() if isinstance(r, MultiSiteRecord)]
     wall = time.perf_counter() - start
