@@ -101,7 +101,8 @@ def test_missing_split_and_topology_only_sections(tmp_path: Path, capsys: pytest
     no_split = TWO_BY_ONE.replace("prefill_instances = 2\n", "")
     code, _, err = _run(["simulate", "--config", str(_write(tmp_path, no_split))], capsys)
     assert code == 2 and "topology.pd[0].prefill_instances" in err
-    two_cluster = '[workload.arrivals]\nrate_rps = 1.0\n\n[[events]]\ntime_s = 1.0\nkind = "site_fail"\nsite = "prfaas"\n'
+    two_cluster = ('[workload.arrivals]\nrate_rps = 1.0\n\n'
+                   '[[events]]\ntime_s = 1.0\nkind = "site_fail"\nsite = "prfaas"\n')
     code, _, err = _run(["simulate", "--config", str(_write(tmp_path, two_cluster))], capsys)
     assert code == 2 and "events[0].kind" in err and "[topology]" in err
     sites = '[workload.arrivals]\nrate_rps = 1.0\n\n[sites]\ntarget_queue_s = 1.0\n'

@@ -252,7 +252,8 @@ def _validate_topology(cfg: SimConfig, doc: TomlDoc) -> None:
             raise doc.error(f"sites.weights.{name}", f"unknown PD region; known: {', '.join(topo.pd_names)}")
     links = [lk.link_id for lk in topo.links] + [reverse_link_id(lk.prfaas, lk.pd) for lk in topo.links]
     clusters = [*topo.prfaas_names, *topo.pd_names]
-    ids = {f"{s.name}-{i}" for s in [*topo.prfaas, *topo.pd] for i in range(s.instances)}
+    ids = {f"{s.name}-{i}" for s in topo.prfaas for i in range(s.instances)}
+    ids |= {f"{s.name}-{i}" for s in topo.pd for i in range(s.instances)}
     for i, ev in enumerate(cfg.events):
         key = f"events[{i}]"
         if ev.kind == "link_capacity":

@@ -218,7 +218,7 @@ class MultiSiteSimulator(Simulator):
         self.site_reason_of_request: dict[int, SiteReason] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
-        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=kv_index,  # type: ignore[arg-type]
+        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=kv_index,
                          script=[e for e in script if isinstance(e, ScriptedEvent)], options=options,
                          progress=progress)
         self.links = {}
