@@ -260,7 +260,7 @@ def _validate_topology(cfg: SimConfig, doc: TomlDoc) -> None:
             if ev.capacity_gbps is None:
                 raise doc.error(key, "a link_capacity event needs capacity_gbps")
             if ev.link not in links:
-                raise doc.error(f"{key}.link", f"unknown link {ev.link!r}; known: {', '.join(links)}")
+                raise doc.error(f"{key}.link", f"unknown link {ev.link!r}; known: {', '.join(links) or '(none)'}")
         elif ev.kind in ("site_fail", "site_recover"):
             if ev.site not in clusters:
                 raise doc.error(f"{key}.site", f"unknown cluster {ev.site!r}; known: {', '.join(clusters)}")

@@ -226,6 +226,7 @@ class MultiSiteSimulator(Simulator):
             for lid in (lk.link_id, reverse_link_id(lk.prfaas, lk.pd)):
                 self.links[lid] = SimLink(self.loop, lid, lk.capacity_gbps, lk.latency_s, deployment.window_s,
                                           deployment.buffer_s)
+        self._no_link = SimLink(self.loop, "none", 0.0)
         members: dict[str, list[SimNode]] = {}
         for node in self.nodes.values():
             members.setdefault(self.cluster_of_node[node.instance_id], []).append(node)
@@ -253,7 +254,9 @@ class MultiSiteSimulator(Simulator):
 
     @property
     def egress(self) -> SimLink:
-        """The first topology link (what the samples' `egress_gbps` shows)."""
+        """The first topology link (what the samples' `egress_gbps` shows; an idle stand-in without links)."""
+        if not self.topology.links:
+            return self._no_link
         return self.links[self.topology.links[0].link_id]
 
     # --- views -----------------------------------------------------------------------------------
