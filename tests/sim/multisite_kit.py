@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from prfaas.sim.config import load_config
-from prfaas.sim.multisite import MultiSiteRecord
 from prfaas.sim.multisite_build import build_multisite_inputs
+from prfaas.sim.multisite_deployment import MultiSiteRecord
 from prfaas.sim.multisite_run import MultiSiteResult, simulate_multisite
 
 SCENARIOS = Path(__file__).parent / "scenarios"

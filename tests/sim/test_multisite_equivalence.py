@@ -12,7 +12,7 @@ from simkit import FixedStep, LinearPrefill, small_deployment
 from prfaas.core.topology import two_cluster
 from prfaas.policy.config import PolicyConfig
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
-from prfaas.sim.multisite import BASE_RECORD_FIELDS, MultiSiteDeployment
+from prfaas.sim.multisite_deployment import BASE_RECORD_FIELDS, MultiSiteDeployment
 from prfaas.sim.multisite_run import merge_regions, simulate_multisite
 from prfaas.sim.run import simulate
 from prfaas.workload.request import WorkloadRequest

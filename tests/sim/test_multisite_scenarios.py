@@ -10,8 +10,8 @@ from multisite_kit import SCENARIOS, arriving, p90_ttft, run_scenario
 from prfaas.core.lifecycle import RequestState
 from prfaas.policy.sites import SiteSelectConfig
 from prfaas.sim.config import load_config
-from prfaas.sim.multisite import MultiSiteRecord
 from prfaas.sim.multisite_build import build_multisite_inputs
+from prfaas.sim.multisite_deployment import MultiSiteRecord
 
 DROP_S, RESTORE_S = 40.0, 90.0  # multisite_link_degraded*.toml: A->us (and the two-site link) at 1/10
 

@@ -215,7 +215,7 @@ def validate(cfg: SimConfig, doc: TomlDoc) -> None:
 def _validate_topology(cfg: SimConfig, doc: TomlDoc) -> None:
     """A multi-site scenario: the topology, per-region workloads, the selector and events by name."""
     from prfaas.policy.site_registry import list_site_selectors
-    from prfaas.sim.multisite import reverse_link_id
+    from prfaas.sim.multisite_deployment import reverse_link_id
 
     topo = cfg.topology
     assert topo is not None

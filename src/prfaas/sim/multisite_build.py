@@ -18,7 +18,7 @@ from prfaas.policy.sites import SiteSelectConfig
 from prfaas.sim.build import cost_models, workload_from
 from prfaas.sim.config import ArrivalsSection, SimConfig, WorkloadSection, policy_config
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
-from prfaas.sim.multisite import MultiSiteDeployment, SiteEvent, SiteEventKind
+from prfaas.sim.multisite_deployment import MultiSiteDeployment, SiteEvent, SiteEventKind
 from prfaas.sim.multisite_run import merge_regions
 from prfaas.workload.request import WorkloadRequest
 

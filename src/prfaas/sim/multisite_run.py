@@ -18,7 +18,8 @@ from prfaas.policy.site_registry import make_site_selector
 from prfaas.policy.sites import SiteSelectConfig
 from prfaas.sim.deployment import ScriptedEvent, SimOptions
 from prfaas.sim.metrics import Summary, summarize
-from prfaas.sim.multisite import MultiSiteDeployment, MultiSiteRecord, MultiSiteSimulator, SiteEvent
+from prfaas.sim.multisite import MultiSiteSimulator
+from prfaas.sim.multisite_deployment import MultiSiteDeployment, MultiSiteRecord, SiteEvent
 from prfaas.sim.run import prefill_time_fn
 from prfaas.workload.request import WorkloadRequest
 
