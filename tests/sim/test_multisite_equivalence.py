@@ -1,20 +1,26 @@
 """Acceptance 4: a 1x1 topology run by the multi-site simulator equals the two-cluster simulator, record by
-record (every `RequestRecord` field; floats within 1e-9), on small random cases with a 10x link drop, a PrfaaS
-node failure and recovery; with and without the bandwidth-aware router's own loop."""
+record (every `RequestRecord` field; floats within 1e-9): small random cases with a 10x link drop, a PrfaaS
+node failure and recovery, with and without the bandwidth-aware router's own loop; and the existing scenario
+files (paper cost models) with their link drop and node failure."""
 
 from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
+from multisite_kit import SCENARIOS
 from simkit import FixedStep, LinearPrefill, small_deployment
 
 from prfaas.core.topology import two_cluster
 from prfaas.policy.config import PolicyConfig
+from prfaas.sim.build import build_inputs
+from prfaas.sim.config import load_config
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
 from prfaas.sim.multisite_deployment import BASE_RECORD_FIELDS, MultiSiteDeployment
 from prfaas.sim.multisite_run import merge_regions, simulate_multisite
 from prfaas.sim.run import simulate
+from prfaas.sim.topology import two_cluster_deployment
 from prfaas.workload.request import WorkloadRequest
 
 
@@ -53,3 +59,25 @@ def test_one_by_one_topology_gives_the_same_records(policy: str, capacity: float
                 assert y == pytest.approx(x, rel=1e-9, abs=1e-9), (a.request_id, name)
             else:
                 assert x == y, (a.request_id, name)
+
+
+@pytest.mark.parametrize(("name", "duration_s"), [("link_drop.toml", 400.0), ("node_failure.toml", 520.0)])
+def test_two_cluster_scenario_files_give_the_same_records_as_a_1x1_topology(name: str, duration_s: float) -> None:
+    """The existing scenario files (paper cost models), shortened past their events, run both ways."""
+    cfg = msgspec.structs.replace(load_config(SCENARIOS / name), duration_s=duration_s)
+    inp = build_inputs(cfg)
+    old = simulate(inp.deployment, cfg.policy.name, inp.requests, policy_config=inp.policy_config,
+                   script=inp.script, options=inp.options).records
+    merged, region_of = merge_regions({"pd": inp.requests})
+    new = simulate_multisite(two_cluster_deployment(cfg), cfg.policy.name, merged, region_of, selector=None,
+                             policy_config=inp.policy_config, script=inp.script, options=inp.options,
+                             prefill_queue="node").records
+    assert len(new) == len(old) > 300
+    assert [r.request_id for r in new] == [r.request_id for r in old]
+    for a, b in zip(old, new, strict=True):
+        for field in BASE_RECORD_FIELDS:
+            x, y = getattr(a, field), getattr(b, field)
+            if isinstance(x, float):
+                assert y == pytest.approx(x, rel=1e-9, abs=1e-9), (a.request_id, field)
+            else:
+                assert x == y, (a.request_id, field)
