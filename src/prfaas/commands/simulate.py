@@ -6,7 +6,8 @@
 The paper mode prints, per configuration of Table 6: policy, throughput_rps (max sustainable rate, by
 bisection), ttft_mean_s and ttft_p90_s at the common load, egress_gbps_mean and offload_fraction.
 The config mode runs the TOML scenario (once per `--policy`, default the file's) and, with `--out`,
-writes records.jsonl, summary.json, config.json and plots (PNG) there.
+writes records.jsonl, summary.json, config.json and plots (PNG) there. A scenario with a `[topology]`
+section runs the multi-site simulator (`sim.multisite_report`: per-region and per-link summaries).
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def _config(path: Path, *, policies: list[str], out: Path | None, as_json: bool,
     from prfaas.sim.run import RunResult, simulate
 
     cfg = load_config(path)
+    if cfg.topology is not None:
+        _multisite(cfg, policies=policies, out=out, as_json=as_json)
+        return
     inputs = build_inputs(cfg)
     names = policies or [cfg.policy.name]
     runs: list[RunResult] = []
@@ -174,6 +178,21 @@ def _config(path: Path, *, policies: list[str], out: Path | None, as_json: bool,
                    f"{s['throughput_rps']:.3f} req/s, goodput {s['goodput_rps']:.3f}, TTFT mean/P90 "
                    f"{_fmt(s['ttft_mean_s'])}/{_fmt(s['ttft_p90_s'])} s, offload {s['offload_fraction']:.3f}, "
                    f"egress mean/P99 {s['egress_gbps_mean']:.2f}/{s['egress_gbps_p99']:.2f} Gbps")
+
+
+def _multisite(cfg: Any, *, policies: list[str], out: Path | None, as_json: bool) -> None:
+    """A `[topology]` scenario: the multi-site simulator; per-region and per-link summaries."""
+    from prfaas.sim import multisite_report as report
+
+    if len(policies) > 1:
+        raise ConfigError("a [topology] scenario runs one --policy at a time")
+    result = report.run_config(cfg, policies[0] if policies else None)
+    if out is not None:
+        report.write_outputs(cfg, result, out)
+    if as_json:
+        typer.echo(json.dumps(report.summary_json(result), indent=2, sort_keys=True))
+        return
+    typer.echo(report.table(result))
 
 
 def _fmt(x: float | None) -> str:

@@ -17,6 +17,15 @@ Every section has defaults (the paper's case study), so a file only states what 
     [policy.bandwidth] / [policy.cache] / [policy.rebalancer] / [policy.node_select] / [policy.failure]
                 fields of the policy's own config dataclasses
     [[events]]  time_s; kind = "link_capacity" (capacity_gbps, link) | "node_fail" | "node_recover" (instance)
+                | "site_fail" | "site_recover" (site; a [topology] scenario only)
+
+Multi-site scenarios (`sim.multisite`): a `[topology]` section (`core.topology` format; every PD cluster needs
+`prefill_instances`) replaces `[cluster]`'s instance counts and `[link]`'s capacity and latency (its
+`window_s` / `buffer_s` still apply). Each region's workload is `[workload]` with Poisson arrivals at its
+`traffic_rps` unless `[regions.NAME.workload]` gives its own (same fields); region k draws with seed + k.
+    [sites]     selector = "prfaas-sites" | "home-only"; target_queue_s; min_available_fraction; weights;
+                prefill_queue = "cluster" | "node"
+Events name links by id (`{prfaas}->{pd}`, reverse `{pd}->{prfaas}`), nodes `{cluster}-{i}`, sites by name.
 
 Errors name the file, the key and its line (`catalog.tomlfile`). Validation only validates: building
 the run (reading profiles and traces) happens in `sim.build`.
@@ -31,6 +40,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from prfaas.catalog.tomlfile import TomlDoc, convert, read_toml
+from prfaas.core.topology import SiteTopology, TopologyError, check_topology
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
 from prfaas.policy.registry import list_routers
@@ -110,10 +120,23 @@ class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 class EventSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     time_s: NonNeg
-    kind: Literal["link_capacity", "node_fail", "node_recover"]
+    kind: Literal["link_capacity", "node_fail", "node_recover", "site_fail", "site_recover"]
     link: str = PRFAAS_EGRESS_LINK_ID
     capacity_gbps: NonNeg | None = None
     instance: str | None = None
+    site: str | None = None
+
+
+class RegionSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    workload: WorkloadSection | None = None  # None: [workload] at the region's traffic_rps
+
+
+class SitesSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    selector: str = "prfaas-sites"
+    target_queue_s: Pos = 2.0
+    min_available_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.05
+    weights: dict[str, NonNeg] | None = None
+    prefill_queue: Literal["cluster", "node"] = "cluster"  # see sim.multisite_queue
 
 
 class SimConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -132,6 +155,9 @@ class SimConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     workload: WorkloadSection = msgspec.field(default_factory=WorkloadSection)
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     events: list[EventSection] = msgspec.field(default_factory=list)
+    topology: SiteTopology | None = None
+    regions: dict[str, RegionSection] = msgspec.field(default_factory=dict)
+    sites: SitesSection = msgspec.field(default_factory=SitesSection)
 
 
 def instance_ids(cluster: ClusterSection) -> tuple[str, ...]:
@@ -161,6 +187,12 @@ def validate(cfg: SimConfig, doc: TomlDoc) -> None:
         raise doc.error("workload.min_tokens", "must be <= max_tokens")
     if w.kind == "mixshift" and w.shift_end_s < w.shift_start_s:
         raise doc.error("workload.shift_end_s", "must be >= shift_start_s")
+    if cfg.topology is not None:
+        _validate_topology(cfg, doc)
+        return
+    for key in ("regions", "sites"):
+        if key in doc.data:
+            raise doc.error(key, "needs a [topology] section")
     if w.kind != "trace":
         _check_arrivals(w.arrivals, doc)
     if cfg.cluster.n_prfaas == 0 and cfg.cluster.n_pd_prefill == 0:
@@ -174,6 +206,64 @@ def validate(cfg: SimConfig, doc: TomlDoc) -> None:
             if ev.link not in (PRFAAS_EGRESS_LINK_ID, REVERSE_LINK_ID):
                 raise doc.error(f"{key}.link", f"unknown link {ev.link!r}; known: {PRFAAS_EGRESS_LINK_ID}, "
                                                f"{REVERSE_LINK_ID}")
+        elif ev.kind in ("site_fail", "site_recover"):
+            raise doc.error(f"{key}.kind", "site events need a [topology] section")
+        elif ev.instance not in ids:
+            raise doc.error(f"{key}.instance", f"unknown instance {ev.instance!r}; known: {', '.join(sorted(ids))}")
+
+
+def _validate_topology(cfg: SimConfig, doc: TomlDoc) -> None:
+    """A multi-site scenario: the topology, per-region workloads, the selector and events by name."""
+    from prfaas.policy.site_registry import list_site_selectors
+    from prfaas.sim.multisite_deployment import reverse_link_id
+
+    topo = cfg.topology
+    assert topo is not None
+    try:
+        check_topology(topo)
+    except TopologyError as exc:
+        raise doc.error(exc.key, exc.reason) from None
+    for key in ("n_prfaas", "n_pd_prefill", "n_pd_decode"):
+        if key in doc.data.get("cluster", {}):
+            raise doc.error(f"cluster.{key}", "the [topology] section gives the instances")
+    for i, pd in enumerate(topo.pd):
+        if pd.prefill_instances is None:
+            raise doc.error(f"topology.pd[{i}].prefill_instances", "the simulator needs N_p for every PD cluster")
+    for name in cfg.regions:
+        if name not in topo.pd_names:
+            raise doc.error(f"regions.{name}", f"unknown PD region; known: {', '.join(topo.pd_names)}")
+    for pd in topo.pd:
+        region = cfg.regions.get(pd.name)
+        w = region.workload if region is not None and region.workload is not None else cfg.workload
+        prefix = f"regions.{pd.name}.workload" if region is not None and region.workload is not None else "workload"
+        if w.kind == "trace":
+            raise doc.error(f"{prefix}.kind", "multi-site scenarios take synthetic workloads (lognormal, mixshift)")
+        if w.min_tokens > w.max_tokens:
+            raise doc.error(f"{prefix}.min_tokens", "must be <= max_tokens")
+        if w.arrivals.kind == "poisson" and w.arrivals.rate_rps is None and pd.traffic_rps is None:
+            raise doc.error(f"{prefix}.arrivals.rate_rps", f"region {pd.name}: give rate_rps or its traffic_rps")
+        if not (w.arrivals.kind == "poisson" and w.arrivals.rate_rps is None):
+            _check_arrivals(w.arrivals, doc)
+    if cfg.sites.selector not in list_site_selectors():
+        raise doc.error("sites.selector", f"unknown site selector {cfg.sites.selector!r}; known: "
+                                          f"{', '.join(list_site_selectors())}")
+    for name in cfg.sites.weights or {}:
+        if name not in topo.pd_names:
+            raise doc.error(f"sites.weights.{name}", f"unknown PD region; known: {', '.join(topo.pd_names)}")
+    links = [lk.link_id for lk in topo.links] + [reverse_link_id(lk.prfaas, lk.pd) for lk in topo.links]
+    clusters = [*topo.prfaas_names, *topo.pd_names]
+    ids = {f"{s.name}-{i}" for s in topo.prfaas for i in range(s.instances)}
+    ids |= {f"{s.name}-{i}" for s in topo.pd for i in range(s.instances)}
+    for i, ev in enumerate(cfg.events):
+        key = f"events[{i}]"
+        if ev.kind == "link_capacity":
+            if ev.capacity_gbps is None:
+                raise doc.error(key, "a link_capacity event needs capacity_gbps")
+            if ev.link not in links:
+                raise doc.error(f"{key}.link", f"unknown link {ev.link!r}; known: {', '.join(links) or '(none)'}")
+        elif ev.kind in ("site_fail", "site_recover"):
+            if ev.site not in clusters:
+                raise doc.error(f"{key}.site", f"unknown cluster {ev.site!r}; known: {', '.join(clusters)}")
         elif ev.instance not in ids:
             raise doc.error(f"{key}.instance", f"unknown instance {ev.instance!r}; known: {', '.join(sorted(ids))}")
 

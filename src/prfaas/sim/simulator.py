@@ -41,6 +41,7 @@ from prfaas.policy.types import (
     NoRouteError,
     Outcome,
     Rebalancer,
+    RoutePlan,
     Router,
 )
 from prfaas.sim.control import ControlLoop
@@ -136,7 +137,7 @@ class Simulator:
     def _on_dispatch(self, req: SimRequest) -> None:
         now = self.loop.now_s
         try:
-            plan = self.router.route(req.info, self.view(), now)
+            plan = self._route(req, now)
         except NoRouteError:
             self._finish(req, RequestState.FINISHED_ERROR)
             return
@@ -155,6 +156,14 @@ class Simulator:
             self._start_cache_transfer(req)
         else:
             self._enqueue_prefill(req)
+
+    def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
+        """The routing decision (a hook: the multi-site simulator routes per region, `sim.multisite`)."""
+        return self.router.route(req.info, self.view(), now_s)
+
+    def _egress_for(self, req: SimRequest) -> SimLink:
+        """The PrfaaS -> PD link an offloaded request's state crosses (a hook, like `_route`)."""
+        return self.egress
 
     def _start_cache_transfer(self, req: SimRequest) -> None:
         assert req.plan is not None and req.plan.cache_transfer is not None
@@ -205,7 +214,7 @@ class Simulator:
             size = self._offload_bytes(req)
             req.transfer_bytes = size
             release = size / duration_s if duration_s > 0 else None
-            req.flow = self.egress.start(size, self._on_state_delivered_flow, release, owner=req)
+            req.flow = self._egress_for(req).start(size, self._on_state_delivered_flow, release, owner=req)
 
     def _offload_bytes(self, req: SimRequest) -> float:
         cost = self._prefill_cost_model(req.prefill_id)
@@ -233,7 +242,7 @@ class Simulator:
         if req.plan.prefill_cluster is ClusterKind.PRFAAS:
             req.state = RequestState.KV_IN_FLIGHT
             if isinstance(req.flow, Transfer):
-                self.egress.release_all(req.flow)
+                self._egress_for(req).release_all(req.flow)
         else:
             req.state = RequestState.KV_IN_FLIGHT
             cost = self._prefill_cost_model(req.prefill_id)
