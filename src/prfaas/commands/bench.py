@@ -1,6 +1,7 @@
 """`prfaas bench`: two emulated datacenters, the live benchmark, policy comparison and fault injection.
 
     prfaas bench sites up --cap-mbit 80 [--state F]   # namespaces "prfaas" + "local", veth, tbf cap (root)
+    prfaas bench sites up --topology T.toml [--scale 1e-3]   # one namespace per cluster, one capped veth per link
     prfaas bench sites down [--state F]
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
@@ -51,8 +52,10 @@ Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STA
 
 def register(app: typer.Typer) -> None:
     bench = typer.Typer(no_args_is_help=True, help="Load generation, live benchmarks and link emulation.")
-    sites = typer.Typer(no_args_is_help=True, help="Two emulated datacenters (network namespaces; root).")
-    sites.command("up", help="Create the two sites and leave them up.")(sites_up_cmd)
+    sites = typer.Typer(no_args_is_help=True, help="Emulated datacenters (network namespaces; root): two, or one per "
+                                                            "cluster of a topology.")
+    sites.command("up", help="Create the sites (two, or one per cluster with --topology); leave them up.")(
+        sites_up_cmd)
     sites.command("down", help="Delete the sites made by `sites up`.")(sites_down_cmd)
     bench.add_typer(sites, name="sites")
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
@@ -66,11 +69,24 @@ def register(app: typer.Typer) -> None:
 
 
 def sites_up_cmd(cap_mbit: Cap = 80.0, reverse_cap_mbit: Annotated[float | None, typer.Option()] = None,
-                 state: Annotated[Path, typer.Option(help="Where the handle is saved.")] = DEFAULT_STATE) -> None:
-    from prfaas.bench.sites import SitesSpec, save_sites, sites_up
-
+                 state: Annotated[Path, typer.Option(help="Where the handle is saved.")] = DEFAULT_STATE,
+                 topology: Annotated[Path | None, typer.Option(
+                     help="A [topology] TOML: one namespace per cluster, one capped veth per link.")] = None,
+                 scale: Annotated[float, typer.Option(
+                     help="With --topology: link cap in Mbit/s = capacity_gbps x 1000 x scale.")] = 1e-3) -> None:
     if state.exists():
         raise ConfigError(f"sites already up per {state}; run `prfaas bench sites down --state {state}` first")
+    if topology is not None:
+        from prfaas.bench.sites_multi import MultiSitesSpec, describe, multi_sites_up, save_multi_sites
+        from prfaas.planner.multi_build import load_topology
+
+        topo, _ = load_topology(str(topology))
+        many = multi_sites_up(topo, MultiSitesSpec(scale=scale))
+        save_multi_sites(many, state)
+        typer.echo(f"{describe(many)}\n  run in a site: ip netns exec <namespace> <command>\nstate: {state}")
+        return
+    from prfaas.bench.sites import SitesSpec, save_sites, sites_up
+
     sites = sites_up(SitesSpec(cap_mbit=cap_mbit, reverse_cap_mbit=reverse_cap_mbit))
     save_sites(sites, state)
     info = sites.info
@@ -81,7 +97,14 @@ def sites_up_cmd(cap_mbit: Cap = 80.0, reverse_cap_mbit: Annotated[float | None,
 
 def sites_down_cmd(state: Annotated[Path, typer.Option(help="The handle `sites up` saved.")] = DEFAULT_STATE) -> None:
     from prfaas.bench.sites import load_sites
+    from prfaas.bench.sites_multi import is_multi_state, load_multi_sites
 
+    if is_multi_state(state):
+        many = load_multi_sites(state)
+        many.down()
+        state.unlink(missing_ok=True)
+        typer.echo(f"deleted {', '.join(many.info.namespace.values())}")
+        return
     sites = load_sites(state)
     sites.down()
     state.unlink(missing_ok=True)
