@@ -250,6 +250,8 @@ class RequestDriver:
         """Route on the view without full prefill nodes (admission control); if the policy finds no route there
         (e.g. a short prompt whose only PD-P node is full), on the whole view: the start deadline bounds the wait."""
         view = self.control.nodes.view(now_s)
+        if self.control.sites is not None:  # many PrfaaS sites: the router sees the chosen site's nodes only
+            view = self.control.sites.narrow(info, view, router.threshold_tokens, now_s)
         if self.admission is None:
             return router.route(info, view, now_s)
         open_view = self.admission.routing_view(view)
@@ -341,6 +343,8 @@ class RequestDriver:
         if reply.transfer_bytes:
             metrics.transfer_bytes.labels(label).inc(reply.transfer_bytes)
         self.control.window.record(plan.uncached_tokens, plan.is_offloaded)
+        if self.control.sites is not None and plan.is_offloaded:
+            self.control.sites.note_offloaded(plan.prefill_instance_id)
         full_blocks = len(job.prompt_tokens) // self.control.kv_index.block_tokens
         prefill_id = plan.decode_instance_id if label == "colocated" else plan.prefill_instance_id
         if full_blocks and self.control.kv_index.has_node(prefill_id):
@@ -363,6 +367,10 @@ class RequestDriver:
         if action is FailureAction.FAIL_REQUEST:
             raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}")
         if action is FailureAction.RECOMPUTE_LOCALLY:
+            sites = self.control.sites  # many sites: a lost PrfaaS site's offloads fail over before local prefill
+            if sites is not None and exc.kind is FailureKind.PREFILL_NODE_LOST and \
+                    sites.on_prefill_lost(plan.prefill_instance_id):
+                return forced
             return ForcedRoute.LOCAL
         if action is FailureAction.REPREFILL_ELSEWHERE and forced is ForcedRoute.PRFAAS:
             return ForcedRoute.LOCAL

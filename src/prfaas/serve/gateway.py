@@ -344,7 +344,8 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
                       "instances": msgspec.to_builtins(list(view.instances)),
                       "links": msgspec.to_builtins(dict(view.links)),
                       "kv_index": control.kv_index_summary(),
-                      "last_rebalance": msgspec.to_builtins(control.last_plan)})
+                      "last_rebalance": msgspec.to_builtins(control.last_plan),
+                      "sites": control.sites.summary() if control.sites is not None else None})
 
     @app.post("/admin/policy")
     async def policy(request: Request) -> Response:

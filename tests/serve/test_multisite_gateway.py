@@ -1,0 +1,188 @@
+"""Many sites in the live system (issue 14): the [topology] serve config, one gateway per PD region, and a region
+gateway that spreads offloads over two PrfaaS sites with `policy.sites` and fails over when one is killed.
+
+Loopback only, stub model (no torch). Config checks and projections need no process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serve_helpers import get_json, post, ready_deployment
+
+from prfaas.core.errors import ConfigError
+from prfaas.serve.config import load_config
+from prfaas.serve.launcher import Launcher
+from prfaas.serve.sites import node_gateways, region_config
+
+BASE = """
+[model]
+name = "stub"
+
+[gateway]
+port = 0
+heartbeat_interval_s = 0.2
+heartbeat_timeout_s = 1.5
+route_wait_s = 30.0
+{region}
+
+[policy]
+threshold_tokens = 256
+rebalance = false
+
+[[topology.prfaas]]
+name = "pa"
+[[topology.prfaas]]
+name = "pb"
+[[topology.pd]]
+name = "ra"
+instances = 2
+prefill_instances = 1
+{extra_pd}
+[[topology.links]]
+prfaas = "pa"
+pd = "ra"
+capacity_gbps = 10
+[[topology.links]]
+prfaas = "pb"
+pd = "ra"
+capacity_gbps = 10
+{extra_links}
+[[nodes]]
+name = "pa-0"
+cluster = "prfaas"
+role = "prfaas_prefill"
+site = "pa"
+[[nodes]]
+name = "pb-0"
+cluster = "prfaas"
+role = "prfaas_prefill"
+site = "pb"
+[[nodes]]
+name = "ra-p"
+cluster = "pd"
+role = "pd_prefill"
+site = "ra"
+[[nodes]]
+name = "ra-d"
+cluster = "pd"
+role = "pd_decode"
+site = "ra"
+{extra_nodes}
+"""
+ONE_REGION = BASE.format(region='region = "ra"', extra_pd="", extra_links="", extra_nodes="")
+TWO_REGIONS = BASE.format(region="", extra_pd='[[topology.pd]]\nname = "rb"\ninstances = 2\n',
+                          extra_links='[[topology.links]]\nprfaas = "pb"\npd = "rb"\n',
+                          extra_nodes='[[nodes]]\nname = "rb-d"\ncluster = "pd"\nrole = "pd_decode"\nsite = "rb"\n'
+                                      '[[gateways]]\nregion = "ra"\nport = 8101\n'
+                                      '[[gateways]]\nregion = "rb"\nport = 8102\n')
+
+
+def _load(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "deploy.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def test_today_config_has_no_sites(tmp_path: Path) -> None:
+    cfg = _load(tmp_path, "[policy]\nrebalance = false\n")
+    assert cfg.topology is None and cfg.gateways == [] and all(n.site is None for n in cfg.nodes)
+    assert node_gateways(cfg, "prfaas-0") == [(cfg.gateway.host, cfg.gateway.port)]
+
+
+def test_one_gateway_per_region_projection(tmp_path: Path) -> None:
+    cfg = _load(tmp_path, TWO_REGIONS)
+    assert [g.region for g in cfg.gateways] == ["ra", "rb"]
+    ra, rb = region_config(cfg, "ra"), region_config(cfg, "rb")
+    assert ra.gateway.region == "ra" and ra.gateway.port == 8101 and ra.gateways == []
+    assert {n.name for n in ra.nodes} == {"pa-0", "pb-0", "ra-p", "ra-d"}
+    assert {n.name for n in rb.nodes} == {"pb-0", "rb-d"}  # pa has no link to rb
+    assert node_gateways(cfg, "pb-0") == [("127.0.0.1", 8101), ("127.0.0.1", 8102)]  # every region it serves
+    assert node_gateways(cfg, "pa-0") == [("127.0.0.1", 8101)]
+    assert node_gateways(cfg, "rb-d") == [("127.0.0.1", 8102)]
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    (lambda t: t.replace('site = "pa"', 'site = "nowhere"'), "nodes[0].site"),
+    (lambda t: t.replace('site = "ra"\n[[nodes]]\nname = "ra-d"', 'site = "pa"\n[[nodes]]\nname = "ra-d"'),
+     "nodes[2].site"),
+    (lambda t: t.replace('site = "pa"\n', ''), "nodes[0].site"),
+    (lambda t: t.replace('region = "ra"', 'region = "mars"'), "gateway.region"),
+    (lambda t: t.replace('region = "ra"', ''), "gateway.region"),
+    (lambda t: t.replace('pd = "ra"\ncapacity_gbps = 10\n[[topology.links]]', 'pd = "x"\n[[topology.links]]'),
+     "topology.links[0].pd"),
+])
+def test_bad_site_config_names_the_key(tmp_path: Path, edit: Any, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        _load(tmp_path, edit(ONE_REGION))
+
+
+def test_site_without_topology_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a \\[topology\\]"):
+        _load(tmp_path, '[[nodes]]\nname = "p"\ncluster = "prfaas"\nrole = "prfaas_prefill"\nsite = "x"\n'
+                        '[[nodes]]\nname = "d"\ncluster = "pd"\nrole = "pd_decode"\n')
+
+
+# --- live: one region gateway, two PrfaaS sites ----------------------------------------------------
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    with ready_deployment(tmp_path_factory.mktemp("multisite"), ONE_REGION) as launcher:
+        yield launcher
+
+
+def _burst(url: str, n: int, first: int, tokens: int = 400) -> list[tuple[int, dict[str, Any]]]:
+    """`n` concurrent completions of distinct `tokens`-token prompts (offloaded: above the 256 threshold)."""
+    out: list[tuple[int, dict[str, Any]]] = [(0, {})] * n
+
+    def one(i: int) -> None:
+        prompt = [(first + i) % 200 + 1] + [((first + i) * 7 + k) % 1000 + 1 for k in range(tokens - 1)]
+        out[i] = post(f"{url}/v1/completions", {"model": "default", "prompt": prompt, "max_tokens": 4,
+                                                "temperature": 0}, timeout_s=60)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    return out
+
+
+def _rows(dep: Launcher, since: int) -> list[dict[str, Any]]:
+    req = urllib.request.Request(f"{dep.url}/admin/requests?since={since}", headers=dep.admin_headers())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return list(json.loads(resp.read()))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_offloads_spread_over_sites_then_fail_over_when_one_is_killed(dep: Launcher) -> None:
+    results = _burst(dep.url, 12, first=0)
+    assert all(status == 200 for status, _ in results), results
+    rows = _rows(dep, 0)
+    assert len(rows) == 12 and all(r["route"] == "prfaas" for r in rows)
+    spread = Counter(r["prefill_node"] for r in rows)
+    assert spread["pa-0"] > 0 and spread["pb-0"] > 0, spread  # the selector used both sites
+    cluster = get_json(f"{dep.url}/admin/cluster", dep.admin_headers())
+    assert cluster["sites"]["region"] == "ra" and sum(cluster["sites"]["offloads_by_site"].values()) == 12
+
+    last = max(int(r["id"]) for r in rows)
+    dep.kill("pa-0")  # the gateway still believes pa is up (no heartbeat timeout yet): the first try there fails
+    results = _burst(dep.url, 8, first=100)
+    assert all(status == 200 for status, _ in results), results  # nothing lost
+    after = [r for r in _rows(dep, last) if int(r["id"]) > last]
+    assert len(after) == 8
+    assert all(r["route"] == "prfaas" and r["prefill_node"] == "pb-0" for r in after), after  # failover, not local
+
+    dep.kill("pb-0")  # no PrfaaS site left: local prefill
+    last = max(int(r["id"]) for r in after)
+    results = _burst(dep.url, 4, first=200)
+    assert all(status == 200 for status, _ in results), results
+    final = [r for r in _rows(dep, last) if int(r["id"]) > last]
+    assert len(final) == 4 and all(r["route"] == "local" for r in final), final
