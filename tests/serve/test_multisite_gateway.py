@@ -186,3 +186,39 @@ def test_offloads_spread_over_sites_then_fail_over_when_one_is_killed(dep: Launc
     assert all(status == 200 for status, _ in results), results
     final = [r for r in _rows(dep, last) if int(r["id"]) > last]
     assert len(final) == 4 and all(r["route"] == "local" for r in final), final
+
+
+def test_link_capacity_told_to_the_gateway_steers_long_offloads(tmp_path: Path) -> None:
+    """A link degraded 10x (told through `set_link_capacity`) raises its transfer estimate: the offload moves to the
+    other site, and back once the capacity is restored. The site routing over a registry, no process."""
+    from prfaas.core.lifecycle import ClusterKind, Role
+    from prfaas.policy.types import RequestInfo
+    from prfaas.serve.control import ControlPlane
+    from prfaas.serve.messages import Heartbeat, NodeRegister
+    from prfaas.serve.metrics import GatewayMetrics
+
+    cfg = _load(tmp_path, ONE_REGION.replace('pd = "ra"\ncapacity_gbps = 10\n', 'pd = "ra"\ncapacity_gbps = 10\n'
+                                             'latency_s = 0.001\n', 1))
+    control = ControlPlane(cfg, GatewayMetrics())
+    routing = control.sites
+    assert routing is not None and routing.sites == ("pa", "pb")
+    for name, cluster, role in (("pa-0", ClusterKind.PRFAAS, Role.PRFAAS_PREFILL),
+                                ("pb-0", ClusterKind.PRFAAS, Role.PRFAAS_PREFILL),
+                                ("ra-p", ClusterKind.PD, Role.PD_PREFILL), ("ra-d", ClusterKind.PD, Role.PD_DECODE)):
+        control.register(NodeRegister(name=name, cluster=cluster, role=role, control_url="http://127.0.0.1:1",
+                                      kv_host="127.0.0.1", kv_port=2, max_batch=8, pid=1, max_context_tokens=10**6,
+                                      state_bytes_points=[(0.0, 0.0), (1000.0, 1e9)]))  # 1 MB per token
+        control.nodes.heartbeat(Heartbeat(name=name, role=role), 0.0)
+
+    def site_for(tokens: int, request_id: int) -> str | None:
+        return routing.choose(RequestInfo(request_id=request_id, arrival_s=0.0, input_tokens=tokens,
+                                          output_tokens=4), 256, 0.0).site
+
+    assert site_for(2000, 1) == "pa"  # home: the lower-latency link
+    routing.set_link_capacity("pa->ra", 1.0)  # 10x down
+    assert site_for(2000, 2) == "pb"  # 2 GB at 1 Gbps vs 10 Gbps: the other site
+    assert routing.reason_of(2) == "best" and routing.reason_of(2) is None  # recorded per request, read once
+    routing.set_link_capacity("pa->ra", 10.0)  # restored
+    assert site_for(2000, 3) == "pa"
+    with pytest.raises(ConfigError, match="no link"):
+        routing.set_link_capacity("pb->nowhere", 1.0)

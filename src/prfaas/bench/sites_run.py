@@ -195,6 +195,13 @@ class SitesLauncher(Launcher):
             except (OSError, ValueError):
                 return None
 
+    def post(self, region: str, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON to a region gateway's admin endpoint from inside its namespace; raises on failure."""
+        req = urllib.request.Request(f"{self.region_url(region)}{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json", **self.admin_headers()})
+        with entered(self.sites.namespace(region)), urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
         for region in served_regions(self.cfg):
@@ -298,6 +305,8 @@ def _inject(dep: SitesDeployment, result: SitesRunResult, t0: float, done: threa
         if cap is None:
             raise SiteError(f"--fault-target {target!r} is not a link with a cap")
         dep.sites.set_cap_mbit(target, cap / 10.0)
+        region = dep.sites.link(target).pd  # the link's monitoring tells its region's gateway (serve.sites)
+        dep.launcher.post(region, "/admin/sites/links", {"link_id": target, "capacity_gbps": cap / 10.0 / 1000.0})
     result.fault, result.fault_target = spec.fault.value, target
 
 

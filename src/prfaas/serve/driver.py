@@ -114,6 +114,7 @@ class AttemptInfo:
     transfer_bytes: int
     transfer_s: float | None
     attempt: int
+    site_reason: str | None = None  # many sites: why the selector chose this PrfaaS site (or none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,8 @@ class RequestDriver:
             generated.append(reply.first_token)
             finished = remaining.max_tokens <= 1 or reply.finish_reason is not None
             info = AttemptInfo(plan.reason.value, prefill_node.name, decode_node.name, plan.uncached_tokens,
-                               reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt)
+                               reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt,
+                               self.control.sites.reason_of(job.request_id) if self.control.sites else None)
             end = (reply.finish_reason or "length") if finished else None
             yield TokenDelta((reply.first_token,), end, label, info)
             if finished:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from prfaas.serve.control import ControlPlane
 
 TICK_INTERVAL_S = 0.5  # the per-link bandwidth loops' update period (a heartbeat)
+MAX_REMEMBERED = 10_000  # site reasons kept for requests still routing
 FALLBACK_S_PER_TOKEN = 1e-4  # prefill-time estimate without a profile (our engine, no [policy] profile)
 
 
@@ -184,6 +185,8 @@ class SiteRouting:
         self.selector = make_site_selector(cfg.policy.site_selector, self.topology, self.prefill_time_s,
                                            self._state_bytes)
         self.last_choice: SiteChoice | None = None
+        self._reasons: dict[int, str] = {}  # request id -> the last choice's reason (read once, bounded)
+        self.capacity_gbps: dict[str, float] = {}  # link id -> capacity told by the operator (`set_link_capacity`)
         self.offloads_by_site: dict[str, int] = dict.fromkeys(self.sites, 0)
 
     def _state_bytes(self, tokens: float) -> float:
@@ -207,7 +210,16 @@ class SiteRouting:
                  if r.cluster is ClusterKind.PD}
         snaps = [s for r in self._site_records(site) if r.is_up and r.heartbeat is not None
                  for s in r.heartbeat.links if s.link_id in peers]
-        return merge_links(link_id(site, self.region), now_s, snaps)
+        lid = link_id(site, self.region)
+        snap = merge_links(lid, now_s, snaps)
+        told = self.capacity_gbps.get(lid)
+        if told is None:
+            return snap
+        if snap is None:
+            return LinkSnapshot(link_id=lid, time_s=now_s, capacity_gbps=told, goodput_gbps=0.0, window_s=0.0,
+                                bytes_total=0, transfers_total=0, transfers_failed=0, transfers_in_flight=0,
+                                bytes_in_flight=0, is_up=told > 0)
+        return dataclasses.replace(snap, capacity_gbps=told, is_up=snap.is_up and told > 0)
 
     def sites_view(self, now_s: float) -> SitesView:
         sites: dict[str, PrfaasSiteView] = {}
@@ -241,7 +253,23 @@ class SiteRouting:
         choice = self.selector.choose(self.region, info.input_tokens, self.cached_tokens_by_site(info),
                                       self.sites_view(now_s), now_s, threshold_tokens or 0)
         self.last_choice = choice
+        self._reasons[info.request_id] = choice.reason.value
+        if len(self._reasons) > MAX_REMEMBERED:
+            del self._reasons[next(iter(self._reasons))]
         return choice
+
+    def reason_of(self, request_id: int) -> str | None:
+        """The site reason of the request's last routing (forgotten once read)."""
+        return self._reasons.pop(request_id, None)
+
+    def set_link_capacity(self, link: str, capacity_gbps: float) -> None:
+        """The operator's (or the emulation's) word on link `link`'s capacity now: it replaces what the senders
+        report, so a degraded link raises its transfer estimate at once (`POST /admin/sites/links`)."""
+        if link not in {lk.link_id for lk in self.topology.links_to(self.region)}:
+            raise ConfigError(f"no link {link!r} into region {self.region!r}")
+        if not capacity_gbps >= 0:
+            raise ConfigError(f"capacity_gbps must be >= 0, got {capacity_gbps}")
+        self.capacity_gbps[link] = capacity_gbps
 
     def narrow(self, info: RequestInfo, view: ClusterView, threshold_tokens: int | None,
                now_s: float) -> ClusterView:
@@ -285,6 +313,7 @@ class SiteRouting:
         """For /admin/cluster: the region, its sites and what the last choice was."""
         last = self.last_choice
         return {"region": self.region, "sites": list(self.sites), "offloads_by_site": dict(self.offloads_by_site),
+                "link_capacity_gbps": dict(self.capacity_gbps),
                 "last_choice": None if last is None else {"site": last.site, "reason": last.reason.value}}
 
 
