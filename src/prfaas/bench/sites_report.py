@@ -1,7 +1,7 @@
 """The report of `prfaas bench sites run`: per region TTFT (mean, P90), offload share per PrfaaS site over time,
 and nothing lost; beside each live number the multi-site simulator's prediction when one is available.
 
-    reports = region_reports(result, bin_s=5.0)     # one RegionReport per PD region
+    reports = region_reports(result)                # one RegionReport per PD region
     text = format_reports(reports, result)          # what the command prints
     write_sites_run(result, reports, out_dir)       # records-<region>.jsonl, report.json, report.txt
 
@@ -62,8 +62,12 @@ def _shares(places: list[str]) -> dict[str, float]:
     return {p: places.count(p) / total for p in sorted(set(places))} if total else {}
 
 
-def region_reports(result: SitesRunResult, bin_s: float = 5.0,
+def region_reports(result: SitesRunResult, bin_s: float | None = None,
                    sim: dict[str, dict[str, Any]] | None = None) -> list[RegionReport]:
+    """`bin_s`: the width of the offload-share bins (None: the run's send span / 6, at least 0.5 s)."""
+    if bin_s is None:
+        span = max((r.send_s for run in result.regions.values() for r in run.records), default=0.0)
+        bin_s = max(0.5, round(span / 6, 1))
     reports = []
     for name, run in result.regions.items():
         by_id = {int(r["id"]): r for r in run.log if "id" in r}

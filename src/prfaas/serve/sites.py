@@ -276,6 +276,8 @@ class SiteRouting:
         """`view` with only the chosen site's PrfaaS nodes (none: local prefill) and that link as the egress."""
         if info.forced_cluster is ClusterKind.PD:
             return view
+        if threshold_tokens is not None and info.input_tokens <= threshold_tokens and info.forced_cluster is None:
+            return view  # short: the router keeps it local whatever the sites (no choice, no loop demand)
         site = self.choose(info, threshold_tokens, now_s).site
         instances = tuple(i for i in view.instances
                           if i.cluster is not ClusterKind.PRFAAS or self.site_of.get(i.instance_id) == site)
