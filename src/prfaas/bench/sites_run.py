@@ -319,21 +319,25 @@ def run_regions(dep: SitesDeployment) -> SitesRunResult:
               for r in dep.topology.pd_names}
     done = threading.Event()
     errors: list[BaseException] = []
+    workloads = [_region_requests(dep, i) for i in range(len(dep.topology.pd))]  # before the clock starts
+    start = threading.Barrier(len(workloads) + 1)
 
     def region_load(index: int) -> None:
         name = dep.topology.pd_names[index]
-        requests, rate = _region_requests(dep, index)
+        requests, rate = workloads[index]
         try:
             with entered(dep.sites.namespace(name)):
+                start.wait(60)
                 records = asyncio.run(drive(dep.launcher.region_url(name), requests, opts))
             result.regions[name] = RegionRun(name, records, [], rate)
         except BaseException as exc:  # reported after the join
             errors.append(exc)
 
-    threads = [threading.Thread(target=region_load, args=(i,), daemon=True) for i in range(len(dep.topology.pd))]
-    t0 = time.monotonic()
+    threads = [threading.Thread(target=region_load, args=(i,), daemon=True) for i in range(len(workloads))]
     for t in threads:
         t.start()
+    start.wait(60)  # every region's load and the fault clock start together
+    t0 = time.monotonic()
     injector = threading.Thread(target=_inject, args=(dep, result, t0, done), daemon=True)
     injector.start()
     for t in threads:

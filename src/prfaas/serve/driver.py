@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
+
+_log = logging.getLogger(__name__)
 
 
 class ForcedRoute(enum.Enum):
@@ -365,6 +368,7 @@ class RequestDriver:
         outcome = Outcome(request_id=plan.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
         router.observe(outcome, time.monotonic())
         self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+        _log.info("request %d attempt %d failed (%s): %s", plan.request_id, attempt, exc.kind.value, exc)
         action = decide_failure(outcome, self.control.policy.failure)
         if action is FailureAction.FAIL_REQUEST:
             raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}")

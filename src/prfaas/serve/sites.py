@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from types import MappingProxyType
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from prfaas.serve.config import DeployConfig
     from prfaas.serve.control import ControlPlane
 
+_log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 0.5  # the per-link bandwidth loops' update period (a heartbeat)
 MAX_REMEMBERED = 10_000  # site reasons kept for requests still routing
 FALLBACK_S_PER_TOKEN = 1e-4  # prefill-time estimate without a profile (our engine, no [policy] profile)
@@ -279,6 +281,8 @@ class SiteRouting:
         if threshold_tokens is not None and info.input_tokens <= threshold_tokens and info.forced_cluster is None:
             return view  # short: the router keeps it local whatever the sites (no choice, no loop demand)
         site = self.choose(info, threshold_tokens, now_s).site
+        if site is None and info.forced_cluster is ClusterKind.PRFAAS:
+            return view  # forced to PrfaaS (x-prfaas-route): any up site rather than none
         instances = tuple(i for i in view.instances
                           if i.cluster is not ClusterKind.PRFAAS or self.site_of.get(i.instance_id) == site)
         links = {k: v for k, v in view.links.items() if k != PRFAAS_EGRESS_LINK_ID}
@@ -301,6 +305,8 @@ class SiteRouting:
             return False
         for r in self._site_records(site):
             self.registry.mark_down(r.name)
+        _log.warning("PrfaaS site %s unreachable (node %s): out of routing until its nodes heartbeat", site,
+                     prefill_node)
         return any(r.is_up for other in self.sites if other != site for r in self._site_records(other))
 
     def tick(self, now_s: float) -> None:
