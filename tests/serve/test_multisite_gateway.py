@@ -188,6 +188,18 @@ def test_offloads_spread_over_sites_then_fail_over_when_one_is_killed(dep: Launc
     assert len(final) == 4 and all(r["route"] == "local" for r in final), final
 
 
+@pytest.mark.network
+def test_admin_sets_a_link_capacity_and_refuses_an_unknown_link(dep: Launcher) -> None:
+    status, body = post(f"{dep.url}/admin/sites/links", {"link_id": "pb->ra", "capacity_gbps": 1.0},
+                        dep.admin_headers())
+    assert status == 200 and body["link_capacity_gbps"] == {"pb->ra": 1.0}
+    status, body = post(f"{dep.url}/admin/sites/links", {"link_id": "pb->elsewhere", "capacity_gbps": 1.0},
+                        dep.admin_headers())
+    assert status == 400 and "no link" in body["error"]["message"]
+    status, _ = post(f"{dep.url}/admin/sites/links", {"link_id": "pb->ra", "capacity_gbps": 1.0})
+    assert status in (401, 403)  # admin token required
+
+
 def test_link_capacity_told_to_the_gateway_steers_long_offloads(tmp_path: Path) -> None:
     """A link degraded 10x (told through `set_link_capacity`) raises its transfer estimate: the offload moves to the
     other site, and back once the capacity is restored. The site routing over a registry, no process."""
