@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -186,7 +187,7 @@ class NodeServer(NodeCancellation):
             reporter = self.cache_reporter if i == 0 else CacheReporter()
             beat = HeartbeatThread(self.auth, host, port, self.cfg.gateway.heartbeat_interval_s,
                                    register=self._register_message,
-                                   heartbeat=lambda r=reporter: self.heartbeat(reporter=r), reporter=reporter)
+                                   heartbeat=functools.partial(self.heartbeat, reporter=reporter), reporter=reporter)
             beat.start()
             beats.append(beat)
         return beats
