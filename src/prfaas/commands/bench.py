@@ -1,7 +1,9 @@
 """`prfaas bench`: two emulated datacenters, the live benchmark, policy comparison and fault injection.
 
     prfaas bench sites up --cap-mbit 80 [--state F]   # namespaces "prfaas" + "local", veth, tbf cap (root)
+    prfaas bench sites up --topology T.toml [--scale 1e-3]   # one namespace per cluster, one capped veth per link
     prfaas bench sites down [--state F]
+    prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded]   # one gateway per region, live
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
@@ -51,9 +53,13 @@ Out = Annotated[Path | None, typer.Option(help="Output folder (default: $XDG_STA
 
 def register(app: typer.Typer) -> None:
     bench = typer.Typer(no_args_is_help=True, help="Load generation, live benchmarks and link emulation.")
-    sites = typer.Typer(no_args_is_help=True, help="Two emulated datacenters (network namespaces; root).")
-    sites.command("up", help="Create the two sites and leave them up.")(sites_up_cmd)
+    sites = typer.Typer(no_args_is_help=True, help="Emulated datacenters (network namespaces; root): two, or one per "
+                                                            "cluster of a topology.")
+    sites.command("up", help="Create the sites (two, or one per cluster with --topology); leave them up.")(
+        sites_up_cmd)
     sites.command("down", help="Delete the sites made by `sites up`.")(sites_down_cmd)
+    sites.command("run", help="A live run on one namespace per cluster of a topology: one gateway per region, "
+                              "per-region load, an optional fault; report per region.")(sites_run_cmd)
     bench.add_typer(sites, name="sites")
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
     bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
@@ -66,11 +72,24 @@ def register(app: typer.Typer) -> None:
 
 
 def sites_up_cmd(cap_mbit: Cap = 80.0, reverse_cap_mbit: Annotated[float | None, typer.Option()] = None,
-                 state: Annotated[Path, typer.Option(help="Where the handle is saved.")] = DEFAULT_STATE) -> None:
-    from prfaas.bench.sites import SitesSpec, save_sites, sites_up
-
+                 state: Annotated[Path, typer.Option(help="Where the handle is saved.")] = DEFAULT_STATE,
+                 topology: Annotated[Path | None, typer.Option(
+                     help="A [topology] TOML: one namespace per cluster, one capped veth per link.")] = None,
+                 scale: Annotated[float, typer.Option(
+                     help="With --topology: link cap in Mbit/s = capacity_gbps x 1000 x scale.")] = 1e-3) -> None:
     if state.exists():
         raise ConfigError(f"sites already up per {state}; run `prfaas bench sites down --state {state}` first")
+    if topology is not None:
+        from prfaas.bench.sites_multi import MultiSitesSpec, describe, multi_sites_up, save_multi_sites
+        from prfaas.planner.multi_build import load_topology
+
+        topo, _ = load_topology(str(topology))
+        many = multi_sites_up(topo, MultiSitesSpec(scale=scale))
+        save_multi_sites(many, state)
+        typer.echo(f"{describe(many)}\n  run in a site: ip netns exec <namespace> <command>\nstate: {state}")
+        return
+    from prfaas.bench.sites import SitesSpec, save_sites, sites_up
+
     sites = sites_up(SitesSpec(cap_mbit=cap_mbit, reverse_cap_mbit=reverse_cap_mbit))
     save_sites(sites, state)
     info = sites.info
@@ -81,11 +100,64 @@ def sites_up_cmd(cap_mbit: Cap = 80.0, reverse_cap_mbit: Annotated[float | None,
 
 def sites_down_cmd(state: Annotated[Path, typer.Option(help="The handle `sites up` saved.")] = DEFAULT_STATE) -> None:
     from prfaas.bench.sites import load_sites
+    from prfaas.bench.sites_multi import is_multi_state, load_multi_sites
 
+    if is_multi_state(state):
+        many = load_multi_sites(state)
+        many.down()
+        state.unlink(missing_ok=True)
+        typer.echo(f"deleted {', '.join(many.info.namespace.values())}")
+        return
     sites = load_sites(state)
     sites.down()
     state.unlink(missing_ok=True)
     typer.echo(f"deleted {sites.info.prfaas_ns} and {sites.info.local_ns}")
+
+
+def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML (core.topology).")],
+                  requests: Annotated[int, typer.Option(help="Requests per region.")] = 20,
+                  load: Annotated[float, typer.Option(help="Region j offers traffic_rps_j x load (paper req/s).")]
+                  = 0.5,
+                  threshold: Annotated[int, typer.Option(help="Offload threshold (tokens).")] = 19400,
+                  max_tokens: MaxTokens = 8,
+                  time_scale: Annotated[float, typer.Option(help="k_t (docs/emulated.md).")] = 0.25,
+                  state_scale: Annotated[float, typer.Option(help="k_b.")] = 512.0,
+                  scale: Annotated[float | None, typer.Option(
+                      help="Link cap Mbit/s = capacity_gbps x 1000 x scale (default 1 / (k_t x k_b)).")] = None,
+                  nodes_per_cluster: Annotated[int, typer.Option(help="At most this many nodes per PrfaaS "
+                                                                      "cluster and PD role.")] = 2,
+                  selector: Annotated[str, typer.Option(help="prfaas-sites or home-only.")] = "prfaas-sites",
+                  fault: Annotated[str | None, typer.Option(help="site-lost or link-degraded.")] = None,
+                  fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 3.0,
+                  fault_target: Annotated[str | None, typer.Option(
+                      help="The PrfaaS cluster (site-lost) or link id (link-degraded); default: the first.")] = None,
+                  seed: Seed = 0, out: Out = None) -> None:
+    from prfaas.bench.sites_multi import describe
+    from prfaas.bench.sites_report import format_reports, region_reports, sim_prediction, write_sites_run
+    from prfaas.bench.sites_run import SitesFault, SitesRunSpec, run_regions, sites_deployment
+    from prfaas.planner.multi_build import load_topology
+
+    try:
+        chosen = SitesFault(fault) if fault is not None else None
+    except ValueError:
+        raise ConfigError(f"--fault must be one of: {', '.join(f.value for f in SitesFault)}") from None
+    topo, _ = load_topology(str(topology))
+    spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
+                        time_scale=time_scale, state_scale=state_scale, scale=scale,
+                        max_nodes_per_cluster=nodes_per_cluster, site_selector=selector, seed=seed, fault=chosen,
+                        fault_at_s=fault_at_s, fault_target=fault_target)
+    out_dir = _out(out, "sites")
+    typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
+               f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")
+    with sites_deployment(topo, spec, out_dir / "deploy") as dep:
+        typer.echo(describe(dep.sites))
+        result = run_regions(dep)
+    reports = region_reports(result, sim=sim_prediction(topo, spec))
+    write_sites_run(result, reports, out_dir)
+    typer.echo(format_reports(reports, result))
+    typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")
+    if any(r.lost for r in reports):
+        raise typer.Exit(1)
 
 
 def _out(out: Path | None, cmd: str) -> Path:

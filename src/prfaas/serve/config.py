@@ -28,6 +28,7 @@ from msgspec import Meta, Struct
 from prfaas.catalog.tomlfile import TomlDoc, convert, parse_toml, read_toml
 from prfaas.core.errors import ConfigError, PrfaasError
 from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.core.topology import SiteTopology
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
 from prfaas.policy.registry import list_routers
@@ -104,6 +105,7 @@ class GatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     api_keys_file: str | None = None  # one key per line ('#' starts a comment)
     api_keys_env: str | None = None  # the name of an environment variable holding keys, comma-separated
     metrics_need_admin_token: bool = False  # True: /metrics needs the admin token as well
+    region: str | None = None  # with [topology]: the PD region this gateway serves (serve.sites)
 
 
 class AdmissionSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -167,6 +169,7 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     # vLLM's `--api-key`, sent as `Authorization: Bearer` on every call (a file, mode 0600, or an environment variable)
     vllm_api_key_file: str | None = None
     vllm_api_key_env: str | None = None
+    site: str | None = None  # with [topology]: this node's cluster (a PrfaaS cluster or a PD region), else unset
 
 
 class LinkSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -189,6 +192,7 @@ class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     rebalancer: dict[str, Any] = msgspec.field(default_factory=dict)
     node_select: dict[str, Any] = msgspec.field(default_factory=dict)
     failure: dict[str, Any] = msgspec.field(default_factory=dict)
+    site_selector: str = "prfaas-sites"  # with [topology]: which PrfaaS cluster takes an offload (policy.site_registry)
 
 
 class SloSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -203,6 +207,14 @@ class BudgetSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     waiting_state_bytes: Annotated[int, Meta(gt=0)] = 8 * 1024**3  # states kept or arrived, not yet decoding
 
 
+class RegionGatewaySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`[[gateways]]` (with [topology]): one gateway per PD region; `[gateway]` holds their common settings."""
+
+    region: str
+    host: str = "127.0.0.1"
+    port: Port = 0
+
+
 class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole deployment (written resolved to config.json next to each run's logs)."""
 
@@ -215,6 +227,9 @@ class DeployConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     policy: PolicySection = msgspec.field(default_factory=PolicySection)
     slo: SloSection = msgspec.field(default_factory=SloSection)
     budgets: BudgetSection = msgspec.field(default_factory=BudgetSection)
+    # many sites (serve.sites): the clusters and links, and one gateway per PD region; None/[]: today's deployment
+    topology: SiteTopology | None = None
+    gateways: list[RegionGatewaySection] = msgspec.field(default_factory=list)
 
     def node(self, name: str) -> NodeSection:
         for node in self.nodes:
@@ -307,6 +322,9 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
     if not any(n.role in (Role.PD_PREFILL, Role.PRFAAS_PREFILL) for n in cfg.nodes):
         raise _err(doc, "nodes", "a deployment needs at least one prefill node")
     _validate_tls(cfg.transport, doc)
+    from prfaas.serve.sites import validate_sites  # (imports this module)
+
+    validate_sites(cfg, doc)
     model = cfg.model
     if model.engine is EngineKind.MODEL and model.name == "default" and (model.num_layers % 4
                                                                          or model.hidden_size % 128):
@@ -390,6 +408,7 @@ def is_loopback_host(host: str) -> bool:
 def beyond_loopback(cfg: DeployConfig) -> list[str]:
     """Which listeners of the deployment are reachable from other machines (empty: loopback only)."""
     hosts = [("gateway", cfg.gateway.host)] + [(f"node {n.name}", n.host) for n in cfg.nodes]
+    hosts += [(f"gateway of {g.region}", g.host) for g in cfg.gateways]
     hosts += [(f"node {n.name}'s KV receiver", n.kv_host) for n in cfg.nodes if n.kv_host is not None]
     return [f"{who} on {host}" for who, host in hosts if not is_loopback_host(host)]
 
@@ -452,7 +471,8 @@ def resolve_ports(cfg: DeployConfig) -> DeployConfig:
         )  # (a vLLM node's kv_port is never 0: its connector's, validated)
         for n in cfg.nodes
     ]
-    return msgspec.structs.replace(cfg, gateway=gateway, nodes=nodes)
+    gateways = [msgspec.structs.replace(g, port=g.port or free_port(g.host)) for g in cfg.gateways]
+    return msgspec.structs.replace(cfg, gateway=gateway, nodes=nodes, gateways=gateways)
 
 
 def _json_default(obj: Any) -> Any:

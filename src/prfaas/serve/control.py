@@ -78,6 +78,9 @@ class ControlPlane:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._cache_seq: dict[str, int] = {}  # node -> seq of the last cache report applied to kv_index
+        from prfaas.serve.sites import make_site_routing  # (imports this module's types)
+
+        self.sites = make_site_routing(cfg, self)  # None without [topology]: one PrfaaS cluster, as before
 
     # --- nodes -----------------------------------------------------------------------------------
     def _make_router(self, name: str, policy: PolicyConfig) -> RouterBase:
@@ -189,6 +192,8 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self._router_tick_loop()))
         if self.cfg.policy.rebalance:
             self._tasks.append(asyncio.create_task(self._rebalance_loop()))
+        if self.sites is not None:
+            self._tasks.append(asyncio.create_task(self.sites.tick_loop()))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
+
+_log = logging.getLogger(__name__)
 
 
 class ForcedRoute(enum.Enum):
@@ -114,6 +117,7 @@ class AttemptInfo:
     transfer_bytes: int
     transfer_s: float | None
     attempt: int
+    site_reason: str | None = None  # many sites: why the selector chose this PrfaaS site (or none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +197,8 @@ class RequestDriver:
             generated.append(reply.first_token)
             finished = remaining.max_tokens <= 1 or reply.finish_reason is not None
             info = AttemptInfo(plan.reason.value, prefill_node.name, decode_node.name, plan.uncached_tokens,
-                               reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt)
+                               reply.prefill_s, reply.queue_s, reply.transfer_bytes, reply.transfer_s, attempt,
+                               self.control.sites.reason_of(job.request_id) if self.control.sites else None)
             end = (reply.finish_reason or "length") if finished else None
             yield TokenDelta((reply.first_token,), end, label, info)
             if finished:
@@ -250,6 +255,8 @@ class RequestDriver:
         """Route on the view without full prefill nodes (admission control); if the policy finds no route there
         (e.g. a short prompt whose only PD-P node is full), on the whole view: the start deadline bounds the wait."""
         view = self.control.nodes.view(now_s)
+        if self.control.sites is not None:  # many PrfaaS sites: the router sees the chosen site's nodes only
+            view = self.control.sites.narrow(info, view, router.threshold_tokens, now_s)
         if self.admission is None:
             return router.route(info, view, now_s)
         open_view = self.admission.routing_view(view)
@@ -341,6 +348,8 @@ class RequestDriver:
         if reply.transfer_bytes:
             metrics.transfer_bytes.labels(label).inc(reply.transfer_bytes)
         self.control.window.record(plan.uncached_tokens, plan.is_offloaded)
+        if self.control.sites is not None and plan.is_offloaded:
+            self.control.sites.note_offloaded(plan.prefill_instance_id)
         full_blocks = len(job.prompt_tokens) // self.control.kv_index.block_tokens
         prefill_id = plan.decode_instance_id if label == "colocated" else plan.prefill_instance_id
         if full_blocks and self.control.kv_index.has_node(prefill_id):
@@ -359,10 +368,15 @@ class RequestDriver:
         outcome = Outcome(request_id=plan.request_id, route=plan, ok=False, failure=exc.kind, attempt=attempt)
         router.observe(outcome, time.monotonic())
         self.control.metrics.failed_attempts.labels(exc.kind.value).inc()
+        _log.info("request %d attempt %d failed (%s): %s", plan.request_id, attempt, exc.kind.value, exc)
         action = decide_failure(outcome, self.control.policy.failure)
         if action is FailureAction.FAIL_REQUEST:
             raise RequestFailed(503, f"request failed after {attempt + 1} attempts: {exc}")
         if action is FailureAction.RECOMPUTE_LOCALLY:
+            sites = self.control.sites  # many sites: a lost PrfaaS site's offloads fail over before local prefill
+            if sites is not None and exc.kind is FailureKind.PREFILL_NODE_LOST and \
+                    sites.on_prefill_lost(plan.prefill_instance_id):
+                return forced
             return ForcedRoute.LOCAL
         if action is FailureAction.REPREFILL_ELSEWHERE and forced is ForcedRoute.PRFAAS:
             return ForcedRoute.LOCAL

@@ -7,7 +7,8 @@ Public:   POST /v1/completions, POST /v1/chat/completions (SSE with `stream`), G
           GET /metrics (Prometheus).
 Admin:    GET /admin/cluster (the ClusterView the router sees), GET /admin/requests?since=ID (per-request log),
           POST /admin/policy {"name", "threshold_tokens"},
-          POST /admin/roles {"roles": {"pd-0": "pd_decode"}} (drain, then switch), POST /admin/rebalance.
+          POST /admin/roles {"roles": {"pd-0": "pd_decode"}} (drain, then switch), POST /admin/rebalance,
+          POST /admin/sites/links {"link_id", "capacity_gbps"} (many sites: a link's capacity now).
 Internal: POST /internal/register, POST /internal/heartbeat (nodes; `serve.messages`).
 Auth (`serve.gateway_auth`): /admin/* needs the admin token, /v1/* an API key when keys are configured,
 /internal/* the nodes' control-plane signature; every call to a node is signed and its answer checked.
@@ -79,6 +80,11 @@ def _info_dict(info: AttemptInfo) -> dict[str, Any]:
 class AdminPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str | None = None
     threshold_tokens: int | None = None
+
+
+class AdminSiteLink(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    link_id: str
+    capacity_gbps: float
 
 
 class AdminRoles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -344,7 +350,8 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
                       "instances": msgspec.to_builtins(list(view.instances)),
                       "links": msgspec.to_builtins(dict(view.links)),
                       "kv_index": control.kv_index_summary(),
-                      "last_rebalance": msgspec.to_builtins(control.last_plan)})
+                      "last_rebalance": msgspec.to_builtins(control.last_plan),
+                      "sites": control.sites.summary() if control.sites is not None else None})
 
     @app.post("/admin/policy")
     async def policy(request: Request) -> Response:
@@ -366,6 +373,19 @@ def _add_admin_routes(app: FastAPI, gw: Gateway) -> None:
             return _api_error(ApiError(400, str(exc)))
         return _json({"switched": [{"name": r.name, "role": r.role.value, "drained_s": r.drained_s}
                                    for r in replies]})
+
+    @app.post("/admin/sites/links")
+    async def site_links(request: Request) -> Response:
+        """Many sites: a link's capacity now ({"link_id": "a->us", "capacity_gbps": 10}; `serve.sites`)."""
+        sites = gw.control.sites
+        if sites is None:
+            return _api_error(ApiError(400, "this gateway has no [topology]: no site links"))
+        try:
+            msg = msgspec.json.decode(await request.body(), type=AdminSiteLink)
+            sites.set_link_capacity(msg.link_id, msg.capacity_gbps)
+        except (msgspec.DecodeError, PrfaasError) as exc:
+            return _api_error(ApiError(400, str(exc)))
+        return _json(sites.summary())
 
     @app.get("/admin/requests")
     async def requests(since: int = 0) -> Response:

@@ -107,11 +107,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("process", choices=("gateway", "node"))
     parser.add_argument("--config", required=True)
     parser.add_argument("--name", default=None)
+    parser.add_argument("--region", default=None, help="gateway: the PD region it serves ([[gateways]])")
     args = parser.parse_args(argv)
     _logging(args.name or args.process)
     watch_launcher()
     cfg = load_config(args.config)
     if args.process == "gateway":
+        if args.region is not None:
+            from prfaas.serve.sites import region_config
+
+            cfg = region_config(cfg, args.region)
         serve_gateway(cfg)
     else:
         if args.name is None:

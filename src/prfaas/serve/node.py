@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -53,6 +54,7 @@ from prfaas.serve.messages import (
 )
 from prfaas.serve.node_cancel import NodeCancellation
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.sites import node_gateways
 from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
 from prfaas.transport import KvReceiver, KvSender, PacingConfig, PeerAddress, ReceiverConfig, SenderConfig
@@ -88,7 +90,7 @@ class NodeServer(NodeCancellation):
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = self.section.port
-        self._liveness: HeartbeatThread | None = None
+        self._liveness: list[HeartbeatThread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.sender = KvSender(self._sender_config())
         self.cache_reporter = CacheReporter()
@@ -146,8 +148,8 @@ class NodeServer(NodeCancellation):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._liveness is not None:
-            await asyncio.to_thread(self._liveness.stop)
+        for beat in self._liveness:
+            await asyncio.to_thread(beat.stop)
         if self._runner is not None:
             await self._runner.cleanup()
         self.sender.close()
@@ -162,11 +164,12 @@ class NodeServer(NodeCancellation):
                             pid=os.getpid(), max_context_tokens=self.backend.max_context_tokens,
                             state_bytes_points=state_bytes_points(self.backend))
 
-    def heartbeat(self, with_cache_report: bool = True) -> Heartbeat:
+    def heartbeat(self, with_cache_report: bool = True, reporter: CacheReporter | None = None) -> Heartbeat:
         """The load snapshot (called from the heartbeat thread); only the heartbeats carry the cache report
-        (its sequence advances with each one sent)."""
+        (its sequence advances with each one sent; `reporter`: the one of the gateway it goes to)."""
         links = list(self.sender.link_snapshots().values())
-        cache = self.cache_reporter.report(self.backend.cached_blocks()) if with_cache_report else NO_REPORT
+        reporter = reporter or self.cache_reporter
+        cache = reporter.report(self.backend.cached_blocks()) if with_cache_report else NO_REPORT
         return Heartbeat(name=self.section.name, role=self.role,
                          queued_requests=self.worker.num_queued_jobs + self.worker.num_waiting_admissions,
                          queued_tokens=self.queued_tokens, running_batch=self.backend.num_running,
@@ -175,14 +178,19 @@ class NodeServer(NodeCancellation):
                          cache_seq=cache.seq, cache_full=cache.is_full, cache_added=list(cache.added),
                          cache_removed=list(cache.removed))
 
-    def _start_liveness(self) -> HeartbeatThread:
-        """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them."""
-        gw = self.cfg.gateway
-        beat = HeartbeatThread(self.auth, gw.host, gw.port, gw.heartbeat_interval_s,
-                               register=self._register_message, heartbeat=self.heartbeat,
-                               reporter=self.cache_reporter)
-        beat.start()
-        return beat
+    def _start_liveness(self) -> list[HeartbeatThread]:
+        """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them. With
+        [topology] a PrfaaS node does so to every region gateway that routes to it, each with its own cache
+        report (`serve.sites.node_gateways`)."""
+        beats = []
+        for i, (host, port) in enumerate(node_gateways(self.cfg, self.section.name)):
+            reporter = self.cache_reporter if i == 0 else CacheReporter()
+            beat = HeartbeatThread(self.auth, host, port, self.cfg.gateway.heartbeat_interval_s,
+                                   register=self._register_message,
+                                   heartbeat=functools.partial(self.heartbeat, reporter=reporter), reporter=reporter)
+            beat.start()
+            beats.append(beat)
+        return beats
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -1,0 +1,131 @@
+"""The report of `prfaas bench sites run`: per region TTFT (mean, P90), offload share per PrfaaS site over time,
+and nothing lost; beside each live number the multi-site simulator's prediction when one is available.
+
+    reports = region_reports(result)                # one RegionReport per PD region
+    text = format_reports(reports, result)          # what the command prints
+    write_sites_run(result, reports, out_dir)       # records-<region>.jsonl, report.json, report.txt
+
+Simulator hook: `sim_prediction(topology, spec)` imports `prfaas.sim.multisite` and calls its
+`predict_regions(topology, spec) -> {region: {"ttft_mean_s", "ttft_p90_s", "offload_share": {site: f}}}` if that
+module exists; otherwise it returns None and the report says "sim: n/a" (no multi-site simulator yet).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prfaas.bench.records import RequestStatus, write_jsonl
+from prfaas.bench.sites_run import SitesRunResult, SitesRunSpec
+from prfaas.bench.summary import nearest_rank
+from prfaas.core.topology import SiteTopology
+
+LOCAL = "local"
+
+
+@dataclass(slots=True)
+class RegionReport:
+    region: str
+    rate_rps: float
+    sent: int
+    completed: int
+    failed: int
+    lost: int
+    ttft_mean_s: float | None
+    ttft_p90_s: float | None
+    offload_share: dict[str, float]  # PrfaaS site (or "local") -> share of completed requests
+    share_over_time: list[dict[str, Any]] = field(default_factory=list)  # [{"t0_s", "t1_s", site: share, ...}]
+    sim: dict[str, Any] | None = None  # the simulator's prediction for this region (None: not available)
+
+
+def sim_prediction(topology: SiteTopology, spec: SitesRunSpec) -> dict[str, dict[str, Any]] | None:
+    """The multi-site simulator's per-region prediction, or None when no such simulator exists (hook)."""
+    try:
+        module = importlib.import_module("prfaas.sim.multisite")
+    except ImportError:
+        return None
+    predict = getattr(module, "predict_regions", None)
+    return predict(topology, spec) if callable(predict) else None
+
+
+def _where(row: dict[str, Any] | None, site_of: dict[str, str]) -> str:
+    if row is None or row.get("route") != "prfaas":
+        return LOCAL
+    return site_of.get(str(row.get("prefill_node")), "?")
+
+
+def _shares(places: list[str]) -> dict[str, float]:
+    total = len(places)
+    return {p: places.count(p) / total for p in sorted(set(places))} if total else {}
+
+
+def region_reports(result: SitesRunResult, bin_s: float | None = None,
+                   sim: dict[str, dict[str, Any]] | None = None) -> list[RegionReport]:
+    """`bin_s`: the width of the offload-share bins (None: the run's send span / 6, at least 0.5 s)."""
+    if bin_s is None:
+        span = max((r.send_s for run in result.regions.values() for r in run.records), default=0.0)
+        bin_s = max(0.5, round(span / 6, 1))
+    reports = []
+    for name, run in result.regions.items():
+        by_id = {int(r["id"]): r for r in run.log if "id" in r}
+        done = [r for r in run.records if r.status is RequestStatus.COMPLETED]
+        ttfts = [r.ttft_s for r in done if r.ttft_s is not None]
+        placed = [(r.send_s, _where(by_id.get(r.gateway_id) if r.gateway_id is not None else None, result.site_of))
+                  for r in done]
+        over_time = []
+        end_s = max((t for t, _ in placed), default=0.0)
+        k = 0
+        while k * bin_s <= end_s and placed:
+            inside = [p for t, p in placed if k * bin_s <= t < (k + 1) * bin_s]
+            if inside:
+                over_time.append({"t0_s": k * bin_s, "t1_s": (k + 1) * bin_s, "n": len(inside), **_shares(inside)})
+            k += 1
+        reports.append(RegionReport(
+            region=name, rate_rps=run.rate_rps, sent=len(run.records), completed=len(done),
+            failed=sum(r.status is RequestStatus.FAILED for r in run.records),
+            lost=sum(r.status is RequestStatus.LOST for r in run.records),
+            ttft_mean_s=sum(ttfts) / len(ttfts) if ttfts else None, ttft_p90_s=nearest_rank(ttfts, 0.9),
+            offload_share=_shares([p for _, p in placed]), share_over_time=over_time,
+            sim=(sim or {}).get(name)))
+    return reports
+
+
+def _f(value: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def format_reports(reports: list[RegionReport], result: SitesRunResult) -> str:
+    lines = []
+    if result.fault is not None:
+        lines.append(f"fault {result.fault} on {result.fault_target} at {_f(result.fault_s, '.1f')} s")
+    for rep in reports:
+        sim = rep.sim or {}
+        lines.append(f"region {rep.region}: {rep.sent} sent at {rep.rate_rps:.2f} req/s, {rep.completed} completed, "
+                     f"{rep.failed} failed, {rep.lost} lost")
+        lines.append(f"  TTFT mean {_f(rep.ttft_mean_s)} s (sim {_f(sim.get('ttft_mean_s'))}), "
+                     f"P90 {_f(rep.ttft_p90_s)} s (sim {_f(sim.get('ttft_p90_s'))})")
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in rep.offload_share.items())
+        sim_shares = sim.get("offload_share")
+        lines.append(f"  prefilled at: {shares}" + (f" (sim: {sim_shares})" if sim_shares else " (sim: n/a)"))
+        for b in rep.share_over_time:
+            parts = ", ".join(f"{k} {v:.0%}" for k, v in b.items() if k not in ("t0_s", "t1_s", "n"))
+            lines.append(f"    [{b['t0_s']:5.1f}, {b['t1_s']:5.1f}) s  n={b['n']:3d}  {parts}")
+    if result.tx_bytes:
+        lines.append("bytes per link: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in result.tx_bytes.items()))
+    lost = sum(r.lost for r in reports)
+    lines.append(f"lost {lost}" + ("" if lost == 0 else "  <-- requests lost"))
+    return "\n".join(lines)
+
+
+def write_sites_run(result: SitesRunResult, reports: list[RegionReport], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, run in result.regions.items():
+        write_jsonl(out_dir / f"records-{name}.jsonl", run.records)
+        (out_dir / f"gateway-log-{name}.json").write_text(json.dumps(run.log), encoding="utf-8")
+    doc = {"fault": result.fault, "fault_target": result.fault_target, "fault_s": result.fault_s,
+           "tx_bytes": result.tx_bytes, "regions": [asdict(r) for r in reports]}
+    (out_dir / "report.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "report.txt").write_text(format_reports(reports, result) + "\n", encoding="utf-8")
