@@ -382,7 +382,7 @@ def run_live(spec: ScenarioSpec, policy: str, opts: ScenarioOptions, requests: S
 
 def _live_side(live: RunResult, watched: list[Sample]) -> Side:
     links = sorted(live.samples, key=lambda s: s.time_s)
-    samples = [dataclasses_replace_link(s, links) for s in watched]
+    samples = [_with_link(s, links) for s in watched]
     reqs = []
     for r in live.records:
         ok = r.status is RequestStatus.COMPLETED
@@ -393,7 +393,7 @@ def _live_side(live: RunResult, watched: list[Sample]) -> Side:
                 failed=sum(r.status is RequestStatus.FAILED for r in live.records), role_switches=switches)
 
 
-def dataclasses_replace_link(s: Sample, links: Sequence[LinkSample]) -> Sample:
+def _with_link(s: Sample, links: Sequence[LinkSample]) -> Sample:
     """The watcher's sample with the link monitor's nearest reading (wire rate when measured, and the cap)."""
     if not links:
         return s
