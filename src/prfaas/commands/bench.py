@@ -8,6 +8,7 @@
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
     prfaas bench paper    [--quick] [--runs 3] [--time-scale 1 --state-scale 128]   # emulated case study
+    prfaas bench paper-scenario link-drop|mix-shift [--quick] [--policies a,b]   # scenarios (a) (b), live + sim
     prfaas bench compare|chaos --engine vllm ...       # the same on one vLLM server per node (docs/bench-vllm.md)
 
 Each run starts its own deployment (on the sites by default when root), writes records.jsonl, link.jsonl,
@@ -68,6 +69,9 @@ def register(app: typer.Typer) -> None:
         paper_cmd)
     bench.command("paper-sim", help="Re-run the simulator side of a `bench paper` output with a measured "
                                     "request-path overhead.")(paper_sim_cmd)
+    bench.command("paper-scenario", help="The simulator's scenario (a) link-drop or (b) mix-shift live on emulated "
+                                         "accelerators, the simulator on the same requests beside it.")(
+        paper_scenario_cmd)
     app.add_typer(bench, name="bench", help="Load generation, live benchmarks and link emulation.")
 
 
@@ -370,3 +374,30 @@ def paper_sim_cmd(paper_dir: Annotated[Path, typer.Argument(help="The `bench pap
         typer.echo("request-path overhead: per probe, fitted on its configuration's other runs (cross-validation)")
     result = resimulate(paper_dir, overhead, common_requests=common_requests, capacity_window_s=capacity_window_s)
     typer.echo(format_paper(result))
+
+
+def paper_scenario_cmd(
+        scenario: Annotated[str, typer.Argument(help="link-drop (scenario a) or mix-shift (scenario b).")],
+        quick: Annotated[bool, typer.Option(help="The short test version (k_t 1 unless --time-scale).")] = False,
+        policies: Annotated[str | None, typer.Option(
+            help="Comma-separated routers (default: link-drop prfaas,prfaas-bandwidth-aware; quick: the "
+                 "bandwidth-aware one; mix-shift prfaas).")] = None,
+        time_scale: Annotated[float | None, typer.Option(help="k_t (docs/emulated.md); default 2, quick 1.")] = None,
+        state_scale: Annotated[float, typer.Option(help="k_b: every state byte / k_b.")] = 128.0,
+        sim_only: Annotated[bool, typer.Option(help="Only the simulator side (seconds; for tuning).")] = False,
+        sites: Sites = None, tls: Annotated[bool, typer.Option(help="Mutual TLS on the KV links.")] = True,
+        out: Out = None) -> None:
+    from prfaas.bench.paper_config import PaperScale
+    from prfaas.bench.paper_scenarios import SCENARIOS, ScenarioOptions, run_scenario
+    from prfaas.bench.paper_scenarios_report import format_scenario
+
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    names = tuple(n.strip() for n in policies.split(",") if n.strip()) if policies else None
+    k_t = time_scale if time_scale is not None else (1.0 if quick else 2.0)
+    opts = ScenarioOptions(out_dir=_out(out, f"paper-{scenario}"), scenario=scenario, quick=quick,
+                           scale=PaperScale(k_t, state_scale), policies=names, sites=sites, tls=tls,
+                           live=not sim_only)
+    result = run_scenario(opts, log=typer.echo)
+    typer.echo(format_scenario(result))
+    typer.echo(f"wrote {opts.out_dir}/{scenario}.json, {scenario}.txt and one PNG per policy")

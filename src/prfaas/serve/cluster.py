@@ -38,6 +38,7 @@ class NodeRecord:
     # else every routing decision in a prefill's lifetime sees the node emptier than it is
     gateway_decodes_inbound: int = 0
     busy_marks: list[tuple[float, float]] = field(default_factory=list)  # (time_s, busy_s_total)
+    batch_marks: list[tuple[float, int]] = field(default_factory=list)  # (time_s, running_batch)
 
     @property
     def name(self) -> str:
@@ -72,8 +73,10 @@ class NodeRegistry:
         if record.pending_role is None:
             record.role = msg.role
         record.busy_marks.append((now_s, msg.busy_s_total))
-        if len(record.busy_marks) > 4096:
-            del record.busy_marks[:2048]
+        record.batch_marks.append((now_s, msg.running_batch))
+        for marks in (record.busy_marks, record.batch_marks):
+            if len(marks) > 4096:
+                del marks[:2048]
         return True
 
     def expire(self, now_s: float) -> list[str]:
@@ -124,6 +127,16 @@ class NodeRegistry:
         if len(marks) < 2 or marks[-1][0] <= marks[0][0]:
             return 0.0
         return min(1.0, (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]))
+
+    def decode_occupancy(self, name: str, start_s: float, end_s: float) -> float:
+        """Mean running batch / BS_max over the heartbeats in [start_s, end_s] (0 if none): a decode node's
+        utilisation as the simulator counts it (slot occupancy), not its busy time (a batch of one keeps a decode
+        thread busy all the time)."""
+        record = self.nodes[name]
+        sizes = [b for t, b in record.batch_marks if start_s <= t <= end_s]
+        if not sizes or record.info.max_batch < 1:
+            return 0.0
+        return min(1.0, sum(sizes) / len(sizes) / record.info.max_batch)
 
     def view(self, now_s: float) -> ClusterView:
         instances = tuple(_instance(r) for r in self.nodes.values())

@@ -7,7 +7,8 @@
     control.start(session) / await control.close()         # expiry, router tick and rebalance loops
 
 The rebalancer (`policy.rebalancer.PdRebalancer`) runs every `rebalance_interval_s` on a `WindowStats` built
-from the requests the gateway saw and the nodes' busy time; its `RebalancePlan` is applied with the same
+from the requests the gateway saw and the nodes' busy time (PD-D nodes: their decode slot occupancy, running
+batch / BS_max, as the simulator counts it); its `RebalancePlan` is applied with the same
 drain-then-switch path as the admin endpoint, and a new threshold is installed into the router.
 The router's own short-term loop (`Router.tick`) runs every `Router.tick_interval_s`, between requests too.
 """
@@ -236,7 +237,9 @@ class ControlPlane:
         util: dict[Role, list[float]] = {kind: [] for kind in (Role.PRFAAS_PREFILL, Role.PD_PREFILL, Role.PD_DECODE)}
         queues = dict.fromkeys(util, 0)
         for record in self.nodes.up():
-            if record.role in util:
+            if record.role is Role.PD_DECODE:  # slot occupancy, as the simulator's window counts it
+                util[record.role].append(self.nodes.decode_occupancy(record.name, w.start_s, now_s))
+            elif record.role in util:
                 util[record.role].append(self.nodes.utilisation(record.name, w.start_s, now_s))
                 queues[record.role] += record.heartbeat.queued_requests if record.heartbeat else 0
 

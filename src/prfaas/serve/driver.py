@@ -170,6 +170,9 @@ class RequestDriver:
             router = self.control.router
             plan = await self._route(router, job, len(job.prompt_tokens) + len(generated), forced)
             label = route_label(plan, forced)
+            if attempt == 0:  # the long-term loop's window counts arrivals as routed (as the simulator does), not
+                # prefills as they finish: under queueing those lag by the queue and favour the faster stage
+                self.control.window.record(plan.uncached_tokens, plan.is_offloaded)
             if self.admission is not None:
                 self.admission.routed(job.request_id)
             prefill_node, decode_node = self._nodes(plan, forced)
@@ -347,7 +350,6 @@ class RequestDriver:
         metrics.by_reason[plan.reason].inc()
         if reply.transfer_bytes:
             metrics.transfer_bytes.labels(label).inc(reply.transfer_bytes)
-        self.control.window.record(plan.uncached_tokens, plan.is_offloaded)
         if self.control.sites is not None and plan.is_offloaded:
             self.control.sites.note_offloaded(plan.prefill_instance_id)
         full_blocks = len(job.prompt_tokens) // self.control.kv_index.block_tokens

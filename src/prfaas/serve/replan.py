@@ -7,8 +7,9 @@ With `[policy] profile = "FILE.json"` (a `prfaas profile` output measured on the
 gateway builds a planner `Scenario` of this deployment and hands `policy.planner_adapter.planner_reoptimiser`
 to the rebalancer, which calls it with the live uncached-length samples after each role change. Both
 clusters use the profile (one hardware type on one machine; give each cluster its own profile to plan a
-heterogeneous deployment). Without a profile the threshold moves only by hand (`POST /admin/policy`) or
-through the short-term bandwidth loop.
+heterogeneous deployment). With `model.engine = "emulated"` and no profile, the scenario is the emulated
+engine's own (scaled) cost models, per cluster (`emulated_scenario`): the nodes' timing is known exactly.
+Without either the threshold moves only by hand (`POST /admin/policy`) or through the short-term bandwidth loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from prfaas.planner.scenario import Scenario, Topology
 from prfaas.policy.planner_adapter import planner_reoptimiser
 from prfaas.policy.rebalancer import Reoptimiser
 from prfaas.policy.routers.base import PrefillTimeFn
-from prfaas.serve.config import DeployConfig
+from prfaas.serve.config import DeployConfig, EngineKind
 from prfaas.workload.distribution import DiscreteLengthDistribution
 
 DEFAULT_OUTPUT_TOKENS = 256  # L_out until the planner sees live samples; only the decode bound uses it
@@ -46,15 +47,40 @@ def live_scenario(cfg: DeployConfig, profile_path: str) -> Scenario:
     )
 
 
+def emulated_scenario(cfg: DeployConfig) -> Scenario:
+    """This emulated deployment as a planner scenario: the emulated engine's scaled cost models per cluster
+    (`serve.emulated_backend.emulated_models`), its step time, the PrfaaS link's capacity, and the paper's length
+    distribution (the emulated model is the paper's) until live samples arrive."""
+    from prfaas.perf.emulated import EmulatedDecodeModel, EmulationScale
+    from prfaas.serve.emulated_backend import emulated_models
+    from prfaas.workload.lognormal import truncated_lognormal
+
+    section = cfg.model.emulated
+    models = emulated_models(section)
+    scale = EmulationScale(section.time_scale, section.state_scale)
+    n_prfaas = sum(1 for n in cfg.nodes if n.cluster is ClusterKind.PRFAAS)
+    n_pd = sum(1 for n in cfg.nodes if n.cluster is ClusterKind.PD)
+    egress = next((link.capacity_gbps for link in cfg.links), None)
+    return Scenario(
+        name="live-emulated", topology=Topology.PRFAAS_PD, pd_prefill=models[ClusterKind.PD],
+        pd_decode=EmulatedDecodeModel(section.t_decode_s, scale), prfaas_prefill=models[ClusterKind.PRFAAS],
+        n_prfaas=n_prfaas, n_pd=n_pd, egress_gbps=egress, lengths=truncated_lognormal(),
+        output_tokens=DEFAULT_OUTPUT_TOKENS, bs_max=cfg.model.max_batch_size,
+        t_decode_s=scale.duration_s(section.t_decode_s), gpus_per_instance_prfaas=1, gpus_per_instance_pd=1,
+    )
+
+
 def live_reoptimiser(cfg: DeployConfig) -> Reoptimiser | None:
-    """The planner-backed re-optimiser, or None when the config names no profile or lacks a cluster."""
+    """The planner-backed re-optimiser, or None when the config names no profile (and the engine is not the
+    emulated one) or lacks a cluster."""
     path = cfg.policy.profile
-    if path is None:
+    is_emulated = cfg.model.engine is EngineKind.EMULATED
+    if path is None and not is_emulated:
         return None
     roles = {n.role for n in cfg.nodes}
     if Role.PRFAAS_PREFILL not in roles or sum(1 for n in cfg.nodes if n.cluster is ClusterKind.PD) < 2:
         return None
-    return planner_reoptimiser(live_scenario(cfg, path))
+    return planner_reoptimiser(live_scenario(cfg, path) if path is not None else emulated_scenario(cfg))
 
 
 class StateBytesCurve:
