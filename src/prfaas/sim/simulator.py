@@ -135,11 +135,15 @@ class Simulator:
 
     def _on_dispatch(self, req: SimRequest) -> None:
         now = self.loop.now_s
+        view = self._views.live(self.links, now)  # on-demand snapshot (sim.view), sealed if the router keeps it
         try:
-            plan = self.router.route(req.info, self.view(), now)
+            plan = self.router.route(req.info, view, now)
         except NoRouteError:
+            self._views.release(view)
             self._finish(req, RequestState.FINISHED_ERROR)
             return
+        self._views.release(view)
+        del view
         req.plan = plan
         req.prefill_id = plan.prefill_instance_id
         req.decode_id = plan.decode_instance_id
