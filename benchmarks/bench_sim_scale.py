@@ -6,7 +6,8 @@
 The paper's PrfaaS-PD proportions scaled up: PrfaaS : PD = 4 : 8 and PD-P : PD-D = 3 : 5 (Table 5
 profile, planner threshold), Poisson arrivals at `--load` x the planner's Lambda_max for that
 deployment, egress link scaled with the PrfaaS cluster (100 Gbps per 4 PrfaaS instances).
-Prints wall time, events, events/s and simulated seconds per wall second; with `--compare`, also the
+Prints wall time (median, min-max), the median CPU time of the process (less sensitive to other jobs on a
+shared machine), events, events/s and simulated seconds per wall second; with `--compare`, also the
 12-instance paper deployment for the same simulated time, as a ratio measured in the same run.
 `--reference-link` runs the O(flows)-per-event link model that `sim.link` replaced (tests/sim/reference_link.py),
 for a before/after ratio on the same machine; the records are the same (tests/sim/test_link_incremental.py).
@@ -100,16 +101,18 @@ def run_profile(n_instances: int, minutes: float, load: float) -> None:
 def run_scale(n_instances: int, minutes: float, load: float, repeats: int) -> dict[str, float]:
     scenario, n_prfaas, n_pd, n_p, dep, rate, duration, requests, gen_s, cfg = _scale_inputs(n_instances, minutes, load)
     walls: list[float] = []
+    cpus: list[float] = []
     events, finished = 0, 0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run = simulate(dep, "prfaas", requests, policy_config=cfg, options=SimOptions(horizon_s=duration))
         walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         events, finished = run.num_events, run.summary.num_finished
     wall = statistics.median(walls)
     return {"instances": n_instances, "gpus": 8 * n_instances, "n_prfaas": n_prfaas, "n_p": n_p, "n_d": n_pd - n_p,
             "rate": rate, "requests": len(requests), "finished": finished, "gen_s": gen_s, "wall_s": wall,
-            "wall_min_s": min(walls), "wall_max_s": max(walls),
+            "wall_min_s": min(walls), "wall_max_s": max(walls), "cpu_s": statistics.median(cpus),
             "events": events, "events_per_s": events / wall, "sim_per_wall": duration / wall,
             "egress_gbps": scenario.egress_gbps or 0.0}
 
@@ -142,12 +145,13 @@ def main() -> None:
     rows = [run_scale(12, args.minutes, args.load, max(args.repeats, 3))] if args.compare else []
     rows.append(run_scale(args.instances, args.minutes, args.load, args.repeats))
     print(f"{'GPUs':>6} {'inst':>5} {'PrfaaS/P/D':>13} {'egress Gbps':>11} {'rate':>7} {'requests':>8} "
-          f"{'finished':>8} {'events':>9} {'wall s':>7} {'min-max':>11} {'events/s':>9} {'sim s/wall s':>12}")
+          f"{'finished':>8} {'events':>9} {'wall s':>7} {'min-max':>11} {'cpu s':>6} {'events/s':>9} "
+          f"{'sim s/wall s':>12}")
     for r in rows:
         split = f"{r['n_prfaas']:.0f}/{r['n_p']:.0f}/{r['n_d']:.0f}"
         print(f"{r['gpus']:>6.0f} {r['instances']:>5.0f} {split:>13} {r['egress_gbps']:>11.0f} {r['rate']:>7.1f} "
               f"{r['requests']:>8.0f} {r['finished']:>8.0f} {r['events']:>9.0f} {r['wall_s']:>7.1f} "
-              f"{r['wall_min_s']:>5.1f}-{r['wall_max_s']:<5.1f} "
+              f"{r['wall_min_s']:>5.1f}-{r['wall_max_s']:<5.1f} {r['cpu_s']:>6.1f} "
               f"{r['events_per_s']:>9,.0f} {r['sim_per_wall']:>12.2f}")
     if len(rows) == 2:
         print(f"events/s ratio 10k-GPU / 96-GPU (same run): {rows[1]['events_per_s'] / rows[0]['events_per_s']:.3f}")
