@@ -18,7 +18,6 @@ part of the simulator (docs/sim-speed.md has the breakdown before and after the 
 from __future__ import annotations
 
 import argparse
-import collections
 import cProfile
 import pstats
 import statistics
@@ -46,12 +45,12 @@ PROFILE_PARTS = (  # (substring of the file path or function name, part), first 
 
 def profile_parts(stats: pstats.Stats) -> list[tuple[str, float]]:
     """Own time per part of the simulator, largest first (the rest: builtins, dataclass __init__s)."""
-    parts: collections.Counter[str] = collections.Counter()
+    parts: dict[str, float] = {}
     for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
         where = f"{filename}:{name}"
         part = next((p for key, p in PROFILE_PARTS if key in where), "other (builtins, dataclass inits)")
-        parts[part] += row[2]
-    return parts.most_common()
+        parts[part] = parts.get(part, 0.0) + row[2]
+    return sorted(parts.items(), key=lambda item: -item[1])
 
 
 class ScaleInputs(NamedTuple):

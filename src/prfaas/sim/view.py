@@ -145,6 +145,10 @@ class LiveClusterView(ClusterView):
     """
 
     __slots__ = ("_builder", "_cache", "_links_live", "_time_s")
+    _builder: ViewBuilder
+    _cache: IndexedClusterView | None
+    _links_live: _LiveLinks
+    _time_s: float
 
     def __init__(self, builder: ViewBuilder, links: Mapping[str, Snapshottable], time_s: float) -> None:
         object.__setattr__(self, "_builder", builder)
@@ -152,19 +156,19 @@ class LiveClusterView(ClusterView):
         object.__setattr__(self, "_time_s", time_s)
         object.__setattr__(self, "_cache", None)  # the sealed IndexedClusterView, once sealed
 
-    @property  # type: ignore[override]
+    @property
     def instances(self) -> tuple[InstanceView, ...]:
         if self._cache is not None:
             return self._cache.instances
         return self._builder.instances_tuple()
 
-    @property  # type: ignore[override]
+    @property
     def links(self) -> Mapping[str, LinkSnapshot]:
         if self._cache is not None:
             return self._cache.links
         return self._links_live
 
-    @property  # type: ignore[override]
+    @property
     def time_s(self) -> float:
         return self._time_s
 
