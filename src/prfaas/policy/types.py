@@ -134,6 +134,10 @@ class ClusterView:
         """Instances of `cluster` with `role` that can accept new work now."""
         return tuple(i for i in self.instances if i.cluster is cluster and i.role is role and i.can_accept)
 
+    def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
+        """`bool(up_instances(cluster, role))`, without building the tuple (a driver's view may answer in O(1))."""
+        return any(i.cluster is cluster and i.role is role and i.can_accept for i in self.instances)
+
     def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
         """`up_instances(cluster, role)` sorted by `load_key`, least loaded first.
 

@@ -133,26 +133,33 @@ class RequestRecord:
         return self.prefill_cluster == ClusterKind.PRFAAS.value
 
 
-def _diff(end: float | None, start: float | None) -> float | None:
-    return None if end is None or start is None else end - start
-
-
 def make_record(req: SimRequest) -> RequestRecord:
     plan = req.plan
-    out = max(req.wl.output_tokens, 1)
-    decode_s = _diff(req.finish_s, req.first_token_s)
-    tpot = None if decode_s is None else decode_s / out
-    queue_from = req.prefill_enqueue_s if req.prefill_start_s is not None else None
+    wl = req.wl
+    output_tokens = wl.output_tokens
+    first_token_s = req.first_token_s
+    finish_s = req.finish_s
+    prefill_start_s = req.prefill_start_s
+    prefill_end_s = req.prefill_end_s
+    arrival_s = req.arrival_s
+    decode_start_s = req.decode_start_s
+    decode_enqueue_s = req.decode_enqueue_s
+    # each duration is None when either end is None (the request never got there)
+    tpot = None if finish_s is None or first_token_s is None else (finish_s - first_token_s) / max(output_tokens, 1)
     return RequestRecord(
-        request_id=req.request_id, arrival_s=req.arrival_s, input_tokens=req.wl.input_tokens,
-        output_tokens=req.wl.output_tokens, cached_tokens=req.cached_tokens,
+        request_id=wl.request_id, arrival_s=arrival_s, input_tokens=wl.input_tokens,
+        output_tokens=output_tokens, cached_tokens=req.cached_tokens,
         uncached_tokens=req.uncached_tokens,
-        state=req.state, route=plan.reason.value if plan else "",
-        prefill_cluster=plan.prefill_cluster.value if plan else "", prefill_instance=req.prefill_id,
+        state=req.state, route=plan.reason._value_ if plan else "",
+        prefill_cluster=plan.prefill_cluster._value_ if plan else "", prefill_instance=req.prefill_id,
         decode_instance=req.decode_id, attempts=req.attempt + 1,
-        prefill_queue_s=_diff(req.prefill_start_s, queue_from),
-        prefill_s=_diff(req.prefill_end_s, req.prefill_start_s), transfer_bytes=int(req.transfer_bytes),
-        transfer_s=_diff(req.first_token_s, req.prefill_end_s),
-        ttft_s=_diff(req.first_token_s, req.arrival_s),
-        tpot_s=tpot, decode_queue_s=_diff(req.decode_start_s, req.decode_enqueue_s), finish_s=req.finish_s,
+        prefill_queue_s=None if prefill_start_s is None else prefill_start_s - req.prefill_enqueue_s,
+        prefill_s=None if prefill_end_s is None or prefill_start_s is None else prefill_end_s - prefill_start_s,
+        transfer_bytes=int(req.transfer_bytes),
+        transfer_s=None if first_token_s is None or prefill_end_s is None else first_token_s - prefill_end_s,
+        ttft_s=None if first_token_s is None else first_token_s - arrival_s,
+        tpot_s=tpot,
+        decode_queue_s=(None if decode_start_s is None or decode_enqueue_s is None
+                        else decode_start_s - decode_enqueue_s),
+        finish_s=finish_s,
     )

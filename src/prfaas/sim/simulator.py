@@ -159,7 +159,11 @@ class Simulator:
 
     def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
         """The routing decision (a hook: the multi-site simulator routes per region, `sim.multisite`)."""
-        return self.router.route(req.info, self.view(), now_s)
+        view = self._views.live(self.links, now_s)  # on-demand snapshot (sim.view), sealed if the router keeps it
+        try:
+            return self.router.route(req.info, view, now_s)
+        finally:
+            self._views.release(view)
 
     def _egress_for(self, req: SimRequest) -> SimLink:
         """The PrfaaS -> PD link an offloaded request's state crosses (a hook, like `_route`)."""

@@ -1,26 +1,33 @@
 """Cheap `ClusterView` snapshots for every routing decision, kept up to date incrementally.
 
-The simulator calls the router once per request, so the snapshot must not cost O(instances) Python
-work per decision beyond a tuple copy. `ViewBuilder` keeps each node's frozen `InstanceView` until the
-node changes (`SimNode.touch` marks it dirty), and keeps, per (cluster, role), the tuple of instances
-that can accept work, in snapshot order.
+The simulator calls the router once per request, so a snapshot must not cost O(instances) Python work
+per decision. `ViewBuilder` keeps each node's frozen `InstanceView` until the node changes
+(`SimNode.touch` marks it dirty) and, per (cluster, role) group, the indices of the instances that can
+accept work (snapshot order) and their rank entries sorted by `policy.types.load_key` (updated by
+bisection for each changed node). The immutable tuples the views hand out (a group's instances, its
+ranking, all instances) are cached per group and rebuilt, at C speed, only for groups that changed since.
 
-`IndexedClusterView` is a `ClusterView` whose `up_instances` answers from those tuples instead of
-scanning: the same answer (a test checks it against the base class), O(1) instead of O(instances).
-Likewise `ranked` (the groups in `policy.types.load_key` order, for node selection) answers from a
-sorted list per group that `ViewBuilder` keeps up to date by bisection for each changed node, copied
-into the snapshot (a C-level tuple copy) only for groups that changed. Every other method is the base
-class's.
+Two kinds of snapshot, answering exactly like a plain `ClusterView` (tests/sim/test_view.py):
+
+- `snapshot(links, time_s)` -> `IndexedClusterView`: everything materialised; what `Simulator.view()`
+  returns and what may be kept.
+- `live(links, time_s)` -> `LiveClusterView`: answers each question on demand from the builder's state
+  (no O(instances) work unless a question needs it: `has_up_instances` and `ranked` are O(1) plus a
+  cached tuple), link snapshots are taken on first use. Valid only while nothing changes: the driver
+  calls `release(view)` right after the policy returned, which materialises the view (as `snapshot`
+  would have) if the policy kept a reference to it or to one of its parts (CPython reference counts;
+  deterministic), so a kept view never changes under its holder.
 """
 
 from __future__ import annotations
 
 import bisect
 import operator
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import overload
+from typing import Any, Protocol, overload
 
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
@@ -29,6 +36,16 @@ from prfaas.sim.node import SimNode
 
 GroupKey = tuple[ClusterKind, Role]
 RankEntry = tuple[float, float, str, InstanceView]  # load_key + the view (ids are unique: views never compared)
+
+GROUP_KEYS: tuple[GroupKey, ...] = tuple((c, r) for c in ClusterKind for r in Role)
+_GROUP_ID: dict[GroupKey, int] = {key: gid for gid, key in enumerate(GROUP_KEYS)}
+_NO_GROUP = -1
+
+
+class Snapshottable(Protocol):
+    """A simulated link: what `LiveClusterView` snapshots on first use."""
+
+    def snapshot(self) -> LinkSnapshot: ...
 
 
 def _no_groups() -> Mapping[GroupKey, tuple[InstanceView, ...]]:
@@ -72,14 +89,9 @@ def _pick(views: list[InstanceView], indices: list[int]) -> tuple[InstanceView, 
     return (views[indices[0]],) if indices else ()
 
 
-def _entry(view: InstanceView) -> RankEntry:
-    k0, k1, instance_id = load_key(view)
-    return (k0, k1, instance_id, view)
-
-
 @dataclass(frozen=True, slots=True)
 class IndexedClusterView(ClusterView):
-    """A `ClusterView` with precomputed `up_instances` groups (see the module docstring)."""
+    """A `ClusterView` with precomputed `up_instances` groups and rankings (see the module docstring)."""
 
     groups: Mapping[GroupKey, tuple[InstanceView, ...]] = field(default_factory=_no_groups)
     ranks: Mapping[GroupKey, tuple[RankEntry, ...]] = field(default_factory=_no_ranks)
@@ -87,12 +99,101 @@ class IndexedClusterView(ClusterView):
     def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
         return self.groups.get((cluster, role), ())
 
+    def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
+        return bool(self.groups.get((cluster, role)))
+
     def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
         return RankedViews(self.ranks.get((cluster, role), ()))
 
 
-def _group_of(view: InstanceView) -> GroupKey | None:
-    return (view.cluster, view.role) if view.can_accept else None
+class _LiveLinks(Mapping[str, LinkSnapshot]):
+    """Link snapshots taken on first access (part of a `LiveClusterView`, sealed with it)."""
+
+    __slots__ = ("_links", "_taken")
+
+    def __init__(self, links: Mapping[str, Snapshottable]) -> None:
+        self._links = links
+        self._taken: dict[str, LinkSnapshot] = {}
+
+    def __getitem__(self, link_id: str) -> LinkSnapshot:
+        snap = self._taken.get(link_id)
+        if snap is None:
+            snap = self._links[link_id].snapshot()
+            self._taken[link_id] = snap
+        return snap
+
+    def get(self, link_id: str, default: Any = None) -> Any:
+        if link_id in self._links:
+            return self[link_id]
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._links)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def seal(self) -> Mapping[str, LinkSnapshot]:
+        return MappingProxyType({link_id: self[link_id] for link_id in self._links})
+
+
+class LiveClusterView(ClusterView):
+    """A `ClusterView` answering from a `ViewBuilder`'s current state; see the module docstring.
+
+    Not a dataclass instance like its base (it sets no base field): `instances` and `links` are
+    properties, computed on demand until `ViewBuilder.release` seals the view.
+    """
+
+    __slots__ = ("_builder", "_cache", "_links_live", "_time_s")
+    _builder: ViewBuilder
+    _cache: IndexedClusterView | None
+    _links_live: _LiveLinks
+    _time_s: float
+
+    def __init__(self, builder: ViewBuilder, links: Mapping[str, Snapshottable], time_s: float) -> None:
+        object.__setattr__(self, "_builder", builder)
+        object.__setattr__(self, "_links_live", _LiveLinks(links))
+        object.__setattr__(self, "_time_s", time_s)
+        object.__setattr__(self, "_cache", None)  # the sealed IndexedClusterView, once sealed
+
+    @property
+    def instances(self) -> tuple[InstanceView, ...]:
+        if self._cache is not None:
+            return self._cache.instances
+        return self._builder.instances_tuple()
+
+    @property
+    def links(self) -> Mapping[str, LinkSnapshot]:
+        if self._cache is not None:
+            return self._cache.links
+        return self._links_live
+
+    @property
+    def time_s(self) -> float:
+        return self._time_s
+
+    def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
+        if self._cache is not None:
+            return self._cache.up_instances(cluster, role)
+        return self._builder.group_tuple(_GROUP_ID[(cluster, role)])
+
+    def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
+        if self._cache is not None:
+            return self._cache.has_up_instances(cluster, role)
+        return bool(self._builder.members[_GROUP_ID[(cluster, role)]])
+
+    def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
+        if self._cache is not None:
+            return self._cache.ranked(cluster, role)
+        return RankedViews(self._builder.rank_tuple(_GROUP_ID[(cluster, role)]))
+
+    def _seal(self) -> None:
+        if self._cache is None:
+            links = self._links_live.seal()
+            object.__setattr__(self, "_cache", self._builder.materialise(links, self._time_s))
+
+    def __repr__(self) -> str:
+        return f"LiveClusterView(time_s={self._time_s}, sealed={self._cache is not None})"
 
 
 class ViewBuilder:
@@ -103,55 +204,102 @@ class ViewBuilder:
         self.dirty: set[int] = set(range(len(self._nodes)))
         for i, node in enumerate(self._nodes):
             node.attach(self.dirty, i)
+        n_groups = len(GROUP_KEYS)
         self._views: list[InstanceView] = [node.view() for node in self._nodes]
-        self._group_of: list[GroupKey | None] = [None] * len(self._nodes)
-        self._members: dict[GroupKey, list[int]] = {}
-        self._groups: dict[GroupKey, tuple[InstanceView, ...]] = {}
+        self._group_of: list[int] = [_NO_GROUP] * len(self._nodes)
+        self.members: list[list[int]] = [[] for _ in range(n_groups)]  # node indices, ascending
         self._entries: list[RankEntry | None] = [None] * len(self._nodes)
-        self._sorted: dict[GroupKey, list[RankEntry]] = {}
-        self._ranks: dict[GroupKey, tuple[RankEntry, ...]] = {}
-        self._instances: tuple[InstanceView, ...] = ()
+        self._sorted: list[list[RankEntry]] = [[] for _ in range(n_groups)]
+        self._group_tuples: list[tuple[InstanceView, ...] | None] = [()] * n_groups  # None: stale
+        self._rank_tuples: list[tuple[RankEntry, ...] | None] = [()] * n_groups
+        self._instances: tuple[InstanceView, ...] | None = None
 
+    # --- snapshots -------------------------------------------------------------------------------
     def snapshot(self, links: Mapping[str, LinkSnapshot], time_s: float) -> IndexedClusterView:
+        """A materialised snapshot (may be kept)."""
         if self.dirty:
             self._refresh()
-        return IndexedClusterView(instances=self._instances, links=links, time_s=time_s,
-                                  groups=MappingProxyType(self._groups), ranks=MappingProxyType(self._ranks))
+        return self.materialise(links, time_s)
 
+    def live(self, links: Mapping[str, Snapshottable], time_s: float) -> LiveClusterView:
+        """An on-demand snapshot; pass it to `release` as soon as the policy returned."""
+        if self.dirty:
+            self._refresh()
+        return LiveClusterView(self, links, time_s)
+
+    @staticmethod
+    def release(view: LiveClusterView) -> None:
+        """Seal `view` if anything besides the caller still refers to it or to its link mapping."""
+        # Expected references: the caller's variable and getrefcount's argument (the view); the view's
+        # own slot and getrefcount's argument (the link mapping).
+        if sys.getrefcount(view) > 3 or sys.getrefcount(view._links_live) > 2:
+            view._seal()
+
+    def materialise(self, links: Mapping[str, LinkSnapshot], time_s: float) -> IndexedClusterView:
+        groups = {}
+        ranks = {}
+        for gid, key in enumerate(GROUP_KEYS):
+            if self.members[gid]:
+                groups[key] = self.group_tuple(gid)
+                ranks[key] = self.rank_tuple(gid)
+        return IndexedClusterView(instances=self.instances_tuple(), links=links, time_s=time_s,
+                                  groups=MappingProxyType(groups), ranks=MappingProxyType(ranks))
+
+    # --- cached immutable parts (valid until the next refresh that changes them) -----------------
+    def instances_tuple(self) -> tuple[InstanceView, ...]:
+        if self._instances is None:
+            self._instances = tuple(self._views)
+        return self._instances
+
+    def group_tuple(self, gid: int) -> tuple[InstanceView, ...]:
+        cached = self._group_tuples[gid]
+        if cached is None:
+            cached = _pick(self._views, self.members[gid])
+            self._group_tuples[gid] = cached
+        return cached
+
+    def rank_tuple(self, gid: int) -> tuple[RankEntry, ...]:
+        cached = self._rank_tuples[gid]
+        if cached is None:
+            cached = tuple(self._sorted[gid])
+            self._rank_tuples[gid] = cached
+        return cached
+
+    # --- incremental update ----------------------------------------------------------------------
     def _refresh(self) -> None:
-        changed: set[GroupKey] = set()
+        views = self._views
+        group_of = self._group_of
+        group_tuples = self._group_tuples
+        rank_tuples = self._rank_tuples
         for i in sorted(self.dirty):
             view = self._nodes[i].view()
-            self._views[i] = view
-            old, new = self._group_of[i], _group_of(view)
-            if old is not None:
-                changed.add(old)
+            views[i] = view
+            old = group_of[i]
+            new = _GROUP_ID[(view.cluster, view.role)] if view.can_accept else _NO_GROUP
+            if old != _NO_GROUP:
+                group_tuples[old] = None
+                rank_tuples[old] = None
                 if old != new:
-                    self._members[old].remove(i)
+                    self.members[old].remove(i)
                 self._unrank(old, i)
-            if new is not None:
-                changed.add(new)
+            if new != _NO_GROUP:
+                group_tuples[new] = None
+                rank_tuples[new] = None
                 if old != new:
-                    bisect.insort(self._members.setdefault(new, []), i)
-                entry = _entry(view)
-                bisect.insort(self._sorted.setdefault(new, []), entry)
+                    bisect.insort(self.members[new], i)
+                k0, k1, instance_id = load_key(view)
+                entry = (k0, k1, instance_id, view)
+                bisect.insort(self._sorted[new], entry)
                 self._entries[i] = entry
-            self._group_of[i] = new
+            group_of[i] = new
         self.dirty.clear()
-        views = self._views
-        self._groups = dict(self._groups)  # snapshots already handed out keep their own mapping
-        self._ranks = dict(self._ranks)
-        for key in changed:
-            members = self._members.get(key, [])
-            self._groups[key] = _pick(views, members)
-            self._ranks[key] = tuple(self._sorted.get(key, ()))
-        self._instances = tuple(views)
+        self._instances = None
 
-    def _unrank(self, group: GroupKey, i: int) -> None:
+    def _unrank(self, gid: int, i: int) -> None:
         entry = self._entries[i]
         if entry is None:
             return
-        ranked = self._sorted[group]
+        ranked = self._sorted[gid]
         pos = bisect.bisect_left(ranked, entry)
         assert ranked[pos] is entry
         del ranked[pos]

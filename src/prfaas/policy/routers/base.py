@@ -52,7 +52,7 @@ def is_prfaas_available(view: ClusterView) -> bool:
     link = view.egress_link
     if link is not None and not link.is_up:
         return False
-    return bool(prefill_candidates(view, ClusterKind.PRFAAS))
+    return view.has_up_instances(ClusterKind.PRFAAS, PREFILL_ROLE[ClusterKind.PRFAAS])
 
 
 class RouterBase:
@@ -139,6 +139,8 @@ class RouterBase:
 
     def _cluster_cached_tokens(self, req: RequestInfo, view: ClusterView, cluster: ClusterKind) -> int:
         """Longest cached prefix, in tokens, on a node of `cluster` that could prefill `req` now."""
+        if self.kv_index is None or not req.block_hashes:
+            return 0  # what the lookup below gives without an index or hashes, without listing the nodes
         blocks = self._prefix_blocks(cluster, prefill_candidates(view, cluster), req)
         best = max(blocks.values(), default=0)
         return cached_tokens_for(best, req.input_tokens, self.node_select.block_tokens)
@@ -152,8 +154,11 @@ class RouterBase:
         return choice
 
     def _choose_decode(self, req: RequestInfo, view: ClusterView) -> str:
-        state = self.state_bytes(req.input_tokens) if self.state_bytes is not None else None
-        decode_id = select_decode_node(view.ranked(ClusterKind.PD, Role.PD_DECODE), state, ranked=True)
+        candidates = view.ranked(ClusterKind.PD, Role.PD_DECODE)
+        # Ranked, the first node wins when its free memory is unknown whatever the state's size: skip S_kv then.
+        known_memory = bool(candidates) and candidates[0].free_kv_bytes is not None
+        state = self.state_bytes(req.input_tokens) if self.state_bytes is not None and known_memory else None
+        decode_id = select_decode_node(candidates, state, ranked=True)
         if decode_id is None:
             raise NoRouteError(f"request {req.request_id}: no PD decode node is up")
         return decode_id
