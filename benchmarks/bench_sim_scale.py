@@ -1,7 +1,7 @@
 """Simulator at datacenter scale: 10,000 GPUs (1,250 eight-GPU instances) for 10 simulated minutes.
 
     python benchmarks/bench_sim_scale.py [--instances 1250] [--minutes 10] [--load 0.85] [--repeats 1]
-                                         [--reference-link] [--profile]
+                                         [--reference-link] [--profile] [--sites 4]
 
 The paper's PrfaaS-PD proportions scaled up: PrfaaS : PD = 4 : 8 and PD-P : PD-D = 3 : 5 (Table 5
 profile, planner threshold), Poisson arrivals at `--load` x the planner's Lambda_max for that
@@ -13,6 +13,10 @@ shared machine), events, events/s and simulated seconds per wall second; with `-
 for a before/after ratio on the same machine; the records are the same (tests/sim/test_link_incremental.py).
 `--profile` runs the simulation once more under cProfile and prints its own time (tottime) grouped by
 part of the simulator (docs/sim-speed.md has the breakdown before and after the issue-14 work).
+`--sites 4` runs the same instances as 2 PrfaaS + 2 PD sites (`sim.multisite`): each site half of its kind,
+each region half of the traffic, a link per pair (home links 2 ms, far links 20 ms one way, each with the
+capacity of its PrfaaS site's share of the egress), every region's router `prfaas` with the `prfaas-sites`
+selector.
 """
 
 from __future__ import annotations
@@ -116,6 +120,56 @@ def run_scale(n_instances: int, minutes: float, load: float, repeats: int) -> di
             "egress_gbps": scenario.egress_gbps or 0.0}
 
 
+def _four_site_inputs(inputs: ScaleInputs) -> tuple[object, list[WorkloadRequest], dict[int, str]]:
+    from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology, check_topology
+    from prfaas.sim.multisite_deployment import MultiSiteDeployment
+    from prfaas.sim.multisite_run import merge_regions
+
+    half_prfaas = max(1, inputs.n_prfaas // 2)
+    half_pd, half_p = inputs.n_pd // 2, max(1, inputs.n_p // 2)
+    site_gbps = 100.0 * half_prfaas / 4
+    prfaas = [PrfaasSite(name=n, instances=half_prfaas) for n in ("prefill-a", "prefill-b")]
+    pd = [PdSite(name=n, instances=half_pd, prefill_instances=half_p, traffic_rps=inputs.rate / 2)
+          for n in ("region-a", "region-b")]
+    links = [SiteLink(prfaas=f"prefill-{x}", pd=f"region-{y}", capacity_gbps=site_gbps,
+                      latency_s=0.002 if x == y else 0.020) for x in "ab" for y in "ab"]
+    topo = check_topology(SiteTopology(prfaas=prfaas, pd=pd, links=links))
+    sc = inputs.scenario
+    from prfaas.sim.scenario import decode_model_for
+
+    assert sc.prfaas_prefill is not None
+    dep = MultiSiteDeployment(topo, sc.prfaas_prefill, sc.pd_prefill, decode_model_for(sc), bs_max=int(sc.bs_max))
+    per_region = {f"region-{y}": poisson_workload(sc.lengths, int(sc.output_tokens), inputs.rate / 2,
+                                                  duration_s=inputs.duration_s, seed=k)
+                  for k, y in enumerate("ab")}
+    requests, region_of = merge_regions(per_region)
+    return dep, requests, region_of
+
+
+def run_sites(n_instances: int, minutes: float, load: float, repeats: int) -> dict[str, float]:
+    """The 4-site version of `run_scale` (`--sites 4`)."""
+    from prfaas.sim.multisite_run import simulate_multisite
+
+    inputs = _scale_inputs(n_instances, minutes, load)
+    dep, requests, region_of = _four_site_inputs(inputs)
+    walls: list[float] = []
+    cpus: list[float] = []
+    finished = 0
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = simulate_multisite(dep, "prfaas", requests, region_of, policy_config=inputs.config,  # type: ignore[arg-type]
+                                 options=SimOptions(horizon_s=inputs.duration_s))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        finished = sum(r.num_finished for r in res.regions.values())
+    wall = statistics.median(walls)
+    return {"instances": n_instances, "gpus": 8 * n_instances, "n_prfaas": inputs.n_prfaas, "n_p": inputs.n_p,
+            "n_d": inputs.n_pd - inputs.n_p, "rate": inputs.rate, "requests": len(requests), "finished": finished,
+            "gen_s": inputs.gen_s, "wall_s": wall, "wall_min_s": min(walls), "wall_max_s": max(walls),
+            "cpu_s": statistics.median(cpus), "events": 0, "events_per_s": 0.0,
+            "sim_per_wall": inputs.duration_s / wall, "egress_gbps": inputs.scenario.egress_gbps or 0.0}
+
+
 def _use_reference_link() -> None:
     import sys
     from pathlib import Path
@@ -138,11 +192,14 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also run the 12-instance paper deployment")
     parser.add_argument("--reference-link", action="store_true", help="use the old O(flows) link model")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown by simulator part")
+    parser.add_argument("--sites", type=int, choices=(2, 4), default=2,
+                        help="2: the two-cluster deployment; 4: 2 PrfaaS + 2 PD sites (sim.multisite)")
     args = parser.parse_args()
     if args.reference_link:
         _use_reference_link()
     rows = [run_scale(12, args.minutes, args.load, max(args.repeats, 3))] if args.compare else []
-    rows.append(run_scale(args.instances, args.minutes, args.load, args.repeats))
+    run = run_sites if args.sites == 4 else run_scale
+    rows.append(run(args.instances, args.minutes, args.load, args.repeats))
     print(f"{'GPUs':>6} {'inst':>5} {'PrfaaS/P/D':>13} {'egress Gbps':>11} {'rate':>7} {'requests':>8} "
           f"{'finished':>8} {'events':>9} {'wall s':>7} {'min-max':>11} {'cpu s':>6} {'events/s':>9} "
           f"{'sim s/wall s':>12}")
