@@ -7,13 +7,21 @@
 `records` are the gateway's per-request log (`GET /admin/requests`). The profile is binned by uncached prompt
 length (powers of two); S_kv comes from the bytes the transport actually moved (a linear fit over transferred
 requests). Both predictions use the same policy, threshold, node counts and link capacity as the live run.
+
+`simulate_same(..., effects=LiveEffects(host_cores, path_delay_s))` adds what a one-machine live run has and a
+plain simulator lacks, each a measured input (docs/real-fidelity.md): the nodes share the host's cores
+(`sim.host_share`, processor sharing over os.cpu_count() cores of the machine that ran live), and each request
+spends `path_delay_s(request)` in the request path outside the model (client, HTTP, gateway; fitted on a
+calibration run, `bench.compare.calibrate`) before the prefill side sees it. With effects the prediction is
+computed the way the live summary is (TTFT from the request's own send time, nearest-rank P90, throughput =
+finished / time from the run's start to the last finish).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,18 @@ class LiveSetup:
     duration_s: float
     max_batch: int
     seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEffects:
+    """What the live run adds to the simulator's model (None / no function: that effect is off)."""
+
+    host_cores: float | None = None  # all nodes on one host of this many cores (os.cpu_count of the live host)
+    path_delay_s: Callable[[WorkloadRequest], float] | None = None  # request path outside the model, per request
+
+    def __post_init__(self) -> None:
+        if self.host_cores is not None and not self.host_cores > 0:
+            raise ValueError(f"host_cores must be > 0, got {self.host_cores}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,23 +139,59 @@ def sim_config(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup) -
     }
 
 
+def _nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """Smallest value whose empirical CDF reaches q (the live summary's percentile, `bench.summary`)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
+
+
+def _live_aligned(run: Any, delays_s: dict[int, float], origin_s: float, setup: LiveSetup) -> Prediction:
+    """The simulator's records summarised as the live run is: TTFT from the send time (the path delay added
+    back), nearest-rank P90, throughput over [first send, last finish] (the load generator sends the first
+    request as its clock starts, `bench.workload.build_requests`)."""
+    s = run.summary
+    ok = [r for r in run.records if r.is_ok]
+    ttft = [r.ttft_s + delays_s.get(r.request_id, 0.0) for r in ok if r.ttft_s is not None]
+    span_s = max((r.finish_s for r in ok if r.finish_s is not None), default=origin_s) - origin_s
+    return Prediction("simulator", statistics.fmean(ttft) if ttft else None, _nearest_rank(ttft, 0.9),
+                      s.offload_fraction, s.egress_bytes, len(ok) / span_s if span_s > 0 else None,
+                      setup.threshold_tokens)
+
+
 def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup,
-                  requests: Sequence[WorkloadRequest] | None = None) -> Prediction:
+                  requests: Sequence[WorkloadRequest] | None = None, effects: LiveEffects | None = None) -> Prediction:
     """The discrete-event simulator on the live configuration (same policy objects, measured costs); with
-    `requests` it replays exactly those (e.g. the live run's own), otherwise it draws the setup's workload."""
+    `requests` it replays exactly those (e.g. the live run's own), otherwise it draws the setup's workload;
+    `effects`: the live host's shared cores and request path (module docstring)."""
     import dataclasses
 
     import msgspec
 
     from prfaas.sim.build import build_inputs
     from prfaas.sim.config import SimConfig
+    from prfaas.sim.host_share import HostSpec
     from prfaas.sim.run import simulate
 
     inputs = build_inputs(msgspec.convert(sim_config(profile_path, profile, setup), SimConfig))
     if requests is not None:
         inputs = dataclasses.replace(inputs, requests=tuple(requests))
-    run = simulate(inputs.deployment, setup.policy, inputs.requests, policy_config=inputs.policy_config,
-                   options=inputs.options)
+    options = inputs.options
+    replay = list(inputs.requests)
+    origin_s = min((r.arrival_s for r in replay), default=0.0)
+    delays: dict[int, float] = {}
+    if effects is not None:
+        if effects.host_cores is not None:
+            ids = tuple(n.instance_id for n in inputs.deployment.nodes)
+            options = dataclasses.replace(options, hosts=(HostSpec(effects.host_cores, ids, "live-host"),))
+        if effects.path_delay_s is not None:
+            delays = {r.request_id: max(0.0, effects.path_delay_s(r)) for r in replay}
+            replay = sorted((dataclasses.replace(r, arrival_s=r.arrival_s + delays[r.request_id]) for r in replay),
+                            key=lambda r: r.arrival_s)
+    run = simulate(inputs.deployment, setup.policy, replay, policy_config=inputs.policy_config, options=options)
+    if effects is not None:
+        return _live_aligned(run, delays, origin_s, setup)
     s = run.summary
     return Prediction("simulator", s.ttft_mean_s, s.ttft_p90_s, s.offload_fraction, s.egress_bytes,
                       s.throughput_rps, setup.threshold_tokens)

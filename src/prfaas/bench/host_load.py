@@ -1,0 +1,106 @@
+"""What else runs on the benchmark's host: a sampler of runnable tasks that are not the benchmark's own.
+
+    with HostLoadSampler(interval_s=0.5) as sampler:   # a daemon thread
+        ... the live run ...
+    sampler.background_mean()   # mean runnable tasks of other processes over the samples
+
+Every `interval_s` it reads the kernel's count of runnable tasks (/proc/stat `procs_running`) and subtracts the
+runnable tasks of this process and its descendants (the deployment it started: gateway, nodes) and the sampler
+itself. The result is the background: other users' work competing for the same cores, recorded with each run
+beside the load average (docs/real-fidelity.md). Linux only; elsewhere the sampler records nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+from pathlib import Path
+from types import TracebackType
+
+PROC = Path("/proc")
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in (PROC / str(pid) / "task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def own_pids(root_pid: int) -> list[int]:
+    """`root_pid` and every descendant."""
+    seen, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        todo += _children(pid)
+    return seen
+
+
+def runnable_tasks(pid: int) -> int:
+    """Threads of `pid` in state R now."""
+    count = 0
+    for task in (PROC / str(pid) / "task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2:].startswith("R"):
+            count += 1
+    return count
+
+
+def procs_running() -> int | None:
+    try:
+        for line in (PROC / "stat").read_text().splitlines():
+            if line.startswith("procs_running "):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class HostLoadSampler:
+    """Samples the background runnable tasks in a daemon thread while it is entered."""
+
+    def __init__(self, interval_s: float = 0.5, root_pid: int | None = None) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self.root_pid = root_pid if root_pid is not None else os.getpid()
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> float | None:
+        total = procs_running()
+        if total is None:
+            return None
+        ours = sum(runnable_tasks(pid) for pid in own_pids(self.root_pid))
+        return float(max(total - max(ours, 1), 0))  # the sampler itself is one of ours, running
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            value = self.sample()
+            if value is not None:
+                self.samples.append(value)
+
+    def __enter__(self) -> HostLoadSampler:
+        self._thread = threading.Thread(target=self._run, name="host-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def background_mean(self) -> float | None:
+        return statistics.fmean(self.samples) if self.samples else None
