@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 from pathlib import Path
@@ -100,6 +101,11 @@ def main() -> None:
     print(f"{where}, cap {setup.cap_mbit:.1f} Mbit/s, threshold {setup.cfg.policy.threshold_tokens}, "
           f"{args.requests} requests at {args.rate_rps:g} req/s per policy, {args.runs} runs; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    choices = {"tiny": args.tiny, "sites": args.sites, "cap_mbit": args.cap_mbit,
+               "profile": str(args.profile) if args.profile else None, "num_requests": args.requests,
+               "rate_rps": args.rate_rps, "max_tokens": args.max_tokens, "threshold_tokens": args.threshold}
+    (args.out / "bench-args.json").write_text(json.dumps({"choices": choices, "runs": args.runs}, indent=2) + "\n")
     results = []
     with bench_deployment(setup.cfg, args.out / "deploy", setup.sites_spec) as dep:
         calibration = None

@@ -135,3 +135,14 @@ def test_shared_cores_slow_overlapping_prefills_and_enough_cores_change_nothing(
     assert shared.ttft_mean_s > alone.ttft_mean_s
     with pytest.raises(ValueError, match="host_cores"):
         LiveEffects(host_cores=0)
+
+
+def test_calibration_effects_carry_the_measured_background_and_reference() -> None:
+    cal = Calibration(host_cores=2.0, overhead=RequestOverhead(0.1, 0.0, 5), background_tasks=1.5)
+    own = cal.effects(3.0).host_spec(("a", "b"))
+    assert own.cores == 2.0 and own.background_tasks == 3.0 and own.instance_ids == ("a", "b")
+    assert own.reference_speed == pytest.approx(2 / 2.5)  # costs measured alone beside 1.5 other tasks
+    dedicated = cal.effects(None, own_profile=False).host_spec(("a",))
+    assert dedicated.reference_speed == 1.0 and dedicated.background_tasks == 0.0
+    assert cal.effects().path_delay_s is not None
+    assert cal.effects().path_delay_s(WorkloadRequest(0, 0.0, 100, 4)) == pytest.approx(0.1)

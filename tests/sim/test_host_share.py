@@ -115,3 +115,21 @@ def test_records_are_identical_with_the_option_off_or_enough_cores(policy: str) 
     shared = simulate(dep, policy, _workload(), policy_config=cfg, options=SimOptions(hosts=(HostSpec(cores=1),)))
     mean = lambda recs: sum(r.ttft_s for r in recs) / len(recs)  # noqa: E731
     assert mean(shared.records) > mean(base)  # one core for six nodes: slower
+
+
+def test_background_tasks_and_the_reference_speed_scale_the_share() -> None:
+    # 2 cores, 2 background tasks; costs measured one at a time under the same background: reference 2/3.
+    # Two busy servers: 2 / (2 + 2) = 1/2 each, relative to the reference: 3/4. A 1 s prefill takes 4/3 s.
+    loop = EventLoop()
+    spec = HostSpec(2, background_tasks=2.0, reference_speed=share_speed(2, 1 + 2.0))
+    host = host_shares([spec], ["a"])["a"]
+    done: dict[int, float] = {}
+    a, b = _prefill(loop, host, done), _prefill(loop, host, done)
+    a.enqueue(_req(0, 1000))
+    assert a.speed == pytest.approx(1.0)  # alone, as measured
+    b.enqueue(_req(1, 1000))
+    assert a.speed == pytest.approx(0.75) and b.speed == pytest.approx(0.75)
+    loop.run()
+    assert done == {0: pytest.approx(4 / 3), 1: pytest.approx(4 / 3)}
+    with pytest.raises(ValueError, match="background"):
+        HostSpec(2, background_tasks=-1.0)

@@ -40,6 +40,7 @@ from prfaas.bench.summary import BenchSummary, Slo
 from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests, workload_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.measured import MeasuredProfile, load_profile_json
+from prfaas.serve.config import DeployConfig
 from prfaas.serve.predict import (
     LiveEffects,
     LiveSetup,
@@ -85,10 +86,15 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     profile_path: str | None = None  # costs measured on the calibration run (one request at a time: alone)
     background_tasks: float | None = None  # other processes' runnable tasks during the calibration
 
-    def effects(self) -> LiveEffects:
+    def effects(self, background_tasks: float | None = None, own_profile: bool = True) -> LiveEffects:
+        """The model for a run with `background_tasks` other runnable tasks (None: not measured, 0); with
+        `own_profile` the costs are this calibration's (measured under its own background), else a profile
+        measured on a dedicated core."""
         overhead = self.overhead
         delay = None if overhead is None else (lambda r: overhead.at(r.input_tokens, r.request_id))
-        return LiveEffects(host_cores=self.host_cores, path_delay_s=delay)
+        reference = (self.background_tasks or 0.0) if own_profile else None
+        return LiveEffects(host_cores=self.host_cores, path_delay_s=delay, background_tasks=background_tasks or 0.0,
+                           reference_background_tasks=reference)
 
     def describe(self) -> str:
         path = self.overhead.describe() if self.overhead is not None else "not modelled"
@@ -119,13 +125,17 @@ class CompareResult:
 def live_setup(dep: Deployment, spec: WorkloadSpec, policy: str) -> LiveSetup:
     """The live run as the simulator sees it. Its arrival window is num_requests / rate, so the simulator draws
     as many requests (in expectation) as the live run sent, from the same scaled log-normal."""
-    cfg = dep.launcher.cfg
+    return live_setup_for(dep.launcher.cfg, dep.cap_gbps(), spec, policy)
+
+
+def live_setup_for(cfg: DeployConfig, cap_gbps: float | None, spec: WorkloadSpec, policy: str) -> LiveSetup:
+    """`live_setup` from the deployment's config and link cap (e.g. re-predicting a finished run)."""
     roles = [n.role for n in cfg.nodes]
     factor = spec.factor
     return LiveSetup(policy=policy, threshold_tokens=int(cfg.policy.threshold_tokens or spec.threshold_tokens),
                      n_prfaas=sum(n.cluster is ClusterKind.PRFAAS for n in cfg.nodes),
                      n_pd_prefill=roles.count(Role.PD_PREFILL), n_pd_decode=roles.count(Role.PD_DECODE),
-                     link_gbps=dep.cap_gbps() or 10.0, mu=PAPER_MU + math.log(factor), sigma=PAPER_SIGMA,
+                     link_gbps=cap_gbps or 10.0, mu=PAPER_MU + math.log(factor), sigma=PAPER_SIGMA,
                      min_tokens=max(1, round(PAPER_MIN_TOKENS * factor)),
                      max_tokens=min(round(PAPER_MAX_TOKENS * factor), spec.max_prompt_tokens),
                      output_tokens=spec.max_tokens, rate_rps=spec.rate_rps,
@@ -237,10 +247,13 @@ class _Predictions:
 
 
 def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], profile_path: Path | None,
-             out_dir: Path, calibration: Calibration | None = None) -> _Predictions:
+             out_dir: Path, calibration: Calibration | None = None,
+             background: dict[str, float | None] | None = None) -> _Predictions:
     """The simulator per policy and the planner once; every failure becomes a note, never an exception."""
     out = _Predictions({}, None, "none", [])
-    if profile_path is None and calibration is not None and calibration.profile_path is not None:
+    own_profile = profile_path is None and calibration is not None and calibration.profile_path is not None
+    if own_profile:
+        assert calibration is not None and calibration.profile_path is not None
         profile_path = Path(calibration.profile_path)
     try:
         path, profile, out.source = _profile(runs, profile_path, out_dir)
@@ -250,8 +263,10 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
     if calibration is not None and profile_path is None:
         out.notes.append("the host model needs costs measured alone (a calibration profile or --profile): this "
                          "run's own gateway log already carries the sharing, so the model is applied on top of it")
-    effects = calibration.effects() if calibration is not None else None
     for policy in runs:
+        effects = None
+        if calibration is not None:
+            effects = calibration.effects((background or {}).get(policy), own_profile)
         try:
             setup = live_setup(dep, spec, policy)
             if effects is None:
@@ -279,7 +294,7 @@ def compare_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out
     background: dict[str, float | None] = {}
     live = run_policies(dep, spec, opts, out_dir, policies, slo or Slo(), progress, background)
     load_avg = os.getloadavg()
-    pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir, calibration)
+    pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir, calibration, background)
     rows = []
     for policy, (_run, summary) in live.items():
         sim, plain = pred.sims.get(policy), pred.plain.get(policy)

@@ -57,10 +57,27 @@ class LiveEffects:
 
     host_cores: float | None = None  # all nodes on one host of this many cores (os.cpu_count of the live host)
     path_delay_s: Callable[[WorkloadRequest], float] | None = None  # request path outside the model, per request
+    background_tasks: float = 0.0  # other processes' runnable tasks during the run (`bench.host_load`)
+    # other processes' runnable tasks while the profile was measured one request at a time on this host (None:
+    # the profile was measured on a dedicated core)
+    reference_background_tasks: float | None = None
 
     def __post_init__(self) -> None:
         if self.host_cores is not None and not self.host_cores > 0:
             raise ValueError(f"host_cores must be > 0, got {self.host_cores}")
+        if self.background_tasks < 0 or (self.reference_background_tasks or 0.0) < 0:
+            raise ValueError("background tasks must be >= 0")
+
+    def host_spec(self, instance_ids: tuple[str, ...]) -> Any:
+        """The `sim.host_share.HostSpec` of the live host (None when the cores are not modelled)."""
+        from prfaas.sim.host_share import HostSpec, share_speed
+
+        if self.host_cores is None:
+            return None
+        reference = 1.0
+        if self.reference_background_tasks is not None:
+            reference = share_speed(self.host_cores, 1.0 + self.reference_background_tasks)
+        return HostSpec(self.host_cores, instance_ids, "live-host", self.background_tasks, reference)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +182,25 @@ def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup
     """The discrete-event simulator on the live configuration (same policy objects, measured costs); with
     `requests` it replays exactly those (e.g. the live run's own), otherwise it draws the setup's workload;
     `effects`: the live host's shared cores and request path (module docstring)."""
+    run, delays, origin_s = simulate_run(profile_path, profile, setup, requests, effects)
+    if effects is not None:
+        return _live_aligned(run, delays, origin_s, setup)
+    s = run.summary
+    return Prediction("simulator", s.ttft_mean_s, s.ttft_p90_s, s.offload_fraction, s.egress_bytes,
+                      s.throughput_rps, setup.threshold_tokens)
+
+
+def simulate_run(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup,
+                 requests: Sequence[WorkloadRequest] | None = None,
+                 effects: LiveEffects | None = None) -> tuple[Any, dict[int, float], float]:
+    """`simulate_same`'s run itself (`sim.run.RunResult`, records included), the path delay per request id and
+    the first arrival: what an error attribution reads (prefill, queue and transfer times per request)."""
     import dataclasses
 
     import msgspec
 
     from prfaas.sim.build import build_inputs
     from prfaas.sim.config import SimConfig
-    from prfaas.sim.host_share import HostSpec
     from prfaas.sim.run import simulate
 
     inputs = build_inputs(msgspec.convert(sim_config(profile_path, profile, setup), SimConfig))
@@ -182,19 +211,15 @@ def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup
     origin_s = min((r.arrival_s for r in replay), default=0.0)
     delays: dict[int, float] = {}
     if effects is not None:
-        if effects.host_cores is not None:
-            ids = tuple(n.instance_id for n in inputs.deployment.nodes)
-            options = dataclasses.replace(options, hosts=(HostSpec(effects.host_cores, ids, "live-host"),))
+        host = effects.host_spec(tuple(n.instance_id for n in inputs.deployment.nodes))
+        if host is not None:
+            options = dataclasses.replace(options, hosts=(host,))
         if effects.path_delay_s is not None:
             delays = {r.request_id: max(0.0, effects.path_delay_s(r)) for r in replay}
             replay = sorted((dataclasses.replace(r, arrival_s=r.arrival_s + delays[r.request_id]) for r in replay),
                             key=lambda r: r.arrival_s)
     run = simulate(inputs.deployment, setup.policy, replay, policy_config=inputs.policy_config, options=options)
-    if effects is not None:
-        return _live_aligned(run, delays, origin_s, setup)
-    s = run.summary
-    return Prediction("simulator", s.ttft_mean_s, s.ttft_p90_s, s.offload_fraction, s.egress_bytes,
-                      s.throughput_rps, setup.threshold_tokens)
+    return run, delays, origin_s
 
 
 def plan_same(profile_path: Path, setup: LiveSetup) -> Prediction:

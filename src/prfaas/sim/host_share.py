@@ -13,8 +13,14 @@ s is due after d / s if the busy set stays put, and every change of the busy set
 and then reschedules what is left at the new one. With no `HostSpec` every server runs at speed 1.0 and the
 servers take exactly their unshared code path (the records are identical, tests/sim/test_host_share.py).
 
-C is a measured input (os.cpu_count() of the machine that ran live, recorded with the run); which instances
-share a host comes from the live deployment (every node on the one machine for `prfaas bench` on one host).
+C is a measured input (the cores of the machine that ran live, recorded with the run); which instances share a
+host comes from the live deployment (every node on the one machine for `prfaas bench` on one host).
+
+Other work on the host (optional, both measured): `background_tasks` b, the mean runnable tasks of other
+processes during the run (`bench.host_load`), competes for the same cores, so n busy servers each get
+min(1, C / (n + b)); `reference_speed` is the speed at which the cost profile was measured (1.0 for a
+profile measured on a dedicated core; min(1, C / (1 + b_cal)) for costs measured one request at a time on
+this host under a background of b_cal). The server's speed is the ratio of the two.
 """
 
 from __future__ import annotations
@@ -31,10 +37,14 @@ class HostSpec:
     cores: float
     instance_ids: tuple[str, ...] | None = None
     name: str = "host"
+    background_tasks: float = 0.0  # other processes' runnable tasks on the host (mean, measured)
+    reference_speed: float = 1.0  # the speed the cost profile was measured at (see the module docstring)
 
     def __post_init__(self) -> None:
         if not self.cores > 0:
             raise ValueError(f"host {self.name}: cores must be > 0, got {self.cores}")
+        if self.background_tasks < 0 or not self.reference_speed > 0:
+            raise ValueError(f"host {self.name}: background_tasks must be >= 0 and reference_speed > 0")
         if self.instance_ids is not None and len(set(self.instance_ids)) != len(self.instance_ids):
             raise ValueError(f"host {self.name}: an instance is listed twice")
 
@@ -44,8 +54,8 @@ class SharedServer(Protocol):
         """Accrue the work done since the last change at the old speed, then continue at `speed`."""
 
 
-def share_speed(cores: float, num_busy: int) -> float:
-    """Each busy server's speed when `num_busy` share `cores` cores (1.0 while they fit)."""
+def share_speed(cores: float, num_busy: float) -> float:
+    """Each busy task's speed when `num_busy` share `cores` cores (1.0 while they fit)."""
     if num_busy <= cores:
         return 1.0
     return cores / num_busy
@@ -54,13 +64,16 @@ def share_speed(cores: float, num_busy: int) -> float:
 class HostShare:
     """The busy servers of one host. Membership changes rescale the others (in the order they became busy)."""
 
-    __slots__ = ("_busy", "cores", "name")
+    __slots__ = ("_busy", "background_tasks", "cores", "name", "reference_speed")
 
-    def __init__(self, cores: float, name: str = "host") -> None:
+    def __init__(self, cores: float, name: str = "host", background_tasks: float = 0.0,
+                 reference_speed: float = 1.0) -> None:
         if not cores > 0:
             raise ValueError(f"host {name}: cores must be > 0, got {cores}")
         self.cores = cores
         self.name = name
+        self.background_tasks = background_tasks
+        self.reference_speed = reference_speed
         self._busy: dict[int, SharedServer] = {}
 
     @property
@@ -69,7 +82,9 @@ class HostShare:
 
     @property
     def speed(self) -> float:
-        return share_speed(self.cores, len(self._busy))
+        if self.background_tasks == 0.0 and self.reference_speed == 1.0:
+            return share_speed(self.cores, len(self._busy))
+        return share_speed(self.cores, len(self._busy) + self.background_tasks) / self.reference_speed
 
     def set_busy(self, server: SharedServer, busy: bool) -> float:
         """Mark `server` busy or idle; if that changes every busy server's speed, rescale the others. Returns the
@@ -95,7 +110,7 @@ def host_shares(hosts: Iterable[HostSpec], instance_ids: Iterable[str]) -> dict[
     ids = list(instance_ids)
     out: dict[str, HostShare] = {}
     for spec in hosts:
-        share = HostShare(spec.cores, spec.name)
+        share = HostShare(spec.cores, spec.name, spec.background_tasks, spec.reference_speed)
         members = ids if spec.instance_ids is None else list(spec.instance_ids)
         for instance_id in members:
             if instance_id not in ids:
