@@ -42,6 +42,7 @@ from prfaas.bench.compare import (
 )
 from prfaas.bench.records import RequestStatus, read_records
 from prfaas.bench.summary import BenchSummary
+from prfaas.bench.workload import workload_requests
 from prfaas.perf.measured import load_profile_json
 from prfaas.serve.predict import LiveEffects, Prediction, simulate_run, simulate_same
 
@@ -52,16 +53,17 @@ def _relative(sim: float | None, live: float | None) -> float | None:
     return None if sim is None or live is None or live <= 0 else (sim - live) / live
 
 
-def _effects(variant: str, cal: Calibration, background: float | None) -> LiveEffects | None:
+def _effects(variant: str, cal: Calibration, background: float | None,
+             done: frozenset[int] | None) -> LiveEffects | None:
     if variant == "plain":
         return None
     overhead = cal.overhead
     delay = None if overhead is None else (lambda r: overhead.at(r.input_tokens, r.request_id))
     if variant == "path":
-        return LiveEffects(path_delay_s=delay)
+        return LiveEffects(path_delay_s=delay, completed_ids=done)
     if variant == "path+cores":
-        return LiveEffects(host_cores=cal.host_cores, path_delay_s=delay)
-    return cal.effects(background, own_profile=True)
+        return LiveEffects(host_cores=cal.host_cores, path_delay_s=delay, completed_ids=done)
+    return cal.effects(background, own_profile=True, completed_ids=done)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -84,8 +86,8 @@ def _live_parts(run_dir: Path, log: dict[int, dict[str, Any]]) -> dict[str, floa
     return {"queue": _mean(queue), "prefill": _mean(prefill), "transfer": _mean(transfer), "path": _mean(path)}
 
 
-def _sim_parts(run: Any, delays: dict[int, float]) -> dict[str, float | None]:
-    ok = [r for r in run.records if r.is_ok]
+def _sim_parts(run: Any, delays: dict[int, float], done: frozenset[int] | None) -> dict[str, float | None]:
+    ok = [r for r in run.records if r.is_ok and (done is None or r.request_id in done)]
     return {"queue": _mean([r.prefill_queue_s or 0.0 for r in ok]), "prefill": _mean([r.prefill_s or 0.0 for r in ok]),
             "transfer": _mean([r.transfer_s or 0.0 for r in ok]),
             "path": _mean([delays.get(r.request_id, 0.0) for r in ok])}
@@ -111,7 +113,10 @@ def main() -> None:
     print(f"calibration: {cal.describe()}, background {cal.background_tasks or 0:.2f} runnable tasks")
     by_variant: dict[str, list[CompareResult]] = {v: [] for v in VARIANTS}
     parts: dict[str, dict[str, list[dict[str, float | None]]]] = {}
-    for run_index in range(bench_args["runs"]):
+    finished = [k for k in range(bench_args["runs"]) if (args.out / f"run{k}" / "compare.json").exists()]
+    if not finished:
+        raise SystemExit(f"no finished run under {args.out}")
+    for run_index in finished:
         spec = dataclasses.replace(setup.spec, seed=run_index)
         compare = json.loads((args.out / f"run{run_index}" / "compare.json").read_text())
         background = {r["policy"]: r.get("background_tasks") for r in compare["rows"]}
@@ -120,9 +125,12 @@ def main() -> None:
             run_dir = args.out / f"run{run_index}" / policy
             live = msgspec.json.decode((run_dir / "summary.json").read_bytes(), type=BenchSummary)
             lsetup = live_setup_for(setup.cfg, cap_gbps, spec, policy)
+            records = read_records(run_dir / "records.jsonl")
+            done = frozenset(r.index for r in records if r.status is RequestStatus.COMPLETED)
+            done_or_all = None if len(done) == len(records) else done
             for variant in VARIANTS:
-                effects = _effects(variant, cal, background.get(policy))
-                reqs = replay_requests(spec) if effects is not None else None
+                effects = _effects(variant, cal, background.get(policy), done_or_all)
+                reqs = replay_requests(spec) if effects is not None else workload_requests(spec)
                 pred: Prediction = simulate_same(profile_path, profile, lsetup, reqs, effects)
                 rows[variant].append(CompareRow(
                     policy=policy, live=live, sim=None, ttft_error=_relative(pred.ttft_mean_s, live.ttft_s.mean),
@@ -130,10 +138,10 @@ def main() -> None:
                     ttft_p90_error=_relative(pred.ttft_p90_s, live.ttft_s.p90),
                     background_tasks=background.get(policy)))
             sim_run, delays, _ = simulate_run(profile_path, profile, lsetup, replay_requests(spec),
-                                              _effects("full", cal, background.get(policy)))
+                                              _effects("full", cal, background.get(policy), done_or_all))
             parts.setdefault(policy, {"live": [], "sim": []})
             parts[policy]["live"].append(_live_parts(run_dir, log))
-            parts[policy]["sim"].append(_sim_parts(sim_run, delays))
+            parts[policy]["sim"].append(_sim_parts(sim_run, delays, done_or_all))
         for variant in VARIANTS:
             by_variant[variant].append(CompareResult(rows[variant], None, "calibration", []))
         loads = ", ".join(f"{p} {b:.2f}" for p, b in background.items() if b is not None)

@@ -86,7 +86,8 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     profile_path: str | None = None  # costs measured on the calibration run (one request at a time: alone)
     background_tasks: float | None = None  # other processes' runnable tasks during the calibration
 
-    def effects(self, background_tasks: float | None = None, own_profile: bool = True) -> LiveEffects:
+    def effects(self, background_tasks: float | None = None, own_profile: bool = True,
+                completed_ids: frozenset[int] | None = None) -> LiveEffects:
         """The model for a run with `background_tasks` other runnable tasks (None: not measured, 0); with
         `own_profile` the costs are this calibration's (measured under its own background), else a profile
         measured on a dedicated core."""
@@ -94,7 +95,7 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
         delay = None if overhead is None else (lambda r: overhead.at(r.input_tokens, r.request_id))
         reference = (self.background_tasks or 0.0) if own_profile else None
         return LiveEffects(host_cores=self.host_cores, path_delay_s=delay, background_tasks=background_tasks or 0.0,
-                           reference_background_tasks=reference)
+                           reference_background_tasks=reference, completed_ids=completed_ids)
 
     def describe(self) -> str:
         path = self.overhead.describe() if self.overhead is not None else "not modelled"
@@ -210,6 +211,12 @@ def calibrate(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out_dir: P
     return calibration
 
 
+def completed_indices(run: RunResult) -> frozenset[int] | None:
+    """The workload positions (= the replayed requests' ids) live completed; None when every request did."""
+    done = frozenset(r.index for r in run.records if r.status is RequestStatus.COMPLETED)
+    return None if len(done) == len(run.records) else done
+
+
 def replay_requests(spec: WorkloadSpec) -> list[WorkloadRequest]:
     """The workload as the load generator sends it (`build_requests`): arrivals shifted to start at 0."""
     reqs = workload_requests(spec)
@@ -266,7 +273,7 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
     for policy in runs:
         effects = None
         if calibration is not None:
-            effects = calibration.effects((background or {}).get(policy), own_profile)
+            effects = calibration.effects((background or {}).get(policy), own_profile, completed_indices(runs[policy]))
         try:
             setup = live_setup(dep, spec, policy)
             if effects is None:

@@ -61,6 +61,9 @@ class LiveEffects:
     # other processes' runnable tasks while the profile was measured one request at a time on this host (None:
     # the profile was measured on a dedicated core)
     reference_background_tasks: float | None = None
+    # the request ids live completed: the statistics are over those (live sheds requests that cannot start
+    # within its queue deadline; the simulator has no admission control). None: every request.
+    completed_ids: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         if self.host_cores is not None and not self.host_cores > 0:
@@ -164,12 +167,13 @@ def _nearest_rank(values: Sequence[float], q: float) -> float | None:
     return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
 
 
-def _live_aligned(run: Any, delays_s: dict[int, float], origin_s: float, setup: LiveSetup) -> Prediction:
+def _live_aligned(run: Any, delays_s: dict[int, float], origin_s: float, setup: LiveSetup,
+                  completed_ids: frozenset[int] | None = None) -> Prediction:
     """The simulator's records summarised as the live run is: TTFT from the send time (the path delay added
     back), nearest-rank P90, throughput over [first send, last finish] (the load generator sends the first
     request as its clock starts, `bench.workload.build_requests`)."""
     s = run.summary
-    ok = [r for r in run.records if r.is_ok]
+    ok = [r for r in run.records if r.is_ok and (completed_ids is None or r.request_id in completed_ids)]
     ttft = [r.ttft_s + delays_s.get(r.request_id, 0.0) for r in ok if r.ttft_s is not None]
     span_s = max((r.finish_s for r in ok if r.finish_s is not None), default=origin_s) - origin_s
     return Prediction("simulator", statistics.fmean(ttft) if ttft else None, _nearest_rank(ttft, 0.9),
@@ -184,7 +188,7 @@ def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup
     `effects`: the live host's shared cores and request path (module docstring)."""
     run, delays, origin_s = simulate_run(profile_path, profile, setup, requests, effects)
     if effects is not None:
-        return _live_aligned(run, delays, origin_s, setup)
+        return _live_aligned(run, delays, origin_s, setup, effects.completed_ids)
     s = run.summary
     return Prediction("simulator", s.ttft_mean_s, s.ttft_p90_s, s.offload_fraction, s.egress_bytes,
                       s.throughput_rps, setup.threshold_tokens)
