@@ -146,3 +146,13 @@ def test_calibration_effects_carry_the_measured_background_and_reference() -> No
     assert dedicated.reference_speed == 1.0 and dedicated.background_tasks == 0.0
     assert cal.effects().path_delay_s is not None
     assert cal.effects().path_delay_s(WorkloadRequest(0, 0.0, 100, 4)) == pytest.approx(0.1)
+
+
+def test_statistics_cover_only_the_requests_live_completed(tmp_path: Path) -> None:
+    path, profile = _profile(tmp_path)
+    reqs = [WorkloadRequest(i, 10.0 * i, 512 + 256 * i, 8) for i in range(4)]
+    every = simulate_same(path, profile, _setup("homogeneous"), reqs, LiveEffects())
+    first_two = simulate_same(path, profile, _setup("homogeneous"), reqs, LiveEffects(completed_ids=frozenset({0, 1})))
+    assert every.ttft_mean_s is not None and first_two.ttft_mean_s is not None
+    assert first_two.ttft_mean_s == pytest.approx(1e-3 * (512 + 768) / 2, rel=0.01)  # prefill T(l) = 1 ms/token
+    assert first_two.ttft_mean_s < every.ttft_mean_s

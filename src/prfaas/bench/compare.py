@@ -354,6 +354,10 @@ def format_compare(result: CompareResult) -> str:
         lines.append("without the host model: " + ", ".join(
             f"{p} TTFT {_f(_relative(sp.get('ttft_mean_s'), lv.ttft_s.mean), '+.0%')}"
             f" rps {_f(_relative(sp.get('throughput_rps'), lv.throughput_rps), '+.0%')}" for p, sp, lv in plain))
+    shed = [f"{r.policy} {r.live.failed}" for r in result.rows if r.live.failed]
+    if shed and result.calibration is not None:
+        lines.append("live failed requests (" + ", ".join(shed) + "): the model's statistics cover the requests "
+                     "live completed; admission control is not simulated, so such rows are not like for like")
     if result.calibration is not None:
         lines.append(f"host model: {result.calibration.describe()}")
     if result.load_avg is not None:
