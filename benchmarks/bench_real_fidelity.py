@@ -12,7 +12,8 @@ the same requests from bench-args.json (written by bench_live) and predicts ever
     plain        the simulator as before (each node its own machine, no request path)
     path         + the request-path overhead fitted on the calibration run (fixed + per token + residuals)
     path+cores   + processor sharing of the host's cores among the nodes (`sim.host_share`)
-    full         + the other processes' runnable tasks measured during each run (background load)
+    background   + the other processes' runnable tasks measured during each run (their mean)
+    full         + the same over time (the sampled series, every 0.5 s), where the run recorded it
 
 and prints, per variant, the median and [min, max] over runs of the relative error on throughput, TTFT mean and
 TTFT P90 per policy; then, per policy, the live and simulated means of node queue, prefill and transfer time and
@@ -46,15 +47,15 @@ from prfaas.bench.workload import workload_requests
 from prfaas.perf.measured import load_profile_json
 from prfaas.serve.predict import LiveEffects, Prediction, simulate_run, simulate_same
 
-VARIANTS = ("plain", "path", "path+cores", "full")
+VARIANTS = ("plain", "path", "path+cores", "background", "full")
 
 
 def _relative(sim: float | None, live: float | None) -> float | None:
     return None if sim is None or live is None or live <= 0 else (sim - live) / live
 
 
-def _effects(variant: str, cal: Calibration, background: float | None,
-             done: frozenset[int] | None) -> LiveEffects | None:
+def _effects(variant: str, cal: Calibration, background: float | None, done: frozenset[int] | None,
+             series: list[list[float]] | None = None) -> LiveEffects | None:
     if variant == "plain":
         return None
     overhead = cal.overhead
@@ -63,7 +64,10 @@ def _effects(variant: str, cal: Calibration, background: float | None,
         return LiveEffects(path_delay_s=delay, completed_ids=done)
     if variant == "path+cores":
         return LiveEffects(host_cores=cal.host_cores, path_delay_s=delay, completed_ids=done)
-    return cal.effects(background, own_profile=True, completed_ids=done)
+    if variant == "background":
+        return cal.effects(background, own_profile=True, completed_ids=done)
+    return cal.effects(background, own_profile=True, completed_ids=done,
+                       background_series=[(t, b) for t, b in series or ()])
 
 
 def _mean(values: list[float]) -> float | None:
@@ -120,6 +124,7 @@ def main() -> None:
         spec = dataclasses.replace(setup.spec, seed=run_index)
         compare = json.loads((args.out / f"run{run_index}" / "compare.json").read_text())
         background = {r["policy"]: r.get("background_tasks") for r in compare["rows"]}
+        series = {r["policy"]: r.get("background_series") for r in compare["rows"]}
         rows: dict[str, list[CompareRow]] = {v: [] for v in VARIANTS}
         for policy in POLICIES:
             run_dir = args.out / f"run{run_index}" / policy
@@ -129,7 +134,7 @@ def main() -> None:
             done = frozenset(r.index for r in records if r.status is RequestStatus.COMPLETED)
             done_or_all = None if len(done) == len(records) else done
             for variant in VARIANTS:
-                effects = _effects(variant, cal, background.get(policy), done_or_all)
+                effects = _effects(variant, cal, background.get(policy), done_or_all, series.get(policy))
                 reqs = replay_requests(spec) if effects is not None else workload_requests(spec)
                 pred: Prediction = simulate_same(profile_path, profile, lsetup, reqs, effects)
                 rows[variant].append(CompareRow(
@@ -138,7 +143,8 @@ def main() -> None:
                     ttft_p90_error=_relative(pred.ttft_p90_s, live.ttft_s.p90),
                     background_tasks=background.get(policy)))
             sim_run, delays, _ = simulate_run(profile_path, profile, lsetup, replay_requests(spec),
-                                              _effects("full", cal, background.get(policy), done_or_all))
+                                              _effects("full", cal, background.get(policy), done_or_all,
+                                                       series.get(policy)))
             parts.setdefault(policy, {"live": [], "sim": []})
             parts[policy]["live"].append(_live_parts(run_dir, log))
             parts[policy]["sim"].append(_sim_parts(sim_run, delays, done_or_all))

@@ -133,3 +133,16 @@ def test_background_tasks_and_the_reference_speed_scale_the_share() -> None:
     assert done == {0: pytest.approx(4 / 3), 1: pytest.approx(4 / 3)}
     with pytest.raises(ValueError, match="background"):
         HostSpec(2, background_tasks=-1.0)
+
+
+def test_a_background_schedule_rescales_the_running_work_when_it_changes() -> None:
+    # 1 core; a 1 s prefill alone (speed 1) until 0.5 s, then one background task: speed 1/2 -> 0.5 s of work
+    # left takes 1 s: done at 1.5 s
+    loop = EventLoop()
+    host = host_shares([HostSpec(1, background_schedule=((0.5, 1.0),))], ["a"], loop)["a"]
+    done: dict[int, float] = {}
+    _prefill(loop, host, done).enqueue(_req(0, 1000))
+    loop.run()
+    assert done == {0: pytest.approx(1.5)}
+    with pytest.raises(ValueError, match="event loop"):
+        host_shares([HostSpec(1, background_schedule=((0.5, 1.0),))], ["a"])

@@ -69,6 +69,7 @@ class CompareRow(msgspec.Struct, frozen=True, kw_only=True):
     ttft_p90_error: float | None = None
     sim_plain: dict[str, float | None] | None = None  # the simulator without the model (only with a calibration)
     background_tasks: float | None = None  # other processes' runnable tasks during this run (`bench.host_load`)
+    background_series: list[tuple[float, float]] | None = None  # the same over time (s since the run started)
 
     def errors(self) -> dict[str, float | None]:
         return {"throughput": self.throughput_error, "ttft_mean": self.ttft_error, "ttft_p90": self.ttft_p90_error}
@@ -87,7 +88,8 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     background_tasks: float | None = None  # other processes' runnable tasks during the calibration
 
     def effects(self, background_tasks: float | None = None, own_profile: bool = True,
-                completed_ids: frozenset[int] | None = None) -> LiveEffects:
+                completed_ids: frozenset[int] | None = None,
+                background_series: Sequence[tuple[float, float]] = ()) -> LiveEffects:
         """The model for a run with `background_tasks` other runnable tasks (None: not measured, 0); with
         `own_profile` the costs are this calibration's (measured under its own background), else a profile
         measured on a dedicated core."""
@@ -95,7 +97,8 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
         delay = None if overhead is None else (lambda r: overhead.at(r.input_tokens, r.request_id))
         reference = (self.background_tasks or 0.0) if own_profile else None
         return LiveEffects(host_cores=self.host_cores, path_delay_s=delay, background_tasks=background_tasks or 0.0,
-                           reference_background_tasks=reference, completed_ids=completed_ids)
+                           reference_background_tasks=reference, completed_ids=completed_ids,
+                           background_series=tuple((float(t), float(b)) for t, b in background_series))
 
     def describe(self) -> str:
         path = self.overhead.describe() if self.overhead is not None else "not modelled"
@@ -226,7 +229,9 @@ def replay_requests(spec: WorkloadSpec) -> list[WorkloadRequest]:
 
 def run_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out_dir: Path,
                  policies: Sequence[str], slo: Slo, progress: bool = True,
-                 background: dict[str, float | None] | None = None) -> dict[str, tuple[RunResult, BenchSummary]]:
+                 background: dict[str, float | None] | None = None,
+                 series: dict[str, list[tuple[float, float]]] | None = None,
+                 ) -> dict[str, tuple[RunResult, BenchSummary]]:
     """Each policy gets the same lengths and arrivals with its own token ids (`salt`), so no policy is served
     from prefixes an earlier one left in the caches. `background` receives each policy run's mean background
     runnable tasks (`bench.host_load`)."""
@@ -241,6 +246,8 @@ def run_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out_dir
             result = dep.measure(requests, opts, bar)
         out[policy] = (result, write_run(result, out_dir / policy, policy, slo))
         background[policy] = sampler.background_mean()
+        if series is not None:
+            series[policy] = sampler.series()
     return out
 
 
@@ -255,7 +262,8 @@ class _Predictions:
 
 def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], profile_path: Path | None,
              out_dir: Path, calibration: Calibration | None = None,
-             background: dict[str, float | None] | None = None) -> _Predictions:
+             background: dict[str, float | None] | None = None,
+             series: dict[str, list[tuple[float, float]]] | None = None) -> _Predictions:
     """The simulator per policy and the planner once; every failure becomes a note, never an exception."""
     out = _Predictions({}, None, "none", [])
     own_profile = profile_path is None and calibration is not None and calibration.profile_path is not None
@@ -273,7 +281,8 @@ def _predict(dep: Deployment, spec: WorkloadSpec, runs: dict[str, RunResult], pr
     for policy in runs:
         effects = None
         if calibration is not None:
-            effects = calibration.effects((background or {}).get(policy), own_profile, completed_indices(runs[policy]))
+            effects = calibration.effects((background or {}).get(policy), own_profile, completed_indices(runs[policy]),
+                                          (series or {}).get(policy, ()))
         try:
             setup = live_setup(dep, spec, policy)
             if effects is None:
@@ -299,9 +308,11 @@ def compare_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out
                      calibration: Calibration | None = None) -> CompareResult:
     """`calibration`: model the live host (shared cores, request path) with what `calibrate` measured."""
     background: dict[str, float | None] = {}
-    live = run_policies(dep, spec, opts, out_dir, policies, slo or Slo(), progress, background)
+    series: dict[str, list[tuple[float, float]]] = {}
+    live = run_policies(dep, spec, opts, out_dir, policies, slo or Slo(), progress, background, series)
     load_avg = os.getloadavg()
-    pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir, calibration, background)
+    pred = _predict(dep, spec, {k: v[0] for k, v in live.items()}, profile_path, out_dir, calibration, background,
+                    series)
     rows = []
     for policy, (_run, summary) in live.items():
         sim, plain = pred.sims.get(policy), pred.plain.get(policy)
@@ -311,7 +322,7 @@ def compare_policies(dep: Deployment, spec: WorkloadSpec, opts: LoadOptions, out
                                                           summary.throughput_rps),
                                ttft_p90_error=_relative(sim.ttft_p90_s if sim else None, summary.ttft_s.p90),
                                sim_plain=_prediction_dict(plain) if plain else None,
-                               background_tasks=background.get(policy)))
+                               background_tasks=background.get(policy), background_series=series.get(policy)))
     compared = CompareResult(rows, pred.planner, pred.source, pred.notes, calibration, load_avg)
     write_compare(compared, {p: v[0].records for p, v in live.items()}, out_dir)
     return compared

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import statistics
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -75,6 +76,8 @@ class HostLoadSampler:
         self.interval_s = interval_s
         self.root_pid = root_pid if root_pid is not None else os.getpid()
         self.samples: list[float] = []
+        self.times_s: list[float] = []  # seconds since the sampler was entered, one per sample
+        self._start_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -89,9 +92,11 @@ class HostLoadSampler:
         while not self._stop.wait(self.interval_s):
             value = self.sample()
             if value is not None:
+                self.times_s.append(time.monotonic() - self._start_s)
                 self.samples.append(value)
 
     def __enter__(self) -> HostLoadSampler:
+        self._start_s = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="host-load", daemon=True)
         self._thread.start()
         return self
@@ -104,3 +109,7 @@ class HostLoadSampler:
 
     def background_mean(self) -> float | None:
         return statistics.fmean(self.samples) if self.samples else None
+
+    def series(self) -> list[tuple[float, float]]:
+        """[(seconds since entered, background runnable tasks)], one per sample."""
+        return list(zip(self.times_s, self.samples, strict=True))

@@ -64,6 +64,8 @@ class LiveEffects:
     # the request ids live completed: the statistics are over those (live sheds requests that cannot start
     # within its queue deadline; the simulator has no admission control). None: every request.
     completed_ids: frozenset[int] | None = None
+    # the background measured over time [(seconds since the run started, runnable tasks)]: replaces the mean
+    background_series: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.host_cores is not None and not self.host_cores > 0:
@@ -80,7 +82,8 @@ class LiveEffects:
         reference = 1.0
         if self.reference_background_tasks is not None:
             reference = share_speed(self.host_cores, 1.0 + self.reference_background_tasks)
-        return HostSpec(self.host_cores, instance_ids, "live-host", self.background_tasks, reference)
+        return HostSpec(self.host_cores, instance_ids, "live-host", self.background_tasks, reference,
+                        self.background_series)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ Other work on the host (optional, both measured): `background_tasks` b, the mean
 processes during the run (`bench.host_load`), competes for the same cores, so n busy servers each get
 min(1, C / (n + b)); `reference_speed` is the speed at which the cost profile was measured (1.0 for a
 profile measured on a dedicated core; min(1, C / (1 + b_cal)) for costs measured one request at a time on
-this host under a background of b_cal). The server's speed is the ratio of the two.
+this host under a background of b_cal). The server's speed is the ratio of the two. `background_schedule`
+[(time_s, b), ...] replaces the mean by the measured time series: at each time the busy servers are rescaled.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from prfaas.sim.events import EventLoop, EventPriority
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +42,15 @@ class HostSpec:
     name: str = "host"
     background_tasks: float = 0.0  # other processes' runnable tasks on the host (mean, measured)
     reference_speed: float = 1.0  # the speed the cost profile was measured at (see the module docstring)
+    background_schedule: tuple[tuple[float, float], ...] = ()  # (time_s, runnable tasks from then), measured
 
     def __post_init__(self) -> None:
         if not self.cores > 0:
             raise ValueError(f"host {self.name}: cores must be > 0, got {self.cores}")
         if self.background_tasks < 0 or not self.reference_speed > 0:
             raise ValueError(f"host {self.name}: background_tasks must be >= 0 and reference_speed > 0")
+        if any(t < 0 or b < 0 for t, b in self.background_schedule):
+            raise ValueError(f"host {self.name}: background_schedule needs times and tasks >= 0")
         if self.instance_ids is not None and len(set(self.instance_ids)) != len(self.instance_ids):
             raise ValueError(f"host {self.name}: an instance is listed twice")
 
@@ -104,13 +110,29 @@ class HostShare:
                     other.rescale(new)
         return new if busy else 1.0
 
+    def set_background(self, background_tasks: float) -> None:
+        """Other processes' runnable tasks changed: every busy server continues at the new speed."""
+        old = self.speed
+        self.background_tasks = background_tasks
+        new = self.speed
+        if new != old:
+            for server in list(self._busy.values()):
+                server.rescale(new)
 
-def host_shares(hosts: Iterable[HostSpec], instance_ids: Iterable[str]) -> dict[str, HostShare]:
-    """Instance id -> the HostShare it runs on, for every instance some `HostSpec` names (or all, for None)."""
+
+def host_shares(hosts: Iterable[HostSpec], instance_ids: Iterable[str],
+                loop: EventLoop | None = None) -> dict[str, HostShare]:
+    """Instance id -> the HostShare it runs on, for every instance some `HostSpec` names (or all, for None).
+    A background schedule is put on `loop` (scripted events)."""
     ids = list(instance_ids)
     out: dict[str, HostShare] = {}
     for spec in hosts:
         share = HostShare(spec.cores, spec.name, spec.background_tasks, spec.reference_speed)
+        if spec.background_schedule:
+            if loop is None:
+                raise ValueError(f"host {spec.name}: a background schedule needs the event loop")
+            for time_s, tasks in spec.background_schedule:
+                loop.schedule(time_s, EventPriority.SCRIPTED, share.set_background, tasks)
         members = ids if spec.instance_ids is None else list(spec.instance_ids)
         for instance_id in members:
             if instance_id not in ids:

@@ -75,7 +75,7 @@ class Simulator:
             for lid in (PRFAAS_EGRESS_LINK_ID, REVERSE_LINK_ID)
         }
         self.nodes: dict[str, SimNode] = {}
-        self._hosts = host_shares(self.options.hosts, (n.instance_id for n in deployment.nodes))
+        self._hosts = host_shares(self.options.hosts, (n.instance_id for n in deployment.nodes), self.loop)
         for node_spec in deployment.nodes:
             node = SimNode(node_spec)
             self.nodes[node_spec.instance_id] = node
