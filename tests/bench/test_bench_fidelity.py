@@ -21,7 +21,7 @@ from prfaas.bench.records import RequestRecord, RequestStatus
 from prfaas.bench.run import RunResult
 from prfaas.bench.summary import BenchSummary, Percentiles
 from prfaas.perf.measured import DecodePoint, MeasuredProfile, PrefillPoint, save_profile_json
-from prfaas.serve.predict import LiveEffects, LiveSetup, simulate_same
+from prfaas.serve.predict import LiveEffects, LiveSetup, simulate_run, simulate_same
 from prfaas.workload.request import WorkloadRequest
 
 
@@ -156,3 +156,11 @@ def test_statistics_cover_only_the_requests_live_completed(tmp_path: Path) -> No
     assert every.ttft_mean_s is not None and first_two.ttft_mean_s is not None
     assert first_two.ttft_mean_s == pytest.approx(1e-3 * (512 + 768) / 2, rel=0.01)  # prefill T(l) = 1 ms/token
     assert first_two.ttft_mean_s < every.ttft_mean_s
+
+
+def test_one_measured_decode_step_stays_constant_with_batch_and_context(tmp_path: Path) -> None:
+    # profile_from_records gives one batch-1 step; the batch x context fit would grow it with the batch
+    path, profile = _profile(tmp_path)
+    reqs = [WorkloadRequest(i, 0.01 * i, 2000, 50) for i in range(4)]  # four decodes overlap in one batch
+    run, _, _ = simulate_run(path, profile, _setup("homogeneous"), reqs, LiveEffects())
+    assert [r.tpot_s for r in run.records] == [pytest.approx(0.02)] * 4

@@ -184,6 +184,17 @@ def _live_aligned(run: Any, delays_s: dict[int, float], origin_s: float, setup: 
                       setup.threshold_tokens)
 
 
+def _constant_decode(deployment: Any, step_s: float) -> Any:
+    import dataclasses
+
+    from prfaas.sim.scenario import ConstantStepDecode
+
+    step = ConstantStepDecode(step_s)
+    nodes = tuple(dataclasses.replace(n, decode_cost=step) if n.decode_cost is not None else n
+                  for n in deployment.nodes)
+    return dataclasses.replace(deployment, nodes=nodes)
+
+
 def simulate_same(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup,
                   requests: Sequence[WorkloadRequest] | None = None, effects: LiveEffects | None = None) -> Prediction:
     """The discrete-event simulator on the live configuration (same policy objects, measured costs); with
@@ -213,6 +224,10 @@ def simulate_run(profile_path: Path, profile: MeasuredProfile, setup: LiveSetup,
     inputs = build_inputs(msgspec.convert(sim_config(profile_path, profile, setup), SimConfig))
     if requests is not None:
         inputs = dataclasses.replace(inputs, requests=tuple(requests))
+    if effects is not None and len(profile.decode) == 1:
+        # one measured step (batch 1, as `profile_from_records` gives): the batch x context fit of
+        # `ProfileDecodeModel` has nothing to stand on and would grow the step with batch x context; keep it
+        inputs = dataclasses.replace(inputs, deployment=_constant_decode(inputs.deployment, profile.decode[0].t_step_s))
     options = inputs.options
     replay = list(inputs.requests)
     origin_s = min((r.arrival_s for r in replay), default=0.0)
