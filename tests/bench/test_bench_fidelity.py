@@ -164,3 +164,12 @@ def test_one_measured_decode_step_stays_constant_with_batch_and_context(tmp_path
     reqs = [WorkloadRequest(i, 0.01 * i, 2000, 50) for i in range(4)]  # four decodes overlap in one batch
     run, _, _ = simulate_run(path, profile, _setup("homogeneous"), reqs, LiveEffects())
     assert [r.tpot_s for r in run.records] == [pytest.approx(0.02)] * 4
+
+
+def test_the_background_counts_runnable_tasks_by_their_fair_scheduler_weight() -> None:
+    from prfaas.bench.host_load import nice_weight, parse_stat
+
+    assert nice_weight(0) == 1.0 and nice_weight(-15) == pytest.approx(29154 / 1024)
+    assert nice_weight(19) == pytest.approx(15 / 1024) and nice_weight(-40) == nice_weight(-20)
+    line = "4242 (py thon) (x)) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 -15 1 0 100"
+    assert parse_stat(line) == ("R", -15)

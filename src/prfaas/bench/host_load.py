@@ -4,10 +4,11 @@
         ... the live run ...
     sampler.background_mean()   # mean runnable tasks of other processes over the samples
 
-Every `interval_s` it reads the kernel's count of runnable tasks (/proc/stat `procs_running`) and subtracts the
-runnable tasks of this process and its descendants (the deployment it started: gateway, nodes) and the sampler
-itself. The result is the background: other users' work competing for the same cores, recorded with each run
-beside the load average (docs/real-fidelity.md). Linux only; elsewhere the sampler records nothing.
+Every `interval_s` it scans the host's tasks (/proc/*/task/*/stat) for runnable ones (state R) that are not this
+process's or its descendants' (the deployment it started: gateway, nodes) and sums their CFS weight in nice-0
+equivalents (`NICE_WEIGHTS`: a nice -15 task counts ~28 tasks, since the kernel's fair scheduler shares the cores
+by weight). The result is the background: other users' work competing for the same cores, recorded with each
+run beside the load average (docs/real-fidelity.md). Linux only; elsewhere the sampler records nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,37 @@ from pathlib import Path
 from types import TracebackType
 
 PROC = Path("/proc")
+# the kernel's sched_prio_to_weight, nice -20 .. 19 (nice 0 = 1024)
+NICE_WEIGHTS = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904, 3906,
+                3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56,
+                45, 36, 29, 23, 18, 15)
+
+
+def nice_weight(nice: int) -> float:
+    """A task's CFS weight in nice-0 tasks."""
+    return NICE_WEIGHTS[min(max(nice, -20), 19) + 20] / 1024.0
+
+
+def parse_stat(stat: str) -> tuple[str, int]:
+    """(state, nice) from a /proc/<pid>/task/<tid>/stat line (the comm may hold spaces and parentheses)."""
+    rest = stat[stat.rfind(")") + 2:].split()
+    return rest[0], int(rest[16])
+
+
+def runnable_weight(exclude_pids: set[int]) -> float:
+    """The summed nice-0 weight of every runnable task on the host outside `exclude_pids`' processes."""
+    total = 0.0
+    for proc in PROC.glob("[0-9]*"):
+        if int(proc.name) in exclude_pids:
+            continue
+        for task in proc.glob("task/*"):
+            try:
+                state, nice = parse_stat((task / "stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+            if state == "R":
+                total += nice_weight(nice)
+    return total
 
 
 def _children(pid: int) -> list[int]:
@@ -82,11 +114,9 @@ class HostLoadSampler:
         self._thread: threading.Thread | None = None
 
     def sample(self) -> float | None:
-        total = procs_running()
-        if total is None:
+        if procs_running() is None:
             return None
-        ours = sum(runnable_tasks(pid) for pid in own_pids(self.root_pid))
-        return float(max(total - max(ours, 1), 0))  # the sampler itself is one of ours, running
+        return runnable_weight(set(own_pids(self.root_pid)))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
