@@ -1,7 +1,7 @@
 """Live PrfaaS on one machine: the four policies on two emulated sites, several runs, medians and ratios.
 
     python benchmarks/bench_live.py --profile runs/profile-default.json [--runs 3] [--requests 30]
-                                    [--rate-rps 1.0] [--tiny] [--no-sites]
+                                    [--rate-rps 1.0] [--tiny] [--no-sites] [--no-host-model]
 
 One deployment (the embedded default model unless --tiny: PrfaaS node on the "prfaas" site, gateway + PD-P +
 PD-D on the "local" site, cross-site tbf cap from the paper's regime for this profile, see bench/regime.py).
@@ -9,17 +9,32 @@ Each run sends the scaled paper log-normal (a new seed per run) under homogeneou
 prfaas-bandwidth-aware in turn, and the simulator predicts each from the same profile. The table gives the
 median over runs of each number, the throughput and mean-TTFT ratios against homogeneous measured within the
 same run, and the simulator's relative error. Root is needed for the sites (else: --no-sites, loopback).
+
+Sim-vs-real fidelity (docs/real-fidelity.md): unless --no-host-model, one calibration run (another seed, policy
+prfaas) comes first; its request paths give the overhead fit and this machine's os.cpu_count() the shared
+cores, and every compared run is predicted with that model (never fitted on itself). The last table is the
+error distribution: per policy and metric (throughput, TTFT mean, TTFT P90) the median and [min, max] of the
+simulator's relative error over the runs, with the load average at the end of each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import statistics
 from pathlib import Path
 
 from prfaas.bench.choices import SetupChoices, resolve_setup
-from prfaas.bench.compare import POLICIES, CompareResult, compare_policies, format_compare
+from prfaas.bench.compare import (
+    POLICIES,
+    CompareResult,
+    calibrate,
+    compare_policies,
+    format_compare,
+    format_error_distribution,
+)
 from prfaas.bench.run import bench_deployment
 
 
@@ -70,27 +85,45 @@ def main() -> None:
     parser.add_argument("--rate-rps", type=float, default=1.0)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--cap-mbit", type=float, default=None)
+    parser.add_argument("--threshold", type=int, default=None, help="offload threshold (sets the prompt lengths)")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--sites", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--host-model", action=argparse.BooleanOptionalAction, default=True,
+                        help="model the shared host and request path from a calibration run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-live"))
     args = parser.parse_args()
     setup = resolve_setup(SetupChoices(tiny=args.tiny, sites=args.sites, cap_mbit=args.cap_mbit,
                                        profile=args.profile, num_requests=args.requests, rate_rps=args.rate_rps,
-                                       max_tokens=args.max_tokens))
+                                       max_tokens=args.max_tokens, threshold_tokens=args.threshold))
     for note in setup.notes:
         print(f"note: {note}")
     where = "two emulated sites" if setup.sites_spec else "loopback"
     print(f"{where}, cap {setup.cap_mbit:.1f} Mbit/s, threshold {setup.cfg.policy.threshold_tokens}, "
-          f"{args.requests} requests at {args.rate_rps:g} req/s per policy, {args.runs} runs", flush=True)
+          f"{args.requests} requests at {args.rate_rps:g} req/s per policy, {args.runs} runs; "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    choices = {"tiny": args.tiny, "sites": args.sites, "cap_mbit": args.cap_mbit,
+               "profile": str(args.profile) if args.profile else None, "num_requests": args.requests,
+               "rate_rps": args.rate_rps, "max_tokens": args.max_tokens, "threshold_tokens": args.threshold}
+    (args.out / "bench-args.json").write_text(json.dumps({"choices": choices, "runs": args.runs}, indent=2) + "\n")
     results = []
     with bench_deployment(setup.cfg, args.out / "deploy", setup.sites_spec) as dep:
+        calibration = None
+        if args.host_model:
+            calibration = calibrate(dep, setup.spec, setup.opts, args.out, slo=setup.slo, progress=False)
+            print(f"calibration: {calibration.describe()}", flush=True)
         for run in range(args.runs):
             spec = dataclasses.replace(setup.spec, seed=run)
+            # with the host model the costs are the calibration's, measured alone on this deployment
             result = compare_policies(dep, spec, setup.opts, args.out / f"run{run}", slo=setup.slo,
-                                      profile_path=args.profile, progress=False)
+                                      profile_path=None if calibration else args.profile, progress=False,
+                                      calibration=calibration)
             print(f"\nrun {run}:\n{format_compare(result)}", flush=True)
             results.append(result)
     print(f"\nmedians over {args.runs} runs:\n{table(results)}")
+    loads = ", ".join(f"{r.load_avg[0]:.2f}" for r in results if r.load_avg is not None)
+    print(f"\nsimulator error over {args.runs} runs (load average at the end of each run: {loads}):\n"
+          f"{format_error_distribution(results)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     prfaas bench sites down [--state F]
     prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded]   # one gateway per region, live
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
-    prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware]
+    prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware] [--host-model]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
     prfaas bench paper    [--quick] [--runs 3] [--time-scale 1 --state-scale 128]   # emulated case study
     prfaas bench paper-scenario link-drop|mix-shift [--quick] [--policies a,b]   # scenarios (a) (b), live + sim
@@ -235,8 +235,11 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
                 "homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware",
                 slo_ttft_s: SloTtft = None, slo_tpot_s: SloTpot = None, concurrency: Concurrency = 32,
                 time_budget_s: Budget = 600.0, delay_ms: Delay = 0.0, chunk_loss: Loss = 0.0,
-                engine: Engine = "prfaas", out: Out = None) -> None:
-    from prfaas.bench.compare import compare_policies, format_compare
+                engine: Engine = "prfaas", out: Out = None,
+                host_model: Annotated[bool, typer.Option(
+                    help="Model the shared host and the request path from a calibration run first "
+                         "(docs/real-fidelity.md).")] = False) -> None:
+    from prfaas.bench.compare import calibrate, compare_policies, format_compare
     from prfaas.bench.run import bench_deployment
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -251,8 +254,9 @@ def compare_cmd(config: Config = None, tiny: Tiny = False, sites: Sites = None, 
     out_dir = _out(out, "compare")
     with bench_deployment(s.cfg, out_dir / "deploy", s.sites_spec, fault_nodes=s.fault_nodes, engine=engine,
                           log=typer.echo) as dep:
+        calibration = calibrate(dep, s.spec, s.opts, out_dir, slo=s.slo) if host_model else None
         result = compare_policies(dep, s.spec, s.opts, out_dir, policies=names, slo=s.slo,
-                                  profile_path=profile)
+                                  profile_path=None if calibration else profile, calibration=calibration)
     typer.echo(format_compare(result))
     typer.echo(f"wrote {out_dir}/compare.json, compare.txt, compare.png and one folder per policy")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from prfaas.sim.host_share import HostSpec
 from prfaas.sim.node import NodeSpec
 
 REVERSE_LINK_ID = "pd->prfaas"
@@ -93,6 +94,9 @@ class SimOptions:
     # offloaded request ships only what the PD cluster lacks. False (as `prfaas serve` does today): decode
     # nodes hold no prefix and the whole prompt's state crosses the link.
     decode_holds_prefix: bool = False
+    # Processor sharing (`sim.host_share`): instances on one host of C cores each run at min(1, C / busy). Empty
+    # (the default): every instance is its own machine.
+    hosts: tuple[HostSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.horizon_s is not None and self.horizon_s <= 0:

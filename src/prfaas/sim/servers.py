@@ -15,6 +15,10 @@ tokens generated so far), so context growth is followed piecewise.
 Requests that find every slot taken wait FCFS in the decode queue.
 
 Both servers keep busy-time integrals for utilisation and report every request they hold on `fail()`.
+
+Host sharing (optional, `sim.host_share`): a server given a `HostShare` runs at the host's speed (<= 1) while it
+is compute-busy; a prefill's remaining nominal work and a decode batch's step rate are rescaled whenever the
+host's busy set changes (`rescale`). Without one the speed stays 1.0 and the arithmetic is the unshared one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable
 
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
 from prfaas.sim.events import EventLoop, EventPriority
+from prfaas.sim.host_share import HostShare
 from prfaas.sim.request import SimRequest
 
 RequestHook = Callable[[SimRequest], None]
@@ -36,22 +41,27 @@ class PrefillServer:
 
     __slots__ = (
         "_version",
+        "_work_left_s",
+        "_work_since_s",
         "busy_s",
         "busy_since_s",
         "busy_until_s",
         "cost",
         "current",
+        "host",
         "lookup",
         "loop",
         "on_done",
         "on_start",
         "queue",
         "queued_tokens",
+        "speed",
     )
 
     def __init__(self, loop: EventLoop, cost: PrefillCostModel, lookup: RequestHook, on_start: StartHook,
-                 on_done: RequestHook) -> None:
-        """`lookup(req)` fixes the cached/uncached split at start; then `on_start(req, duration_s)`."""
+                 on_done: RequestHook, host: HostShare | None = None) -> None:
+        """`lookup(req)` fixes the cached/uncached split at start; then `on_start(req, duration_s)` (the wall time
+        expected at the host's speed when it starts)."""
         self.loop = loop
         self.cost = cost
         self.lookup = lookup
@@ -64,6 +74,10 @@ class PrefillServer:
         self.busy_since_s = 0.0
         self.busy_until_s: float | None = None
         self._version = 0
+        self.host = host
+        self.speed = 1.0
+        self._work_left_s = 0.0  # nominal seconds of the running prefill not yet done at `_work_since_s`
+        self._work_since_s = 0.0
 
     @property
     def num_queued(self) -> int:
@@ -95,10 +109,27 @@ class PrefillServer:
         self.lookup(req)
         duration = self.cost.t_prefill_s(max(req.uncached_tokens, 1), req.cached_tokens)
         req.prefill_start_s = now
+        if self.host is not None:
+            self.speed = self.host.set_busy(self, True)
+            self._work_left_s = duration
+            self._work_since_s = now
+            duration = duration / self.speed
         self.busy_until_s = now + duration
         self._version += 1
         self.loop.schedule(now + duration, EventPriority.COMPLETION, self._finish, self._version)
         self.on_start(req, duration)
+
+    def rescale(self, speed: float) -> None:
+        """The host's busy set changed: the running prefill continues at `speed` (see `sim.host_share`)."""
+        if self.current is None:
+            return
+        now = self.loop.now_s
+        self._work_left_s = max(self._work_left_s - (now - self._work_since_s) * self.speed, 0.0)
+        self._work_since_s = now
+        self.speed = speed
+        self.busy_until_s = now + self._work_left_s / speed
+        self._version += 1
+        self.loop.schedule(self.busy_until_s, EventPriority.COMPLETION, self._finish, self._version)
 
     def _finish(self, version: int) -> None:
         if version != self._version or self.current is None:
@@ -110,6 +141,8 @@ class PrefillServer:
         self.busy_until_s = None
         req.prefill_end_s = now
         self._start_next()
+        if self.current is None and self.host is not None:
+            self.host.set_busy(self, False)
         self.on_done(req)
 
     def fail(self) -> list[SimRequest]:
@@ -125,18 +158,20 @@ class PrefillServer:
         self.queued_tokens = 0
         self.busy_until_s = None
         self._version += 1
+        if self.host is not None:
+            self.host.set_busy(self, False)
         return lost
 
 
 class DecodeServer:
     """Continuous-batching decode of one instance (see the module docstring for the batch-wise model)."""
 
-    __slots__ = ("_batch", "_last_s", "_seq", "_sum_input", "_sum_join", "_version", "cost", "loop",
-                 "max_batch", "occupancy_s", "on_done", "on_join", "step_s", "steps_done", "waiting",
+    __slots__ = ("_batch", "_last_s", "_seq", "_sum_input", "_sum_join", "_version", "cost", "host", "loop",
+                 "max_batch", "occupancy_s", "on_done", "on_join", "speed", "step_s", "steps_done", "waiting",
                  "waiting_tokens")
 
     def __init__(self, loop: EventLoop, cost: DecodeCostModel, max_batch: int, on_join: RequestHook,
-                 on_done: RequestHook) -> None:
+                 on_done: RequestHook, host: HostShare | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.loop = loop
@@ -155,6 +190,8 @@ class DecodeServer:
         self._sum_join = 0.0
         self._seq = 0
         self._version = 0
+        self.host = host
+        self.speed = 1.0
 
     @property
     def batch_size(self) -> int:
@@ -197,18 +234,22 @@ class DecodeServer:
         if dt > 0:
             if self._batch:
                 self.occupancy_s += len(self._batch) * dt
-                self.steps_done += dt / self.step_s
+                self.steps_done += dt * self.speed / self.step_s
             self._last_s = now
 
     def _reschedule(self) -> None:
         self._version += 1
         n = len(self._batch)
+        if self.host is not None:
+            self.speed = self.host.set_busy(self, n > 0)
         if n == 0:
             return
         mean_ctx = (self._sum_input + n * self.steps_done - self._sum_join) / n
         self.step_s = self.cost.t_step_s(n, mean_ctx)
         steps_left = max(self._batch[0][0] - self.steps_done, 0.0)
         next_s = self.loop.now_s + steps_left * self.step_s
+        if self.host is not None:
+            next_s = self.loop.now_s + steps_left * self.step_s / self.speed
         self.loop.schedule(next_s, EventPriority.COMPLETION, self._on_tick, self._version)
 
     def _on_tick(self, version: int) -> None:
@@ -243,4 +284,12 @@ class DecodeServer:
         self._sum_input = 0.0
         self._sum_join = 0.0
         self._version += 1
+        if self.host is not None:
+            self.speed = self.host.set_busy(self, False)
         return lost
+
+    def rescale(self, speed: float) -> None:
+        """The host's busy set changed: steps so far accrue at the old speed, the rest at `speed`."""
+        self._advance()
+        self.speed = speed
+        self._reschedule()

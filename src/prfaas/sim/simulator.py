@@ -47,6 +47,7 @@ from prfaas.policy.types import (
 from prfaas.sim.control import ControlLoop
 from prfaas.sim.deployment import REVERSE_LINK_ID, Deployment, ScriptedEvent, ScriptKind, SimOptions
 from prfaas.sim.events import EventLoop, EventPriority
+from prfaas.sim.host_share import host_shares
 from prfaas.sim.link import SimLink, Transfer
 from prfaas.sim.node import PREFILL_ROLES, SimNode
 from prfaas.sim.request import RequestRecord, SimRequest, make_record
@@ -75,6 +76,7 @@ class Simulator:
             for lid in (PRFAAS_EGRESS_LINK_ID, REVERSE_LINK_ID)
         }
         self.nodes: dict[str, SimNode] = {}
+        self._hosts = host_shares(self.options.hosts, (n.instance_id for n in deployment.nodes), self.loop)
         for node_spec in deployment.nodes:
             node = SimNode(node_spec)
             self.nodes[node_spec.instance_id] = node
@@ -383,11 +385,12 @@ class Simulator:
         if node.role in PREFILL_ROLES:
             assert spec.prefill_cost is not None
             node.prefill = PrefillServer(self.loop, spec.prefill_cost, self._prefix_lookup,
-                                         self._on_prefill_start, self._on_prefill_done)
+                                         self._on_prefill_start, self._on_prefill_done,
+                                         self._hosts.get(spec.instance_id))
         elif node.role is Role.PD_DECODE:
             assert spec.decode_cost is not None
             node.decode = DecodeServer(self.loop, spec.decode_cost, spec.max_batch, self._on_decode_join,
-                                       self._on_decode_done)
+                                       self._on_decode_done, self._hosts.get(spec.instance_id))
 
     def _prefill_cost_model(self, instance_id: str) -> PrefillCostModel:
         cost = self.nodes[instance_id].spec.prefill_cost
