@@ -92,10 +92,21 @@ def test_simulator_side_directions(tmp_path: Path) -> None:
     assert "during" in format_scenario(mix) and (tmp_path / "mix-shift-prfaas.png").exists()
 
 
+def _assert_nothing_lost_and_shares_close(result: ScenarioResult) -> None:
+    for run in result.runs:
+        assert run.live is not None and run.live.lost == 0 and run.live.failed == 0
+        assert sum(r.ok for r in run.live.requests) == len(run.live.requests) == result.num_requests
+    for (pol, side, phase), row in _rows(result).items():
+        if side == "live" and row.offload_share is not None:
+            sim = _rows(result)[pol, "sim", phase]
+            assert sim.offload_share is not None
+            assert row.offload_share == pytest.approx(sim.offload_share, abs=0.25)  # loose: ~30-70 requests
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not can_emulate()[0], reason="the live link drop needs two emulated sites (root)")
-def test_quick_scenarios_live(tmp_path: Path) -> None:
-    """A few minutes: both quick scenarios live (12 emulated nodes each, k_t = 1) beside the simulator."""
+def test_quick_link_drop_live(tmp_path: Path) -> None:
+    """About 2 minutes: the quick link drop live (12 emulated nodes, k_t = 1) beside the simulator."""
     drop = run_scenario(ScenarioOptions(out_dir=tmp_path / "drop", scenario="link-drop", quick=True, scale=QUICK,
                                         progress=False), log=lambda _line: None)
     rows = _rows(drop)
@@ -111,17 +122,15 @@ def test_quick_scenarios_live(tmp_path: Path) -> None:
     (_, _, back_at), = [p for p in drop.spec["phases"] if p[0] == "during"]
     after_t = _thresholds(live, QUICK.time_scale, back_at, drop.spec["duration_s"])
     assert after_t and min(after_t) < during.threshold_max  # relaxes once the link is back
+    _assert_nothing_lost_and_shares_close(drop)
+
+
+@pytest.mark.slow
+def test_quick_mix_shift_live(tmp_path: Path) -> None:
+    """About 4 minutes: the quick mix shift live (the long-term loop converts PD-D to PD-P) beside the simulator."""
     mix = run_scenario(ScenarioOptions(out_dir=tmp_path / "mix", scenario="mix-shift", quick=True, scale=QUICK,
                                        progress=False), log=lambda _line: None)
     mix_live = mix.runs[0].live
     assert mix_live is not None
     assert max(s.n_pd_prefill for s in mix_live.samples) > 2  # at least one PD-D became PD-P
-    for result in (drop, mix):
-        for run in result.runs:
-            assert run.live is not None and run.live.lost == 0 and run.live.failed == 0
-            assert sum(r.ok for r in run.live.requests) == len(run.live.requests) == result.num_requests
-        for (pol, side, phase), row in _rows(result).items():
-            if side == "live" and row.offload_share is not None:
-                sim = _rows(result)[pol, "sim", phase]
-                assert sim.offload_share is not None
-                assert row.offload_share == pytest.approx(sim.offload_share, abs=0.25)  # loose: ~30-70 requests
+    _assert_nothing_lost_and_shares_close(mix)
