@@ -30,10 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import msgspec
 
 from prfaas.bench.netns import SiteError, delete_namespace, namespace_exists, run_cmd
+
+InfoT = TypeVar("InfoT", bound=msgspec.Struct)
 
 NAME_PREFIX = "prfaas_site"
 SUBNET = "10.214"
@@ -143,17 +146,26 @@ def sites_up(spec: SitesSpec) -> Sites:
     return sites
 
 
-def save_sites(sites: Sites, path: Path) -> Path:
+def save_state(info: msgspec.Struct, path: Path) -> Path:
+    """Write the sites' state (`SitesInfo` or `MultiSitesInfo`) so `down` in another process can delete them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.encode(sites.info))
+    path.write_bytes(msgspec.json.encode(info))
     return path
 
 
-def load_sites(path: Path) -> Sites:
+def load_state(path: Path, kind: type[InfoT], what: str) -> InfoT:
     try:
-        return Sites(msgspec.json.decode(path.read_bytes(), type=SitesInfo))
+        return msgspec.json.decode(path.read_bytes(), type=kind)
     except (OSError, msgspec.DecodeError) as exc:
-        raise SiteError(f"cannot read sites state {path}: {exc}") from None
+        raise SiteError(f"cannot read {what} state {path}: {exc}") from None
+
+
+def save_sites(sites: Sites, path: Path) -> Path:
+    return save_state(sites.info, path)
+
+
+def load_sites(path: Path) -> Sites:
+    return Sites(load_state(path, SitesInfo, "sites"))
 
 
 def raise_exit(signum: int, _frame: FrameType | None) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import msgspec
 
 from prfaas.bench.netns import SiteError, delete_namespace, namespace_exists, run_cmd
-from prfaas.bench.sites import sigterm_as_exit
+from prfaas.bench.sites import load_state, save_state, sigterm_as_exit
 from prfaas.core.topology import SiteTopology
 
 NAME_PREFIX = "prfaas_ms"
@@ -187,16 +187,11 @@ def multi_sites_up(topology: SiteTopology, spec: MultiSitesSpec | None = None) -
 
 
 def save_multi_sites(sites: MultiSites, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.encode(sites.info))
-    return path
+    return save_state(sites.info, path)
 
 
 def load_multi_sites(path: Path) -> MultiSites:
-    try:
-        return MultiSites(msgspec.json.decode(path.read_bytes(), type=MultiSitesInfo))
-    except (OSError, msgspec.DecodeError) as exc:
-        raise SiteError(f"cannot read multi-site state {path}: {exc}") from None
+    return MultiSites(load_state(path, MultiSitesInfo, "multi-site"))
 
 
 def is_multi_state(path: Path) -> bool:
