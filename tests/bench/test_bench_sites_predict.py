@@ -59,7 +59,8 @@ def _live(spec: SitesRunSpec, fault_target: str | None = None) -> SitesRunResult
 
 def test_node_counts_and_links_are_the_live_runs() -> None:
     spec = SitesRunSpec(max_nodes_per_cluster=2)
-    fake_sites = SimpleNamespace(info=SimpleNamespace(addr={n: "10.0.0.1" for n in [*TOPOLOGY.prfaas_names, *TOPOLOGY.pd_names]}))
+    names = [*TOPOLOGY.prfaas_names, *TOPOLOGY.pd_names]
+    fake_sites = SimpleNamespace(info=SimpleNamespace(addr=dict.fromkeys(names, "10.0.0.1")))
     live = _nodes(TOPOLOGY, fake_sites, spec)  # type: ignore[arg-type]
     counts = live_node_counts(TOPOLOGY, spec)
     for name, (first, second) in counts.items():

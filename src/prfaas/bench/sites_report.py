@@ -133,9 +133,9 @@ def format_reports(reports: list[RegionReport], result: SitesRunResult) -> str:
                          f"err {_pct(sim.get('ttft_mean_rel_err'))}), P90 {_f(rep.ttft_p90_s)} s "
                          f"(sim {_f(sim.get('ttft_p90_s'))}, err {_pct(sim.get('ttft_p90_rel_err'))})")
             sim_share = sim.get("offload_share") or {}
-            parts = [f"{k} {rep.offload_share.get(k, 0.0):.0%} (sim {sim_share.get(k, 0.0):.0%}, {err:+.0f} pp)"
-                     for k, err in (sim.get("offload_share_err_pp") or {}).items()]
-            lines.append("  prefilled at: " + ", ".join(parts))
+            beside = [f"{k} {rep.offload_share.get(k, 0.0):.0%} (sim {sim_share.get(k, 0.0):.0%}, {err:+.0f} pp)"
+                      for k, err in (sim.get("offload_share_err_pp") or {}).items()]
+            lines.append("  prefilled at: " + ", ".join(beside))
         for b in rep.share_over_time:
             parts = ", ".join(f"{k} {v:.0%}" for k, v in b.items() if k not in ("t0_s", "t1_s", "n"))
             lines.append(f"    [{b['t0_s']:5.1f}, {b['t1_s']:5.1f}) s  n={b['n']:3d}  {parts}")
