@@ -1,24 +1,24 @@
 """The report of `prfaas bench sites run`: per region TTFT (mean, P90), offload share per PrfaaS site over time,
-and nothing lost; beside each live number the multi-site simulator's prediction when one is available.
+and nothing lost; beside each live number the multi-site simulator's prediction on the same requests, and the error.
 
-    reports = region_reports(result)                # one RegionReport per PD region
+    sim = sim_prediction(topology, spec, result)    # bench.sites_predict: the simulator on the run's own requests
+    reports = region_reports(result, sim=sim)       # one RegionReport per PD region (live, sim, errors)
     text = format_reports(reports, result)          # what the command prints
     write_sites_run(result, reports, out_dir)       # records-<region>.jsonl, report.json, report.txt
 
-Simulator hook: `sim_prediction(topology, spec)` imports `prfaas.sim.multisite` and calls its
-`predict_regions(topology, spec) -> {region: {"ttft_mean_s", "ttft_p90_s", "offload_share": {site: f}}}` if that
-module exists; otherwise it returns None and the report says "sim: n/a" (no multi-site simulator yet).
+Errors: TTFT mean and P90 as (sim - live) / live; offload share per site (and "local") as sim - live in
+percentage points, over every site either side used.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prfaas.bench.records import RequestStatus, write_jsonl
+from prfaas.bench.sites_predict import predict_sites
 from prfaas.bench.sites_run import SitesRunResult, SitesRunSpec
 from prfaas.bench.summary import nearest_rank
 from prfaas.core.topology import SiteTopology
@@ -41,14 +41,27 @@ class RegionReport:
     sim: dict[str, Any] | None = None  # the simulator's prediction for this region (None: not available)
 
 
-def sim_prediction(topology: SiteTopology, spec: SitesRunSpec) -> dict[str, dict[str, Any]] | None:
-    """The multi-site simulator's per-region prediction, or None when no such simulator exists (hook)."""
-    try:
-        module = importlib.import_module("prfaas.sim.multisite")
-    except ImportError:
+def sim_prediction(topology: SiteTopology, spec: SitesRunSpec,
+                   result: SitesRunResult) -> dict[str, dict[str, Any]]:
+    """The multi-site simulator's per-region prediction of this run (`bench.sites_predict.predict_sites`):
+    {region: {"sent", "completed", "ttft_mean_s", "ttft_p90_s", "offload_share": {site: share}}}."""
+    return predict_sites(topology, spec, result).regions
+
+
+def _rel_err(sim: float | None, live: float | None) -> float | None:
+    return None if sim is None or live is None or live == 0 else (sim - live) / live
+
+
+def with_errors(live_mean_s: float | None, live_p90_s: float | None, live_share: dict[str, float],
+                sim: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The prediction with its errors against the live numbers (relative for TTFTs, points for shares)."""
+    if sim is None:
         return None
-    predict = getattr(module, "predict_regions", None)
-    return predict(topology, spec) if callable(predict) else None
+    sim_share = sim.get("offload_share") or {}
+    keys = sorted(set(sim_share) | set(live_share))
+    return {**sim, "ttft_mean_rel_err": _rel_err(sim.get("ttft_mean_s"), live_mean_s),
+            "ttft_p90_rel_err": _rel_err(sim.get("ttft_p90_s"), live_p90_s),
+            "offload_share_err_pp": {k: 100.0 * (sim_share.get(k, 0.0) - live_share.get(k, 0.0)) for k in keys}}
 
 
 def _where(row: dict[str, Any] | None, site_of: dict[str, str]) -> str:
@@ -83,18 +96,24 @@ def region_reports(result: SitesRunResult, bin_s: float | None = None,
             if inside:
                 over_time.append({"t0_s": k * bin_s, "t1_s": (k + 1) * bin_s, "n": len(inside), **_shares(inside)})
             k += 1
+        mean_s = sum(ttfts) / len(ttfts) if ttfts else None
+        p90_s = nearest_rank(ttfts, 0.9)
+        share = _shares([p for _, p in placed])
         reports.append(RegionReport(
             region=name, rate_rps=run.rate_rps, sent=len(run.records), completed=len(done),
             failed=sum(r.status is RequestStatus.FAILED for r in run.records),
             lost=sum(r.status is RequestStatus.LOST for r in run.records),
-            ttft_mean_s=sum(ttfts) / len(ttfts) if ttfts else None, ttft_p90_s=nearest_rank(ttfts, 0.9),
-            offload_share=_shares([p for _, p in placed]), share_over_time=over_time,
-            sim=(sim or {}).get(name)))
+            ttft_mean_s=mean_s, ttft_p90_s=p90_s, offload_share=share, share_over_time=over_time,
+            sim=with_errors(mean_s, p90_s, share, (sim or {}).get(name))))
     return reports
 
 
 def _f(value: float | None, fmt: str = ".3f") -> str:
     return "n/a" if value is None else format(value, fmt)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.0%}"
 
 
 def format_reports(reports: list[RegionReport], result: SitesRunResult) -> str:
@@ -105,11 +124,18 @@ def format_reports(reports: list[RegionReport], result: SitesRunResult) -> str:
         sim = rep.sim or {}
         lines.append(f"region {rep.region}: {rep.sent} sent at {rep.rate_rps:.2f} req/s, {rep.completed} completed, "
                      f"{rep.failed} failed, {rep.lost} lost")
-        lines.append(f"  TTFT mean {_f(rep.ttft_mean_s)} s (sim {_f(sim.get('ttft_mean_s'))}), "
-                     f"P90 {_f(rep.ttft_p90_s)} s (sim {_f(sim.get('ttft_p90_s'))})")
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in rep.offload_share.items())
-        sim_shares = sim.get("offload_share")
-        lines.append(f"  prefilled at: {shares}" + (f" (sim: {sim_shares})" if sim_shares else " (sim: n/a)"))
+        if rep.sim is None:
+            lines.append(f"  TTFT mean {_f(rep.ttft_mean_s)} s, P90 {_f(rep.ttft_p90_s)} s (sim n/a)")
+            lines.append("  prefilled at: " + ", ".join(f"{k} {v:.0%}" for k, v in rep.offload_share.items()))
+        else:
+            lines.append(f"  sim: {sim.get('completed')} of {sim.get('sent')} completed")
+            lines.append(f"  TTFT mean {_f(rep.ttft_mean_s)} s (sim {_f(sim.get('ttft_mean_s'))}, "
+                         f"err {_pct(sim.get('ttft_mean_rel_err'))}), P90 {_f(rep.ttft_p90_s)} s "
+                         f"(sim {_f(sim.get('ttft_p90_s'))}, err {_pct(sim.get('ttft_p90_rel_err'))})")
+            sim_share = sim.get("offload_share") or {}
+            beside = [f"{k} {rep.offload_share.get(k, 0.0):.0%} (sim {sim_share.get(k, 0.0):.0%}, {err:+.0f} pp)"
+                      for k, err in (sim.get("offload_share_err_pp") or {}).items()]
+            lines.append("  prefilled at: " + ", ".join(beside))
         for b in rep.share_over_time:
             parts = ", ".join(f"{k} {v:.0%}" for k, v in b.items() if k not in ("t0_s", "t1_s", "n"))
             lines.append(f"    [{b['t0_s']:5.1f}, {b['t1_s']:5.1f}) s  n={b['n']:3d}  {parts}")

@@ -156,7 +156,7 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
     with sites_deployment(topo, spec, out_dir / "deploy") as dep:
         typer.echo(describe(dep.sites))
         result = run_regions(dep)
-    reports = region_reports(result, sim=sim_prediction(topo, spec))
+    reports = region_reports(result, sim=sim_prediction(topo, spec, result))
     write_sites_run(result, reports, out_dir)
     typer.echo(format_reports(reports, result))
     typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")

@@ -1,0 +1,150 @@
+"""The multi-site simulator's prediction of a live `prfaas bench sites run`, on the very requests it sent.
+
+    pred = predict_sites(topology, spec, result)          # sim.multisite_run.simulate_multisite, same everything
+    pred.regions["us"] -> {"ttft_mean_s", "ttft_p90_s", "offload_share": {site: share}, "sent", "completed"}
+
+What the simulator gets, each as the live run had it (`bench.sites_run`):
+- **requests**: every live record of every region (sent, whatever its outcome): arrival = the record's `send_s`
+  (seconds since the common start of the load), prompt = its `prompt_tokens`, output = its `max_tokens`;
+  merged into one id space (`merge_regions`), each tagged with its region;
+- **nodes**: the emulation's node counts (at most `max_nodes_per_cluster` per PrfaaS cluster and per PD role,
+  `sites_run._nodes`' rule), as a topology whose PD clusters carry `prefill_instances` = the live PD-P count;
+- **cost models**: the emulated engine's (`serve.emulated_backend.emulated_models` with the run's k_t and k_b:
+  H200 timing on PrfaaS nodes, H20 on PD nodes, S_kv / k_b), decode T_decode x k_t per batch step (BS_max = the
+  live model section's `max_batch_size`), as `bench.paper_config.sim_scenario` does for the single-site bench;
+- **links**: the emulated capacities (paper Gbps x link scale, `sites_run.emulated_topology`: the tc caps);
+  latency as the topology states it (the gateways' selectors see it; the veths add none);
+- **policy**: the same router defaults with the run's threshold, the same site selector (`SiteSelectConfig`
+  defaults, as the gateways build it);
+- **fault**: the one the live run injected, at the time it injected it (`result.fault_s`): `site_fail` of the
+  killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none.
+
+Differences that remain (docs/multisite-live.md): the live node queue is FIFO and the live router picks the
+instance; the simulator's PrfaaS queue is one per cluster (FIFO here: `fair_order=False`), served by the first
+free instance (identical with one node per cluster). Each live gateway sees only its own in-flight work; the
+simulated selector sees every region's. Control-plane and transport overheads are not simulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from prfaas.bench.sites_run import SitesFault, SitesRunResult, SitesRunSpec, emulated_topology
+from prfaas.bench.summary import nearest_rank
+from prfaas.core.errors import ConfigError
+from prfaas.core.lifecycle import ClusterKind
+from prfaas.core.topology import SiteTopology
+from prfaas.perf.emulated import EmulatedDecodeModel, EmulationScale
+from prfaas.policy.overrides import apply_policy_overrides
+from prfaas.serve.config import EmulatedSection, ModelSection
+from prfaas.serve.emulated_backend import emulated_models
+from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
+from prfaas.sim.multisite_deployment import MultiSiteDeployment, SiteEvent, SiteEventKind
+from prfaas.sim.multisite_run import MultiSiteResult, merge_regions, simulate_multisite
+from prfaas.workload.request import WorkloadRequest
+
+LOCAL = "local"  # as bench.sites_report: a request prefilled in its own region
+
+
+def live_node_counts(topology: SiteTopology, spec: SitesRunSpec) -> dict[str, tuple[int, int]]:
+    """Nodes the live run starts per cluster: PrfaaS cluster -> (n, 0), PD region -> (PD-P, PD-D)
+    (the rule of `sites_run._nodes`)."""
+    cap = spec.max_nodes_per_cluster
+    out = {s.name: (max(1, min(s.instances, cap)), 0) for s in topology.prfaas}
+    for r in topology.pd:
+        n_p = r.prefill_instances if r.prefill_instances is not None else max(1, r.instances // 2)
+        out[r.name] = (max(1, min(n_p, cap)), max(1, min(r.instances - n_p, cap)))
+    return out
+
+
+def sim_topology(topology: SiteTopology, spec: SitesRunSpec) -> SiteTopology:
+    """The live run's topology for the simulator: its node counts and its emulated link capacities."""
+    counts = live_node_counts(topology, spec)
+    emu = emulated_topology(topology, spec.link_scale)
+    prfaas = [msgspec.structs.replace(s, instances=counts[s.name][0]) for s in emu.prfaas]
+    pd = [msgspec.structs.replace(r, instances=sum(counts[r.name]), prefill_instances=counts[r.name][0])
+          for r in emu.pd]
+    return msgspec.structs.replace(emu, prfaas=prfaas, pd=pd)
+
+
+def sim_deployment(topology: SiteTopology, spec: SitesRunSpec) -> MultiSiteDeployment:
+    """The emulated engine's cost models on the live node counts and link caps (`sites_run.sites_config`'s model)."""
+    section = EmulatedSection(time_scale=spec.time_scale, state_scale=spec.state_scale)
+    models = emulated_models(section)
+    decode = EmulatedDecodeModel(section.t_decode_s, EmulationScale(spec.time_scale, spec.state_scale))
+    bs_max = ModelSection().max_batch_size  # sites_config leaves it at its default
+    return MultiSiteDeployment(sim_topology(topology, spec), models[ClusterKind.PRFAAS], models[ClusterKind.PD],
+                               decode, bs_max=bs_max, cache_blocks=0)  # prefix_cache_bytes = 0 live
+
+
+def live_requests(result: SitesRunResult, regions: Sequence[str]) -> tuple[list[WorkloadRequest], dict[int, str],
+                                                                          dict[int, int]]:
+    """Every request the live run sent, as the simulator's: (requests, region of each, live record index of each)."""
+    per_region: dict[str, list[WorkloadRequest]] = {}
+    for name in regions:
+        run = result.regions.get(name)
+        if run is None:
+            continue
+        per_region[name] = [WorkloadRequest(rec.index, max(rec.send_s, 0.0), max(rec.prompt_tokens, 1),
+                                            rec.max_tokens) for rec in run.records]
+    if not any(per_region.values()):
+        raise ConfigError("no live request to predict")
+    requests, region_of = merge_regions(per_region)
+    # merge_regions renumbers in arrival order (ties: region order, then the live index): map back to the index
+    order = sorted(((r.arrival_s, k, r.request_id) for k, reqs in enumerate(per_region.values()) for r in reqs))
+    live_index = {new_id: index for new_id, (_, _, index) in enumerate(order)}
+    return requests, region_of, live_index
+
+
+def fault_script(topology: SiteTopology, spec: SitesRunSpec,
+                 result: SitesRunResult) -> tuple[ScriptedEvent | SiteEvent, ...]:
+    """The fault the live run injected, at its time: site_fail (site-lost) or capacity / 10 (link-degraded)."""
+    if result.fault is None or result.fault_target is None or result.fault_s is None:
+        return ()
+    if SitesFault(result.fault) is SitesFault.SITE_LOST:
+        return (SiteEvent(result.fault_s, SiteEventKind.SITE_FAIL, result.fault_target),)
+    link = next((lk for lk in topology.links if lk.link_id == result.fault_target), None)
+    if link is None:
+        raise ConfigError(f"fault target {result.fault_target!r} is not a link of the topology")
+    emulated_gbps = link.capacity_gbps * spec.link_scale
+    return (ScriptedEvent(result.fault_s, ScriptKind.LINK_CAPACITY, link_id=link.link_id,
+                          capacity_gbps=emulated_gbps / 10.0),)
+
+
+@dataclass(frozen=True, slots=True)
+class SitesPrediction:
+    sim: MultiSiteResult
+    requests: tuple[WorkloadRequest, ...]
+    region_of: Mapping[int, str]
+    live_index_of: Mapping[int, int]  # simulated request id -> the live record's index in its region
+    script: tuple[ScriptedEvent | SiteEvent, ...]
+    regions: dict[str, dict[str, Any]]  # region -> what the report shows beside the live numbers
+
+
+def _shares(places: list[str]) -> dict[str, float]:
+    return {p: places.count(p) / len(places) for p in sorted(set(places))} if places else {}
+
+
+def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunResult) -> SitesPrediction:
+    """The simulator on the live run's requests, nodes, cost models, links, policy and fault (module docstring)."""
+    deployment = sim_deployment(topology, spec)
+    requests, region_of, live_index = live_requests(result, deployment.topology.pd_names)
+    script = fault_script(topology, spec, result)
+    policy = apply_policy_overrides({}, spec.threshold_tokens)
+    sim = simulate_multisite(deployment, "prfaas", requests, region_of, selector=spec.site_selector,
+                             policy_config=policy, script=script, options=SimOptions(),
+                             prefill_queue="cluster", fair_order=False)
+    regions: dict[str, dict[str, Any]] = {}
+    for name in result.regions:
+        own = sim.region_records(name)
+        ok = [r for r in own if r.is_ok]
+        ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
+        regions[name] = {"sent": len(own), "completed": len(ok),
+                         "ttft_mean_s": sum(ttfts) / len(ttfts) if ttfts else None,
+                         "ttft_p90_s": nearest_rank(ttfts, 0.9),
+                         "offload_share": _shares([r.prfaas_site or LOCAL for r in ok])}
+    return SitesPrediction(sim, tuple(requests), region_of, live_index, script, regions)
