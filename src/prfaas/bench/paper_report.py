@@ -102,7 +102,8 @@ def format_paper(result: PaperResult, extra: ConfigResult | None = None) -> str:
         size = (f"{opts.capacity_requests} requests" if opts.capacity_requests is not None
                 else f"{opts.capacity_window_s:g} s (paper units)")
         lines += ["", f"capacity: Poisson arrivals at {opts.overload:g} x the planner's Lambda_max for "
-                  f"{size}, cut {opts.capacity_stop_s:g} s after the last arrival + decode; served = completions per second once saturated "
+                  f"{size}, cut {opts.capacity_stop_s:g} s after the last arrival + decode; "
+                  "served = completions per second once saturated "
                   "(median [min, max] over runs, paper req/s); sim on the same requests",
                   f"{'configuration':<34}{'planner':>8}{'offered':>8}{'live served':>24}{'sim served':>11}"
                   f"{'sim err':>25}{'live/homo':>10}{'sim/homo':>9}{'planner/homo':>13}{'paper':>6}"

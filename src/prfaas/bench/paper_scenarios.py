@@ -39,6 +39,7 @@ from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.netns import can_emulate
 from prfaas.bench.paper import bench_requests
 from prfaas.bench.paper_config import (
+    EMULATED_RTT_BASELINE_MS,
     OUTPUT_TOKENS,
     PaperConfiguration,
     PaperScale,
@@ -72,11 +73,7 @@ from prfaas.workload.request import WorkloadRequest
 SCENARIOS = ("link-drop", "mix-shift")
 SPLIT_TOKENS = 19_400  # mix shift: "long" is above this (tests/sim/scenarios/mix_shift.toml's split_tokens)
 SAMPLE_INTERVAL_PAPER_S = 1.0  # threshold / role / link samples, both sides
-# The bandwidth-aware loop's RTT baseline, both sides: the simulated link's round trip (2 x its 5 ms latency). Left
-# to itself the live loop takes the smallest RTT it saw, a fraction of a millisecond on the sites' veth, and then
-# reads the few ms a transfer queues in the tbf at normal load as 2x "inflation", i.e. a congested link, and raises
-# t to its maximum before any drop (measured: t' = 2 t from the first seconds of the quick run).
-RTT_BASELINE_MS = 10.0
+RTT_BASELINE_MS = EMULATED_RTT_BASELINE_MS  # both sides (bench.paper_config: why)
 _THRESHOLD_RE = re.compile(r"^prfaas_threshold_tokens\s+(\S+)", re.MULTILINE)
 
 COMPRESSION = {

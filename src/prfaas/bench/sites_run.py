@@ -36,6 +36,7 @@ import msgspec
 from prfaas.bench.deploy import PACKAGE_ROOT
 from prfaas.bench.loadgen import LoadOptions, drive
 from prfaas.bench.netns import SiteError, entered, pids_in
+from prfaas.bench.paper_config import EMULATED_RTT_BASELINE_MS
 from prfaas.bench.records import RequestRecord
 from prfaas.bench.sites_multi import MultiSites, MultiSitesSpec, many_sites
 from prfaas.bench.workload import WorkloadSpec, build_requests
@@ -146,8 +147,10 @@ def sites_config(topology: SiteTopology, sites: MultiSites, spec: SitesRunSpec) 
                                           tls=TlsMode.ON if spec.tls else TlsMode.OFF),
         nodes=_nodes(topology, sites, spec),
         links=[LinkSection(capacity_gbps=None)],  # unpaced: each link's tc cap is the limit
+        # the per-link loops' RTT baseline: the sites emulate no delay (bench.paper_config: why)
         policy=PolicySection(threshold_tokens=spec.threshold_tokens, rebalance=False,
-                             site_selector=spec.site_selector),
+                             site_selector=spec.site_selector,
+                             bandwidth={"rtt_baseline_ms": EMULATED_RTT_BASELINE_MS}),
         topology=emulated_topology(topology, spec.link_scale),
         gateways=[RegionGatewaySection(region=r.name, host=sites.info.addr[r.name], port=GATEWAY_PORT)
                   for r in topology.pd],

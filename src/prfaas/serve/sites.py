@@ -39,7 +39,7 @@ from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import TopologyError, check_topology, link_id
 from prfaas.policy.kv_index import cached_tokens_for
 from prfaas.policy.site_registry import list_site_selectors, make_site_selector
-from prfaas.policy.sites import PrfaasSiteView, SiteChoice, SitesView
+from prfaas.policy.sites import PrfaasSiteView, SiteChoice, SiteSelectConfig, SitesView
 from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID, ClusterView, RequestInfo
 from prfaas.serve.cluster import NodeRecord, NodeRegistry, merge_links
 
@@ -184,8 +184,12 @@ class SiteRouting:
         self.site_of = {n.name: n.site or "" for n in cfg.nodes}
         self.sites = tuple(lk.prfaas for lk in self.topology.links_to(self.region))
         self.prefill_time_s = _site_prefill_time(cfg, control)
+        from prfaas.serve.config import policy_config  # config imports this module
+
+        # the per-link loops run the gateway's `[policy.bandwidth]` settings (as its two-cluster loop does)
         self.selector = make_site_selector(cfg.policy.site_selector, self.topology, self.prefill_time_s,
-                                           self._state_bytes)
+                                           self._state_bytes,
+                                           SiteSelectConfig(bandwidth=policy_config(cfg).bandwidth))
         self.last_choice: SiteChoice | None = None
         self._reasons: dict[int, str] = {}  # request id -> the last choice's reason (read once, bounded)
         self.capacity_gbps: dict[str, float] = {}  # link id -> capacity told by the operator (`set_link_capacity`)
