@@ -54,7 +54,10 @@ from prfaas.workload import WorkloadRequest
 VOCAB = 2048  # the emulated engine's (default tokenizer's) ids
 DEFAULT_COMMON_LOAD_RPS = 1.0  # unscaled, as `sim.paper`
 DEFAULT_TAIL_S = 60.0  # unscaled, as `sim.search.SustainCriteria`
-_ABANDONING = ("search", "capacity")  # probes whose unfinished requests are cut at a deadline on purpose
+_ABANDONING = ("search", "capacity")
+# The request path is measured where nothing else waits: at the common load. At a saturated probe the gateway's
+# own waits for a route (a decode slot) fall outside the node's queue_s and would be counted again as "path".
+CALIBRATION_KIND = "common"  # probes whose unfinished requests are cut at a deadline on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +426,7 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead | None, *, common_requ
                capacity_window_s: float | None = None, capacity_requests: int | None = None) -> PaperResult:
     """The simulator side of a finished `bench paper` output again, with `overhead` (`simoh_*` fields); the live
     rows are read back unchanged. Each probe's requests are regenerated from its configuration, rate and seed.
-    `overhead=None`: cross-validated, each probe with the overhead of its configuration's and kind's probes in
+    `overhead=None`: cross-validated, each probe with the overhead of its configuration's common-load probes in
     the other runs (`paper_overhead.cross_run_overhead`; needs >= 2 runs)."""
     from prfaas.bench.paper_config import paper_configurations
     from prfaas.bench.paper_report import write_paper
@@ -456,7 +459,7 @@ def resimulate(paper_dir: Path, overhead: RequestOverhead | None, *, common_requ
                 raise ValueError(f"{c.name} {p.kind} {p.rate_rps}: regenerated {len(requests)} requests, the live "
                                  f"run sent {p.num_requests} (give --common-requests / --capacity-window-s)")
             used = overhead if overhead is not None else cross_run_overhead(
-                paper_dir, res.configuration.replace("/", "_"), p.kind, p.run)
+                paper_dir, res.configuration.replace("/", "_"), CALIBRATION_KIND, p.run)
             extra = sim_with_overhead(c, scale, requests, n / p.rate_rps, opts.criteria.tail_s, used)
             probes.append(msgspec.structs.replace(p, **extra))
         result.configs.append(msgspec.structs.replace(res, probes=probes))
