@@ -72,7 +72,13 @@ class SitesInfo(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int
 
 
-def _tbf(ns: str, dev: str, rate_mbit: float, burst_kb: int, latency_ms: int, verb: str) -> None:
+def qdisc_sent_bytes(ns: str, dev: str) -> int:
+    """Bytes a device's root qdisc has sent (resets when the qdisc is replaced)."""
+    match = re.search(r"Sent (\d+) bytes", run_cmd("tc", "-s", "-n", ns, "qdisc", "show", "dev", dev))
+    return int(match.group(1)) if match else 0
+
+
+def tbf(ns: str, dev: str, rate_mbit: float, burst_kb: int, latency_ms: int, verb: str) -> None:
     run_cmd("tc", "-n", ns, "qdisc", verb, "dev", dev, "root", "tbf", "rate", f"{rate_mbit:g}mbit",
             "burst", f"{burst_kb}kb", "latency", f"{latency_ms}ms")
 
@@ -92,14 +98,12 @@ class Sites:
         if not rate_mbit > 0:
             raise SiteError(f"cap must be > 0 Mbit/s, got {rate_mbit}")
         info = self.info
-        _tbf(info.prfaas_ns, info.prfaas_dev, rate_mbit, info.burst_kb, info.latency_ms, "replace")
+        tbf(info.prfaas_ns, info.prfaas_dev, rate_mbit, info.burst_kb, info.latency_ms, "replace")
         self.cap_mbit = rate_mbit
 
     def tx_bytes(self) -> int:
         """Bytes the PrfaaS-side qdisc has sent toward the local site (resets when the qdisc is replaced)."""
-        out = run_cmd("tc", "-s", "-n", self.info.prfaas_ns, "qdisc", "show", "dev", self.info.prfaas_dev)
-        match = re.search(r"Sent (\d+) bytes", out)
-        return int(match.group(1)) if match else 0
+        return qdisc_sent_bytes(self.info.prfaas_ns, self.info.prfaas_dev)
 
     def is_up(self) -> bool:
         return namespace_exists(self.info.prfaas_ns) and namespace_exists(self.info.local_ns)
@@ -130,9 +134,9 @@ def _build(info: SitesInfo) -> None:
         run_cmd("ip", "-n", ns, "link", "set", dev, "up")
         run_cmd("ip", "-n", ns, "link", "set", "lo", "up")
     if info.cap_mbit is not None:
-        _tbf(info.prfaas_ns, info.prfaas_dev, info.cap_mbit, info.burst_kb, info.latency_ms, "add")
+        tbf(info.prfaas_ns, info.prfaas_dev, info.cap_mbit, info.burst_kb, info.latency_ms, "add")
     if info.reverse_cap_mbit is not None:
-        _tbf(info.local_ns, info.local_dev, info.reverse_cap_mbit, info.burst_kb, info.latency_ms, "add")
+        tbf(info.local_ns, info.local_dev, info.reverse_cap_mbit, info.burst_kb, info.latency_ms, "add")
 
 
 def sites_up(spec: SitesSpec) -> Sites:

@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import os
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import msgspec
 
 from prfaas.bench.netns import SiteError, delete_namespace, namespace_exists, run_cmd
-from prfaas.bench.sites import load_state, save_state, sigterm_as_exit
+from prfaas.bench.sites import load_state, qdisc_sent_bytes, save_state, sigterm_as_exit, tbf
 from prfaas.core.topology import SiteTopology
 
 NAME_PREFIX = "prfaas_ms"
@@ -79,11 +78,6 @@ class MultiSitesInfo(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int
 
 
-def _tbf(ns: str, dev: str, rate_mbit: float, burst_kb: int, latency_ms: int, verb: str) -> None:
-    run_cmd("tc", "-n", ns, "qdisc", verb, "dev", dev, "root", "tbf", "rate", f"{rate_mbit:g}mbit",
-            "burst", f"{burst_kb}kb", "latency", f"{latency_ms}ms")
-
-
 class MultiSites:
     """Handle on built sites: exec prefixes, per-link caps and counters, teardown."""
 
@@ -111,16 +105,14 @@ class MultiSites:
         if not rate_mbit > 0:
             raise SiteError(f"cap must be > 0 Mbit/s, got {rate_mbit}")
         lk = self.link(link_id)
-        _tbf(self.info.namespace[lk.prfaas], lk.prfaas_dev, rate_mbit, self.info.burst_kb, self.info.latency_ms,
+        tbf(self.info.namespace[lk.prfaas], lk.prfaas_dev, rate_mbit, self.info.burst_kb, self.info.latency_ms,
              "replace")
         self.cap_mbit[link_id] = rate_mbit
 
     def tx_bytes(self, link_id: str) -> int:
         """Bytes the link's PrfaaS-side qdisc has sent toward the PD side (resets when the qdisc is replaced)."""
         lk = self.link(link_id)
-        out = run_cmd("tc", "-s", "-n", self.info.namespace[lk.prfaas], "qdisc", "show", "dev", lk.prfaas_dev)
-        match = re.search(r"Sent (\d+) bytes", out)
-        return int(match.group(1)) if match else 0
+        return qdisc_sent_bytes(self.info.namespace[lk.prfaas], lk.prfaas_dev)
 
     def tx_bytes_by_link(self) -> dict[str, int]:
         return {lk.link_id: self.tx_bytes(lk.link_id) for lk in self.info.links}
@@ -172,7 +164,7 @@ def _build(info: MultiSitesInfo) -> None:
                 "src", info.addr[lk.prfaas])
         run_cmd("ip", "-n", ns_d, "route", "add", f"{info.addr[lk.prfaas]}/32", "via", lk.prfaas_end, "dev",
                 lk.pd_dev, "src", info.addr[lk.pd])
-        _tbf(ns_p, lk.prfaas_dev, lk.cap_mbit, info.burst_kb, info.latency_ms, "add")
+        tbf(ns_p, lk.prfaas_dev, lk.cap_mbit, info.burst_kb, info.latency_ms, "add")
 
 
 def multi_sites_up(topology: SiteTopology, spec: MultiSitesSpec | None = None) -> MultiSites:
