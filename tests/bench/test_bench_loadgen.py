@@ -51,14 +51,19 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _run() -> list[object]:
+async def _serve() -> tuple[web.AppRunner, int]:
+    """The scripted SSE server on a free loopback port."""
     app = web.Application()
     app.router.add_post("/v1/completions", _completions)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+async def _run() -> list[object]:
+    runner, port = await _serve()
     try:
         requests = [BenchRequest(i, 0.01 * i, (i, 5, 6), 3) for i in range(len(BEHAVIOURS))]
         seen: list[str] = []
@@ -109,13 +114,7 @@ def test_time_budget_bounds_what_is_sent() -> None:
 
 
 async def _run_with_stop() -> list[object]:
-    app = web.Application()
-    app.router.add_post("/v1/completions", _completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await _serve()
     try:
         hang, ok = BEHAVIOURS.index("hang"), BEHAVIOURS.index("ok")
         # Two hanging streams sent at 0 s and 0.5 s and one that finishes: the run stops 1.5 s after its start,
