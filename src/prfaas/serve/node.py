@@ -54,6 +54,7 @@ from prfaas.serve.messages import (
 )
 from prfaas.serve.node_cancel import NodeCancellation
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.prefill_order import prefill_cost_s, region_weights
 from prfaas.serve.sites import node_gateways
 from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
@@ -76,7 +77,8 @@ class NodeServer(NodeCancellation):
         self.section: NodeSection = cfg.node(name)
         self.role = self.section.role
         self.backend = backend
-        self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe)
+        self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe,
+                                  region_weights=region_weights(cfg))
         self.inbox = StateInbox()
         self.attempts = AttemptTable()
         self.decodes_cancelled_total = 0
@@ -267,7 +269,8 @@ class NodeServer(NodeCancellation):
                 return _error("transfer", str(exc), 502)
             live.transfer = transfer
         started: list[float] = []
-        live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live))
+        live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live), region=msg.region,
+                                             cost_s=prefill_cost_s(self.backend, len(msg.token_ids)))
         try:
             output = await await_start(live.job_future, msg.start_within_s)
         except BackendInputError as exc:
