@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -38,7 +37,7 @@ from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.inbox import StateInbox, StateNotArrived
-from prfaas.serve.liveness import HeartbeatThread
+from prfaas.serve.liveness import HeartbeatThread, start_heartbeats
 from prfaas.serve.messages import (
     DecodeRequest,
     Heartbeat,
@@ -184,15 +183,9 @@ class NodeServer(NodeCancellation):
         """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them. With
         [topology] a PrfaaS node does so to every region gateway that routes to it, each with its own cache
         report (`serve.sites.node_gateways`)."""
-        beats = []
-        for i, (host, port) in enumerate(node_gateways(self.cfg, self.section.name)):
-            reporter = self.cache_reporter if i == 0 else CacheReporter()
-            beat = HeartbeatThread(self.auth, host, port, self.cfg.gateway.heartbeat_interval_s,
-                                   register=self._register_message,
-                                   heartbeat=functools.partial(self.heartbeat, reporter=reporter), reporter=reporter)
-            beat.start()
-            beats.append(beat)
-        return beats
+        return start_heartbeats(self.auth, node_gateways(self.cfg, self.section.name),
+                                self.cfg.gateway.heartbeat_interval_s, register=self._register_message,
+                                heartbeat=self.heartbeat, reporter=self.cache_reporter)
 
     async def _sweep_loop(self) -> None:
         while True:
