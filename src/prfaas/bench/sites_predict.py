@@ -18,10 +18,11 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
   defaults, as the gateways build it);
 - **fault**: the one the live run injected, at the time it injected it (`result.fault_s`): `site_fail` of the
   killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none.
+- **queues**: as live, the router picks the PrfaaS instance and each instance's queue starts its prefills in
+  `FairQueue` order over regions (`prefill_queue = "node"`; live: `serve.worker`, cost = the emulated prefill's
+  seconds, weights = the selector's).
 
-Differences that remain (docs/multisite-live.md): the live node queue is FIFO and the live router picks the
-instance; the simulator's PrfaaS queue is one per cluster (FIFO here: `fair_order=False`), served by the first
-free instance (identical with one node per cluster). Each live gateway sees only its own in-flight work; the
+Differences that remain (docs/multisite-live.md): each live gateway sees only its own in-flight work; the
 simulated selector sees every region's. Control-plane and transport overheads are not simulated.
 """
 
@@ -137,7 +138,7 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
     policy = apply_policy_overrides({}, spec.threshold_tokens)
     sim = simulate_multisite(deployment, "prfaas", requests, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
-                             prefill_queue="cluster", fair_order=False)
+                             prefill_queue="node")
     regions: dict[str, dict[str, Any]] = {}
     for name in result.regions:
         own = sim.region_records(name)

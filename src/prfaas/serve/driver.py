@@ -293,7 +293,8 @@ class RequestDriver:
         target = DecodeTarget(name=decode_node.name, kv_host=decode_node.info.kv_host, kv_port=decode_node.info.kv_port,
                               cached_tokens=min(held, len(prompt)))
         msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
-                             route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s)
+                             route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s,
+                             region=self.cfg.gateway.region)
         prefill_node.gateway_prefills += 1
         prefill_node.gateway_prefill_tokens += plan.uncached_tokens
         inbound = decode_node is not prefill_node

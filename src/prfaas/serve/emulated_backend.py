@@ -99,11 +99,15 @@ class EmulatedBackend:
                 tensors.append(TensorSpec(i, LayerKind.LINEAR, "recurrent", "uint8", (spec.fixed_state_bytes,)))
         return StateLayout(tensors=tuple(tensors), num_tokens=num_tokens)
 
+    def expected_prefill_s(self, num_tokens: int) -> float:
+        """How long a prefill of `num_tokens` sleeps (scaled): what the node's fair prefill order costs it at."""
+        return self.prefill_model.t_prefill_s(num_tokens)
+
     def prefill(self, request_id: str, tokens: Sequence[int], sampling: SamplingMsg,
                 on_layer_done: LayerViews | None) -> PrefillOutput:
         _check_prompt(len(tokens), self.max_context_tokens)
         started = self._clock()
-        duration_s = self.prefill_model.t_prefill_s(len(tokens))
+        duration_s = self.expected_prefill_s(len(tokens))
         layout = self.expected_layout(len(tokens))
         buffers: list[bytearray] = []
         by_layer: dict[int, list[bytearray]] = {}

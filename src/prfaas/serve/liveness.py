@@ -3,6 +3,8 @@
     beat = HeartbeatThread(auth, gateway_url, interval_s, register=node._register_message,
                            heartbeat=node.heartbeat, reporter=node.cache_reporter)
     beat.start() ... beat.stop()
+    beats = start_heartbeats(auth, node_gateways(cfg, name), interval_s, register=..., heartbeat=node.heartbeat,
+                             reporter=node.cache_reporter)   # one per gateway (many sites: `serve.sites`)
 
 The thread has its own small HTTP client (`http.client`, one kept-alive connection) and signs every call with
 the deployment's control key exactly as the aiohttp middleware does (`ControlAuth.sign`); a reply that is not
@@ -14,10 +16,11 @@ leaves routing after `gateway.heartbeat_timeout_s`.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prfaas.serve.cache_report import CacheReporter
 from prfaas.serve.control_auth import ControlAuth
@@ -115,3 +118,20 @@ class HeartbeatThread:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def start_heartbeats(auth: ControlAuth, gateways: Sequence[tuple[str, int]], interval_s: float, *,
+                     register: Callable[[], NodeRegister], heartbeat: Callable[..., Heartbeat],
+                     reporter: CacheReporter, healthy: Callable[[], bool] | None = None) -> list[HeartbeatThread]:
+    """One started `HeartbeatThread` per gateway `(host, port)` (`serve.sites.node_gateways`: the gateway, or with
+    [topology] every region gateway that routes to the node). The first reports the prefix cache with `reporter`,
+    each other with a `CacheReporter` of its own (each gateway keeps its own copy of the node's cache):
+    `heartbeat(reporter=...)` builds the heartbeat for one of them."""
+    beats = []
+    for i, (host, port) in enumerate(gateways):
+        own = reporter if i == 0 else CacheReporter()
+        beat = HeartbeatThread(auth, host, port, interval_s, register=register,
+                               heartbeat=functools.partial(heartbeat, reporter=own), reporter=own, healthy=healthy)
+        beat.start()
+        beats.append(beat)
+    return beats

@@ -107,6 +107,9 @@ class PrefillRequest(Message, frozen=True, kw_only=True, tag="prefill"):
     # admission control: seconds (from the node's receipt) within which the prefill must start, else it is
     # dropped from the queue and answered with ErrorReply kind "shed" (503); None: no deadline
     start_within_s: float | None = None
+    # the PD region of the gateway that sent it (`[topology]` deployments): the node starts its queued prefills in
+    # weighted fair order across regions (`serve.worker`); None (one gateway, no topology): FIFO
+    region: str | None = None
 
 
 class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -38,7 +37,7 @@ from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.inbox import StateInbox, StateNotArrived
-from prfaas.serve.liveness import HeartbeatThread
+from prfaas.serve.liveness import HeartbeatThread, start_heartbeats
 from prfaas.serve.messages import (
     DecodeRequest,
     Heartbeat,
@@ -54,6 +53,7 @@ from prfaas.serve.messages import (
 )
 from prfaas.serve.node_cancel import NodeCancellation
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.prefill_order import prefill_cost_s, region_weights
 from prfaas.serve.sites import node_gateways
 from prfaas.serve.tls_setup import receiver_context, sender_context
 from prfaas.serve.worker import ModelWorker
@@ -76,7 +76,8 @@ class NodeServer(NodeCancellation):
         self.section: NodeSection = cfg.node(name)
         self.role = self.section.role
         self.backend = backend
-        self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe)
+        self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe,
+                                  region_weights=region_weights(cfg))
         self.inbox = StateInbox()
         self.attempts = AttemptTable()
         self.decodes_cancelled_total = 0
@@ -182,15 +183,9 @@ class NodeServer(NodeCancellation):
         """Register and heartbeat from a thread of their own (`serve.liveness`): load cannot delay them. With
         [topology] a PrfaaS node does so to every region gateway that routes to it, each with its own cache
         report (`serve.sites.node_gateways`)."""
-        beats = []
-        for i, (host, port) in enumerate(node_gateways(self.cfg, self.section.name)):
-            reporter = self.cache_reporter if i == 0 else CacheReporter()
-            beat = HeartbeatThread(self.auth, host, port, self.cfg.gateway.heartbeat_interval_s,
-                                   register=self._register_message,
-                                   heartbeat=functools.partial(self.heartbeat, reporter=reporter), reporter=reporter)
-            beat.start()
-            beats.append(beat)
-        return beats
+        return start_heartbeats(self.auth, node_gateways(self.cfg, self.section.name),
+                                self.cfg.gateway.heartbeat_interval_s, register=self._register_message,
+                                heartbeat=self.heartbeat, reporter=self.cache_reporter)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -267,7 +262,8 @@ class NodeServer(NodeCancellation):
                 return _error("transfer", str(exc), 502)
             live.transfer = transfer
         started: list[float] = []
-        live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live))
+        live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live), region=msg.region,
+                                             cost_s=prefill_cost_s(self.backend, len(msg.token_ids)))
         try:
             output = await await_start(live.job_future, msg.start_within_s)
         except BackendInputError as exc:

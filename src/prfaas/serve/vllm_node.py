@@ -51,7 +51,7 @@ from prfaas.perf.arch import s_kv_bytes
 from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
-from prfaas.serve.liveness import HeartbeatThread
+from prfaas.serve.liveness import HeartbeatThread, start_heartbeats
 from prfaas.serve.messages import (
     AbortReply,
     AbortRequest,
@@ -69,6 +69,7 @@ from prfaas.serve.messages import (
     encode,
 )
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.sites import node_gateways
 from prfaas.serve.vllm_arch import served_arch
 from prfaas.serve.vllm_events import KvEventSubscriber, PrefixTracker
 from prfaas.serve.vllm_http import VllmClient, VllmError, VllmTokens, completion_body
@@ -133,7 +134,7 @@ class VllmNodeServer:
         self._subscriber: KvEventSubscriber | None = None
         self._runner: web.AppRunner | None = None
         self._port = self.section.port
-        self._liveness: HeartbeatThread | None = None
+        self._liveness: list[HeartbeatThread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
@@ -164,11 +165,11 @@ class VllmNodeServer:
         await self.poll_once()
         self._tasks.append(asyncio.create_task(self._poll_loop()))
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
-        gw = self.cfg.gateway
-        self._liveness = HeartbeatThread(self.auth, gw.host, gw.port, gw.heartbeat_interval_s,
-                                         register=self._register_message, heartbeat=self.heartbeat,
-                                         reporter=self.cache_reporter, healthy=self._is_ready)
-        self._liveness.start()
+        # to the gateway, or with [topology] to every region gateway that routes to this node (`serve.sites`)
+        self._liveness = start_heartbeats(self.auth, node_gateways(self.cfg, self.section.name),
+                                          self.cfg.gateway.heartbeat_interval_s, register=self._register_message,
+                                          heartbeat=self.heartbeat, reporter=self.cache_reporter,
+                                          healthy=self._is_ready)
 
     def stop(self) -> None:
         self._stop.set()
@@ -187,8 +188,8 @@ class VllmNodeServer:
             pump.cancel()
         for call in self._calls.values():
             call.cancel()
-        if self._liveness is not None:
-            await asyncio.to_thread(self._liveness.stop)
+        for beat in self._liveness:
+            await asyncio.to_thread(beat.stop)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._subscriber is not None:
@@ -305,9 +306,12 @@ class VllmNodeServer:
         with self._prefilled_lock:
             return frozenset(self._prefilled)
 
-    def heartbeat(self, with_cache_report: bool = True) -> Heartbeat:
+    def heartbeat(self, with_cache_report: bool = True, reporter: CacheReporter | None = None) -> Heartbeat:
+        """The load snapshot; only heartbeats carry the cache report (`reporter`: the one of the gateway it goes
+        to, `serve.liveness.start_heartbeats`)."""
         load = self.load
-        cache = self.cache_reporter.report(self.cached_blocks()) if with_cache_report else NO_REPORT
+        reporter = reporter or self.cache_reporter
+        cache = reporter.report(self.cached_blocks()) if with_cache_report else NO_REPORT
         return Heartbeat(name=self.section.name, role=self.role, queued_requests=load.waiting,
                          queued_tokens=self.queued_tokens, running_batch=load.running, in_flight=self.in_flight,
                          busy_s_total=self.busy_s_total, prefill_tokens_total=load.computed_prompt_tokens_total,

@@ -2,16 +2,22 @@
 
     worker = ModelWorker(backend, max_batch=32, on_events=deliver)     # deliver runs on this thread
     worker.start()
-    future = worker.submit(lambda: backend.prefill(...))               # concurrent.futures.Future
+    future = worker.submit(lambda: backend.prefill(...), region="us", cost_s=0.4)   # concurrent.futures.Future
     worker.admit(request_id, state, first_token, sampling)             # joins the decode batch when there is room
     worker.cancel(request_id)                                          # leaves the batch within one step
     worker.withdraw(future, exc)                                       # a queued job leaves the queue (fails)
     worker.stop()
 
-Loop: run one submitted job (prefills, FIFO), admit waiting decodes while the batch has room, run one decode
-step, repeat; sleep when there is nothing to do. Jobs and decode steps alternate, so a long prefill delays the
-running batch by at most one prefill. The asyncio loop never waits on this thread: it wraps the futures.
-`busy_s_total` is the time spent in jobs and steps (utilisation for the rebalancer).
+Loop: run one submitted job, admit waiting decodes while the batch has room, run one decode step, repeat; sleep
+when there is nothing to do. Queued jobs start in `policy.fair_queue.FairQueue` order (start-time fair queueing,
+the simulator's policy object) over the PD regions that sent them, weighted by `region_weights` (unknown regions
+weigh 1): a region with one prefill waits behind about one job of each other backlogged region, not behind their
+whole backlog. A job without a region (every job of a deployment without [topology]; a node's own release and trim
+jobs) is in region `NO_REGION`: jobs of one region start in submission order, so a node that only gets jobs
+without a region is FIFO exactly, and a region-less job of cost 0 among regional ones starts at the current
+virtual time (before queued work that is behind it in the fair order). Jobs and decode steps alternate, so a
+long prefill delays the running batch by at most one prefill. The asyncio loop never waits on this thread: it
+wraps the futures. `busy_s_total` is the time spent in jobs and steps (utilisation for the rebalancer).
 """
 
 from __future__ import annotations
@@ -20,16 +26,18 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prfaas.policy.fair_queue import FairQueue
 from prfaas.serve.backend import ENGINE_ERROR, INPUT_ERROR, Backend, BackendInputError, DecodeEvent
 from prfaas.serve.inbox import state_nbytes
 from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
+NO_REGION = ""  # the fair queue's region of jobs that carry none (topology region names are never empty)
 _log = logging.getLogger(__name__)
 
 
@@ -42,13 +50,13 @@ class _Admission:
 
 
 class ModelWorker:
-    def __init__(self, backend: Backend, max_batch: int,
-                 on_events: Callable[[list[DecodeEvent]], None]) -> None:
+    def __init__(self, backend: Backend, max_batch: int, on_events: Callable[[list[DecodeEvent]], None],
+                 region_weights: Mapping[str, float] | None = None) -> None:
         self.backend = backend
         self.max_batch = max_batch
         self._on_events = on_events
         self._cond = threading.Condition()
-        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._jobs: FairQueue[tuple[Callable[[], Any], Future[Any]]] = FairQueue(region_weights)
         self._admissions: deque[_Admission] = deque()
         self._cancels: set[str] = set()
         self._stopped = False
@@ -77,10 +85,12 @@ class ModelWorker:
             self._cond.notify_all()
         self._thread.join(timeout_s)
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
+    def submit(self, job: Callable[[], T], region: str | None = None, cost_s: float = 0.0) -> Future[T]:
+        """Queue `job` for the model thread. `region`: the PD region it serves (None: `NO_REGION`); `cost_s`: its
+        expected seconds on this thread (the fair order's cost; irrelevant while one region queues)."""
         future: Future[T] = Future()
         with self._cond:
-            self._jobs.append((job, future))
+            self._jobs.push((job, future), NO_REGION if region is None else region, cost_s)
             self._cond.notify()
         return future
 
@@ -97,11 +107,7 @@ class ModelWorker:
     def withdraw(self, future: Future[Any], exc: BaseException) -> bool:
         """Take a job that has not started out of the queue and fail its future with `exc`; False if it started."""
         with self._cond:
-            for index, (_job, queued) in enumerate(self._jobs):
-                if queued is future:
-                    del self._jobs[index]
-                    break
-            else:
+            if not self._jobs.remove(lambda entry: entry[1] is future):
                 return False
         if future.set_running_or_notify_cancel():
             future.set_exception(exc)
@@ -118,7 +124,7 @@ class ModelWorker:
                     self._cond.wait(0.5)
                 if self._stopped:
                     return
-                job = self._jobs.popleft() if self._jobs else None
+                job = self._jobs.pop()[0] if self._jobs else None
                 cancels, self._cancels = self._cancels, set()
             started = time.monotonic()
             if job is not None:

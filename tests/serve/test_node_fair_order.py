@@ -1,0 +1,292 @@
+"""A node's queued prefills start in weighted fair order across the PD regions that sent them (`serve.worker` with
+`policy.fair_queue.FairQueue`); jobs without a region keep FIFO. Worker units, the config's weights and costs, the
+gateway stamping its region, and an in-process node (emulated engine) answering signed /prefill calls."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from prfaas.core.lifecycle import ClusterKind, Role
+from prfaas.serve.attempts import PrefillCancelled
+from prfaas.serve.backend import StubBackend
+from prfaas.serve.config import default_config, load_config
+from prfaas.serve.control import ControlPlane
+from prfaas.serve.driver import ForcedRoute, GenerationJob, RequestDriver
+from prfaas.serve.emulated_backend import make_emulated_backend
+from prfaas.serve.messages import NodeRegister, PrefillReply, PrefillRequest, SamplingMsg, TokenChunk, decode, encode
+from prfaas.serve.metrics import GatewayMetrics
+from prfaas.serve.prefill_order import prefill_cost_s, region_weights
+from prfaas.serve.worker import ModelWorker
+
+ANTI_HANG_S = 60.0
+
+
+class _Gated:
+    """A worker whose first job holds the model thread until `release()`, so that the rest queue behind it."""
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.worker = ModelWorker(StubBackend(), max_batch=4, on_events=lambda _events: None, region_weights=weights)
+        self.started: list[str] = []
+        self._gate = threading.Event()
+        self._blocking = threading.Event()
+        self._lock = threading.Lock()
+        self.worker.start()
+        self.blocker = self.submit("blocker", "ra", 1.0)
+        assert self._blocking.wait(ANTI_HANG_S)  # running: what follows queues
+
+    def submit(self, name: str, region: str | None, cost_s: float) -> Any:
+        def job() -> str:
+            with self._lock:
+                self.started.append(name)
+            if name == "blocker":
+                self._blocking.set()
+                assert self._gate.wait(ANTI_HANG_S)
+            return name
+
+        return self.worker.submit(job, region=region, cost_s=cost_s)
+
+    def release_and_drain(self, futures: list[Any]) -> list[str]:
+        self._gate.set()
+        for future in [self.blocker, *futures]:
+            future.exception(ANTI_HANG_S)
+        self.worker.stop()
+        return self.started
+
+
+def test_a_lone_region_b_job_starts_after_about_one_region_a_job_not_the_burst() -> None:
+    gated = _Gated()
+    burst = [gated.submit(f"a{i}", "ra", 1.0) for i in range(5)]
+    lone = gated.submit("b0", "rb", 1.0)
+    assert gated.worker.num_queued_jobs == 6
+    order = gated.release_and_drain([*burst, lone])
+    assert order == ["blocker", "b0", "a0", "a1", "a2", "a3", "a4"], order  # FIFO would start b0 last
+
+
+def test_weights_give_a_region_its_share_of_starts() -> None:
+    gated = _Gated({"ra": 2.0, "rb": 1.0})
+    futures = [gated.submit(f"a{i}", "ra", 1.0) for i in range(6)] + [gated.submit(f"b{i}", "rb", 1.0)
+                                                                      for i in range(3)]
+    order = gated.release_and_drain(futures)[1:]
+    # both backlogged: ra (weight 2) starts two jobs per rb job
+    assert [name[0] for name in order] == ["b", "a", "a", "b", "a", "a", "b", "a", "a"], order
+
+
+def test_jobs_without_a_region_keep_fifo_whatever_their_cost() -> None:
+    gated = _Gated()
+    costs = [5.0, 0.1, 3.0, 0.0, 9.0, 0.2]
+    futures = [gated.submit(f"j{i}", None, cost) for i, cost in enumerate(costs)]
+    order = gated.release_and_drain(futures)
+    assert order == ["blocker", *(f"j{i}" for i in range(len(costs)))]
+
+
+def test_a_queued_regional_job_is_withdrawn_and_never_runs() -> None:
+    gated = _Gated()
+    kept = gated.submit("a0", "ra", 1.0)
+    gone = gated.submit("b0", "rb", 1.0)
+    assert gated.worker.num_queued_jobs == 2
+    assert gated.worker.withdraw(gone, PrefillCancelled("aborted while queued"))
+    assert gated.worker.num_queued_jobs == 1
+    assert not gated.worker.withdraw(gone, PrefillCancelled("twice"))
+    order = gated.release_and_drain([kept])
+    with pytest.raises(PrefillCancelled):
+        gone.result(ANTI_HANG_S)
+    assert order == ["blocker", "a0"]
+
+
+def test_a_cancelled_queued_job_is_skipped_and_the_order_goes_on() -> None:
+    gated = _Gated()
+    first = gated.submit("a0", "ra", 1.0)
+    skipped = gated.submit("b0", "rb", 1.0)
+    last = gated.submit("b1", "rb", 1.0)
+    assert skipped.cancel()  # what `admission.await_start` does when the start deadline passes
+    order = gated.release_and_drain([first, last])
+    assert order == ["blocker", "a0", "b1"]
+
+
+# --- the deployment's weights and costs ---------------------------------------------------------------------
+TOPOLOGY_TOML = """
+[model]
+name = "stub"
+[gateway]
+port = 0
+[[gateways]]
+region = "ra"
+port = 0
+[[gateways]]
+region = "rb"
+port = 0
+[[topology.prfaas]]
+name = "pa"
+[[topology.pd]]
+name = "ra"
+instances = 2
+prefill_instances = 1
+{ra_traffic}
+[[topology.pd]]
+name = "rb"
+instances = 4
+prefill_instances = 1
+{rb_traffic}
+[[topology.links]]
+prfaas = "pa"
+pd = "ra"
+capacity_gbps = 10
+[[topology.links]]
+prfaas = "pa"
+pd = "rb"
+capacity_gbps = 10
+[[nodes]]
+name = "pa-0"
+cluster = "prfaas"
+role = "prfaas_prefill"
+site = "pa"
+[[nodes]]
+name = "ra-d"
+cluster = "pd"
+role = "pd_decode"
+site = "ra"
+[[nodes]]
+name = "rb-d"
+cluster = "pd"
+role = "pd_decode"
+site = "rb"
+"""
+
+
+def _topology_config(tmp_path: Path, ra_traffic: str = "", rb_traffic: str = "") -> Any:
+    path = tmp_path / "deploy.toml"
+    path.write_text(TOPOLOGY_TOML.format(ra_traffic=ra_traffic, rb_traffic=rb_traffic), encoding="utf-8")
+    return load_config(path)
+
+
+def test_region_weights_are_the_fair_share_weights(tmp_path: Path) -> None:
+    assert region_weights(default_config()) == {}  # no topology: every region weighs 1
+    assert region_weights(_topology_config(tmp_path)) == {"ra": 2.0, "rb": 4.0}  # instance counts
+    traffic = _topology_config(tmp_path, "traffic_rps = 3.0", "traffic_rps = 1.5")
+    assert region_weights(traffic) == {"ra": 3.0, "rb": 1.5}
+
+
+def test_prefill_cost_is_the_emulated_engines_seconds_else_proportional_to_tokens() -> None:
+    cfg = default_config()
+    emulated = make_emulated_backend(cfg.model, ClusterKind.PRFAAS)
+    assert prefill_cost_s(emulated, 20_000) == emulated.prefill_model.t_prefill_s(20_000) > 0
+    stub = StubBackend()
+    assert prefill_cost_s(stub, 1_000) > 0
+    assert prefill_cost_s(stub, 2_000) == pytest.approx(2 * prefill_cost_s(stub, 1_000))
+
+
+def test_a_region_gateway_stamps_its_region_on_the_prefill() -> None:
+    regions = asyncio.run(_regions_sent("ra")), asyncio.run(_regions_sent(None))
+    assert regions == (["ra"], [None])
+
+
+async def _regions_sent(region: str | None) -> list[str | None]:
+    """Drive one request through a gateway (region `region`) against a scripted node; the prefills' regions."""
+    seen: list[str | None] = []
+
+    async def prefill(request: web.Request) -> web.Response:
+        msg = decode(await request.read(), PrefillRequest)
+        seen.append(msg.region)
+        return web.Response(body=encode(PrefillReply(request_id=msg.request_id, first_token=3, num_prompt_tokens=20,
+                                                     num_cached_tokens=0, queue_s=0.0, prefill_s=0.0,
+                                                     transfer_bytes=0, transfer_s=None)))
+
+    async def decode_stream(request: web.Request) -> web.Response:
+        chunk = TokenChunk(request_id="x", token_ids=[4], finish_reason="length")
+        return web.Response(body=encode(chunk) + b"\n", content_type="application/x-ndjson")
+
+    app = web.Application()
+    app.router.add_post("/prefill", prefill)
+    app.router.add_post("/decode", decode_stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = default_config()
+    cfg = msgspec.structs.replace(base, gateway=msgspec.structs.replace(base.gateway, region=region))
+    control = ControlPlane(cfg, GatewayMetrics())
+    for name, role in (("pd-0", Role.PD_PREFILL), ("pd-1", Role.PD_DECODE)):
+        control.register(NodeRegister(name=name, cluster=ClusterKind.PD, role=role, control_url=f"http://127.0.0.1:{port}",
+                                      kv_host="127.0.0.1", kv_port=9, max_batch=4, pid=1, max_context_tokens=999))
+    try:
+        async with aiohttp.ClientSession() as session:
+            job = GenerationJob(1, tuple(range(10, 30)), SamplingMsg(max_tokens=2), ForcedRoute.LOCAL)
+            async for _delta in RequestDriver(control, session).generate(job):
+                pass
+    finally:
+        await runner.cleanup()
+    return seen
+
+
+# --- live: an in-process node (emulated engine) answering signed /prefill calls ------------------------------
+def test_node_starts_queued_prefills_in_fair_order_across_regions(tmp_path: Path) -> None:
+    """Region ra's burst of five prefills queues behind a running ra job; then one rb prefill arrives (and one rb
+    prefill whose start deadline passes while queued: shed). rb's prefill starts next, not after the burst."""
+    text = TOPOLOGY_TOML.format(ra_traffic="", rb_traffic="").replace('name = "stub"', LIVE_MODEL)
+    (tmp_path / "deploy.toml").write_text(text + '\n[transport]\ntls = "off"\n', encoding="utf-8")
+    cfg = load_config(tmp_path / "deploy.toml")
+    starts, statuses, queued_seen = asyncio.run(_live_order(cfg))
+    assert statuses == {"shed": 503, **{f"a{i}": 200 for i in range(5)}, "b0": 200}, statuses
+    assert queued_seen == 7  # the heartbeat counts every queued prefill (the shed one until the thread skips it)
+    assert starts == ["b0", "a0", "a1", "a2", "a3", "a4"], starts  # FIFO: b0 last
+
+
+LIVE_MODEL = 'engine = "emulated"\n[model.emulated]\ntime_scale = 0.02'
+
+
+async def _live_order(cfg: Any) -> tuple[list[str], dict[str, int], int]:
+    from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
+    from prfaas.serve.messages import DecodeTarget
+    from prfaas.serve.node import NodeServer
+
+    secret = b"s" * 32
+    backend = make_emulated_backend(cfg.model, ClusterKind.PRFAAS)
+    node = NodeServer(cfg, "pa-0", backend, secret)
+    await node.start()
+    gate, blocking = threading.Event(), threading.Event()
+    prompt = [1 + i % 1000 for i in range(4000)]
+    node.worker.submit(lambda: (blocking.set(), gate.wait(ANTI_HANG_S)), region="ra",
+                       cost_s=prefill_cost_s(backend, len(prompt)))  # an ra prefill running
+    assert await asyncio.to_thread(blocking.wait, ANTI_HANG_S)
+    target = DecodeTarget(name="pa-0", kv_host="127.0.0.1", kv_port=node.receiver.address[1])
+    statuses: dict[str, int] = {}
+
+    async def send(session: aiohttp.ClientSession, name: str, region: str, within_s: float | None = None) -> None:
+        msg = PrefillRequest(request_id=f"{name}-0", token_ids=prompt, sampling=SamplingMsg(max_tokens=2),
+                             decode_target=target, route="forced", region=region, start_within_s=within_s)
+        async with session.post(f"{node.control_url}/prefill", data=encode(msg)) as resp:
+            await resp.read()
+            statuses[name] = resp.status
+
+    async def queued(n: int) -> None:
+        for _ in range(int(ANTI_HANG_S / 0.01)):
+            if node.worker.num_queued_jobs >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{n} jobs never queued")
+
+    try:
+        auth = ControlAuth(secret, RefusalRecorder())
+        async with aiohttp.ClientSession(middlewares=(auth.client_middleware(),)) as session:
+            calls = [asyncio.ensure_future(send(session, f"a{i}", "ra")) for i in range(5)]
+            await queued(5)
+            await send(session, "shed", "rb", within_s=0.05)  # answered while the gate holds: it never started
+            calls.append(asyncio.ensure_future(send(session, "b0", "rb")))
+            await queued(7)
+            queued_seen = node.heartbeat(with_cache_report=False).queued_requests
+            gate.set()
+            await asyncio.gather(*calls)
+        spans = sorted(node.attempts.span_rows(), key=lambda row: row[2])
+        return [row[0] for row in spans], statuses, queued_seen
+    finally:
+        gate.set()
+        await node.close()
