@@ -4,6 +4,7 @@
     prfaas bench sites up --topology T.toml [--scale 1e-3]   # one namespace per cluster, one capped veth per link
     prfaas bench sites down [--state F]
     prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded]   # one gateway per region, live
+    prfaas bench sites compare|chaos --topology T.toml   # selectors / faults on the same requests, beside the sim
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware] [--host-model]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
@@ -23,6 +24,7 @@ from typing import Annotated
 import typer
 
 from prfaas.bench.choices import BenchSetup, SetupChoices
+from prfaas.commands.bench_sites import sites_chaos_cmd, sites_compare_cmd
 from prfaas.commands.rundirs import new_run_dir
 from prfaas.core.errors import ConfigError
 
@@ -61,6 +63,10 @@ def register(app: typer.Typer) -> None:
     sites.command("down", help="Delete the sites made by `sites up`.")(sites_down_cmd)
     sites.command("run", help="A live run on one namespace per cluster of a topology: one gateway per region, "
                               "per-region load, an optional fault; report per region.")(sites_run_cmd)
+    sites.command("compare", help="The same requests live under each site selector, beside the simulator (with "
+                                  "and without the measured request path).")(sites_compare_cmd)
+    sites.command("chaos", help="A no-fault baseline, one PrfaaS site lost, one link degraded 10x: the same "
+                                "requests live, beside the simulator.")(sites_chaos_cmd)
     bench.add_typer(sites, name="sites")
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
     bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
