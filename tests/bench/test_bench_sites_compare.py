@@ -24,7 +24,14 @@ from prfaas.bench.sites_compare_report import (
     format_compare,
     window_p90_s,
 )
-from prfaas.bench.sites_overhead import PROBE_LENGTHS_TOKENS, fit_probes, path_points, probe_requests
+from prfaas.bench.sites_overhead import (
+    PROBE_LENGTHS_TOKENS,
+    cross_run_paths,
+    fit_probes,
+    path_points,
+    probe_requests,
+    run_points,
+)
 from prfaas.bench.sites_predict import predict_sites
 from prfaas.bench.sites_report import region_reports
 from prfaas.bench.sites_run import RegionRun, SitesFault, SitesRunResult, SitesRunSpec
@@ -132,6 +139,18 @@ def test_path_points_are_ttft_minus_the_logged_queue_prefill_and_transfer() -> N
     assert probe.as_json()["points"]["rb"] == [[1500, 0.30]]
 
 
+def test_the_path_under_load_comes_from_the_other_runs_only() -> None:
+    live = _chaos_result(None, None)
+    live.regions["ra"].log = [{**row, "queue_s": 0.5, "prefill_s": 0.25} for row in live.regions["ra"].log]
+    points = run_points(live.regions)  # rb's log is empty: only ra's 8 completed requests
+    assert points == [(1000, pytest.approx(0.25 + i)) for i in range(8)]
+    paths = cross_run_paths({"a": [(1000, 0.1)] * 3, "b": [(1000, 0.3)] * 3, "c": []})
+    assert paths["a"] is not None and paths["a"].fixed_s == pytest.approx(0.3)  # b's (c has none)
+    assert paths["b"] is not None and paths["b"].fixed_s == pytest.approx(0.1)
+    assert paths["c"] is not None and paths["c"].num_points == 6
+    assert cross_run_paths({"alone": [(1000, 0.1)]}) == {"alone": None}
+
+
 def test_probes_are_short_local_prompts_cycling_the_lengths() -> None:
     probes = probe_requests(0, 6, 8)
     assert [len(p.prompt_tokens) for p in probes] == [*PROBE_LENGTHS_TOKENS, *PROBE_LENGTHS_TOKENS]
@@ -161,7 +180,10 @@ def test_compare_rows_put_each_selector_beside_the_simulator_both_ways() -> None
         sim_path = {"ra": {"ttft_mean_s": 2.0, "ttft_p90_s": 3.0, "offload_share": {"local": 1.0}},
                     "rb": {"ttft_mean_s": 1.0 + path_s, "ttft_p90_s": 2.0, "offload_share": {"pf-b": 1.0}}}
         sim_bare = {k: {**v, "ttft_mean_s": v["ttft_mean_s"] - path_s} for k, v in sim_path.items()}
-        runs[selector] = SelectorRuns(region_reports(live, sim=sim_path), region_reports(live, sim=sim_bare))
+        loaded = None
+        if selector == "prfaas-sites":
+            loaded = region_reports(live, sim={k: {**v, "ttft_mean_s": 4.0} for k, v in sim_path.items()})
+        runs[selector] = SelectorRuns(region_reports(live, sim=sim_path), region_reports(live, sim=sim_bare), loaded)
     rows = compare_rows(runs)
     assert [(r["region"], r["selector"]) for r in rows] == [("ra", "home-only"), ("ra", "prfaas-sites"),
                                                             ("rb", "home-only"), ("rb", "prfaas-sites")]
@@ -169,8 +191,12 @@ def test_compare_rows_put_each_selector_beside_the_simulator_both_ways() -> None
     assert ra["ttft_mean_rel_err"] == pytest.approx((2.0 - ra["ttft_mean_s"]) / ra["ttft_mean_s"])
     assert ra["nopath_ttft_mean_rel_err"] == pytest.approx((1.7 - ra["ttft_mean_s"]) / ra["ttft_mean_s"])
     assert ra["offload_share"] == {"local": 0.5, "pf-b": 0.5} and ra["lost"] == 0
+    assert ra["loaded_ttft_mean_s"] is None and rows[1]["loaded_ttft_mean_s"] == 4.0
+    assert rows[1]["loaded_ttft_mean_rel_err"] == pytest.approx((4.0 - ra["ttft_mean_s"]) / ra["ttft_mean_s"])
     text = format_compare(rows, {"home-only": "300 ms"})
     assert "request path (home-only): 300 ms" in text and "local 50%|100%" in text and text.endswith("lost 0")
+    mean_line = next(line for line in text.splitlines() if "TTFT mean" in line)
+    assert mean_line.count("|") == 3 and "2.00 (" in mean_line and "1.70 (" in mean_line and "n/a (n/a)" in mean_line
 
 
 def _chaos_result(fault: SitesFault | None, target: str | None) -> SitesRunResult:

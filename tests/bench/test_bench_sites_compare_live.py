@@ -72,6 +72,7 @@ def test_sites_compare_runs_each_selector_on_the_same_requests(tmp_path: Path) -
     for row in rows:
         assert row["sent"] == 5 and row["completed"] == 5 and row["lost"] == 0
         assert row["sim_ttft_mean_s"] > row["nopath_ttft_mean_s"] > 0  # the measured path adds to the sim
+        assert row["loaded_ttft_mean_s"] > row["nopath_ttft_mean_s"]  # the path under load, from the other run
     for region, home in (("ra", "pf-a"), ("rb", "pf-b")):  # home-only: the lowest-latency site or local
         row = next(r for r in rows if r["selector"] == "home-only" and r["region"] == region)
         assert set(row["offload_share"]) <= {"local", home}
@@ -82,6 +83,9 @@ def test_sites_compare_runs_each_selector_on_the_same_requests(tmp_path: Path) -
             sent.setdefault(region, []).append(sorted((r["index"], r["prompt_tokens"]) for r in records))
         path = json.loads((out / selector / "overhead.json").read_text())
         assert path["num_points"] == 6 and path["fixed_s"] > 0  # 3 probes in each of 2 regions
+        loaded = json.loads((out / selector / "report-loaded-path.json").read_text())["loaded_path"]
+        assert loaded["measured_on"] == [s for s in ("home-only", "prfaas-sites") if s != selector]
+        assert loaded["num_points"] == 10  # the other run's 5 requests in each of 2 regions
         assert (out / selector / "report-without-path.json").exists()
     assert all(a == b for a, b in sent.values())  # the same requests under both selectors
     assert "lost 0" in result.output and "request path (home-only)" in result.output

@@ -8,8 +8,10 @@ Each run is one fresh deployment (`bench.sites_run.sites_deployment`): a site-lo
 deployment is never reused across runs, and every run starts from the same empty state. In each: the request
 path is probed first (`bench.sites_overhead`), then the load (`run_regions`, the same seed: the same requests
 at the same times in every run), then the simulator twice on the run's own records (`predict_sites` with and
-without the path). Each run's folder has what `bench sites run` writes plus `overhead.json` and
-`report-without-path.json`; the combined report (`bench.sites_compare_report`) goes to OUT.
+without the path). Once every run is done, each is predicted a third time with the path under load measured
+on the other runs' own requests (`sites_overhead.cross_run_paths`). Each run's folder has what `bench sites
+run` writes plus `overhead.json`, `report-without-path.json` and `report-loaded-path.json`; the combined
+report (`bench.sites_compare_report`) goes to OUT.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prfaas.bench.paper_overhead import RequestOverhead
 from prfaas.bench.sites_multi import describe
-from prfaas.bench.sites_overhead import PathProbe, fit_probes, probe_regions
+from prfaas.bench.sites_overhead import PathProbe, cross_run_paths, fit_probes, probe_regions, run_points
 from prfaas.bench.sites_predict import SitesPrediction, predict_sites
 from prfaas.bench.sites_report import RegionReport, region_reports, write_sites_run
 from prfaas.bench.sites_run import SitesFault, SitesRunResult, SitesRunSpec, run_regions, sites_deployment
@@ -43,6 +46,9 @@ class SitesOutcome:
     without_path: SitesPrediction
     reports: list[RegionReport]  # live beside the sim with the path
     reports_without_path: list[RegionReport]
+    loaded_path: RequestOverhead | None = None  # the path under load, from the other runs (`with_loaded_path`)
+    with_loaded_path: SitesPrediction | None = None
+    reports_loaded_path: list[RegionReport] | None = None
 
 
 def check_selectors(selectors: Sequence[str]) -> list[str]:
@@ -100,7 +106,25 @@ def compare_selectors(topology: SiteTopology, spec: SitesRunSpec, selectors: Seq
         log(f"--- selector {selector}")
         one = dataclasses.replace(spec, site_selector=selector, fault=None, fault_target=None)
         runs[selector] = run_with_prediction(topology, one, out_dir / selector, num_probes, log)
+    add_loaded_paths(topology, runs, out_dir)
     return runs
+
+
+def add_loaded_paths(topology: SiteTopology, runs: dict[str, SitesOutcome], out_dir: Path) -> None:
+    """Predict each run again with the path under load measured on the other runs; written per run."""
+    paths = cross_run_paths({name: run_points(o.result.regions) for name, o in runs.items()})
+    for name, outcome in runs.items():
+        path = paths[name]
+        if path is None:
+            continue
+        outcome.loaded_path = path
+        outcome.with_loaded_path = predict_sites(topology, outcome.spec, outcome.result, overhead=path)
+        outcome.reports_loaded_path = region_reports(outcome.result, sim=outcome.with_loaded_path.regions)
+        doc = {"loaded_path": {"fixed_s": path.fixed_s, "per_token_s": path.per_token_s,
+                               "num_points": path.num_points, "describe": path.describe(),
+                               "measured_on": [other for other in runs if other != name]},
+               "regions": [dataclasses.asdict(r) for r in outcome.reports_loaded_path]}
+        (out_dir / name / "report-loaded-path.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 CHAOS_RUNS = ("baseline", SitesFault.SITE_LOST.value, SitesFault.LINK_DEGRADED.value)
@@ -119,4 +143,5 @@ def chaos_faults(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path, num_
     for name in CHAOS_RUNS:
         log(f"--- {name}")
         runs[name] = run_with_prediction(topology, specs[name], out_dir / name, num_probes, log)
+    add_loaded_paths(topology, runs, out_dir)
     return runs

@@ -31,10 +31,12 @@ Row = tuple[str, float, str, float | None]  # (region, sent at s, prefilled at: 
 
 @dataclass(frozen=True, slots=True)
 class SelectorRuns:
-    """One live run's region reports: sim with the request path, and sim without it."""
+    """One live run's region reports: sim with the probed request path, without it, and (when another run
+    measured it) with the path under load."""
 
     with_path: list[RegionReport]
     without_path: list[RegionReport]
+    loaded_path: list[RegionReport] | None = None
 
 
 def compare_rows(runs: Mapping[str, SelectorRuns]) -> list[dict[str, Any]]:
@@ -49,6 +51,8 @@ def compare_rows(runs: Mapping[str, SelectorRuns]) -> list[dict[str, Any]]:
                 continue
             sim = rep.sim or {}
             bare_sim = (bare.sim if bare is not None else None) or {}
+            loaded = next((r for r in sel.loaded_path or [] if r.region == region), None)
+            loaded_sim = (loaded.sim if loaded is not None else None) or {}
             rows.append({
                 "region": region, "selector": selector, "sent": rep.sent, "completed": rep.completed,
                 "lost": rep.lost, "failed": rep.failed,
@@ -60,6 +64,10 @@ def compare_rows(runs: Mapping[str, SelectorRuns]) -> list[dict[str, Any]]:
                 "nopath_ttft_mean_rel_err": bare_sim.get("ttft_mean_rel_err"),
                 "nopath_ttft_p90_s": bare_sim.get("ttft_p90_s"),
                 "nopath_ttft_p90_rel_err": bare_sim.get("ttft_p90_rel_err"),
+                "loaded_ttft_mean_s": loaded_sim.get("ttft_mean_s"),
+                "loaded_ttft_mean_rel_err": loaded_sim.get("ttft_mean_rel_err"),
+                "loaded_ttft_p90_s": loaded_sim.get("ttft_p90_s"),
+                "loaded_ttft_p90_rel_err": loaded_sim.get("ttft_p90_rel_err"),
                 "offload_share": rep.offload_share, "sim_offload_share": sim.get("offload_share") or {}})
     return rows
 
@@ -77,19 +85,25 @@ def _shares(live: Mapping[str, float], sim: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {live.get(k, 0.0):.0%}|{sim.get(k, 0.0):.0%}" for k in keys)
 
 
+def _beside(row: Mapping[str, Any], stat: str) -> str:
+    """live | sim without the path | with the probed path | with the path under load, errors in brackets."""
+    parts = [_f(row[f"ttft_{stat}_s"])]
+    for prefix in ("nopath_", "sim_", "loaded_"):
+        err_key = f"{prefix}ttft_{stat}_rel_err" if prefix != "sim_" else f"ttft_{stat}_rel_err"
+        parts.append(f"{_f(row[f'{prefix}ttft_{stat}_s'])} ({_pct(row[err_key])})")
+    return " | ".join(parts)
+
+
 def format_compare(rows: Sequence[dict[str, Any]], paths: Mapping[str, str]) -> str:
-    """The compare table; `paths`: selector -> the measured request path's description."""
-    lines = [f"request path ({sel}): {desc}" for sel, desc in paths.items()]
-    lines.append("TTFT in s, live | sim (err) | sim without the path (err); shares live|sim")
-    head = f"{'region':<8} {'selector':<14} {'TTFT mean':<34} {'TTFT P90':<34} lost  prefilled at"
-    lines.append(head)
+    """The compare table; `paths`: a run's name -> its measured request paths, described."""
+    lines = [f"request path ({name}): {desc}" for name, desc in paths.items()]
+    lines.append("TTFT in s: live | sim without the path | sim + probed path | sim + path under load (err);"
+                 " prefilled at: live|sim (probed path)")
     for r in rows:
-        mean = (f"{_f(r['ttft_mean_s'])} | {_f(r['sim_ttft_mean_s'])} ({_pct(r['ttft_mean_rel_err'])}) | "
-                f"{_f(r['nopath_ttft_mean_s'])} ({_pct(r['nopath_ttft_mean_rel_err'])})")
-        p90 = (f"{_f(r['ttft_p90_s'])} | {_f(r['sim_ttft_p90_s'])} ({_pct(r['ttft_p90_rel_err'])}) | "
-               f"{_f(r['nopath_ttft_p90_s'])} ({_pct(r['nopath_ttft_p90_rel_err'])})")
-        lines.append(f"{r['region']:<8} {r['selector']:<14} {mean:<34} {p90:<34} {r['lost']:<5} "
-                     f"{_shares(r['offload_share'], r['sim_offload_share'])}")
+        lines.append(f"{r['region']:<6} {r['selector']:<13} lost {r['lost']}  "
+                     f"prefilled at: {_shares(r['offload_share'], r['sim_offload_share'])}")
+        lines.append(f"    TTFT mean {_beside(r, 'mean')}")
+        lines.append(f"    TTFT P90  {_beside(r, 'p90')}")
     lost = sum(r["lost"] for r in rows)
     lines.append(f"lost {lost}" + ("" if lost == 0 else "  <-- requests lost"))
     return "\n".join(lines)
@@ -139,7 +153,8 @@ class ChaosRun:
     """One run of `bench sites chaos` as the report needs it."""
 
     result: SitesRunResult
-    sim_rows: list[Row]  # the prediction's rows, the request path included (SitesPrediction.rows)
+    sim_rows: list[Row]  # the prediction's rows, the probed request path included (SitesPrediction.rows)
+    loaded_rows: list[Row] | None = None  # the same with the path under load (None: not measured)
 
 
 def chaos_report(topology: SiteTopology, baseline: ChaosRun, faults: Mapping[str, ChaosRun]) -> list[dict[str, Any]]:
@@ -161,6 +176,10 @@ def chaos_report(topology: SiteTopology, baseline: ChaosRun, faults: Mapping[str
                 "sim_window_p90_s": window_p90_s(run.sim_rows, region, res.fault_s),
                 "baseline_window_p90_s": window_p90_s(base_live, region, res.fault_s),
                 "baseline_sim_window_p90_s": window_p90_s(baseline.sim_rows, region, res.fault_s),
+                "loaded_sim_window_p90_s": None if run.loaded_rows is None else window_p90_s(
+                    run.loaded_rows, region, res.fault_s),
+                "baseline_loaded_sim_window_p90_s": None if baseline.loaded_rows is None else window_p90_s(
+                    baseline.loaded_rows, region, res.fault_s),
                 "lost": sum(r.status is RequestStatus.LOST for r in res.regions[region].records)}
             if region in affected:
                 entry["live_after"] = after_fault(live, region, res.fault_s, site)
@@ -180,10 +199,12 @@ def format_chaos(faults: Sequence[dict[str, Any]]) -> str:
     lines = []
     for f in faults:
         lines.append(f"{f['fault']} on {f['target']} at {f['fault_s']:.1f} s (site {f['faulted_site']}): "
-                     "window = requests sent after the fault; TTFT P90 in s, live | sim, baseline live | sim")
+                     "window = requests sent after the fault; TTFT P90 in s, live | sim + probed path | "
+                     "sim + path under load, and the same for the no-fault baseline")
         for r in f["regions"]:
-            lines.append(f"  {r['region']:<8} P90 {_f(r['window_p90_s'])} | {_f(r['sim_window_p90_s'])}   "
-                         f"baseline {_f(r['baseline_window_p90_s'])} | {_f(r['baseline_sim_window_p90_s'])}   "
+            lines.append(f"  {r['region']:<8} P90 {_f(r['window_p90_s'])} | {_f(r['sim_window_p90_s'])} | "
+                         f"{_f(r['loaded_sim_window_p90_s'])}   baseline {_f(r['baseline_window_p90_s'])} | "
+                         f"{_f(r['baseline_sim_window_p90_s'])} | {_f(r['baseline_loaded_sim_window_p90_s'])}   "
                          f"lost {r['lost']}")
             if r["affected"]:
                 live, sim, base = r["live_after"], r["sim_after"], r["baseline_after"]

@@ -17,6 +17,11 @@ before the load starts: the path on the deployment's own processes and this mach
 the queues. All regions' probes are pooled into one fit (one machine, one code path) and applied as measured,
 in real seconds (not scaled by k_t, as in `bench paper-sim`); the number, its spread and the probe count are
 written with the run (`overhead.json`). It is a measured parameter, not fitted to the run it predicts.
+
+The probes see the path on an idle deployment. Under the load the same path is longer (8+ Python processes and
+the load generator share the machine's cores): `cross_run_paths` measures it on the live requests themselves,
+the same formula on every completed request of a run, and gives each run the fit of the *other* runs of the
+same command (the same requests under another selector or fault), never its own. Both are reported.
 """
 
 from __future__ import annotations
@@ -94,3 +99,20 @@ def probe_regions(dep: Any, num_per_region: int = 6) -> PathProbe:
         log = dep.launcher.get(name, f"/admin/requests?since={before}") or []
         points[name] = path_points(records, [r for r in log if int(r.get("id", 0)) > before])
     return fit_probes(points)
+
+
+# --- the path under load, across runs ------------------------------------------------------------
+def run_points(regions: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """The path of every completed request of a live run (`SitesRunResult.regions`), all regions pooled."""
+    return [p for run in regions.values() for p in path_points(run.records, run.log)]
+
+
+def cross_run_paths(points_by_run: Mapping[str, Sequence[tuple[int, float]]]) -> dict[str, RequestOverhead | None]:
+    """Per run, the path fitted on the OTHER runs' own requests (same deployment shape, same requests, same
+    machine, under the load): a run is never predicted with its own measurements (`bench.paper_overhead`'s
+    cross-validation). None for a run with no other run, or when the others have no point."""
+    out: dict[str, RequestOverhead | None] = {}
+    for name in points_by_run:
+        others = [p for other, pts in points_by_run.items() if other != name for p in pts]
+        out[name] = fit_overhead(others) if others else None
+    return out

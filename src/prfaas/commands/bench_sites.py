@@ -8,6 +8,7 @@ beside the simulator with and without the measured request path (`bench.sites_co
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from prfaas.commands.rundirs import new_run_dir
 from prfaas.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prfaas.bench.sites_compare import SitesOutcome
     from prfaas.bench.sites_run import SitesRunSpec
 
 Topology = Annotated[Path, typer.Option(help="A [topology] TOML (core.topology).")]
@@ -43,6 +45,15 @@ def _out(out: Path | None, cmd: str) -> Path:
     return out_dir
 
 
+def _paths(runs: Mapping[str, SitesOutcome]) -> dict[str, str]:
+    """Per run: the probed path and the path under load (from the other runs), described."""
+    out = {}
+    for name, o in runs.items():
+        loaded = "n/a" if o.loaded_path is None else o.loaded_path.describe()
+        out[name] = f"probed {o.probe.overhead.describe()}; under load (other runs) {loaded}"
+    return out
+
+
 def _check_probes(probes: int) -> None:
     if probes < 0:
         raise ConfigError(f"--probes must be >= 0, got {probes}")
@@ -63,8 +74,9 @@ def sites_compare_cmd(topology: Topology,
     topo, _ = load_topology(str(topology))
     out_dir = _out(out, "sites-compare")
     runs = compare_selectors(topo, spec, names, out_dir, probes, log=typer.echo)
-    rows = compare_rows({s: SelectorRuns(o.reports, o.reports_without_path) for s, o in runs.items()})
-    text = format_compare(rows, {s: o.probe.overhead.describe() for s, o in runs.items()})
+    rows = compare_rows({s: SelectorRuns(o.reports, o.reports_without_path, o.reports_loaded_path)
+                         for s, o in runs.items()})
+    text = format_compare(rows, _paths(runs))
     (out_dir / "compare.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
     (out_dir / "compare.txt").write_text(text + "\n", encoding="utf-8")
     typer.echo(text)
@@ -93,10 +105,11 @@ def sites_chaos_cmd(topology: Topology,
     out_dir = _out(out, "sites-chaos")
     runs = chaos_faults(topo, spec, out_dir, probes, lost_site, degraded_link,
                         log=typer.echo)
-    chaos = {name: ChaosRun(o.result, o.with_path.rows()) for name, o in runs.items()}
+    chaos = {name: ChaosRun(o.result, o.with_path.rows(),
+                            None if o.with_loaded_path is None else o.with_loaded_path.rows())
+             for name, o in runs.items()}
     faults = chaos_report(topo, chaos.pop("baseline"), chaos)
-    text = "\n".join([f"request path ({n}): {o.probe.overhead.describe()}" for n, o in runs.items()]
-                     + [format_chaos(faults)])
+    text = "\n".join([f"request path ({n}): {d}" for n, d in _paths(runs).items()] + [format_chaos(faults)])
     (out_dir / "chaos.json").write_text(json.dumps({"faults": faults}, indent=2) + "\n", encoding="utf-8")
     (out_dir / "chaos.txt").write_text(text + "\n", encoding="utf-8")
     typer.echo(text)
