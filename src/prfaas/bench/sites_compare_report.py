@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prfaas.bench.records import RequestStatus
-from prfaas.bench.sites_report import LOCAL, RegionReport, _where
+from prfaas.bench.sites_report import LOCAL, RegionReport, prefilled_at
 from prfaas.bench.sites_run import SitesFault, SitesRunResult
 from prfaas.bench.summary import nearest_rank
 from prfaas.core.topology import SiteTopology
@@ -118,7 +118,7 @@ def live_rows(result: SitesRunResult) -> list[Row]:
         for rec in run.records:
             ok = rec.status is RequestStatus.COMPLETED
             row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
-            rows.append((name, rec.send_s, _where(row, result.site_of) if ok else LOCAL,
+            rows.append((name, rec.send_s, prefilled_at(row, result.site_of) if ok else LOCAL,
                          rec.ttft_s if ok else None))
     return rows
 

@@ -141,16 +141,20 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 3.0,
                   fault_target: Annotated[str | None, typer.Option(
                       help="The PrfaaS cluster (site-lost) or link id (link-degraded); default: the first.")] = None,
+                  probes: Annotated[int, typer.Option(help="Request-path probes per region before the load, "
+                                                            "added to the prediction (0: none).")] = 6,
                   seed: Seed = 0, out: Out = None) -> None:
-    from prfaas.bench.sites_multi import describe
-    from prfaas.bench.sites_report import format_reports, region_reports, sim_prediction, write_sites_run
-    from prfaas.bench.sites_run import SitesFault, SitesRunSpec, run_regions, sites_deployment
+    from prfaas.bench.sites_compare import run_with_prediction
+    from prfaas.bench.sites_report import format_reports
+    from prfaas.bench.sites_run import SitesFault, SitesRunSpec
     from prfaas.planner.multi_build import load_topology
 
     try:
         chosen = SitesFault(fault) if fault is not None else None
     except ValueError:
         raise ConfigError(f"--fault must be one of: {', '.join(f.value for f in SitesFault)}") from None
+    if probes < 0:
+        raise ConfigError(f"--probes must be >= 0, got {probes}")
     topo, _ = load_topology(str(topology))
     spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
                         time_scale=time_scale, state_scale=state_scale, scale=scale,
@@ -159,14 +163,11 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
     out_dir = _out(out, "sites")
     typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
                f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")
-    with sites_deployment(topo, spec, out_dir / "deploy") as dep:
-        typer.echo(describe(dep.sites))
-        result = run_regions(dep)
-    reports = region_reports(result, sim=sim_prediction(topo, spec, result))
-    write_sites_run(result, reports, out_dir)
-    typer.echo(format_reports(reports, result))
-    typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")
-    if any(r.lost for r in reports):
+    outcome = run_with_prediction(topo, spec, out_dir, probes, log=typer.echo)
+    typer.echo(format_reports(outcome.reports, outcome.result))
+    typer.echo(f"wrote {out_dir}/report.json (sim with the probed request path), report-without-path.json, "
+               "overhead.json, report.txt, records-<region>.jsonl")
+    if any(r.lost for r in outcome.reports):
         raise typer.Exit(1)
 
 
