@@ -169,6 +169,12 @@ def test_a_constant_path_adds_itself_to_every_simulated_ttft() -> None:
         assert path.regions[name]["offload_share"] == bare.regions[name]["offload_share"]
     sent = sorted(r.send_s for run in live.regions.values() for r in run.records)
     assert sorted(row[1] for row in path.rows()) == pytest.approx(sent)  # rows keep the live send times
+    # residuals reorder the simulated arrivals: still every request once, in its region, from its send time
+    spread = predict_sites(TOPOLOGY, spec, live, overhead=RequestOverhead(0.05, 0.0, 5, (0.0, 1.5, -0.04, 0.9)))
+    rows = spread.rows()
+    assert sorted(row[1] for row in rows) == pytest.approx(sent)
+    assert {name: sum(row[0] == name for row in rows) for name in live.regions} == {"ra": 20, "rb": 20}
+    assert spread.regions["ra"]["ttft_mean_s"] > bare.regions["ra"]["ttft_mean_s"] + 0.05
 
 
 # --- reports -------------------------------------------------------------------------------------

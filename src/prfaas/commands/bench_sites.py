@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from prfaas.bench.sites_compare import SitesOutcome
     from prfaas.bench.sites_run import SitesRunSpec
 
-Topology = Annotated[Path, typer.Option(help="A [topology] TOML (core.topology).")]
+Topology = Annotated[Path, typer.Option(help="A TOML file with a topology section (core.topology).")]
 Requests = Annotated[int, typer.Option(help="Requests per region (the same in every run).")]
 Load = Annotated[float, typer.Option(help="Region j offers traffic_rps_j x load (paper req/s).")]
 NodesPerCluster = Annotated[int, typer.Option(help="At most this many nodes per PrfaaS cluster and PD role.")]
