@@ -87,6 +87,9 @@ def test_sites_run_with_a_site_lost_loses_nothing(tmp_path: Path) -> None:
         log = {row["id"]: row for row in json.loads((out / f"gateway-log-{name}.json").read_text())}
         late = [log[r["gateway_id"]] for r in records if r["send_s"] > fault_s + 0.5 and r["gateway_id"] in log]
         assert all(row.get("prefill_node") != "pf-a-0" for row in late), late
+    path = json.loads((out / "overhead.json").read_text())  # 6 probes per region before the load, both fitted
+    assert path["num_points"] == 12 and path["fixed_s"] > 0 and sorted(path["points"]) == ["ra", "rb"]
+    assert (out / "report-without-path.json").exists()
     config = json.loads((out / "deploy" / "config.json").read_text())
     assert {g["region"] for g in config["gateways"]} == {"ra", "rb"}
     namespaces = re.findall(r"namespace (\S+),", result.output)

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from prfaas.bench.paper_overhead import RequestOverhead, shifted
 from prfaas.bench.sites_run import SitesFault, SitesRunResult, SitesRunSpec, emulated_topology
 from prfaas.bench.summary import nearest_rank
 from prfaas.core.errors import ConfigError
@@ -124,28 +125,44 @@ class SitesPrediction:
     live_index_of: Mapping[int, int]  # simulated request id -> the live record's index in its region
     script: tuple[ScriptedEvent | SiteEvent, ...]
     regions: dict[str, dict[str, Any]]  # region -> what the report shows beside the live numbers
+    overhead: RequestOverhead | None = None  # the measured request path the simulator was given (None: none)
+
+    def rows(self) -> list[tuple[str, float, str, float | None]]:
+        """Per simulated request: (region, arrival s as sent live, where prefilled (site or "local"), TTFT s
+        from that arrival, the request path included; None unless it finished OK)."""
+        out = []
+        for r in self.sim.records:
+            path_s = 0.0 if self.overhead is None else self.overhead.at(r.input_tokens, r.request_id)
+            ttft = r.ttft_s + path_s if r.is_ok and r.ttft_s is not None else None
+            out.append((self.region_of[r.request_id], r.arrival_s - path_s, r.prfaas_site or LOCAL, ttft))
+        return out
 
 
 def _shares(places: list[str]) -> dict[str, float]:
     return {p: places.count(p) / len(places) for p in sorted(set(places))} if places else {}
 
 
-def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunResult) -> SitesPrediction:
-    """The simulator on the live run's requests, nodes, cost models, links, policy and fault (module docstring)."""
+def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunResult,
+                  overhead: RequestOverhead | None = None) -> SitesPrediction:
+    """The simulator on the live run's requests, nodes, cost models, links, policy and fault (module docstring).
+    `overhead`: the measured request path (`bench.sites_overhead`); each request then reaches the gateway's
+    policy `overhead(l)` after it was sent, and its TTFT is counted from when it was sent."""
     deployment = sim_deployment(topology, spec)
     requests, region_of, live_index = live_requests(result, deployment.topology.pd_names)
     script = fault_script(topology, spec, result)
     policy = apply_policy_overrides({}, spec.threshold_tokens)
-    sim = simulate_multisite(deployment, "prfaas", requests, region_of, selector=spec.site_selector,
+    sent = requests if overhead is None else shifted(requests, overhead)
+    sim = simulate_multisite(deployment, "prfaas", sent, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
                              prefill_queue="node")
-    regions: dict[str, dict[str, Any]] = {}
+    prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead)
+    rows = prediction.rows()
     for name in result.regions:
-        own = sim.region_records(name)
-        ok = [r for r in own if r.is_ok]
-        ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
-        regions[name] = {"sent": len(own), "completed": len(ok),
-                         "ttft_mean_s": sum(ttfts) / len(ttfts) if ttfts else None,
-                         "ttft_p90_s": nearest_rank(ttfts, 0.9),
-                         "offload_share": _shares([r.prfaas_site or LOCAL for r in ok])}
-    return SitesPrediction(sim, tuple(requests), region_of, live_index, script, regions)
+        own = [row for row in rows if row[0] == name]
+        ok = [row for row in own if row[3] is not None]
+        ttfts = [row[3] for row in ok if row[3] is not None]
+        prediction.regions[name] = {"sent": len(own), "completed": len(ok),
+                                    "ttft_mean_s": sum(ttfts) / len(ttfts) if ttfts else None,
+                                    "ttft_p90_s": nearest_rank(ttfts, 0.9),
+                                    "offload_share": _shares([row[2] for row in ok])}
+    return prediction

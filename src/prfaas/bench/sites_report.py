@@ -64,7 +64,8 @@ def with_errors(live_mean_s: float | None, live_p90_s: float | None, live_share:
             "offload_share_err_pp": {k: 100.0 * (sim_share.get(k, 0.0) - live_share.get(k, 0.0)) for k in keys}}
 
 
-def _where(row: dict[str, Any] | None, site_of: dict[str, str]) -> str:
+def prefilled_at(row: dict[str, Any] | None, site_of: dict[str, str]) -> str:
+    """Where a gateway log row's request was prefilled: its PrfaaS site, "local", or "?" (unknown node)."""
     if row is None or row.get("route") != "prfaas":
         return LOCAL
     return site_of.get(str(row.get("prefill_node")), "?")
@@ -86,8 +87,8 @@ def region_reports(result: SitesRunResult, bin_s: float | None = None,
         by_id = {int(r["id"]): r for r in run.log if "id" in r}
         done = [r for r in run.records if r.status is RequestStatus.COMPLETED]
         ttfts = [r.ttft_s for r in done if r.ttft_s is not None]
-        placed = [(r.send_s, _where(by_id.get(r.gateway_id) if r.gateway_id is not None else None, result.site_of))
-                  for r in done]
+        placed = [(r.send_s, prefilled_at(by_id.get(r.gateway_id) if r.gateway_id is not None else None,
+                                          result.site_of)) for r in done]
         over_time = []
         end_s = max((t for t, _ in placed), default=0.0)
         k = 0

@@ -349,6 +349,7 @@ def run_regions(dep: SitesDeployment) -> SitesRunResult:
     injector.join(30)
     if errors:
         raise errors[0]
+    result.regions = {n: result.regions[n] for n in dep.topology.pd_names if n in result.regions}  # topology order
     for name, run in result.regions.items():
         rows = dep.launcher.get(name, f"/admin/requests?since={before[name]}") or []
         run.log = [r for r in rows if int(r.get("id", 0)) > before[name]]

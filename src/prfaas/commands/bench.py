@@ -4,6 +4,7 @@
     prfaas bench sites up --topology T.toml [--scale 1e-3]   # one namespace per cluster, one capped veth per link
     prfaas bench sites down [--state F]
     prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded]   # one gateway per region, live
+    prfaas bench sites compare|chaos --topology T.toml   # selectors / faults on the same requests, beside the sim
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware] [--host-model]
     prfaas bench chaos    [... --faults link-drop,prfaas-restart,decode-kill,corrupt,gateway-restart]
@@ -23,6 +24,7 @@ from typing import Annotated
 import typer
 
 from prfaas.bench.choices import BenchSetup, SetupChoices
+from prfaas.commands.bench_sites import sites_chaos_cmd, sites_compare_cmd
 from prfaas.commands.rundirs import new_run_dir
 from prfaas.core.errors import ConfigError
 
@@ -61,6 +63,10 @@ def register(app: typer.Typer) -> None:
     sites.command("down", help="Delete the sites made by `sites up`.")(sites_down_cmd)
     sites.command("run", help="A live run on one namespace per cluster of a topology: one gateway per region, "
                               "per-region load, an optional fault; report per region.")(sites_run_cmd)
+    sites.command("compare", help="The same requests live under each site selector, beside the simulator (with "
+                                  "and without the measured request path).")(sites_compare_cmd)
+    sites.command("chaos", help="A no-fault baseline, one PrfaaS site lost, one link degraded 10x: the same "
+                                "requests live, beside the simulator.")(sites_chaos_cmd)
     bench.add_typer(sites, name="sites")
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
     bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
@@ -135,16 +141,20 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 3.0,
                   fault_target: Annotated[str | None, typer.Option(
                       help="The PrfaaS cluster (site-lost) or link id (link-degraded); default: the first.")] = None,
+                  probes: Annotated[int, typer.Option(help="Request-path probes per region before the load, "
+                                                            "added to the prediction (0: none).")] = 6,
                   seed: Seed = 0, out: Out = None) -> None:
-    from prfaas.bench.sites_multi import describe
-    from prfaas.bench.sites_report import format_reports, region_reports, sim_prediction, write_sites_run
-    from prfaas.bench.sites_run import SitesFault, SitesRunSpec, run_regions, sites_deployment
+    from prfaas.bench.sites_compare import run_with_prediction
+    from prfaas.bench.sites_report import format_reports
+    from prfaas.bench.sites_run import SitesFault, SitesRunSpec
     from prfaas.planner.multi_build import load_topology
 
     try:
         chosen = SitesFault(fault) if fault is not None else None
     except ValueError:
         raise ConfigError(f"--fault must be one of: {', '.join(f.value for f in SitesFault)}") from None
+    if probes < 0:
+        raise ConfigError(f"--probes must be >= 0, got {probes}")
     topo, _ = load_topology(str(topology))
     spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
                         time_scale=time_scale, state_scale=state_scale, scale=scale,
@@ -153,14 +163,11 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
     out_dir = _out(out, "sites")
     typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
                f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")
-    with sites_deployment(topo, spec, out_dir / "deploy") as dep:
-        typer.echo(describe(dep.sites))
-        result = run_regions(dep)
-    reports = region_reports(result, sim=sim_prediction(topo, spec, result))
-    write_sites_run(result, reports, out_dir)
-    typer.echo(format_reports(reports, result))
-    typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")
-    if any(r.lost for r in reports):
+    outcome = run_with_prediction(topo, spec, out_dir, probes, log=typer.echo)
+    typer.echo(format_reports(outcome.reports, outcome.result))
+    typer.echo(f"wrote {out_dir}/report.json (sim with the probed request path), report-without-path.json, "
+               "overhead.json, report.txt, records-<region>.jsonl")
+    if any(r.lost for r in outcome.reports):
         raise typer.Exit(1)
 
 
