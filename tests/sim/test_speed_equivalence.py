@@ -2,7 +2,8 @@
 
 `fixtures/speed_reference.json` holds, for each case below, every `RequestRecord`, every `Sample`, the role
 switches, the egress link's rate and capacity history and the reverse link's bytes, as produced by the
-simulator BEFORE the speed changes of issue 14 (main at the commit named in the fixture). The cases cover
+simulator BEFORE the speed changes of issue 14 (main at the commit named in the fixture; regenerated once when
+the perf fits moved from LAPACK to `perf.lsq`, whose results do not depend on the machine). The cases cover
 the paths the fast code touches: the three routers that read the view differently (`prfaas`,
 `prfaas-bandwidth-aware` with its tick, `prfaas-cache-aware` on the Mooncake trace's prefix chains with
 cross-cluster cache transfers), a 10x link drop, PrfaaS and PD-D node failures with recovery, the

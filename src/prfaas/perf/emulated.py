@@ -38,6 +38,7 @@ import numpy as np
 
 from prfaas.core.layers import LayerKind, LayerStateSpec, LinearVariant, total_state_bytes
 from prfaas.perf.base import PrefillCostModel
+from prfaas.perf.lsq import least_squares
 
 DEFAULT_NUM_LAYERS = 64
 DEFAULT_LINEAR_PER_FULL = 3  # KDA:MLA = 3:1
@@ -77,9 +78,9 @@ def affine_state_fit(points: Sequence[tuple[float, float]]) -> tuple[float, floa
     y = np.array([p[1] for p in points], dtype=np.float64)
     if len(points) == 1:
         return 0.0, float(y[0] / x[0])
-    slope, intercept = np.polyfit(x, y, 1)
+    intercept, slope = least_squares([[1.0] * len(points), x.tolist()], y.tolist())  # same bits everywhere
     if intercept < 0:  # through the origin
-        return 0.0, float(np.dot(x, y) / np.dot(x, x))
+        return 0.0, least_squares([x.tolist()], y.tolist())[0]
     return float(intercept), float(max(slope, 0.0))
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from prfaas.core.errors import ConfigError
+from prfaas.perf.lsq import least_squares, squared_error
 
 PROFILE_FORMAT = "prfaas-profile"
 PROFILE_VERSION = 2
@@ -122,21 +123,21 @@ def fit_quadratic_nonneg(
     lengths: Sequence[float] | np.ndarray, times_s: Sequence[float] | np.ndarray
 ) -> tuple[float, float, float]:
     """Least-squares `a + b*l + c*l^2` with a, b, c >= 0 (active-set over the 7 sign patterns)."""
-    x = np.asarray(lengths, dtype=np.float64)
-    y = np.asarray(times_s, dtype=np.float64)
-    basis = np.vstack([np.ones_like(x), x, x * x]).T
+    x = [float(v) for v in lengths]
+    y = [float(v) for v in times_s]
+    basis = ([1.0] * len(x), x, [v * v for v in x])
     best: tuple[float, tuple[float, float, float]] | None = None
     for mask in ((1, 1, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1)):
         cols = [i for i, keep in enumerate(mask) if keep]
-        if len(cols) > x.size:
+        if len(cols) > len(x):
             continue
-        sol, *_ = np.linalg.lstsq(basis[:, cols], y, rcond=None)
-        if np.any(sol < 0):
+        sol = least_squares([basis[i] for i in cols], y)  # the same bits on every machine (perf.lsq)
+        if any(v < 0 for v in sol):
             continue
         coef = [0.0, 0.0, 0.0]
         for i, v in zip(cols, sol, strict=True):
-            coef[i] = float(v)
-        err = float(np.sum((basis @ np.array(coef) - y) ** 2))
+            coef[i] = v
+        err = squared_error(basis, coef, y)
         if best is None or err < best[0] - 1e-18:
             best = (err, (coef[0], coef[1], coef[2]))
     assert best is not None, "a single non-negative column always fits"
@@ -229,8 +230,7 @@ class ProfileDecodeModel:
         batch = np.array([d.batch_size for d in profile.decode], dtype=np.float64)
         ctx = np.array([d.context_tokens for d in profile.decode], dtype=np.float64)
         times = np.array([d.t_step_s for d in profile.decode], dtype=np.float64)
-        basis = np.vstack([np.ones_like(batch), batch, batch * ctx]).T
-        sol, *_ = np.linalg.lstsq(basis, times, rcond=None)
+        sol = least_squares([[1.0] * len(batch), batch.tolist(), (batch * ctx).tolist()], times.tolist())
         self.coefficients = tuple(float(max(v, 0.0)) for v in sol)
         if sum(self.coefficients) == 0.0:
             self.coefficients = (float(np.median(times)), 0.0, 0.0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prfaas.core.errors import PrfaasError
+from prfaas.perf.lsq import least_squares
 
 FlopsFn = Callable[[float, float], float]  # (num_tokens, num_cached_tokens) -> FLOPs
 SkvFn = Callable[[float], float]  # num_tokens -> bytes
@@ -83,10 +84,10 @@ def fit_affine_relative(xs: Sequence[float], ys: Sequence[float]) -> AffineFit:
         raise CalibrationError("measured values must be finite and > 0")
     w = 1.0 / y  # row scaling: residual_i / y_i
     design = np.column_stack([w, x * w])
-    (a, b), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
+    a, b = least_squares([design[:, 0].tolist(), design[:, 1].tolist()], [1.0] * int(y.size))  # perf.lsq
     if a < 0:
         a = 0.0
-        b = float(np.sum(x * w * w * y) / np.sum((x * w) ** 2))
+        b = least_squares([(x * w).tolist()], (w * y).tolist())[0]
     if b <= 0:
         raise CalibrationError("measured times do not grow with the work (fitted slope <= 0)")
     predicted = a + b * x
