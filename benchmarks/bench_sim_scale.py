@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import statistics
 import time
@@ -57,6 +58,9 @@ def profile_parts(stats: pstats.Stats) -> list[tuple[str, float]]:
     return sorted(parts.items(), key=lambda item: -item[1])
 
 
+_PROFILE_TOP = int(os.environ.get("PRFAAS_PROFILE_TOP", "0"))  # > 0: also print the top functions by own time
+
+
 class ScaleInputs(NamedTuple):
     scenario: Scenario
     n_prfaas: int
@@ -87,13 +91,23 @@ def _scale_inputs(n_instances: int, minutes: float, load: float) -> ScaleInputs:
     return ScaleInputs(scenario, n_prfaas, n_pd, n_p, dep, rate, duration, requests, gen_s, cfg)
 
 
-def run_profile(n_instances: int, minutes: float, load: float) -> None:
+def run_profile(n_instances: int, minutes: float, load: float, sites: int = 2) -> None:
     inputs = _scale_inputs(n_instances, minutes, load)
     profiler = cProfile.Profile()
-    profiler.enable()
-    simulate(inputs.deployment, "prfaas", inputs.requests, policy_config=inputs.config,
-             options=SimOptions(horizon_s=inputs.duration_s))
+    if sites == 4:
+        from prfaas.sim.multisite_run import simulate_multisite
+
+        dep, requests, region_of = _four_site_inputs(inputs)
+        profiler.enable()
+        simulate_multisite(dep, "prfaas", requests, region_of, policy_config=inputs.config,  # type: ignore[arg-type]
+                           options=SimOptions(horizon_s=inputs.duration_s))
+    else:
+        profiler.enable()
+        simulate(inputs.deployment, "prfaas", inputs.requests, policy_config=inputs.config,
+                 options=SimOptions(horizon_s=inputs.duration_s))
     profiler.disable()
+    if _PROFILE_TOP:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(_PROFILE_TOP)
     parts = profile_parts(pstats.Stats(profiler))
     total = sum(t for _, t in parts)
     print(f"profile ({minutes:g} simulated min, {total:.1f} s own time under cProfile):")
@@ -212,7 +226,7 @@ def main() -> None:
     if len(rows) == 2:
         print(f"events/s ratio 10k-GPU / 96-GPU (same run): {rows[1]['events_per_s'] / rows[0]['events_per_s']:.3f}")
     if args.profile:
-        run_profile(args.instances, args.minutes, args.load)
+        run_profile(args.instances, args.minutes, args.load, args.sites)
 
 
 if __name__ == "__main__":
