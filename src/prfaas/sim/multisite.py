@@ -57,6 +57,7 @@ from prfaas.sim.multisite_deployment import (
     SiteEventKind,
     reverse_link_id,
 )
+from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
@@ -156,6 +157,9 @@ class MultiSiteSimulator(Simulator):
             members.setdefault(self.cluster_of_node[node.instance_id], []).append(node)
         self.cluster_nodes = members
         self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
+        self._prfaas_names = topo.prfaas_names
+        self._site_loads = {name: SiteLoad(members[name], region_of.__getitem__, topo.pd_names)
+                            for name in self._prfaas_names if name in members}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
         for event in sorted((e for e in script if isinstance(e, SiteEvent)), key=lambda e: e.time_s):
             if event.site not in members:
@@ -219,26 +223,15 @@ class MultiSiteSimulator(Simulator):
         """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link."""
         now = self.loop.now_s
         sites: dict[str, PrfaasSiteView] = {}
-        for name in self.topology.prfaas_names:
-            up, queued, work = 0, 0, 0.0
+        for name in self._prfaas_names:
             by_region: dict[str, float] = {}
-            for node in self.cluster_nodes.get(name, ()):
-                srv = node.prefill
-                if not node.is_up or srv is None:
-                    continue
-                up += 1
-                queue = srv.queue
-                queued += len(queue)
-                if isinstance(queue, FairPrefillQueue):
-                    for region, seconds in queue.fair.queued_s_by_region().items():
-                        by_region[region] = by_region.get(region, 0.0) + seconds
-                        work += seconds
-                if srv.current is not None and srv.busy_until_s is not None:
-                    left = max(srv.busy_until_s - now, 0.0)
-                    region = self.region_of[srv.current.request_id]
-                    by_region[region] = by_region.get(region, 0.0) + left
-                    work += left
-                    queued += 1
+            load = self._site_loads.get(name)
+            if load is None:
+                up, queued, work = 0, 0, 0.0
+            else:
+                load.refresh()
+                work = load.work_s(now, by_region)
+                up, queued = load.up, load.queued
             site_queue = self.site_queues.get(name)
             if site_queue is not None:
                 queued += len(site_queue)

@@ -51,8 +51,8 @@ class NodeSpec:
 class SimNode:
     """Mutable state of one simulated instance."""
 
-    __slots__ = ("_dirty_index", "_dirty_sink", "_view", "decode", "inbound_requests", "inbound_tokens", "is_up",
-                 "pending_role", "prefill", "ready_at_s", "role", "spec")
+    __slots__ = ("_dirty_index", "_dirty_sink", "_load_index", "_load_sink", "_view", "decode", "inbound_requests",
+                 "inbound_tokens", "is_up", "pending_role", "prefill", "ready_at_s", "role", "spec")
 
     def __init__(self, spec: NodeSpec) -> None:
         from prfaas.sim.servers import DecodeServer, PrefillServer
@@ -69,11 +69,18 @@ class SimNode:
         self._view: InstanceView | None = None
         self._dirty_sink: set[int] | None = None
         self._dirty_index = 0
+        self._load_sink: set[int] | None = None
+        self._load_index = 0
 
     def attach(self, dirty_sink: set[int], index: int) -> None:
         """Report every future `touch()` as `index` into `dirty_sink` (the simulator's view builder)."""
         self._dirty_sink = dirty_sink
         self._dirty_index = index
+
+    def attach_load(self, load_sink: set[int], index: int) -> None:
+        """Also report every future `touch()` as `index` into `load_sink` (`sim.multisite_load.SiteLoad`)."""
+        self._load_sink = load_sink
+        self._load_index = index
 
     @property
     def instance_id(self) -> str:
@@ -93,6 +100,8 @@ class SimNode:
         self._view = None
         if self._dirty_sink is not None:
             self._dirty_sink.add(self._dirty_index)
+        if self._load_sink is not None:
+            self._load_sink.add(self._load_index)
 
     @property
     def is_dirty(self) -> bool:
