@@ -59,6 +59,7 @@ from prfaas.sim.multisite_deployment import (
 )
 from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
+from prfaas.sim.multisite_view import MergedLiveView
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
@@ -158,6 +159,9 @@ class MultiSiteSimulator(Simulator):
         self.cluster_nodes = members
         self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
         self._prfaas_names = topo.prfaas_names
+        self._live_parts: dict[tuple[str, str | None], tuple[list[str], list[ViewBuilder],
+                                                             dict[ClusterKind, ViewBuilder],
+                                                             dict[str, SimLink]] | None] = {}
         self._site_loads = {name: SiteLoad(members[name], region_of.__getitem__, topo.pd_names)
                             for name in self._prfaas_names if name in members}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
@@ -213,6 +217,27 @@ class MultiSiteSimulator(Simulator):
         links = {PRFAAS_EGRESS_LINK_ID: self.links[link_id(site, region)].snapshot(),
                  REVERSE_LINK_ID: self.links[reverse_link_id(site, region)].snapshot()}
         return self._merged([site, region], links)
+
+    def _live_region_view(self, region: str, site: str | None, now_s: float) -> ClusterView:
+        """`region_view` for one routing decision: on demand (`sim.multisite_view`); release it after."""
+        key = (region, site)
+        parts = self._live_parts.get(key)
+        if parts is None:
+            clusters = [region] if site is None else [site, region]
+            builders = [self._builders[c] for c in clusters if c in self._builders]
+            kinds = [{node.cluster for node in self.cluster_nodes[c]} for c in clusters if c in self._builders]
+            owner = {kind: b for b, ks in zip(builders, kinds, strict=True) for kind in ks}
+            links: dict[str, SimLink] = {}
+            if site is not None:
+                links = {PRFAAS_EGRESS_LINK_ID: self.links[link_id(site, region)],
+                         REVERSE_LINK_ID: self.links[reverse_link_id(site, region)]}
+            disjoint = len(owner) == sum(len(ks) for ks in kinds)
+            parts = (clusters, builders, owner, links) if disjoint else None
+            self._live_parts[key] = parts
+        if parts is None:  # a cluster kind in two clusters: the merged snapshot
+            return self.region_view(region, site)
+        clusters, builders, owner, links = parts
+        return MergedLiveView(builders, owner, links, now_s, lambda sealed: self._merged(clusters, sealed))
 
     def view(self) -> ClusterView:
         """Every node and link (the control loop's view)."""
@@ -273,7 +298,12 @@ class MultiSiteSimulator(Simulator):
         router = self.routers[region]
         base = getattr(router, "threshold_tokens", None) or 0
         site, reason = self._choose_site(req, region, base, now_s)
-        plan = router.route(req.info, self.region_view(region, site), now_s)
+        view = self._live_region_view(region, site, now_s)
+        try:
+            plan = router.route(req.info, view, now_s)
+        finally:
+            if isinstance(view, MergedLiveView):
+                ViewBuilder.release(view)  # type: ignore[arg-type]  # sealed if the router kept it
         if reason is not None:
             self.site_reason_of_request[rid] = reason
         else:

@@ -227,6 +227,11 @@ class ViewBuilder:
             self._refresh()
         return LiveClusterView(self, links, time_s)
 
+    def refresh(self) -> None:
+        """Bring the kept views up to date with the touched nodes (what `snapshot` and `live` do first)."""
+        if self.dirty:
+            self._refresh()
+
     @staticmethod
     def release(view: LiveClusterView) -> None:
         """Seal `view` if anything besides the caller still refers to it or to its link mapping."""
