@@ -354,7 +354,13 @@ class MultiSiteSimulator(Simulator):
     def _start_queued(self, site: str) -> None:
         """Start queued offloads of `site` on its free instances (instance order)."""
         site_queue = self.site_queues[site]
-        for node in self.cluster_nodes[site]:
+        if not site_queue:
+            return
+        load = self._site_loads.get(site)
+        if load is None:
+            return
+        load.refresh()
+        for node in load.free_nodes():  # free now; starting one frees no other
             if not site_queue:
                 return
             srv = node.prefill

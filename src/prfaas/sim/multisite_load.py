@@ -27,7 +27,7 @@ Part = tuple[tuple[tuple[str, float], ...], float | None, str | None]  # (fair-q
 class SiteLoad:
     """The load parts of one cluster's instances (their order is the sum's order)."""
 
-    __slots__ = ("_always", "_busy_until_s", "_n_backlogged", "_parts", "_queued_of", "_region_mask",
+    __slots__ = ("_always", "_busy_until_s", "_free", "_n_backlogged", "_parts", "_queued_of", "_region_mask",
                  "_region_of_request", "_region_row", "_regions", "_running_of_row", "_up_of", "dirty", "nodes",
                  "queued", "up")
 
@@ -50,6 +50,7 @@ class SiteLoad:
         self._region_mask = np.zeros((len(self._regions), len(self.nodes)))  # 1.0 where the running one is r's
         self._running_of_row = [0] * len(self._regions)
         self._n_backlogged = 0  # instances with a fair-queue backlog (then the Python scan)
+        self._free: set[int] = set()  # up instances with an idle prefill server and nothing queued
 
     def refresh(self) -> None:
         if self._always:
@@ -61,6 +62,10 @@ class SiteLoad:
             srv = node.prefill
             part: Part | None = None
             up = queued = 0
+            if node.is_up and srv is not None and srv.current is None and not srv.queue:
+                self._free.add(i)
+            else:
+                self._free.discard(i)
             if node.is_up and srv is not None:
                 if srv.host is not None:
                     self._always.add(i)
@@ -82,6 +87,11 @@ class SiteLoad:
             self.queued += queued - self._queued_of[i]
             self._queued_of[i] = queued
         self.dirty.clear()
+
+    def free_nodes(self) -> list[SimNode]:
+        """The up instances with an idle prefill server and an empty queue, in instance order (after `refresh`)."""
+        nodes = self.nodes
+        return [nodes[i] for i in sorted(self._free)]
 
     def _set_part(self, i: int, part: Part | None) -> None:
         old = self._parts[i]
