@@ -126,6 +126,10 @@ class SiteSelector:
         self.weights = {name: float(weights.get(name, 0.0)) for name in topology.pd_names}
         self.loops = {lk.link_id: BandwidthController(self.config.bandwidth, state_bytes) for lk in topology.links}
         self._home = {pd: _home_site(topology, pd) for pd in topology.pd_names}
+        # the topology's queries, asked per decision, answered once (the selector is built for one topology)
+        self._links_to = {pd: topology.links_to(pd) for pd in topology.pd_names}
+        self._order = {name: i for i, name in enumerate(topology.prfaas_names)}
+        self._users = {name: [lk.pd for lk in topology.links if lk.prfaas == name] for name in topology.prfaas_names}
 
     # --- the per-link bandwidth loops -------------------------------------------------------------
     def tick(self, view: SitesView, now_s: float) -> None:
@@ -151,7 +155,8 @@ class SiteSelector:
     # --- the choice -------------------------------------------------------------------------------
     def fair_share_s(self, prfaas: str, pd: str, site: PrfaasSiteView) -> float:
         """Region `pd`'s guaranteed queued work at cluster `prfaas` while it is congested (seconds)."""
-        users = [lk.pd for lk in self.topology.links if lk.prfaas == prfaas]
+        users = self._users[prfaas] if prfaas in self._users else [
+            lk.pd for lk in self.topology.links if lk.prfaas == prfaas]
         total = sum(self.weights[p] for p in users)
         share = self.weights[pd] / total if total > 0 else 0.0
         return share * self.config.target_queue_s * site.up_instances
@@ -169,7 +174,7 @@ class SiteSelector:
         refused_by_loop: list[str] = []
         refused_by_share: list[tuple[str, float]] = []
         estimates: list[tuple[str, float]] = []
-        for lk in self.topology.links_to(pd):
+        for lk in self._links_to[pd] if pd in self._links_to else self.topology.links_to(pd):
             site = view.sites.get(lk.prfaas)
             snap = view.links.get(lk.link_id)
             capacity = snap.capacity_gbps if snap is not None and snap.capacity_gbps is not None else lk.capacity_gbps
@@ -192,7 +197,7 @@ class SiteSelector:
             if refused_by_loop:
                 return SiteChoice(None, SiteReason.LINK_CONGESTED_LOCAL)
             return SiteChoice(None, SiteReason.NO_SITE)
-        order = {name: i for i, name in enumerate(self.topology.prfaas_names)}
+        order = self._order
         best, best_s = min(estimates, key=lambda item: (item[1], order[item[0]]))
         reason = SiteReason.BEST
         home = self._home[pd]
