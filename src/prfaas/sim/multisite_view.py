@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.policy.types import ClusterView, InstanceView
-from prfaas.sim.view import _GROUP_ID, IndexedClusterView, RankedViews, Snapshottable, ViewBuilder, _LiveLinks
+from prfaas.sim.view import IndexedClusterView, RankedViews, Snapshottable, ViewBuilder, _LiveLinks, group_id
 
 Materialise = Callable[[Mapping[str, LinkSnapshot]], IndexedClusterView]
 
@@ -69,19 +69,19 @@ class MergedLiveView(ClusterView):
         if self._cache is not None:
             return self._cache.up_instances(cluster, role)
         builder = self._owner.get(cluster)
-        return builder.group_tuple(_GROUP_ID[(cluster, role)]) if builder is not None else ()
+        return builder.group_tuple(group_id(cluster, role)) if builder is not None else ()
 
     def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
         if self._cache is not None:
             return self._cache.has_up_instances(cluster, role)
         builder = self._owner.get(cluster)
-        return builder is not None and bool(builder.members[_GROUP_ID[(cluster, role)]])
+        return builder is not None and bool(builder.members[group_id(cluster, role)])
 
     def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
         if self._cache is not None:
             return self._cache.ranked(cluster, role)
         builder = self._owner.get(cluster)
-        return RankedViews(builder.rank_tuple(_GROUP_ID[(cluster, role)]) if builder is not None else ())
+        return RankedViews(builder.rank_tuple(group_id(cluster, role)) if builder is not None else ())
 
     def _seal(self) -> None:
         if self._cache is None:
