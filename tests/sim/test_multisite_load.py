@@ -54,8 +54,8 @@ def test_sites_view_equals_a_full_scan_at_every_call(scenario: str, queue: str,
     calls: list[int] = []
     busy: list[int] = []
 
-    def checked(sim: MultiSiteSimulator) -> SitesView:
-        got = original(sim)
+    def checked(sim: MultiSiteSimulator, **kwargs: Any) -> SitesView:
+        got = original(sim, **kwargs)
         want = full_scan(sim)
         assert got.sites == want, (sim.loop.now_s, got.sites, want)  # floats compared exactly
         calls.append(1)
@@ -78,8 +78,8 @@ def test_the_check_fails_when_a_touched_instance_is_missed(monkeypatch: pytest.M
         load.dirty.discard(0)  # instance 0 of each cluster is read once, at the start, never again
         original_refresh(load)
 
-    def compared(sim: MultiSiteSimulator) -> SitesView:
-        got = original_view(sim)
+    def compared(sim: MultiSiteSimulator, **kwargs: Any) -> SitesView:
+        got = original_view(sim, **kwargs)
         differs.append(got.sites != full_scan(sim))
         return got
 
@@ -87,3 +87,25 @@ def test_the_check_fails_when_a_touched_instance_is_missed(monkeypatch: pytest.M
     monkeypatch.setattr(MultiSiteSimulator, "sites_view", compared)
     run_scenario("multisite_site_killed.toml")
     assert any(differs)
+
+
+def test_a_sites_view_the_selector_keeps_keeps_its_link_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prfaas.policy.sites import SiteSelector
+
+    original = SiteSelector.choose
+    kept: list[tuple[SitesView, dict[str, Any]]] = []
+
+    def keeping(selector: SiteSelector, pd: str, prompt_tokens: int, cached: Any, view: SitesView,
+                now_s: float, base: int = 0) -> Any:
+        if len(kept) < 30:
+            links = view.links._links if hasattr(view.links, "_links") else view.links  # the SimLinks, untouched
+            kept.append((view, {lid: link.snapshot() if hasattr(link, "snapshot") else link
+                                for lid, link in links.items()}))
+        return original(selector, pd, prompt_tokens, cached, view, now_s, base)
+
+    monkeypatch.setattr(SiteSelector, "choose", keeping)
+    run_scenario("multisite_link_degraded.toml")
+    assert len(kept) == 30
+    assert any(snap.bytes_in_flight > 0 for _, want in kept for snap in want.values())
+    for view, want in kept:
+        assert dict(view.links) == want

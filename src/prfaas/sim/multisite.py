@@ -29,6 +29,8 @@ cache transfers (the cache-aware router) are supported on 1x1 topologies only; n
 
 from __future__ import annotations
 
+import operator
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -63,11 +65,21 @@ from prfaas.sim.multisite_view import MergedLiveView
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
-from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder
+from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder, _LiveLinks
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
 PREFILL_QUEUES = ("cluster", "node")  # where offloads wait at a PrfaaS cluster (`sim.multisite_queue`)
+
+
+def _release_sites_view(view: SitesView) -> None:
+    """Take every link snapshot now if anything besides the caller still refers to `view` or its links (as
+    `ViewBuilder.release` does for a routing view: CPython reference counts, deterministic)."""
+    # expected: the caller's variable and getrefcount's argument; the view's slot and getrefcount's argument
+    if sys.getrefcount(view) > 3 or sys.getrefcount(view.links) > 2:
+        links = view.links
+        if isinstance(links, _LiveLinks):
+            object.__setattr__(view, "links", links.seal())
 
 
 class RegionRouters:
@@ -159,6 +171,7 @@ class MultiSiteSimulator(Simulator):
         self.cluster_nodes = members
         self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
         self._prfaas_names = topo.prfaas_names
+        self._site_links = {lk.link_id: self.links[lk.link_id] for lk in topo.links}
         self._live_parts: dict[tuple[str, str | None], tuple[list[str], list[ViewBuilder],
                                                              dict[ClusterKind, ViewBuilder],
                                                              dict[str, SimLink]] | None] = {}
@@ -174,11 +187,11 @@ class MultiSiteSimulator(Simulator):
     def run(self) -> list[RequestRecord]:
         records = super().run()
         out: list[RequestRecord] = []
+        base_fields = operator.attrgetter(*BASE_RECORD_FIELDS)  # the base record's fields, in order, at C speed
         for rec in records:
             rid = rec.request_id
             reason = self.site_reason_of_request.get(rid)
-            out.append(MultiSiteRecord(**{name: getattr(rec, name) for name in BASE_RECORD_FIELDS},
-                                       region=self.region_of[rid],
+            out.append(MultiSiteRecord(*base_fields(rec), region=self.region_of[rid],
                                        prfaas_site=self.site_of_request.get(rid, "") if rec.is_offloaded else "",
                                        site_reason=reason.value if reason is not None else ""))
         self.records = out
@@ -244,8 +257,11 @@ class MultiSiteSimulator(Simulator):
         links = {lid: link.snapshot() for lid, link in self.links.items()}
         return self._merged([*self.topology.prfaas_names, *self.topology.pd_names], links)
 
-    def sites_view(self) -> SitesView:
-        """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link."""
+    def sites_view(self, *, live_links: bool = False) -> SitesView:
+        """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link.
+
+        `live_links`: link snapshots taken on first use (for one decision; pass the view to
+        `_release_sites_view` right after)."""
         now = self.loop.now_s
         sites: dict[str, PrfaasSiteView] = {}
         for name in self._prfaas_names:
@@ -264,8 +280,9 @@ class MultiSiteSimulator(Simulator):
                     by_region[region] = by_region.get(region, 0.0) + seconds
                     work += seconds
             sites[name] = PrfaasSiteView(name, up, work, by_region, queued)
-        links = {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links}
-        return SitesView(sites, links)
+        if live_links:
+            return SitesView(sites, _LiveLinks(self._site_links))
+        return SitesView(sites, {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links})
 
     def _cached_by_site(self, req: SimRequest) -> dict[str, int]:
         hashes = req.wl.block_hashes
@@ -288,8 +305,12 @@ class MultiSiteSimulator(Simulator):
             return self._homes[region], None
         if base_threshold > 0 and req.wl.input_tokens <= base_threshold:
             return None, None  # the router keeps it local whatever the sites look like
-        choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), self.sites_view(),
-                                      now_s, base_threshold)
+        view = self.sites_view(live_links=True)
+        try:
+            choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), view, now_s,
+                                          base_threshold)
+        finally:
+            _release_sites_view(view)
         return choice.site, choice.reason
 
     def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
