@@ -168,7 +168,7 @@ def run_sites(n_instances: int, minutes: float, load: float, repeats: int) -> di
     dep, requests, region_of = _four_site_inputs(inputs)
     walls: list[float] = []
     cpus: list[float] = []
-    finished = 0
+    finished, events = 0, 0
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         res = simulate_multisite(dep, "prfaas", requests, region_of, policy_config=inputs.config,  # type: ignore[arg-type]
@@ -176,11 +176,12 @@ def run_sites(n_instances: int, minutes: float, load: float, repeats: int) -> di
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
         finished = sum(r.num_finished for r in res.regions.values())
+        events = res.num_events
     wall = statistics.median(walls)
     return {"instances": n_instances, "gpus": 8 * n_instances, "n_prfaas": inputs.n_prfaas, "n_p": inputs.n_p,
             "n_d": inputs.n_pd - inputs.n_p, "rate": inputs.rate, "requests": len(requests), "finished": finished,
             "gen_s": inputs.gen_s, "wall_s": wall, "wall_min_s": min(walls), "wall_max_s": max(walls),
-            "cpu_s": statistics.median(cpus), "events": 0, "events_per_s": 0.0,
+            "cpu_s": statistics.median(cpus), "events": events, "events_per_s": events / wall,
             "sim_per_wall": inputs.duration_s / wall, "egress_gbps": inputs.scenario.egress_gbps or 0.0}
 
 
