@@ -7,9 +7,9 @@ servers at every routing decision is O(instances) of attribute lookups; `SiteLoa
 (`(queued items, busy_until_s, region)`) and rereads only the instances touched since. The sums are the full
 scan's, bit for bit: without fair-queue backlogs at the instances (the cluster queue, the default) they are
 `numpy.cumsum` over the instances' time left (a sequential left-to-right sum, as the scan's `+=`; an idle
-instance adds exactly 0.0, which changes no sum), one row per region; with backlogs, the scan's Python loop
-over the kept parts. A prefill server that shares a host changes its `busy_until_s` without a touch
-(`rescale`), so such an instance is reread every time.
+instance adds exactly 0.0, which changes no sum), one row per region and one for the total, in one call; with
+backlogs, the scan's Python loop over the kept parts. A prefill server that shares a host changes its
+`busy_until_s` without a touch (`rescale`), so such an instance is reread every time.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class SiteLoad:
         self._regions = list(regions)
         self._region_row = {region: row for row, region in enumerate(self._regions)}
         self._busy_until_s = np.full(len(self.nodes), -np.inf)  # -inf: nothing running (time left 0.0)
-        self._region_mask = np.zeros((len(self._regions), len(self.nodes)))  # 1.0 where the running one is r's
+        # row r: 1.0 where the running prefill is region r's; the last row: all 1.0 (the total, same pass)
+        self._region_mask = np.zeros((len(self._regions) + 1, len(self.nodes)))
+        self._region_mask[-1, :] = 1.0
         self._running_of_row = [0] * len(self._regions)
         self._n_backlogged = 0  # instances with a fair-queue backlog (then the Python scan)
         self._free: set[int] = set()  # up instances with an idle prefill server and nothing queued
@@ -127,10 +129,10 @@ class SiteLoad:
             return 0.0
         left = np.subtract(self._busy_until_s, now_s)
         np.maximum(left, 0.0, out=left)
-        per_region = np.cumsum(left * self._region_mask, axis=1)
+        sums = np.cumsum(left * self._region_mask, axis=1)[:, -1].tolist()
         for row in rows:
-            by_region[self._regions[row]] = by_region.get(self._regions[row], 0.0) + float(per_region[row, -1])
-        return float(np.cumsum(left)[-1])
+            by_region[self._regions[row]] = by_region.get(self._regions[row], 0.0) + sums[row]
+        return sums[-1]
 
     def _scan(self, now_s: float, by_region: dict[str, float]) -> float:
         work = 0.0
