@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import statistics
 import time
@@ -38,6 +39,7 @@ from prfaas.sim.scenario import deployment_for, poisson_workload
 from prfaas.workload.request import WorkloadRequest
 
 PROFILE_PARTS = (  # (substring of the file path or function name, part), first match wins
+    ("sim/multisite", "multi-site (sim/multisite*)"),
     ("sim/view.py", "view refresh (sim/view, sim/node)"), ("sim/node.py", "view refresh (sim/view, sim/node)"),
     ("policy/", "router (policy/)"), ("sim/link.py", "link (sim/link)"), ("core/link.py", "link (sim/link)"),
     ("sim/servers.py", "servers + cost models"), ("perf/", "servers + cost models"), ("numpy", "servers + cost models"),
@@ -55,6 +57,9 @@ def profile_parts(stats: pstats.Stats) -> list[tuple[str, float]]:
         part = next((p for key, p in PROFILE_PARTS if key in where), "other (builtins, dataclass inits)")
         parts[part] = parts.get(part, 0.0) + row[2]
     return sorted(parts.items(), key=lambda item: -item[1])
+
+
+_PROFILE_TOP = int(os.environ.get("PRFAAS_PROFILE_TOP", "0"))  # > 0: also print the top functions by own time
 
 
 class ScaleInputs(NamedTuple):
@@ -87,13 +92,23 @@ def _scale_inputs(n_instances: int, minutes: float, load: float) -> ScaleInputs:
     return ScaleInputs(scenario, n_prfaas, n_pd, n_p, dep, rate, duration, requests, gen_s, cfg)
 
 
-def run_profile(n_instances: int, minutes: float, load: float) -> None:
+def run_profile(n_instances: int, minutes: float, load: float, sites: int = 2) -> None:
     inputs = _scale_inputs(n_instances, minutes, load)
     profiler = cProfile.Profile()
-    profiler.enable()
-    simulate(inputs.deployment, "prfaas", inputs.requests, policy_config=inputs.config,
-             options=SimOptions(horizon_s=inputs.duration_s))
+    if sites == 4:
+        from prfaas.sim.multisite_run import simulate_multisite
+
+        dep, requests, region_of = _four_site_inputs(inputs)
+        profiler.enable()
+        simulate_multisite(dep, "prfaas", requests, region_of, policy_config=inputs.config,  # type: ignore[arg-type]
+                           options=SimOptions(horizon_s=inputs.duration_s))
+    else:
+        profiler.enable()
+        simulate(inputs.deployment, "prfaas", inputs.requests, policy_config=inputs.config,
+                 options=SimOptions(horizon_s=inputs.duration_s))
     profiler.disable()
+    if _PROFILE_TOP:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(_PROFILE_TOP)
     parts = profile_parts(pstats.Stats(profiler))
     total = sum(t for _, t in parts)
     print(f"profile ({minutes:g} simulated min, {total:.1f} s own time under cProfile):")
@@ -154,7 +169,7 @@ def run_sites(n_instances: int, minutes: float, load: float, repeats: int) -> di
     dep, requests, region_of = _four_site_inputs(inputs)
     walls: list[float] = []
     cpus: list[float] = []
-    finished = 0
+    finished, events = 0, 0
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         res = simulate_multisite(dep, "prfaas", requests, region_of, policy_config=inputs.config,  # type: ignore[arg-type]
@@ -162,11 +177,12 @@ def run_sites(n_instances: int, minutes: float, load: float, repeats: int) -> di
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
         finished = sum(r.num_finished for r in res.regions.values())
+        events = res.num_events
     wall = statistics.median(walls)
     return {"instances": n_instances, "gpus": 8 * n_instances, "n_prfaas": inputs.n_prfaas, "n_p": inputs.n_p,
             "n_d": inputs.n_pd - inputs.n_p, "rate": inputs.rate, "requests": len(requests), "finished": finished,
             "gen_s": inputs.gen_s, "wall_s": wall, "wall_min_s": min(walls), "wall_max_s": max(walls),
-            "cpu_s": statistics.median(cpus), "events": 0, "events_per_s": 0.0,
+            "cpu_s": statistics.median(cpus), "events": events, "events_per_s": events / wall,
             "sim_per_wall": inputs.duration_s / wall, "egress_gbps": inputs.scenario.egress_gbps or 0.0}
 
 
@@ -212,7 +228,7 @@ def main() -> None:
     if len(rows) == 2:
         print(f"events/s ratio 10k-GPU / 96-GPU (same run): {rows[1]['events_per_s'] / rows[0]['events_per_s']:.3f}")
     if args.profile:
-        run_profile(args.instances, args.minutes, args.load)
+        run_profile(args.instances, args.minutes, args.load, args.sites)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,9 @@ def fit_quadratic_nonneg(
     return best[1]
 
 
+_MEMO_MAX = 1 << 16  # memoised token counts per model (then the memo starts over)
+
+
 class ProfilePrefillModel:
     """`PrefillCostModel` over a `MeasuredProfile` (see the module docstring for the interpolation)."""
 
@@ -157,6 +160,7 @@ class ProfilePrefillModel:
         self.interpolation = interpolation
         self.coefficients = fit_quadratic_nonneg(self._lengths, self._times)
         self._name = f"{profile.name} ({interpolation.value})"
+        self._s_kv_memo: dict[float, float] = {}  # num_tokens -> s_kv_bytes (a simulator asks per request)
 
     @property
     def name(self) -> str:
@@ -184,7 +188,14 @@ class ProfilePrefillModel:
         return max(self.fixed_overhead_s + incremental, self.fixed_overhead_s, 1e-9)
 
     def s_kv_bytes(self, num_tokens: float) -> float:
-        return max(_interp_extrapolate(num_tokens, self._lengths, self._sizes), 0.0)
+        memo = self._s_kv_memo
+        size = memo.get(num_tokens)
+        if size is None:
+            size = max(_interp_extrapolate(num_tokens, self._lengths, self._sizes), 0.0)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[num_tokens] = size
+        return size
 
     def t_prefill_array_s(self, num_tokens: np.ndarray) -> np.ndarray:
         """Vectorised `t_prefill_s` for fresh prompts (no cached prefix)."""

@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from prfaas.core.link import LinkSnapshot
-from prfaas.core.topology import SiteTopology, link_id
+from prfaas.core.topology import SiteLink, SiteTopology, link_id
 from prfaas.core.units import gbps_to_bytes_per_s
 from prfaas.policy.bandwidth_aware import BandwidthAwareConfig, BandwidthController, BandwidthSignals
 
@@ -126,6 +126,21 @@ class SiteSelector:
         self.weights = {name: float(weights.get(name, 0.0)) for name in topology.pd_names}
         self.loops = {lk.link_id: BandwidthController(self.config.bandwidth, state_bytes) for lk in topology.links}
         self._home = {pd: _home_site(topology, pd) for pd in topology.pd_names}
+        self._tables_of: SiteTopology | None = None  # the topology `_tables` answered for
+        self._links_to: dict[str, tuple[SiteLink, ...]] = {}
+        self._order: dict[str, int] = {}
+        self._users: dict[str, list[str]] = {}
+
+    def _tables(self) -> None:
+        """The topology's per-decision queries (links to a region, cluster order, a cluster's regions), answered
+        once per topology object (a subclass may replace `self.topology`, e.g. `HomeOnlySelector`)."""
+        topology = self.topology
+        if self._tables_of is topology:
+            return
+        self._links_to = {pd: topology.links_to(pd) for pd in topology.pd_names}
+        self._order = {name: i for i, name in enumerate(topology.prfaas_names)}
+        self._users = {name: [lk.pd for lk in topology.links if lk.prfaas == name] for name in topology.prfaas_names}
+        self._tables_of = topology
 
     # --- the per-link bandwidth loops -------------------------------------------------------------
     def tick(self, view: SitesView, now_s: float) -> None:
@@ -151,7 +166,9 @@ class SiteSelector:
     # --- the choice -------------------------------------------------------------------------------
     def fair_share_s(self, prfaas: str, pd: str, site: PrfaasSiteView) -> float:
         """Region `pd`'s guaranteed queued work at cluster `prfaas` while it is congested (seconds)."""
-        users = [lk.pd for lk in self.topology.links if lk.prfaas == prfaas]
+        self._tables()
+        users = self._users[prfaas] if prfaas in self._users else [
+            lk.pd for lk in self.topology.links if lk.prfaas == prfaas]
         total = sum(self.weights[p] for p in users)
         share = self.weights[pd] / total if total > 0 else 0.0
         return share * self.config.target_queue_s * site.up_instances
@@ -169,7 +186,8 @@ class SiteSelector:
         refused_by_loop: list[str] = []
         refused_by_share: list[tuple[str, float]] = []
         estimates: list[tuple[str, float]] = []
-        for lk in self.topology.links_to(pd):
+        self._tables()
+        for lk in self._links_to[pd] if pd in self._links_to else self.topology.links_to(pd):
             site = view.sites.get(lk.prfaas)
             snap = view.links.get(lk.link_id)
             capacity = snap.capacity_gbps if snap is not None and snap.capacity_gbps is not None else lk.capacity_gbps
@@ -192,7 +210,7 @@ class SiteSelector:
             if refused_by_loop:
                 return SiteChoice(None, SiteReason.LINK_CONGESTED_LOCAL)
             return SiteChoice(None, SiteReason.NO_SITE)
-        order = {name: i for i, name in enumerate(self.topology.prfaas_names)}
+        order = self._order
         best, best_s = min(estimates, key=lambda item: (item[1], order[item[0]]))
         reason = SiteReason.BEST
         home = self._home[pd]

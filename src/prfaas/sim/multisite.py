@@ -29,6 +29,8 @@ cache transfers (the cache-aware router) are supported on 1x1 topologies only; n
 
 from __future__ import annotations
 
+import operator
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -57,15 +59,27 @@ from prfaas.sim.multisite_deployment import (
     SiteEventKind,
     reverse_link_id,
 )
+from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
+from prfaas.sim.multisite_view import MergedLiveView
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
-from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder
+from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder, _LiveLinks
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
 PREFILL_QUEUES = ("cluster", "node")  # where offloads wait at a PrfaaS cluster (`sim.multisite_queue`)
+
+
+def _release_sites_view(view: SitesView) -> None:
+    """Take every link snapshot now if anything besides the caller still refers to `view` or its links (as
+    `ViewBuilder.release` does for a routing view: CPython reference counts, deterministic)."""
+    # expected: the caller's variable and getrefcount's argument; the view's slot and getrefcount's argument
+    if sys.getrefcount(view) > 3 or sys.getrefcount(view.links) > 2:
+        links = view.links
+        if isinstance(links, _LiveLinks):
+            object.__setattr__(view, "links", links.seal())
 
 
 class RegionRouters:
@@ -156,6 +170,13 @@ class MultiSiteSimulator(Simulator):
             members.setdefault(self.cluster_of_node[node.instance_id], []).append(node)
         self.cluster_nodes = members
         self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
+        self._prfaas_names = topo.prfaas_names
+        self._site_links = {lk.link_id: self.links[lk.link_id] for lk in topo.links}
+        self._live_parts: dict[tuple[str, str | None], tuple[list[str], list[ViewBuilder],
+                                                             dict[ClusterKind, ViewBuilder],
+                                                             dict[str, SimLink]] | None] = {}
+        self._site_loads = {name: SiteLoad(members[name], region_of.__getitem__, topo.pd_names)
+                            for name in self._prfaas_names if name in members}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
         for event in sorted((e for e in script if isinstance(e, SiteEvent)), key=lambda e: e.time_s):
             if event.site not in members:
@@ -166,11 +187,11 @@ class MultiSiteSimulator(Simulator):
     def run(self) -> list[RequestRecord]:
         records = super().run()
         out: list[RequestRecord] = []
+        base_fields = operator.attrgetter(*BASE_RECORD_FIELDS)  # the base record's fields, in order, at C speed
         for rec in records:
             rid = rec.request_id
             reason = self.site_reason_of_request.get(rid)
-            out.append(MultiSiteRecord(**{name: getattr(rec, name) for name in BASE_RECORD_FIELDS},
-                                       region=self.region_of[rid],
+            out.append(MultiSiteRecord(*base_fields(rec), region=self.region_of[rid],
                                        prfaas_site=self.site_of_request.get(rid, "") if rec.is_offloaded else "",
                                        site_reason=reason.value if reason is not None else ""))
         self.records = out
@@ -210,35 +231,48 @@ class MultiSiteSimulator(Simulator):
                  REVERSE_LINK_ID: self.links[reverse_link_id(site, region)].snapshot()}
         return self._merged([site, region], links)
 
+    def _live_region_view(self, region: str, site: str | None, now_s: float) -> ClusterView:
+        """`region_view` for one routing decision: on demand (`sim.multisite_view`); release it after."""
+        key = (region, site)
+        parts = self._live_parts.get(key)
+        if parts is None:
+            clusters = [region] if site is None else [site, region]
+            builders = [self._builders[c] for c in clusters if c in self._builders]
+            kinds = [{node.cluster for node in self.cluster_nodes[c]} for c in clusters if c in self._builders]
+            owner = {kind: b for b, ks in zip(builders, kinds, strict=True) for kind in ks}
+            links: dict[str, SimLink] = {}
+            if site is not None:
+                links = {PRFAAS_EGRESS_LINK_ID: self.links[link_id(site, region)],
+                         REVERSE_LINK_ID: self.links[reverse_link_id(site, region)]}
+            disjoint = len(owner) == sum(len(ks) for ks in kinds)
+            parts = (clusters, builders, owner, links) if disjoint else None
+            self._live_parts[key] = parts
+        if parts is None:  # a cluster kind in two clusters: the merged snapshot
+            return self.region_view(region, site)
+        clusters, builders, owner, links = parts
+        return MergedLiveView(builders, owner, links, now_s, lambda sealed: self._merged(clusters, sealed))
+
     def view(self) -> ClusterView:
         """Every node and link (the control loop's view)."""
         links = {lid: link.snapshot() for lid, link in self.links.items()}
         return self._merged([*self.topology.prfaas_names, *self.topology.pd_names], links)
 
-    def sites_view(self) -> SitesView:
-        """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link."""
+    def sites_view(self, *, live_links: bool = False) -> SitesView:
+        """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link.
+
+        `live_links`: link snapshots taken on first use (for one decision; pass the view to
+        `_release_sites_view` right after)."""
         now = self.loop.now_s
         sites: dict[str, PrfaasSiteView] = {}
-        for name in self.topology.prfaas_names:
-            up, queued, work = 0, 0, 0.0
+        for name in self._prfaas_names:
             by_region: dict[str, float] = {}
-            for node in self.cluster_nodes.get(name, ()):
-                srv = node.prefill
-                if not node.is_up or srv is None:
-                    continue
-                up += 1
-                queue = srv.queue
-                queued += len(queue)
-                if isinstance(queue, FairPrefillQueue):
-                    for region, seconds in queue.fair.queued_s_by_region().items():
-                        by_region[region] = by_region.get(region, 0.0) + seconds
-                        work += seconds
-                if srv.current is not None and srv.busy_until_s is not None:
-                    left = max(srv.busy_until_s - now, 0.0)
-                    region = self.region_of[srv.current.request_id]
-                    by_region[region] = by_region.get(region, 0.0) + left
-                    work += left
-                    queued += 1
+            load = self._site_loads.get(name)
+            if load is None:
+                up, queued, work = 0, 0, 0.0
+            else:
+                load.refresh()
+                work = load.work_s(now, by_region)
+                up, queued = load.up, load.queued
             site_queue = self.site_queues.get(name)
             if site_queue is not None:
                 queued += len(site_queue)
@@ -246,8 +280,9 @@ class MultiSiteSimulator(Simulator):
                     by_region[region] = by_region.get(region, 0.0) + seconds
                     work += seconds
             sites[name] = PrfaasSiteView(name, up, work, by_region, queued)
-        links = {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links}
-        return SitesView(sites, links)
+        if live_links:
+            return SitesView(sites, _LiveLinks(self._site_links))
+        return SitesView(sites, {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links})
 
     def _cached_by_site(self, req: SimRequest) -> dict[str, int]:
         hashes = req.wl.block_hashes
@@ -270,8 +305,12 @@ class MultiSiteSimulator(Simulator):
             return self._homes[region], None
         if base_threshold > 0 and req.wl.input_tokens <= base_threshold:
             return None, None  # the router keeps it local whatever the sites look like
-        choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), self.sites_view(),
-                                      now_s, base_threshold)
+        view = self.sites_view(live_links=True)
+        try:
+            choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), view, now_s,
+                                          base_threshold)
+        finally:
+            _release_sites_view(view)
         return choice.site, choice.reason
 
     def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
@@ -280,7 +319,12 @@ class MultiSiteSimulator(Simulator):
         router = self.routers[region]
         base = getattr(router, "threshold_tokens", None) or 0
         site, reason = self._choose_site(req, region, base, now_s)
-        plan = router.route(req.info, self.region_view(region, site), now_s)
+        view = self._live_region_view(region, site, now_s)
+        try:
+            plan = router.route(req.info, view, now_s)
+        finally:
+            if isinstance(view, MergedLiveView):
+                ViewBuilder.release(view)  # type: ignore[arg-type]  # sealed if the router kept it
         if reason is not None:
             self.site_reason_of_request[rid] = reason
         else:
@@ -331,7 +375,13 @@ class MultiSiteSimulator(Simulator):
     def _start_queued(self, site: str) -> None:
         """Start queued offloads of `site` on its free instances (instance order)."""
         site_queue = self.site_queues[site]
-        for node in self.cluster_nodes[site]:
+        if not site_queue:
+            return
+        load = self._site_loads.get(site)
+        if load is None:
+            return
+        load.refresh()
+        for node in load.free_nodes():  # free now; starting one frees no other
             if not site_queue:
                 return
             srv = node.prefill

@@ -79,8 +79,11 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                                prefill_time_s=prefill_time_fn(base)) for pd in deployment.topology.pd_names}
     site_selector = None
     if selector is not None:
+        models = {site: deployment.prefill_model(site) for site in deployment.topology.prfaas_names}
+
         def site_time_s(site: str, uncached: float, cached: float) -> float:
-            return deployment.prefill_model(site).t_prefill_s(max(uncached, 1.0), cached)
+            model = models[site] if site in models else deployment.prefill_model(site)
+            return model.t_prefill_s(max(uncached, 1.0), cached)
 
         site_selector = make_site_selector(selector, deployment.topology, site_time_s, state_bytes, selector_config)
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,

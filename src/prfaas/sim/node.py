@@ -16,13 +16,41 @@ rebuilds the frozen `InstanceView` only for touched nodes, so a routing decision
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
 from prfaas.policy.types import InstanceView
 
 PREFILL_ROLES = (Role.PRFAAS_PREFILL, Role.PD_PREFILL)
+
+# `InstanceView` built field by field through its slot descriptors: a third of the frozen dataclass
+# `__init__`'s cost (keyword parsing and `object.__setattr__` per field), same object; ~4 per decision.
+_VIEW_FIELDS = ("instance_id", "cluster", "role", "is_up", "queued_requests", "queued_tokens", "running_batch",
+                "max_batch", "free_kv_bytes", "busy_until_s", "pending_role")
+assert tuple(f.name for f in fields(InstanceView)) == _VIEW_FIELDS, "InstanceView changed: update _make_view"
+(_set_id, _set_cluster, _set_role, _set_up, _set_qr, _set_qt, _set_rb, _set_mb, _set_free, _set_busy,
+ _set_pending) = (getattr(InstanceView, name).__set__ for name in _VIEW_FIELDS)
+_new_view = object.__new__
+
+
+def _make_view(instance_id: str, cluster: ClusterKind, role: Role, is_up: bool, queued_requests: int,
+               queued_tokens: int, running_batch: int, max_batch: int, busy_until_s: float | None,
+               pending_role: Role | None) -> InstanceView:
+    """`InstanceView(...)` with these fields (and `free_kv_bytes=None`), without the dataclass `__init__`."""
+    view: InstanceView = _new_view(InstanceView)
+    _set_id(view, instance_id)
+    _set_cluster(view, cluster)
+    _set_role(view, role)
+    _set_up(view, is_up)
+    _set_qr(view, queued_requests)
+    _set_qt(view, queued_tokens)
+    _set_rb(view, running_batch)
+    _set_mb(view, max_batch)
+    _set_free(view, None)
+    _set_busy(view, busy_until_s)
+    _set_pending(view, pending_role)
+    return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +79,8 @@ class NodeSpec:
 class SimNode:
     """Mutable state of one simulated instance."""
 
-    __slots__ = ("_dirty_index", "_dirty_sink", "_view", "decode", "inbound_requests", "inbound_tokens", "is_up",
-                 "pending_role", "prefill", "ready_at_s", "role", "spec")
+    __slots__ = ("_dirty_index", "_dirty_sink", "_load_index", "_load_sink", "_view", "decode", "inbound_requests",
+                 "inbound_tokens", "is_up", "pending_role", "prefill", "ready_at_s", "role", "spec")
 
     def __init__(self, spec: NodeSpec) -> None:
         from prfaas.sim.servers import DecodeServer, PrefillServer
@@ -69,11 +97,18 @@ class SimNode:
         self._view: InstanceView | None = None
         self._dirty_sink: set[int] | None = None
         self._dirty_index = 0
+        self._load_sink: set[int] | None = None
+        self._load_index = 0
 
     def attach(self, dirty_sink: set[int], index: int) -> None:
         """Report every future `touch()` as `index` into `dirty_sink` (the simulator's view builder)."""
         self._dirty_sink = dirty_sink
         self._dirty_index = index
+
+    def attach_load(self, load_sink: set[int], index: int) -> None:
+        """Also report every future `touch()` as `index` into `load_sink` (`sim.multisite_load.SiteLoad`)."""
+        self._load_sink = load_sink
+        self._load_index = index
 
     @property
     def instance_id(self) -> str:
@@ -93,6 +128,8 @@ class SimNode:
         self._view = None
         if self._dirty_sink is not None:
             self._dirty_sink.add(self._dirty_index)
+        if self._load_sink is not None:
+            self._load_sink.add(self._load_index)
 
     @property
     def is_dirty(self) -> bool:
@@ -109,16 +146,13 @@ class SimNode:
             srv = self.prefill
             running = srv.current
             running_tokens = running.uncached_tokens if running is not None else 0
-            return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
-                                queued_requests=srv.num_queued, queued_tokens=srv.queued_tokens + running_tokens,
-                                running_batch=int(running is not None), max_batch=1,
-                                busy_until_s=srv.busy_until_s, pending_role=self.pending_role)
+            return _make_view(spec.instance_id, spec.cluster, self.role, self.is_up, len(srv.queue),
+                              srv.queued_tokens + running_tokens, int(running is not None), 1, srv.busy_until_s,
+                              self.pending_role)
         if self.decode is not None:
             dec = self.decode
-            return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
-                                queued_requests=len(dec.waiting) + self.inbound_requests,
-                                queued_tokens=dec.waiting_tokens + self.inbound_tokens,
-                                running_batch=dec.batch_size, max_batch=dec.max_batch,
-                                pending_role=self.pending_role)
-        return InstanceView(spec.instance_id, spec.cluster, self.role, is_up=self.is_up,
-                            max_batch=spec.max_batch, pending_role=self.pending_role)
+            return _make_view(spec.instance_id, spec.cluster, self.role, self.is_up,
+                              len(dec.waiting) + self.inbound_requests, dec.waiting_tokens + self.inbound_tokens,
+                              dec.batch_size, dec.max_batch, None, self.pending_role)
+        return _make_view(spec.instance_id, spec.cluster, self.role, self.is_up, 0, 0, 0, spec.max_batch, None,
+                          self.pending_role)

@@ -39,6 +39,16 @@ RankEntry = tuple[float, float, str, InstanceView]  # load_key + the view (ids a
 
 GROUP_KEYS: tuple[GroupKey, ...] = tuple((c, r) for c in ClusterKind for r in Role)
 _GROUP_ID: dict[GroupKey, int] = {key: gid for gid, key in enumerate(GROUP_KEYS)}
+# the same by the members' ids: enum members hash in Python (`Enum.__hash__`), ints in C; members are singletons
+_GROUP_ID_BY_ID: dict[tuple[int, int], int] = {(id(c), id(r)): gid for (c, r), gid in _GROUP_ID.items()}
+
+
+def group_id(cluster: ClusterKind, role: Role) -> int:
+    """`_GROUP_ID[(cluster, role)]`, hashing the members' ids (enum members hash in Python, ints in C)."""
+    gid = _GROUP_ID_BY_ID.get((id(cluster), id(role)))
+    return gid if gid is not None else _GROUP_ID[(cluster, role)]
+
+
 _NO_GROUP = -1
 
 
@@ -175,17 +185,17 @@ class LiveClusterView(ClusterView):
     def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
         if self._cache is not None:
             return self._cache.up_instances(cluster, role)
-        return self._builder.group_tuple(_GROUP_ID[(cluster, role)])
+        return self._builder.group_tuple(group_id(cluster, role))
 
     def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
         if self._cache is not None:
             return self._cache.has_up_instances(cluster, role)
-        return bool(self._builder.members[_GROUP_ID[(cluster, role)]])
+        return bool(self._builder.members[group_id(cluster, role)])
 
     def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
         if self._cache is not None:
             return self._cache.ranked(cluster, role)
-        return RankedViews(self._builder.rank_tuple(_GROUP_ID[(cluster, role)]))
+        return RankedViews(self._builder.rank_tuple(group_id(cluster, role)))
 
     def _seal(self) -> None:
         if self._cache is None:
@@ -226,6 +236,11 @@ class ViewBuilder:
         if self.dirty:
             self._refresh()
         return LiveClusterView(self, links, time_s)
+
+    def refresh(self) -> None:
+        """Bring the kept views up to date with the touched nodes (what `snapshot` and `live` do first)."""
+        if self.dirty:
+            self._refresh()
 
     @staticmethod
     def release(view: LiveClusterView) -> None:
@@ -268,39 +283,45 @@ class ViewBuilder:
     # --- incremental update ----------------------------------------------------------------------
     def _refresh(self) -> None:
         views = self._views
+        nodes = self._nodes
         group_of = self._group_of
         group_tuples = self._group_tuples
         rank_tuples = self._rank_tuples
+        members = self.members
+        ranks = self._sorted
+        entries = self._entries
+        gid_by_id = _GROUP_ID_BY_ID
+        draining = Role.DRAINING
+        insort = bisect.insort
         for i in sorted(self.dirty):
-            view = self._nodes[i].view()
+            view = nodes[i].view()
             views[i] = view
             old = group_of[i]
-            new = _GROUP_ID[(view.cluster, view.role)] if view.can_accept else _NO_GROUP
+            if view.is_up and view.role is not draining and view.pending_role is None:  # view.can_accept
+                new = gid_by_id[(id(view.cluster), id(view.role))]
+            else:
+                new = _NO_GROUP
             if old != _NO_GROUP:
                 group_tuples[old] = None
                 rank_tuples[old] = None
                 if old != new:
-                    self.members[old].remove(i)
-                self._unrank(old, i)
+                    members[old].remove(i)
+                entry = entries[i]
+                if entry is not None:  # out of the old group's ranking
+                    ranked = ranks[old]
+                    pos = bisect.bisect_left(ranked, entry)
+                    assert ranked[pos] is entry
+                    del ranked[pos]
+                    entries[i] = None
             if new != _NO_GROUP:
                 group_tuples[new] = None
                 rank_tuples[new] = None
                 if old != new:
-                    bisect.insort(self.members[new], i)
+                    insort(members[new], i)
                 k0, k1, instance_id = load_key(view)
                 entry = (k0, k1, instance_id, view)
-                bisect.insort(self._sorted[new], entry)
-                self._entries[i] = entry
+                insort(ranks[new], entry)
+                entries[i] = entry
             group_of[i] = new
         self.dirty.clear()
         self._instances = None
-
-    def _unrank(self, gid: int, i: int) -> None:
-        entry = self._entries[i]
-        if entry is None:
-            return
-        ranked = self._sorted[gid]
-        pos = bisect.bisect_left(ranked, entry)
-        assert ranked[pos] is entry
-        del ranked[pos]
-        self._entries[i] = None
