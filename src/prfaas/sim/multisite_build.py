@@ -59,7 +59,8 @@ def build_multisite_inputs(cfg: SimConfig) -> MultiSiteInputs:
         raise ValueError("not a multi-site scenario: no [topology] section")
     models = cost_models(cfg)
     prefill = accelerator_prefill_models(cfg)
-    site_prefill = {s.name: prefill.model_for(s.accelerator) for s in [*topo.prfaas, *topo.pd]}
+    site_prefill = {s.name: prefill.model_for(s.accelerator) for s in topo.prfaas}
+    site_prefill.update({s.name: prefill.model_for(s.accelerator) for s in topo.pd})
     prfaas_default = site_prefill[topo.prfaas[0].name] if topo.prfaas else prefill.model_for(prefill.source_gpu)
     c = cfg.cluster
     deployment = MultiSiteDeployment(topo, prfaas_default, site_prefill[topo.pd[0].name], models.decode,
