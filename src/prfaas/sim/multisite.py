@@ -22,9 +22,11 @@ Scripted events: the base ones (`link_capacity` on any link id, `node_fail`, `no
 lost; or recovers). Records are `MultiSiteRecord`s: a `RequestRecord` plus region, PrfaaS site and the
 selector's reason.
 
-Known simplifications: one `GlobalKvIndex` for every node (exact per node, which is what prefill uses; the
-routers' PD-prefix estimate, and `decode_holds_prefix`, look over every region's PD nodes); cross-cluster
-cache transfers (the cache-aware router) are supported on 1x1 topologies only; no rebalancer.
+Prefix caches per site (`sim.multisite_kv.SiteKvIndexes`): one `GlobalKvIndex` per PrfaaS cluster and per PD
+region. The selector's prefix locality reads each PrfaaS cluster's own index, each region's router a view of
+its region's index and its linked clusters' (what its gateway knows), and `decode_holds_prefix` the request's
+region only. Known simplifications: cross-cluster cache transfers (the cache-aware router) are supported on
+1x1 topologies only; no rebalancer.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from types import MappingProxyType
 from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import link_id
-from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
+from prfaas.policy.kv_index import cached_tokens_for
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
 from prfaas.policy.types import (
     PRFAAS_EGRESS_LINK_ID,
@@ -57,6 +59,7 @@ from prfaas.sim.multisite_deployment import (
     SiteEventKind,
     reverse_link_id,
 )
+from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
@@ -115,7 +118,7 @@ class MultiSiteSimulator(Simulator):
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
-                 selector: SiteSelector | None = None, kv_index: GlobalKvIndex | None = None,
+                 selector: SiteSelector | None = None, kv_index: SiteKvIndexes | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                  prefill_queue: str = "cluster", fair_order: bool = True,
                  progress: Callable[[float], None] | None = None) -> None:
@@ -132,6 +135,7 @@ class MultiSiteSimulator(Simulator):
         self.region_of = region_of
         self.selector = selector
         self.cluster_of_node = deployment.cluster_of_nodes()
+        self.site_kv = kv_index if kv_index is not None else SiteKvIndexes.for_clusters(self.cluster_of_node)
         weights = selector.weights if selector is not None else None
         self.site_queues: dict[str, SiteQueue] = {}
         if prefill_queue == "cluster":
@@ -142,7 +146,7 @@ class MultiSiteSimulator(Simulator):
         self.site_reason_of_request: dict[int, SiteReason] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
-        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=kv_index,
+        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=self.site_kv,
                          script=[e for e in script if isinstance(e, ScriptedEvent)], options=options,
                          progress=progress)
         self.links = {}
@@ -254,14 +258,14 @@ class MultiSiteSimulator(Simulator):
         if not hashes:
             return {}
         out: dict[str, int] = {}
-        for name in self.topology.prfaas_names:
-            best = 0
-            for node in self.cluster_nodes.get(name, ()):
-                if node.is_up and self.kv_index.has_node(node.instance_id):
-                    best = max(best, self.kv_index.node_prefix_blocks(node.instance_id, hashes))
+        for name in self.topology.prfaas_names:  # a lost node's blocks left the index with it
+            best = self.site_kv.cluster_prefix_blocks(name, hashes)
             if best:
                 out[name] = cached_tokens_for(best, req.wl.input_tokens)
         return out
+
+    def _pd_prefix_blocks(self, req: SimRequest, hashes: Sequence[int]) -> int:
+        return self.site_kv.cluster_prefix_blocks(self.region_of[req.request_id], hashes)
 
     # --- routing (hooks of the base simulator) ---------------------------------------------------
     def _choose_site(self, req: SimRequest, region: str, base_threshold: int,

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prfaas.policy.config import PolicyConfig
-from prfaas.policy.kv_index import GlobalKvIndex
 from prfaas.policy.registry import make_router
 from prfaas.policy.site_registry import make_site_selector
 from prfaas.policy.sites import SiteSelectConfig
@@ -20,6 +19,7 @@ from prfaas.sim.deployment import ScriptedEvent, SimOptions
 from prfaas.sim.metrics import Summary, summarize
 from prfaas.sim.multisite import MultiSiteSimulator
 from prfaas.sim.multisite_deployment import MultiSiteDeployment, MultiSiteRecord, SiteEvent
+from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.run import prefill_time_fn
 from prfaas.workload.request import WorkloadRequest
 
@@ -67,16 +67,18 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        selector_config: SiteSelectConfig | None = None, policy_config: PolicyConfig | None = None,
                        script: Sequence[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                        warmup_s: float = 0.0, measure_end_s: float | None = None,
-                       kv_index: GlobalKvIndex | None = None, prefill_queue: str = "cluster",
+                       kv_index: SiteKvIndexes | None = None, prefill_queue: str = "cluster",
                        fair_order: bool = True, progress: Callable[[float], None] | None = None) -> MultiSiteResult:
     """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
-    index = kv_index if kv_index is not None else GlobalKvIndex()
+    topo = deployment.topology
+    index = kv_index if kv_index is not None else SiteKvIndexes.for_clusters(deployment.cluster_of_nodes())
     base = deployment.deployment()
     state_bytes = deployment.prfaas_prefill.s_kv_bytes
-    routers = {pd: make_router(policy, cfg, kv_index=index, state_bytes=state_bytes,
-                               prefill_time_s=prefill_time_fn(base)) for pd in deployment.topology.pd_names}
+    routers = {pd: make_router(policy, cfg, kv_index=index.scoped([pd, *(lk.prfaas for lk in topo.links_to(pd))]),
+                               state_bytes=state_bytes, prefill_time_s=prefill_time_fn(base))
+               for pd in topo.pd_names}
     site_selector = None
     if selector is not None:
         def site_time_s(site: str, uncached: float, cached: float) -> float:
