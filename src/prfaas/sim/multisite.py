@@ -25,8 +25,9 @@ selector's reason.
 Prefix caches per site (`sim.multisite_kv.SiteKvIndexes`): one `GlobalKvIndex` per PrfaaS cluster and per PD
 region. The selector's prefix locality reads each PrfaaS cluster's own index, each region's router a view of
 its region's index and its linked clusters' (what its gateway knows), and `decode_holds_prefix` the request's
-region only. Known simplifications: cross-cluster cache transfers (the cache-aware router) are supported on
-1x1 topologies only; no rebalancer.
+region only. Long-term loop per region (`sim.multisite_rebalance`, `rebalancers`): each region's PD-P / PD-D
+split from its own window. Known simplifications: cross-cluster cache transfers (the cache-aware router) are
+supported on 1x1 topologies only.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from prfaas.policy.types import (
     ClusterView,
     FailureKind,
     Outcome,
+    Rebalancer,
     RequestInfo,
     RoutePlan,
     Router,
@@ -61,6 +63,7 @@ from prfaas.sim.multisite_deployment import (
 )
 from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
+from prfaas.sim.multisite_rebalance import RegionRebalancing
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
@@ -121,6 +124,7 @@ class MultiSiteSimulator(Simulator):
                  selector: SiteSelector | None = None, kv_index: SiteKvIndexes | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                  prefill_queue: str = "cluster", fair_order: bool = True,
+                 rebalancers: Mapping[str, Rebalancer] | None = None,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
         if prefill_queue not in PREFILL_QUEUES:
@@ -161,6 +165,11 @@ class MultiSiteSimulator(Simulator):
         self.cluster_nodes = members
         self._builders = {name: ViewBuilder(nodes) for name, nodes in members.items()}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
+        self.rebalancing: RegionRebalancing | None = None
+        if rebalancers:
+            if self.options.control_interval_s is None:
+                raise ValueError("per-region rebalancers need SimOptions.control_interval_s")
+            self.rebalancing = RegionRebalancing(self, rebalancers, self.options.control_interval_s)
         for event in sorted((e for e in script if isinstance(e, SiteEvent)), key=lambda e: e.time_s):
             if event.site not in members:
                 raise ValueError(f"site event for unknown cluster {event.site!r}")
@@ -168,6 +177,8 @@ class MultiSiteSimulator(Simulator):
 
     # --- results ---------------------------------------------------------------------------------
     def run(self) -> list[RequestRecord]:
+        if self.rebalancing is not None:
+            self.rebalancing.start()
         records = super().run()
         out: list[RequestRecord] = []
         for rec in records:
@@ -205,6 +216,10 @@ class MultiSiteSimulator(Simulator):
                 ranks[key] = tuple(sorted(ranks[key] + entries)) if key in ranks else entries
         return IndexedClusterView(instances=tuple(instances), links=links, time_s=now,
                                   groups=MappingProxyType(groups), ranks=MappingProxyType(ranks))
+
+    def clusters_view(self, clusters: Sequence[str]) -> IndexedClusterView:
+        """The nodes of `clusters`, no link (what a region's rebalancer sees)."""
+        return self._merged(clusters, {})
 
     def region_view(self, region: str, site: str | None) -> IndexedClusterView:
         """What region's router sees: its PD nodes, plus PrfaaS cluster `site`'s nodes and link (if any)."""
@@ -289,6 +304,8 @@ class MultiSiteSimulator(Simulator):
             self.site_reason_of_request[rid] = reason
         else:
             self.site_reason_of_request.pop(rid, None)
+        if self.rebalancing is not None:
+            self.rebalancing.on_routed(region, req, plan)
         if plan.prefill_cluster is ClusterKind.PRFAAS:
             assert site is not None
             self.site_of_request[rid] = site

@@ -40,6 +40,7 @@ class MultiSiteInputs:
     policy_config: PolicyConfig
     selector: str
     selector_config: SiteSelectConfig
+    rebalance: bool = False  # `[policy] rebalance`: each region's own PD-P / PD-D rebalancer
 
 
 def region_workload(cfg: SimConfig, region: str) -> WorkloadSection:
@@ -73,6 +74,7 @@ def build_multisite_inputs(cfg: SimConfig) -> MultiSiteInputs:
         per_region[pd], _ = workload_from(region_cfg)
     requests, region_of = merge_regions(per_region)
     options = SimOptions(horizon_s=cfg.horizon_s, tpot_slo_s=cfg.tpot_slo_s, ttft_slo_s=cfg.ttft_slo_s,
+                         control_interval_s=cfg.policy.control_interval_s if cfg.policy.rebalance else None,
                          sample_interval_s=max(cfg.duration_s / 1000, 1.0),
                          decode_holds_prefix=c.decode_holds_prefix)
     s = cfg.sites
@@ -80,7 +82,7 @@ def build_multisite_inputs(cfg: SimConfig) -> MultiSiteInputs:
                                        min_available_fraction=s.min_available_fraction,
                                        bandwidth=policy_config(cfg).bandwidth)
     return MultiSiteInputs(deployment, tuple(requests), region_of, script_of(cfg), options, policy_config(cfg),
-                           s.selector, selector_config)
+                           s.selector, selector_config, cfg.policy.rebalance)
 
 
 def accelerator_prefill_models(cfg: SimConfig) -> AcceleratorPrefillModels:
