@@ -17,6 +17,7 @@ from prfaas.core.topology import SiteTopology, TopologyError, check_topology
 from prfaas.perf.base import PrefillCostModel
 from prfaas.planner.build import PlanInputs, build_case
 from prfaas.planner.multi_case import MultiCase
+from prfaas.planner.paper import PaperCase
 from prfaas.planner.report import Assumption
 
 
@@ -51,35 +52,49 @@ def _plan_inputs(doc: TomlDoc) -> PlanInputs | None:
     return convert(table, PlanInputs, doc, prefix="plan")
 
 
+class AcceleratorPrefillModels:
+    """The two-cluster planner's prefill model carried to any accelerator (module docstring), built once per name.
+
+    `model_for("h200")` with the default inputs is the paper's Table 5 model; `model_for("h20")` the paper's
+    calibrated H20 model. The multi-site planner and the multi-site simulator both derive each cluster's
+    prefill model here (one code path). Unknown accelerator names raise `ConfigError` naming them."""
+
+    def __init__(self, inputs: PlanInputs | None = None, base: PaperCase | None = None) -> None:
+        self.inputs = inputs or PlanInputs()
+        self.base = base if base is not None else build_case(self.inputs)
+        self.source_gpu = (self.inputs.prfaas_gpu or "h200").lower()
+        self.cache: dict[str, PrefillCostModel] = {}
+
+    def model_for(self, gpu: str) -> PrefillCostModel:
+        key = gpu.lower()
+        if key not in self.cache:
+            if key == self.source_gpu:
+                model = self.base.prfaas_pd.prfaas_prefill
+            else:
+                try:
+                    model = build_case(dataclasses.replace(self.inputs, pd_gpu=key)).prfaas_pd.pd_prefill
+                except ConfigError as exc:
+                    raise ConfigError(f"accelerator {gpu!r}: {exc}") from None
+            assert model is not None
+            self.cache[key] = model
+        return self.cache[key]
+
+    def describe(self) -> str:
+        return ", ".join(f"{g}: {m.name}" for g, m in sorted(self.cache.items()))
+
+
 def build_multi_case(topology: SiteTopology, inputs: PlanInputs | None = None, name: str = "topology") -> MultiCase:
     """Per-cluster prefill models and the shared traffic shape (see module docstring)."""
     inputs = inputs or PlanInputs()
     base = build_case(inputs)
-    source_gpu = (inputs.prfaas_gpu or "h200").lower()
-    cache: dict[str, PrefillCostModel] = {}
-
-    def model_for(gpu: str) -> PrefillCostModel:
-        key = gpu.lower()
-        if key not in cache:
-            if key == source_gpu:
-                model = base.prfaas_pd.prfaas_prefill
-            else:
-                try:
-                    model = build_case(dataclasses.replace(inputs, pd_gpu=key)).prfaas_pd.pd_prefill
-                except ConfigError as exc:
-                    raise ConfigError(f"accelerator {gpu!r}: {exc}") from None
-            assert model is not None
-            cache[key] = model
-        return cache[key]
-
-    prfaas_models = tuple(model_for(s.accelerator) for s in topology.prfaas)
-    pd_models = tuple(model_for(s.accelerator) for s in topology.pd)
+    models = AcceleratorPrefillModels(inputs, base)
+    prfaas_models = tuple(models.model_for(s.accelerator) for s in topology.prfaas)
+    pd_models = tuple(models.model_for(s.accelerator) for s in topology.pd)
     s = base.prfaas_pd
     two_cluster_only = {"egress_gbps", "instances", "instances_used"}  # the topology states these instead
     notes = [a for a in base.assumptions if a.name not in two_cluster_only]
-    notes.append(Assumption("per_cluster_prefill_models",
-                            ", ".join(f"{g}: {m.name}" for g, m in sorted(cache.items())),
-                            f"the {source_gpu} prefill model carried to each accelerator (planner.build)"))
+    notes.append(Assumption("per_cluster_prefill_models", models.describe(),
+                            f"the {models.source_gpu} prefill model carried to each accelerator (planner.build)"))
     notes.append(Assumption("decode", f"bs_max {s.bs_max}, t_decode {s.t_decode_s * 1000:.1f} ms in every PD cluster",
                             "the two-cluster planner's decode inputs"))
     weights = topology.traffic_weights()

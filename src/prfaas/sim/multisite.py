@@ -22,9 +22,12 @@ Scripted events: the base ones (`link_capacity` on any link id, `node_fail`, `no
 lost; or recovers). Records are `MultiSiteRecord`s: a `RequestRecord` plus region, PrfaaS site and the
 selector's reason.
 
-Known simplifications: one `GlobalKvIndex` for every node (exact per node, which is what prefill uses; the
-routers' PD-prefix estimate, and `decode_holds_prefix`, look over every region's PD nodes); cross-cluster
-cache transfers (the cache-aware router) are supported on 1x1 topologies only; no rebalancer.
+Prefix caches per site (`sim.multisite_kv.SiteKvIndexes`): one `GlobalKvIndex` per PrfaaS cluster and per PD
+region. The selector's prefix locality reads each PrfaaS cluster's own index, each region's router a view of
+its region's index and its linked clusters' (what its gateway knows), and `decode_holds_prefix` the request's
+region only. Long-term loop per region (`sim.multisite_rebalance`, `rebalancers`): each region's PD-P / PD-D
+split from its own window. Known simplifications: cross-cluster cache transfers (the cache-aware router) are
+supported on 1x1 topologies only.
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from types import MappingProxyType
 from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import link_id
-from prfaas.policy.kv_index import GlobalKvIndex, cached_tokens_for
+from prfaas.policy.kv_index import cached_tokens_for
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
 from prfaas.policy.types import (
     PRFAAS_EGRESS_LINK_ID,
     ClusterView,
     FailureKind,
     Outcome,
+    Rebalancer,
     RequestInfo,
     RoutePlan,
     Router,
@@ -59,8 +63,10 @@ from prfaas.sim.multisite_deployment import (
     SiteEventKind,
     reverse_link_id,
 )
+from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
+from prfaas.sim.multisite_rebalance import RegionRebalancing
 from prfaas.sim.multisite_view import MergedLiveView
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
@@ -129,9 +135,10 @@ class MultiSiteSimulator(Simulator):
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
-                 selector: SiteSelector | None = None, kv_index: GlobalKvIndex | None = None,
+                 selector: SiteSelector | None = None, kv_index: SiteKvIndexes | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                  prefill_queue: str = "cluster", fair_order: bool = True,
+                 rebalancers: Mapping[str, Rebalancer] | None = None,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
         if prefill_queue not in PREFILL_QUEUES:
@@ -146,6 +153,7 @@ class MultiSiteSimulator(Simulator):
         self.region_of = region_of
         self.selector = selector
         self.cluster_of_node = deployment.cluster_of_nodes()
+        self.site_kv = kv_index if kv_index is not None else SiteKvIndexes.for_clusters(self.cluster_of_node)
         weights = selector.weights if selector is not None else None
         self.site_queues: dict[str, SiteQueue] = {}
         if prefill_queue == "cluster":
@@ -156,7 +164,7 @@ class MultiSiteSimulator(Simulator):
         self.site_reason_of_request: dict[int, SiteReason] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
-        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=kv_index,
+        super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=self.site_kv,
                          script=[e for e in script if isinstance(e, ScriptedEvent)], options=options,
                          progress=progress)
         self.links = {}
@@ -178,6 +186,11 @@ class MultiSiteSimulator(Simulator):
         self._site_loads = {name: SiteLoad(members[name], region_of.__getitem__, topo.pd_names)
                             for name in self._prfaas_names if name in members}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
+        self.rebalancing: RegionRebalancing | None = None
+        if rebalancers:
+            if self.options.control_interval_s is None:
+                raise ValueError("per-region rebalancers need SimOptions.control_interval_s")
+            self.rebalancing = RegionRebalancing(self, rebalancers, self.options.control_interval_s)
         for event in sorted((e for e in script if isinstance(e, SiteEvent)), key=lambda e: e.time_s):
             if event.site not in members:
                 raise ValueError(f"site event for unknown cluster {event.site!r}")
@@ -185,6 +198,8 @@ class MultiSiteSimulator(Simulator):
 
     # --- results ---------------------------------------------------------------------------------
     def run(self) -> list[RequestRecord]:
+        if self.rebalancing is not None:
+            self.rebalancing.start()
         records = super().run()
         out: list[RequestRecord] = []
         base_fields = operator.attrgetter(*BASE_RECORD_FIELDS)  # the base record's fields, in order, at C speed
@@ -222,6 +237,10 @@ class MultiSiteSimulator(Simulator):
                 ranks[key] = tuple(sorted(ranks[key] + entries)) if key in ranks else entries
         return IndexedClusterView(instances=tuple(instances), links=links, time_s=now,
                                   groups=MappingProxyType(groups), ranks=MappingProxyType(ranks))
+
+    def clusters_view(self, clusters: Sequence[str]) -> IndexedClusterView:
+        """The nodes of `clusters`, no link (what a region's rebalancer sees)."""
+        return self._merged(clusters, {})
 
     def region_view(self, region: str, site: str | None) -> IndexedClusterView:
         """What region's router sees: its PD nodes, plus PrfaaS cluster `site`'s nodes and link (if any)."""
@@ -289,14 +308,14 @@ class MultiSiteSimulator(Simulator):
         if not hashes:
             return {}
         out: dict[str, int] = {}
-        for name in self.topology.prfaas_names:
-            best = 0
-            for node in self.cluster_nodes.get(name, ()):
-                if node.is_up and self.kv_index.has_node(node.instance_id):
-                    best = max(best, self.kv_index.node_prefix_blocks(node.instance_id, hashes))
+        for name in self.topology.prfaas_names:  # a lost node's blocks left the index with it
+            best = self.site_kv.cluster_prefix_blocks(name, hashes)
             if best:
                 out[name] = cached_tokens_for(best, req.wl.input_tokens)
         return out
+
+    def _pd_prefix_blocks(self, req: SimRequest, hashes: Sequence[int]) -> int:
+        return self.site_kv.cluster_prefix_blocks(self.region_of[req.request_id], hashes)
 
     # --- routing (hooks of the base simulator) ---------------------------------------------------
     def _choose_site(self, req: SimRequest, region: str, base_threshold: int,
@@ -329,6 +348,8 @@ class MultiSiteSimulator(Simulator):
             self.site_reason_of_request[rid] = reason
         else:
             self.site_reason_of_request.pop(rid, None)
+        if self.rebalancing is not None:
+            self.rebalancing.on_routed(region, req, plan)
         if plan.prefill_cluster is ClusterKind.PRFAAS:
             assert site is not None
             self.site_of_request[rid] = site

@@ -1,7 +1,12 @@
 """Turn a validated multi-site `SimConfig` (one with `[topology]`) into what `simulate_multisite` takes.
 
-The cost models are `sim.build.cost_models` (the paper's case study by default: PrfaaS clusters prefill with
-the H200 model, PD clusters with the H20 one; a cluster's `accelerator` name is not used by the simulator).
+Each cluster's prefill model comes from its `accelerator`, derived exactly as the multi-site planner derives it
+(`planner.multi_build.AcceleratorPrefillModels`): `[model] profile = "paper"` is the case study's Table 5 model
+on H200, carried to H20 by the paper's calibration and to any other catalog accelerator by the peak BF16 ratio;
+a measured `profile` is taken as measured on H200 (the planner's default `prfaas_gpu`) and `pd_profile`, when
+given, is every other accelerator's model. So clusters naming the defaults (h200 PrfaaS, h20 PD) prefill with
+the models the simulator always used. Decode is the config's (`sim.build.cost_models`) in every PD cluster, as
+in the planner.
 Region k (topology order) draws its requests from its workload with seed + k: `[regions.NAME.workload]` if
 given, else `[workload]` with Poisson arrivals at the region's `traffic_rps` (unless `[workload.arrivals]`
 sets a rate). Requests are merged into one id space (`merge_regions`).
@@ -13,9 +18,11 @@ from dataclasses import dataclass
 
 import msgspec
 
+from prfaas.planner.build import PlanInputs
+from prfaas.planner.multi_build import AcceleratorPrefillModels
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.sites import SiteSelectConfig
-from prfaas.sim.build import cost_models, workload_from
+from prfaas.sim.build import cost_models, resolve_path, workload_from
 from prfaas.sim.config import ArrivalsSection, SimConfig, WorkloadSection, policy_config
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
 from prfaas.sim.multisite_deployment import MultiSiteDeployment, SiteEvent, SiteEventKind
@@ -33,6 +40,7 @@ class MultiSiteInputs:
     policy_config: PolicyConfig
     selector: str
     selector_config: SiteSelectConfig
+    rebalance: bool = False  # `[policy] rebalance`: each region's own PD-P / PD-D rebalancer
 
 
 def region_workload(cfg: SimConfig, region: str) -> WorkloadSection:
@@ -51,17 +59,22 @@ def build_multisite_inputs(cfg: SimConfig) -> MultiSiteInputs:
     if topo is None:
         raise ValueError("not a multi-site scenario: no [topology] section")
     models = cost_models(cfg)
+    prefill = accelerator_prefill_models(cfg)
+    site_prefill = {s.name: prefill.model_for(s.accelerator) for s in topo.prfaas}
+    site_prefill.update({s.name: prefill.model_for(s.accelerator) for s in topo.pd})
+    prfaas_default = site_prefill[topo.prfaas[0].name] if topo.prfaas else prefill.model_for(prefill.source_gpu)
     c = cfg.cluster
-    deployment = MultiSiteDeployment(topo, models.prfaas_prefill, models.pd_prefill, models.decode,
+    deployment = MultiSiteDeployment(topo, prfaas_default, site_prefill[topo.pd[0].name], models.decode,
                                      bs_max=cfg.model.bs_max, cache_blocks=c.cache_blocks,
                                      intra_cluster_gbps=c.intra_cluster_gbps, window_s=cfg.link.window_s,
-                                     buffer_s=cfg.link.buffer_s)
+                                     buffer_s=cfg.link.buffer_s, site_prefill=site_prefill)
     per_region: dict[str, list[WorkloadRequest]] = {}
     for k, pd in enumerate(topo.pd_names):
         region_cfg = msgspec.structs.replace(cfg, workload=region_workload(cfg, pd), seed=cfg.seed + k)
         per_region[pd], _ = workload_from(region_cfg)
     requests, region_of = merge_regions(per_region)
     options = SimOptions(horizon_s=cfg.horizon_s, tpot_slo_s=cfg.tpot_slo_s, ttft_slo_s=cfg.ttft_slo_s,
+                         control_interval_s=cfg.policy.control_interval_s if cfg.policy.rebalance else None,
                          sample_interval_s=max(cfg.duration_s / 1000, 1.0),
                          decode_holds_prefix=c.decode_holds_prefix)
     s = cfg.sites
@@ -69,7 +82,17 @@ def build_multisite_inputs(cfg: SimConfig) -> MultiSiteInputs:
                                        min_available_fraction=s.min_available_fraction,
                                        bandwidth=policy_config(cfg).bandwidth)
     return MultiSiteInputs(deployment, tuple(requests), region_of, script_of(cfg), options, policy_config(cfg),
-                           s.selector, selector_config)
+                           s.selector, selector_config, cfg.policy.rebalance)
+
+
+def accelerator_prefill_models(cfg: SimConfig) -> AcceleratorPrefillModels:
+    """The planner's per-accelerator prefill models for this config's `[model]` (module docstring)."""
+    m = cfg.model
+    if m.profile == "paper":
+        return AcceleratorPrefillModels(PlanInputs())
+    pd_profile = str(resolve_path(m.pd_profile, cfg)) if m.pd_profile else None
+    return AcceleratorPrefillModels(PlanInputs(profile_path=str(resolve_path(m.profile, cfg)),
+                                               pd_profile_path=pd_profile))
 
 
 def script_of(cfg: SimConfig) -> tuple[ScriptedEvent | SiteEvent, ...]:

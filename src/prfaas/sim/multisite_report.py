@@ -21,7 +21,8 @@ def run_config(cfg: SimConfig, policy: str | None = None) -> MultiSiteResult:
     return simulate_multisite(inp.deployment, policy or cfg.policy.name, inp.requests, inp.region_of,
                               selector=inp.selector, selector_config=inp.selector_config,
                               policy_config=inp.policy_config, script=inp.script, options=inp.options,
-                              warmup_s=cfg.warmup_s, prefill_queue=cfg.sites.prefill_queue)
+                              warmup_s=cfg.warmup_s, prefill_queue=cfg.sites.prefill_queue,
+                              rebalance=inp.rebalance)
 
 
 def summary_json(result: MultiSiteResult) -> dict[str, Any]:

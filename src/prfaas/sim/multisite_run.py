@@ -12,14 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prfaas.policy.config import PolicyConfig
-from prfaas.policy.kv_index import GlobalKvIndex
+from prfaas.policy.rebalancer import PdRebalancer
 from prfaas.policy.registry import make_router
 from prfaas.policy.site_registry import make_site_selector
 from prfaas.policy.sites import SiteSelectConfig
+from prfaas.policy.types import Rebalancer
+from prfaas.sim.control import RoleSwitch
 from prfaas.sim.deployment import ScriptedEvent, SimOptions
 from prfaas.sim.metrics import Summary, summarize
 from prfaas.sim.multisite import MultiSiteSimulator
 from prfaas.sim.multisite_deployment import MultiSiteDeployment, MultiSiteRecord, SiteEvent
+from prfaas.sim.multisite_kv import SiteKvIndexes
+from prfaas.sim.multisite_rebalance import RegionPlan
 from prfaas.sim.run import prefill_time_fn
 from prfaas.workload.request import WorkloadRequest
 
@@ -43,6 +47,8 @@ class MultiSiteResult:
     offloads_by_site: Mapping[str, Mapping[str, int]]  # region -> PrfaaS site -> offloaded requests
     num_events: int
     wall_s: float
+    role_switches: tuple[RoleSwitch, ...] = ()  # PD-P <-> PD-D conversions (with `rebalance`)
+    rebalance_plans: tuple[RegionPlan, ...] = ()  # every region's every long-term step (with `rebalance`)
 
     def region_records(self, region: str) -> list[MultiSiteRecord]:
         return [r for r in self.records if r.region == region]
@@ -67,16 +73,20 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        selector_config: SiteSelectConfig | None = None, policy_config: PolicyConfig | None = None,
                        script: Sequence[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                        warmup_s: float = 0.0, measure_end_s: float | None = None,
-                       kv_index: GlobalKvIndex | None = None, prefill_queue: str = "cluster",
-                       fair_order: bool = True, progress: Callable[[float], None] | None = None) -> MultiSiteResult:
-    """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`."""
+                       kv_index: SiteKvIndexes | None = None, prefill_queue: str = "cluster",
+                       fair_order: bool = True, rebalance: bool = False,
+                       progress: Callable[[float], None] | None = None) -> MultiSiteResult:
+    """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`
+    (`rebalance`: and its own `PdRebalancer`, every `options.control_interval_s`)."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
-    index = kv_index if kv_index is not None else GlobalKvIndex()
+    topo = deployment.topology
+    index = kv_index if kv_index is not None else SiteKvIndexes.for_clusters(deployment.cluster_of_nodes())
     base = deployment.deployment()
     state_bytes = deployment.prfaas_prefill.s_kv_bytes
-    routers = {pd: make_router(policy, cfg, kv_index=index, state_bytes=state_bytes,
-                               prefill_time_s=prefill_time_fn(base)) for pd in deployment.topology.pd_names}
+    routers = {pd: make_router(policy, cfg, kv_index=index.scoped([pd, *(lk.prfaas for lk in topo.links_to(pd))]),
+                               state_bytes=state_bytes, prefill_time_s=prefill_time_fn(base))
+               for pd in topo.pd_names}
     site_selector = None
     if selector is not None:
         models = {site: deployment.prefill_model(site) for site in deployment.topology.prfaas_names}
@@ -86,9 +96,13 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
             return model.t_prefill_s(max(uncached, 1.0), cached)
 
         site_selector = make_site_selector(selector, deployment.topology, site_time_s, state_bytes, selector_config)
+    rebalancers: dict[str, Rebalancer] | None = None
+    if rebalance:
+        rebalancers = {pd: PdRebalancer(cfg.rebalancer, threshold_tokens=router.threshold_tokens)
+                       for pd, router in routers.items()}
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,
                              script=script, options=opts, prefill_queue=prefill_queue,
-                             fair_order=fair_order, progress=progress)
+                             fair_order=fair_order, rebalancers=rebalancers, progress=progress)
     start = time.perf_counter()
     records = [r for r in sim.run() if isinstance(r, MultiSiteRecord)]
     wall = time.perf_counter() - start
@@ -111,4 +125,6 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
     for r in records:
         if r.prfaas_site:
             offloads[r.region][r.prfaas_site] = offloads[r.region].get(r.prfaas_site, 0) + 1
-    return MultiSiteResult(policy, selector, tuple(records), regions, links, offloads, sim.loop.num_events, wall)
+    plans = tuple(sim.rebalancing.plans) if sim.rebalancing is not None else ()
+    return MultiSiteResult(policy, selector, tuple(records), regions, links, offloads, sim.loop.num_events, wall,
+                           tuple(sim.control.role_switches), plans)

@@ -27,7 +27,7 @@ ends FINISHED_ERROR. Same inputs, same records: no randomness is drawn here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.units import gbps_to_bytes_per_s
@@ -227,12 +227,17 @@ class Simulator:
         hashes = req.wl.block_hashes
         if not self.options.decode_holds_prefix or not hashes:
             return cost.s_kv_bytes(req.wl.input_tokens)
-        pd_blocks = self.kv_index.longest_prefix_blocks(ClusterKind.PD, hashes)
+        pd_blocks = self._pd_prefix_blocks(req, hashes)
         pd_tokens = cached_tokens_for(pd_blocks, req.wl.input_tokens)
         total = cost.s_kv_bytes(req.wl.input_tokens)
         if pd_tokens > 0:
             total -= cost.s_kv_bytes(pd_tokens) - cost.s_kv_bytes(0)
         return max(total, 0.0)
+
+    def _pd_prefix_blocks(self, req: SimRequest, hashes: Sequence[int]) -> int:
+        """Longest prefix of `hashes` cached on the PD side `req` decodes at (hook: the multi-site simulator
+        looks in the request's region only)."""
+        return self.kv_index.longest_prefix_blocks(ClusterKind.PD, hashes)
 
     def _cache_prompt(self, instance_id: str, req: SimRequest) -> None:
         """`instance_id` now holds the prompt's full blocks in its prefix cache."""
