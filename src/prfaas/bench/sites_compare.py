@@ -3,6 +3,7 @@ requests, each beside the simulator with and without the measured request path (
 
     runs = compare_selectors(topology, spec, ["home-only", "prfaas-sites"], out)   # OUT/<selector>/
     runs = chaos_faults(topology, spec, out)          # OUT/baseline/, OUT/site-lost/, OUT/link-degraded/
+    runs = chaos_faults(topology, spec, out, faults=[SitesFault.BURST])   # OUT/baseline/, OUT/burst/
 
 Each run is one fresh deployment (`bench.sites_run.sites_deployment`): a site-lost fault kills nodes, so a
 deployment is never reused across runs, and every run starts from the same empty state. In each: the request

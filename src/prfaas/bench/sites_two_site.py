@@ -25,7 +25,7 @@ from prfaas.bench.sites_compare_report import Row, window_p90_s
 from prfaas.bench.sites_multi import describe
 from prfaas.bench.sites_overhead import fit_probes, probe_regions
 from prfaas.bench.sites_predict import LOCAL, SitesPrediction, live_node_counts, predict_sites
-from prfaas.bench.sites_report import prefilled_at
+from prfaas.bench.sites_report import prefilled_at, region_reports, write_sites_run
 from prfaas.bench.sites_run import (
     SitesFault,
     SitesRunResult,
@@ -97,7 +97,8 @@ class TwoSiteOutcome:
 
 def run_two_site(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path, num_probes: int,
                  log: Callable[[str], None] = print) -> TwoSiteOutcome:
-    """The two-site system live (one deployment), its link / 10 at spec.fault_at_s, then its prediction."""
+    """The two-site system live (one deployment), its link / 10 at spec.fault_at_s, then its prediction; written
+    to `out_dir` as `bench sites run` writes a run (its one region: `pd-all`)."""
     one, cap = two_site_topology(topology, spec)
     requests, rate, origin = merged_workload(topology, dataclasses.replace(spec, fault=None, fault_target=None))
     one_spec = dataclasses.replace(spec, max_nodes_per_cluster=cap, fault=SitesFault.LINK_DEGRADED,
@@ -107,6 +108,7 @@ def run_two_site(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path, num_
         probe = probe_regions(dep, num_probes) if num_probes > 0 else fit_probes({})
         result = run_regions(dep, workloads=[(requests, rate)])
     prediction = predict_sites(one, one_spec, result, overhead=probe.overhead)
+    write_sites_run(result, region_reports(result, sim=prediction.regions), out_dir)
     return TwoSiteOutcome(one, one_spec, result, prediction, origin)
 
 
