@@ -210,10 +210,12 @@ pd = "rb"
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--faults", "burst,bogus"], "unknown fault 'bogus'"),
-    (["--faults", "burst", "--burst-region", "zz"], "'zz' is not a PD region"),
-    (["--faults", "burst", "--burst-factor", "0.5"], "burst_factor >= 1"),
-    (["--faults", "burst", "--burst-s", "-1"], "burst_s > 0"),
+    (["chaos", "--faults", "burst,bogus"], "unknown fault 'bogus'"),
+    (["chaos", "--faults", "burst", "--burst-region", "zz"], "'zz' is not a PD region"),
+    (["chaos", "--faults", "burst", "--burst-factor", "0.5"], "burst_factor >= 1"),
+    (["chaos", "--faults", "burst", "--burst-s", "-1"], "burst_s > 0"),
+    (["run", "--fault", "burst", "--fault-target", "pf-a"], "'pf-a' is not a PD region"),
+    (["run", "--fault", "burst", "--burst-factor", "0"], "burst_factor >= 1"),
 ])
 def test_bad_burst_options_fail_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
     from prfaas.cli import build_app
@@ -221,8 +223,8 @@ def test_bad_burst_options_fail_before_anything_starts(tmp_path: Path, args: lis
     topo = tmp_path / "topo.toml"
     topo.write_text(TWO_REGIONS_TOML, encoding="utf-8")
     out = tmp_path / "out"
-    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", "chaos", "--topology", str(topo), *args,
-                                                       "--out", str(out)])
+    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", args[0], "--topology", str(topo),
+                                                       *args[1:], "--out", str(out)])
     assert result.exit_code != 0
     assert message in result.output + str(result.exception)
     assert not out.exists()

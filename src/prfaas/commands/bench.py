@@ -159,6 +159,10 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
     if probes < 0:
         raise ConfigError(f"--probes must be >= 0, got {probes}")
     topo, _ = load_topology(str(topology))
+    if chosen is SitesFault.BURST:  # before anything starts
+        from prfaas.bench.sites_compare import burst_target
+
+        burst_target(topo, fault_target)
     spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
                         time_scale=time_scale, state_scale=state_scale, scale=scale,
                         max_nodes_per_cluster=nodes_per_cluster, site_selector=selector, seed=seed, fault=chosen,
