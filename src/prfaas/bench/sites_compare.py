@@ -3,6 +3,7 @@ requests, each beside the simulator with and without the measured request path (
 
     runs = compare_selectors(topology, spec, ["home-only", "prfaas-sites"], out)   # OUT/<selector>/
     runs = chaos_faults(topology, spec, out)          # OUT/baseline/, OUT/site-lost/, OUT/link-degraded/
+    runs = chaos_faults(topology, spec, out, faults=[SitesFault.BURST])   # OUT/baseline/, OUT/burst/
 
 Each run is one fresh deployment (`bench.sites_run.sites_deployment`): a site-lost fault kills nodes, so a
 deployment is never reused across runs, and every run starts from the same empty state. In each: the request
@@ -127,21 +128,52 @@ def add_loaded_paths(topology: SiteTopology, runs: dict[str, SitesOutcome], out_
         (out_dir / name / "report-loaded-path.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
-CHAOS_RUNS = ("baseline", SitesFault.SITE_LOST.value, SitesFault.LINK_DEGRADED.value)
+CHAOS_FAULTS = (SitesFault.SITE_LOST, SitesFault.LINK_DEGRADED)  # the default `--faults`
+
+
+def check_faults(names: Sequence[str]) -> list[SitesFault]:
+    """The chaos faults as given, each known, no repeats, at least one (ConfigError otherwise)."""
+    known = [f.value for f in SitesFault]
+    picked = [n.strip() for n in names if n.strip()]
+    if not picked:
+        raise ConfigError(f"--faults needs at least one of: {', '.join(known)}")
+    bad = [n for n in picked if n not in known]
+    if bad:
+        raise ConfigError(f"unknown fault {bad[0]!r}; known: {', '.join(known)}")
+    if len(set(picked)) != len(picked):
+        raise ConfigError(f"--faults repeats a fault: {', '.join(picked)}")
+    return [SitesFault(n) for n in picked]
+
+
+def burst_target(topology: SiteTopology, region: str | None) -> str:
+    """The region to burst (default: the first)."""
+    if not topology.pd:
+        raise ConfigError("a burst needs a PD region")
+    region = region or topology.pd_names[0]
+    if region not in topology.pd_names:
+        raise ConfigError(f"--burst-region {region!r} is not a PD region; known: {', '.join(topology.pd_names)}")
+    if len(topology.pd) < 2:
+        raise ConfigError("a burst needs a second PD region to judge")
+    return region
 
 
 def chaos_faults(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path, num_probes: int,
                  lost_site: str | None = None, degraded_link: str | None = None,
-                 log: Log = print) -> dict[str, SitesOutcome]:
-    """A no-fault baseline, then one run per fault (site-lost, link-degraded x 1/10), all on the same requests."""
-    site, link = chaos_targets(topology, lost_site, degraded_link)
-    specs = {"baseline": dataclasses.replace(spec, fault=None, fault_target=None),
-             SitesFault.SITE_LOST.value: dataclasses.replace(spec, fault=SitesFault.SITE_LOST, fault_target=site),
-             SitesFault.LINK_DEGRADED.value: dataclasses.replace(spec, fault=SitesFault.LINK_DEGRADED,
-                                                                 fault_target=link)}
+                 log: Log = print, faults: Sequence[SitesFault] = CHAOS_FAULTS,
+                 burst_region: str | None = None) -> dict[str, SitesOutcome]:
+    """A no-fault baseline, then one run per fault (site-lost, link-degraded x 1/10, burst of one region x
+    spec.burst_factor), all on the same requests (a burst adds its extra ones)."""
+    targets = {}
+    if SitesFault.SITE_LOST in faults or SitesFault.LINK_DEGRADED in faults:
+        site, link = chaos_targets(topology, lost_site, degraded_link)
+        targets = {SitesFault.SITE_LOST: site, SitesFault.LINK_DEGRADED: link}
+    if SitesFault.BURST in faults:
+        targets[SitesFault.BURST] = burst_target(topology, burst_region)
+    specs = {"baseline": dataclasses.replace(spec, fault=None, fault_target=None)}
+    specs.update({f.value: dataclasses.replace(spec, fault=f, fault_target=targets[f]) for f in faults})
     runs = {}
-    for name in CHAOS_RUNS:
+    for name, one in specs.items():
         log(f"--- {name}")
-        runs[name] = run_with_prediction(topology, specs[name], out_dir / name, num_probes, log)
+        runs[name] = run_with_prediction(topology, one, out_dir / name, num_probes, log)
     add_loaded_paths(topology, runs, out_dir)
     return runs

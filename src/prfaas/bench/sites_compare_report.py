@@ -166,6 +166,8 @@ def chaos_report(topology: SiteTopology, baseline: ChaosRun, faults: Mapping[str
         res = run.result
         if res.fault is None or res.fault_s is None or res.fault_target is None:
             raise ValueError(f"chaos run {name!r} has no fault recorded")
+        if SitesFault(res.fault) is SitesFault.BURST:
+            continue  # judged by bench.sites_burst.burst_report
         site, affected = faulted_site_and_regions(topology, SitesFault(res.fault), res.fault_target)
         live = live_rows(res)
         regions = []

@@ -17,7 +17,8 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
 - **policy**: the same router defaults with the run's threshold, the same site selector (`SiteSelectConfig`
   defaults, as the gateways build it);
 - **fault**: the one the live run injected, at the time it injected it (`result.fault_s`): `site_fail` of the
-  killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none.
+  killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none, or a
+  burst (its extra requests are among the live records).
 - **queues**: as live, the router picks the PrfaaS instance and each instance's queue starts its prefills in
   `FairQueue` order over regions (`prefill_queue = "node"`; live: `serve.worker`, cost = the emulated prefill's
   seconds, weights = the selector's).
@@ -107,6 +108,8 @@ def fault_script(topology: SiteTopology, spec: SitesRunSpec,
     """The fault the live run injected, at its time: site_fail (site-lost) or capacity / 10 (link-degraded)."""
     if result.fault is None or result.fault_target is None or result.fault_s is None:
         return ()
+    if SitesFault(result.fault) is SitesFault.BURST:
+        return ()  # the burst is in the requests' arrivals
     if SitesFault(result.fault) is SitesFault.SITE_LOST:
         return (SiteEvent(result.fault_s, SiteEventKind.SITE_FAIL, result.fault_target),)
     link = next((lk for lk in topology.links if lk.link_id == result.fault_target), None)

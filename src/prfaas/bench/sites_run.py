@@ -11,7 +11,9 @@ and one gateway per region (`serve.sites`, `prfaas.serve.main gateway --region R
 The gateways' topology carries the *emulated* link capacities, so the site selector's transfer estimates are in
 the bytes and seconds the emulation really has. Each region's load generator runs on a thread placed in the
 region's namespace, against its own gateway. Faults (mid-run, at `fault_at_s`): `site-lost` SIGKILLs every node
-of one PrfaaS cluster; `link-degraded` divides one link's cap by 10. Everything is torn down on any exit.
+of one PrfaaS cluster; `link-degraded` divides one link's cap by 10; `burst` multiplies one region's arrival rate
+by `burst_factor` over [fault_at_s, fault_at_s + burst_s) (extra requests in its workload, `bench.sites_burst`:
+every other request, and every other region's, is the no-burst run's). Everything is torn down on any exit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from prfaas.bench.netns import SiteError, entered, pids_in
 from prfaas.bench.paper_config import EMULATED_RTT_BASELINE_MS
 from prfaas.bench.records import RequestRecord
 from prfaas.bench.sites_multi import MultiSites, MultiSitesSpec, many_sites
-from prfaas.bench.workload import WorkloadSpec, build_requests
+from prfaas.bench.workload import BenchRequest, WorkloadSpec, build_requests
 from prfaas.core.errors import ConfigError
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.topology import SiteTopology
@@ -73,6 +75,7 @@ PAPER_THRESHOLD_TOKENS = 19400
 class SitesFault(enum.Enum):
     SITE_LOST = "site-lost"
     LINK_DEGRADED = "link-degraded"
+    BURST = "burst"  # one region's arrival rate x burst_factor for burst_s (its target: the region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,10 @@ class SitesRunSpec:
     seed: int = 0
     fault: SitesFault | None = None
     fault_at_s: float = 3.0
-    fault_target: str | None = None  # a PrfaaS cluster (site-lost) or a link id (link-degraded); None: the first
+    fault_target: str | None = None  # a PrfaaS cluster (site-lost), link id (link-degraded) or region (burst);
+    #                                  None: the first
+    burst_factor: float = 5.0  # burst: the region's arrival rate x this over the window
+    burst_s: float = 5.0  # burst: the window's length (from fault_at_s)
     request_timeout_s: float = 300.0
     tls: bool = False
 
@@ -99,6 +105,8 @@ class SitesRunSpec:
             raise ConfigError("need requests_per_region >= 1, load > 0 and max_nodes_per_cluster >= 1")
         if not self.time_scale > 0 or self.state_scale < 1 or (self.scale is not None and not self.scale > 0):
             raise ConfigError("need time_scale > 0, state_scale >= 1 and scale > 0")
+        if not self.burst_factor >= 1 or not self.burst_s > 0:
+            raise ConfigError(f"need burst_factor >= 1 and burst_s > 0, got {self.burst_factor}, {self.burst_s}")
 
     @property
     def link_scale(self) -> float:
@@ -278,22 +286,35 @@ class SitesRunResult:
     fault: str | None = None
     fault_target: str | None = None
     fault_s: float | None = None
+    fault_end_s: float | None = None  # burst: the window's end (the other faults last to the end of the run)
     site_of: dict[str, str] = field(default_factory=dict)  # node -> PrfaaS cluster
     tx_bytes: dict[str, int] = field(default_factory=dict)  # per link, at the end
 
 
-def _region_requests(dep: SitesDeployment, index: int) -> tuple[list[Any], float]:
-    spec = dep.spec
-    weight = dep.topology.traffic_weights()[index]
+def region_workload(topology: SiteTopology, spec: SitesRunSpec, index: int) -> tuple[list[BenchRequest], float]:
+    """Region `index`'s requests and Poisson rate (req/s live); a burst's extra requests if it is the target."""
+    weight = topology.traffic_weights()[index]
     rate = max(weight, 1e-6) * spec.load / spec.time_scale
     wl = WorkloadSpec(num_requests=spec.requests_per_region, rate_rps=rate, threshold_tokens=spec.threshold_tokens,
                       length_factor=spec.length_factor, max_context_tokens=131072 + spec.max_tokens + 2,
                       max_tokens=spec.max_tokens, seed=spec.seed * 1000 + index)
-    return build_requests(wl, salt=index + 1), rate
+    requests = build_requests(wl, salt=index + 1)
+    if spec.fault is SitesFault.BURST and topology.pd_names[index] == (spec.fault_target or topology.pd_names[0]):
+        from prfaas.bench.sites_burst import with_burst
+
+        requests = with_burst(requests, wl, spec.fault_at_s, spec.burst_s, spec.burst_factor, salt=index + 1)
+    return requests, rate
 
 
 def _inject(dep: SitesDeployment, result: SitesRunResult, t0: float, done: threading.Event) -> None:
     spec = dep.spec
+    if spec.fault is SitesFault.BURST:  # in the arrivals already: recorded at its scheduled time
+        target = spec.fault_target or dep.topology.pd_names[0]
+        if target not in dep.topology.pd_names:
+            raise SiteError(f"--fault-target {target!r} is not a PD region")
+        result.fault, result.fault_target = spec.fault.value, target
+        result.fault_s, result.fault_end_s = spec.fault_at_s, spec.fault_at_s + spec.burst_s
+        return
     if spec.fault is None or done.wait(max(0.0, t0 + spec.fault_at_s - time.monotonic())):
         return
     result.fault_s = time.monotonic() - t0
@@ -313,8 +334,10 @@ def _inject(dep: SitesDeployment, result: SitesRunResult, t0: float, done: threa
     result.fault, result.fault_target = spec.fault.value, target
 
 
-def run_regions(dep: SitesDeployment) -> SitesRunResult:
-    """Every region's load at once (a thread each, in its namespace), the fault mid-run, then the logs."""
+def run_regions(dep: SitesDeployment,
+                workloads: Sequence[tuple[list[BenchRequest], float]] | None = None) -> SitesRunResult:
+    """Every region's load at once (a thread each, in its namespace), the fault mid-run, then the logs.
+    `workloads`: per region (topology order) its requests and rate; None: `region_workload`'s."""
     opts = LoadOptions(max_concurrency=64, request_timeout_s=dep.spec.request_timeout_s)
     result = SitesRunResult(regions={}, site_of={n.name: n.site or "" for n in dep.launcher.cfg.nodes
                                                  if n.cluster is ClusterKind.PRFAAS})
@@ -322,7 +345,8 @@ def run_regions(dep: SitesDeployment) -> SitesRunResult:
               for r in dep.topology.pd_names}
     done = threading.Event()
     errors: list[BaseException] = []
-    workloads = [_region_requests(dep, i) for i in range(len(dep.topology.pd))]  # before the clock starts
+    if workloads is None:  # before the clock starts
+        workloads = [region_workload(dep.topology, dep.spec, i) for i in range(len(dep.topology.pd))]
     start = threading.Barrier(len(workloads) + 1)
 
     def region_load(index: int) -> None:

@@ -3,7 +3,7 @@
     prfaas bench sites up --cap-mbit 80 [--state F]   # namespaces "prfaas" + "local", veth, tbf cap (root)
     prfaas bench sites up --topology T.toml [--scale 1e-3]   # one namespace per cluster, one capped veth per link
     prfaas bench sites down [--state F]
-    prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded]   # one gateway per region, live
+    prfaas bench sites run --topology T.toml [--fault site-lost|link-degraded|burst]   # one gateway per region, live
     prfaas bench sites compare|chaos --topology T.toml   # selectors / faults on the same requests, beside the sim
     prfaas bench run      [--tiny] [--sites/--no-sites] [--cap-mbit X | --profile P] [--workload lognormal|trace]
     prfaas bench compare  [... --policies homogeneous,naive-offload,prfaas,prfaas-bandwidth-aware] [--host-model]
@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
                               "per-region load, an optional fault; report per region.")(sites_run_cmd)
     sites.command("compare", help="The same requests live under each site selector, beside the simulator (with "
                                   "and without the measured request path).")(sites_compare_cmd)
-    sites.command("chaos", help="A no-fault baseline, one PrfaaS site lost, one link degraded 10x: the same "
-                                "requests live, beside the simulator.")(sites_chaos_cmd)
+    sites.command("chaos", help="A no-fault baseline, then faults (one PrfaaS site lost, one link degraded 10x, "
+                                "a region's burst): the same requests live, beside the simulator.")(sites_chaos_cmd)
     bench.add_typer(sites, name="sites")
     bench.command("run", help="One live run: workload, records, summary, plots.")(run_cmd)
     bench.command("compare", help="The same workload under each policy, beside the simulator.")(compare_cmd)
@@ -137,10 +137,13 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   nodes_per_cluster: Annotated[int, typer.Option(help="At most this many nodes per PrfaaS "
                                                                       "cluster and PD role.")] = 2,
                   selector: Annotated[str, typer.Option(help="prfaas-sites or home-only.")] = "prfaas-sites",
-                  fault: Annotated[str | None, typer.Option(help="site-lost or link-degraded.")] = None,
+                  fault: Annotated[str | None, typer.Option(help="site-lost, link-degraded or burst.")] = None,
                   fault_at_s: Annotated[float, typer.Option(help="Inject this long after the load starts.")] = 3.0,
                   fault_target: Annotated[str | None, typer.Option(
-                      help="The PrfaaS cluster (site-lost) or link id (link-degraded); default: the first.")] = None,
+                      help="The PrfaaS cluster (site-lost), link id (link-degraded) or region (burst); default: "
+                           "the first.")] = None,
+                  burst_factor: Annotated[float, typer.Option(help="burst: the rate x this in the window.")] = 5.0,
+                  burst_s: Annotated[float, typer.Option(help="burst: the window's length in s.")] = 5.0,
                   probes: Annotated[int, typer.Option(help="Request-path probes per region before the load, "
                                                             "added to the prediction (0: none).")] = 6,
                   seed: Seed = 0, out: Out = None) -> None:
@@ -156,10 +159,15 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
     if probes < 0:
         raise ConfigError(f"--probes must be >= 0, got {probes}")
     topo, _ = load_topology(str(topology))
+    if chosen is SitesFault.BURST:  # before anything starts
+        from prfaas.bench.sites_compare import burst_target
+
+        burst_target(topo, fault_target)
     spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
                         time_scale=time_scale, state_scale=state_scale, scale=scale,
                         max_nodes_per_cluster=nodes_per_cluster, site_selector=selector, seed=seed, fault=chosen,
-                        fault_at_s=fault_at_s, fault_target=fault_target)
+                        fault_at_s=fault_at_s, fault_target=fault_target, burst_factor=burst_factor,
+                        burst_s=burst_s)
     out_dir = _out(out, "sites")
     typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
                f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")

@@ -3,6 +3,7 @@ beside the simulator with and without the measured request path (`bench.sites_co
 
     prfaas bench sites compare --topology T.toml [--selectors home-only,prfaas-sites]   # OUT/<selector>/
     prfaas bench sites chaos --topology T.toml [--lost-site S] [--degraded-link L]      # baseline + 2 faults
+    prfaas bench sites chaos --topology T.toml --faults burst [--burst-region R] [--burst-factor 5] [--burst-s 5]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from prfaas.core.errors import ConfigError
 if TYPE_CHECKING:
     from prfaas.bench.sites_compare import SitesOutcome
     from prfaas.bench.sites_run import SitesRunSpec
+    from prfaas.bench.sites_two_site import TwoSiteOutcome
+    from prfaas.core.topology import SiteTopology
 
 Topology = Annotated[Path, typer.Option(help="A TOML file with a topology section (core.topology).")]
 Requests = Annotated[int, typer.Option(help="Requests per region (the same in every run).")]
@@ -29,14 +32,18 @@ Probes = Annotated[int, typer.Option(help="Request-path probes per region before
 Seed = Annotated[int, typer.Option(help="Workload seed (the same requests in every run).")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default: a fresh run folder).")]
 FaultAt = Annotated[float, typer.Option(help="Inject each fault this long after the load starts.")]
+BurstFactor = Annotated[float, typer.Option(help="burst: the region's arrival rate x this in the window.")]
+BurstS = Annotated[float, typer.Option(help="burst: the window's length in s (from --fault-at-s).")]
 
 
 def _spec(requests: int, load: float, nodes_per_cluster: int, seed: int, fault_at_s: float = 3.0,
-          threshold: int = 19400, max_tokens: int = 8) -> SitesRunSpec:
+          threshold: int = 19400, max_tokens: int = 8, burst_factor: float = 5.0, burst_s: float = 5.0
+          ) -> SitesRunSpec:
     from prfaas.bench.sites_run import SitesRunSpec
 
     return SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
-                        max_nodes_per_cluster=nodes_per_cluster, seed=seed, fault_at_s=fault_at_s)
+                        max_nodes_per_cluster=nodes_per_cluster, seed=seed, fault_at_s=fault_at_s,
+                        burst_factor=burst_factor, burst_s=burst_s)
 
 
 def _out(out: Path | None, cmd: str) -> Path:
@@ -86,33 +93,81 @@ def sites_compare_cmd(topology: Topology,
 
 
 def sites_chaos_cmd(topology: Topology,
+                    faults: Annotated[str, typer.Option(help="Comma-separated: site-lost, link-degraded, "
+                                                             "burst.")] = "site-lost,link-degraded",
                     lost_site: Annotated[str | None, typer.Option(help="The PrfaaS site to lose (default: the "
                                                                        "first).")] = None,
                     degraded_link: Annotated[str | None, typer.Option(help="The link to divide by 10 (default: the "
                                                                            "lost site's first link).")] = None,
+                    burst_region: Annotated[str | None, typer.Option(help="The region that bursts (default: the "
+                                                                          "first).")] = None,
+                    burst_factor: BurstFactor = 5.0, burst_s: BurstS = 5.0,
+                    two_site: Annotated[bool, typer.Option(
+                        "--two-site/--no-two-site", help="link-degraded: also run the two-site system with the "
+                                                         "same total capacity (one more deployment).")] = True,
                     requests: Requests = 20, load: Load = 0.5, nodes_per_cluster: NodesPerCluster = 1,
                     fault_at_s: FaultAt = 3.0, probes: Probes = 6, seed: Seed = 0, out: Out = None) -> None:
-    from prfaas.bench.sites_compare import chaos_faults, chaos_targets
-    from prfaas.bench.sites_compare_report import ChaosRun, chaos_report, format_chaos
+    from prfaas.bench.sites_compare import burst_target, chaos_faults, chaos_targets, check_faults
+    from prfaas.bench.sites_run import SitesFault
     from prfaas.planner.multi_build import load_topology
 
+    chosen = check_faults(faults.split(","))
     _check_probes(probes)
     if not fault_at_s > 0:
         raise ConfigError(f"--fault-at-s must be > 0, got {fault_at_s}")
-    spec = _spec(requests, load, nodes_per_cluster, seed, fault_at_s)
+    spec = _spec(requests, load, nodes_per_cluster, seed, fault_at_s, burst_factor=burst_factor, burst_s=burst_s)
     topo, _ = load_topology(str(topology))
-    chaos_targets(topo, lost_site, degraded_link)  # before anything starts
+    if SitesFault.SITE_LOST in chosen or SitesFault.LINK_DEGRADED in chosen:  # before anything starts
+        chaos_targets(topo, lost_site, degraded_link)
+    if SitesFault.BURST in chosen:
+        burst_target(topo, burst_region)
     out_dir = _out(out, "sites-chaos")
-    runs = chaos_faults(topo, spec, out_dir, probes, lost_site, degraded_link,
-                        log=typer.echo)
+    runs = chaos_faults(topo, spec, out_dir, probes, lost_site, degraded_link, log=typer.echo, faults=chosen,
+                        burst_region=burst_region)
+    two = None
+    if two_site and SitesFault.LINK_DEGRADED in chosen:
+        from prfaas.bench.sites_two_site import run_two_site
+
+        typer.echo("--- two-site (same total capacity)")
+        link_spec = runs[SitesFault.LINK_DEGRADED.value].spec
+        two = run_two_site(topo, link_spec, out_dir / "two-site", probes, log=typer.echo)
+    _chaos_out(topo, runs, two, out_dir)
+
+
+def _chaos_out(topo: SiteTopology, runs: dict[str, SitesOutcome], two: TwoSiteOutcome | None,
+               out_dir: Path) -> None:
+    from prfaas.bench.records import RequestStatus
+    from prfaas.bench.sites_burst import burst_report, format_burst
+    from prfaas.bench.sites_compare_report import ChaosRun, chaos_report, format_chaos
+    from prfaas.bench.sites_run import SitesFault
+    from prfaas.bench.sites_two_site import format_two_site, origin_live_rows, origin_sim_rows, two_site_entry
+
     chaos = {name: ChaosRun(o.result, o.with_path.rows(),
                             None if o.with_loaded_path is None else o.with_loaded_path.rows())
              for name, o in runs.items()}
-    faults = chaos_report(topo, chaos.pop("baseline"), chaos)
-    text = "\n".join([f"request path ({n}): {d}" for n, d in _paths(runs).items()] + [format_chaos(faults)])
-    (out_dir / "chaos.json").write_text(json.dumps({"faults": faults}, indent=2) + "\n", encoding="utf-8")
+    baseline = chaos.pop("baseline")
+    faults = chaos_report(topo, baseline, chaos)
+    lines = [f"request path ({n}): {d}" for n, d in _paths(runs).items()]
+    for f in faults:
+        lines.append(format_chaos([f]))
+        if f["fault"] == SitesFault.LINK_DEGRADED.value and two is not None:
+            degraded = next(r for r in f["regions"] if r["affected"])
+            f["two_site"] = two_site_entry(origin_live_rows(two), origin_sim_rows(two), degraded["region"],
+                                           f["fault_s"], degraded)
+            f["two_site"]["live_fault_s"] = two.result.fault_s
+            f["two_site"]["lost"] = sum(r.status is RequestStatus.LOST for run in two.result.regions.values()
+                                        for r in run.records)
+            link = two.topology.links[0]
+            lines.append(format_two_site(f["two_site"], link.link_id, link.capacity_gbps))
+    bursts = [burst_report(baseline, run) for run in chaos.values() if run.result.fault == SitesFault.BURST.value]
+    lines += [format_burst(b) for b in bursts]
+    text = "\n".join(lines)
+    (out_dir / "chaos.json").write_text(json.dumps({"faults": faults, "bursts": bursts}, indent=2) + "\n",
+                                        encoding="utf-8")
     (out_dir / "chaos.txt").write_text(text + "\n", encoding="utf-8")
     typer.echo(text)
     typer.echo(f"wrote {out_dir}/chaos.json, chaos.txt, <run>/report.json")
-    if any(f["lost"] for f in faults) or any(r.lost for o in runs.values() for r in o.reports):
+    lost = (any(f["lost"] or f.get("two_site", {}).get("lost") for f in faults) or any(b["lost"] for b in bursts)
+            or any(r.lost for o in runs.values() for r in o.reports))
+    if lost:
         raise typer.Exit(1)
