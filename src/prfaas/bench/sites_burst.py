@@ -96,7 +96,7 @@ def burst_report(baseline: ChaosRun, run: ChaosRun) -> dict[str, Any]:
     live, base_live = live_rows(res), live_rows(baseline.result)
     sent = sum(1 for r in live if r[0] == burst_region and start_s <= r[1] < end_s)
     base_sent = sum(1 for r in base_live if r[0] == burst_region and start_s <= r[1] < end_s)
-    regions = []
+    regions: list[dict[str, Any]] = []
     for region in res.regions:
         if region == burst_region:
             regions.append({"region": region, "burst": True, "live": {"places": places(live, region, start_s,

@@ -206,7 +206,7 @@ class MultiSiteSimulator(Simulator):
         for rec in records:
             rid = rec.request_id
             reason = self.site_reason_of_request.get(rid)
-            out.append(MultiSiteRecord(*base_fields(rec), region=self.region_of[rid],
+            out.append(MultiSiteRecord(*base_fields(rec), region=self.region_of[rid],  # type: ignore[misc]
                                        prfaas_site=self.site_of_request.get(rid, "") if rec.is_offloaded else "",
                                        site_reason=reason.value if reason is not None else ""))
         self.records = out

@@ -147,6 +147,6 @@ class SiteLoad:
                 left = busy_until_s - now_s
                 if left < 0.0:
                     left = 0.0
-                by_region[region] = by_region.get(region, 0.0) + left  # type: ignore[index]
+                by_region[region] = by_region.get(region, 0.0) + left  # type: ignore[index,arg-type]
                 work += left
         return work
