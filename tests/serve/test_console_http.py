@@ -97,7 +97,8 @@ def test_the_feed_streams_requests_with_route_and_reason(dep: Launcher) -> None:
         frames += 1
         assert data["boot_id"] == hello["boot_id"]
         seen.update({r["id"]: r for r in data["requests"]})
-        if {offloaded, local} <= set(seen) or frames > 100:
+        # the link appears once the PrfaaS node's next heartbeat carries its sender's telemetry (after the transfer)
+        if ({offloaded, local} <= set(seen) and "prfaas->pd" in data["links"]) or frames > 100:
             break
     assert (seen[offloaded]["route"], seen[offloaded]["reason"]) == ("prfaas", "long_offload")
     assert (seen[local]["route"], seen[local]["reason"]) == ("local", "short_local")

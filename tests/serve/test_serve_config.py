@@ -27,6 +27,23 @@ def test_resolve_ports_and_json_round_trip(tmp_path: Path) -> None:
     assert load_config(path) == cfg
 
 
+def test_resolved_ports_of_a_large_deployment_are_all_distinct() -> None:
+    """Ports are held until all are chosen (a probe closed before the next one lets the OS hand its port out
+    again): every port of a deployment, the gateway's included, is distinct."""
+    import msgspec
+
+    from prfaas.serve import config as config_module
+
+    base = default_config()
+    cfg = msgspec.structs.replace(base, gateway=msgspec.structs.replace(base.gateway, port=0),
+                                  nodes=[msgspec.structs.replace(base.nodes[i % 3], name=f"n{i}", port=0, kv_port=0)
+                                         for i in range(20)])
+    resolved = resolve_ports(cfg)
+    ports = [resolved.gateway.port] + [p for n in resolved.nodes for p in (n.port, n.kv_port)]
+    assert all(p > 0 for p in ports) and len(set(ports)) == 41
+    assert len(set(config_module.free_ports("127.0.0.1", 30))) == 30
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "deploy.toml"
     path.write_text(text, encoding="utf-8")

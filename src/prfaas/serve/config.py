@@ -455,23 +455,49 @@ def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS says is free now (there is a small race until the process binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(host, 1)[0]
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct ports the OS says are free now: every socket is held until all are chosen (ports taken
+    one at a time can repeat: the OS may hand out a port again once its probe socket is closed)."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def resolve_ports(cfg: DeployConfig) -> DeployConfig:
-    """Replace every port 0 (gateway, node control, node KV) with a free port on that host."""
+    """Replace every port 0 (gateway, node control, node KV) with a free port on that host, all distinct."""
+    wanted: dict[str, int] = {}
+
+    def want(host: str, port: int | None) -> None:
+        if not port:
+            wanted[host] = wanted.get(host, 0) + 1
+
+    want(cfg.gateway.host, cfg.gateway.port)
+    for n in cfg.nodes:
+        want(n.host, n.port)
+        want(n.host, n.kv_port)
+    for g in cfg.gateways:
+        want(g.host, g.port)
+    pools = {host: free_ports(host, count) for host, count in wanted.items()}
+
+    def take(host: str, port: int | None) -> int:
+        return port or pools[host].pop()
+
     gateway = cfg.gateway
     if gateway.port == 0:
-        gateway = msgspec.structs.replace(gateway, port=free_port(gateway.host))
-    nodes = [
-        msgspec.structs.replace(
-            n, port=n.port or free_port(n.host), kv_port=n.kv_port or free_port(n.host)
-        )  # (a vLLM node's kv_port is never 0: its connector's, validated)
-        for n in cfg.nodes
-    ]
-    gateways = [msgspec.structs.replace(g, port=g.port or free_port(g.host)) for g in cfg.gateways]
+        gateway = msgspec.structs.replace(gateway, port=take(gateway.host, 0))
+    nodes = [msgspec.structs.replace(n, port=take(n.host, n.port), kv_port=take(n.host, n.kv_port))
+             for n in cfg.nodes]  # (a vLLM node's kv_port is never 0: its connector's, validated)
+    gateways = [msgspec.structs.replace(g, port=take(g.host, g.port)) for g in cfg.gateways]
     return msgspec.structs.replace(cfg, gateway=gateway, nodes=nodes, gateways=gateways)
 
 
