@@ -36,6 +36,9 @@ route_wait_s = 30.0
 [policy]
 threshold_tokens = 256
 rebalance = false
+[policy.bandwidth]  # the links' loops never raise the threshold on queue here: these tests are about where
+queue_low_per_instance = 32.0  # an offload goes (a slow host's queue of 8 would otherwise shed it locally)
+queue_high_per_instance = 64.0
 
 [[topology.prfaas]]
 name = "pa"

@@ -236,7 +236,9 @@ class SiteRouting:
             total_s = sum(self._work_s(site, max(r.heartbeat.queued_tokens if r.heartbeat else 0,
                                                  r.gateway_prefill_tokens)) for r in up)
             own_s = sum(self._work_s(site, r.gateway_prefill_tokens) for r in up)
-            queued = sum((r.heartbeat.queued_requests if r.heartbeat else 0) + r.gateway_prefills for r in up)
+            # the heartbeat counts every region's requests at the node, `gateway_prefills` this gateway's in flight
+            # (some not arrived yet): the larger is the best lower bound, their sum counts ours twice
+            queued = sum(max(r.heartbeat.queued_requests if r.heartbeat else 0, r.gateway_prefills) for r in up)
             sites[site] = PrfaasSiteView(site, len(up), total_s, {self.region: own_s}, queued)
             snap = self.link_snapshot(site, now_s)
             if snap is not None:
