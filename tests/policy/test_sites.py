@@ -226,6 +226,27 @@ def test_fair_queue_alternates_backlogged_regions_and_gives_no_idle_credit() -> 
     assert sorted(dropped) == [6, 6, 7, 7] and len(weighted) == 4
 
 
+def test_preempts_only_for_another_region_whose_turn_comes_before_the_running_job_ends() -> None:
+    q: FairQueue[str] = FairQueue({"x": 1.0, "y": 2.0})
+    q.push("x0", "x", 4.0)
+    q.push("x1", "x", 4.0)
+    item, region, start, cost = q.pop_entry()
+    assert (item, region, start, cost) == ("x0", "x", 0.0, 4.0)
+    finish = q.finish_tag("x", start, cost)
+    assert finish == 4.0 and q.finish_tag("y", 0.0, 4.0) == 2.0  # c / w
+    assert not q.preempts({"x"}, finish)  # x's own next job (tag 4) never preempts x0: submission order
+    q.push("y0", "y", 1.0)  # y idle: it enters at v = 0 < 4
+    assert q.preempts({"x"}, finish)
+    assert not q.preempts({"x", "y"}, finish)  # y already has a paused job underneath: no nesting of a region
+    assert not q.preempts({"x"}, 0.0)  # the running job ends before y's turn (tag 0 is not below 0)
+    assert q.pop_entry()[:3] == ("y0", "y", 0.0)
+    q.push("y1", "y", 10.0)  # y's next job starts at F_y = 0.5: still before x0's finish
+    assert q.preempts({"x"}, finish)
+    q.push("y2", "y", 1.0)  # behind y1's 10 s / 2: tag 5.5, after x0's finish
+    assert q.pop_entry()[0] == "y1" and not q.preempts({"x"}, finish)
+    assert [q.pop_entry()[0] for _ in range(2)] == ["x1", "y2"]  # tags 4 < 5.5
+
+
 def test_registry_builds_both_selectors_and_names_the_known_ones() -> None:
     from prfaas.core.errors import UnknownNameError
     from prfaas.policy.site_registry import list_site_selectors, make_site_selector

@@ -12,13 +12,24 @@ gets no credit for having been idle) and a backlogged region's jobs are spaced c
 weights two backlogged regions alternate; a region that sends one job now and then waits at most about
 one job of each other backlogged region, whatever their backlog. Pure and deterministic; the simulator's
 and the gateway's PrfaaS dispatch can both hold one per cluster.
+
+Preemption (`preempts`): order alone cannot help a region whose job arrives while another region's long
+job runs: it waits for that job's residual. A server that can pause its running job at safe points (the
+emulated engine between layers, the simulator at once) asks `preempts(running, finish_tag)` there: True
+when the first queued job is of a region not in `running` (the regions of the running job and of every job
+it already paused) and its start tag is below the running job's virtual finish tag (`finish_tag(region,
+start, cost)` = S + c / w), i.e. the fair order would have started it before that job ends. The server then
+runs that job to its end (itself pausable) and resumes the paused one: a region under its share waits about
+one safe point, not a whole job. A region never preempts itself (its jobs stay in submission order), and a
+preempting region's own jobs are spaced c / w apart as usual, so the paused job is delayed by at most about
+its own virtual length of other regions' work. v never moves back (a resumed job keeps its old tag).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,10 +62,27 @@ class FairQueue(Generic[T]):
 
     def pop(self) -> tuple[T, str]:
         """The next job to start and its region; IndexError when empty."""
-        start, _, region, cost_s, item = heapq.heappop(self._heap)
-        self._virtual = start
-        self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
+        item, region, _, _ = self.pop_entry()
         return item, region
+
+    def pop_entry(self) -> tuple[T, str, float, float]:
+        """The next job to start: (item, region, start tag, cost_s); IndexError when empty."""
+        start, _, region, cost_s, item = heapq.heappop(self._heap)
+        self._virtual = max(self._virtual, start)
+        self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
+        return item, region, start, cost_s
+
+    def finish_tag(self, region: str, start: float, cost_s: float) -> float:
+        """The virtual finish of a job of `region` that started at tag `start` and costs `cost_s`."""
+        return start + cost_s / self.weights.get(region, self.default_weight)
+
+    def preempts(self, running: Collection[str], finish_tag: float) -> bool:
+        """Should the running job (virtual finish `finish_tag`; `running`: its region and those of the jobs it
+        paused) yield to the first queued job at this safe point? (module docstring)"""
+        if not self._heap:
+            return False
+        start, _, region, _, _ = self._heap[0]
+        return start < finish_tag and region not in running
 
     def remove(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop every queued job whose item satisfies `predicate(item)` (a failed cluster's work); returns them."""
