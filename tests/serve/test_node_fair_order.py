@@ -111,6 +111,109 @@ def test_a_cancelled_queued_job_is_skipped_and_the_order_goes_on() -> None:
     assert order == ["blocker", "a0", "b1"]
 
 
+# --- preemption at a backend's safe points ------------------------------------------------------------------
+class _PausableBackend(StubBackend):
+    preempt_point: Any = None  # what the worker sets (as on the emulated engine)
+
+
+class _SafePoints:
+    """A worker whose jobs are scripted: each waits for its gate, then reaches one safe point and ends."""
+
+    def __init__(self, *, preempt: bool = True) -> None:
+        self.backend = _PausableBackend()
+        self.worker = ModelWorker(self.backend, max_batch=4, on_events=lambda _events: None, preempt=preempt)
+        self.events: list[str] = []
+        self.gates: dict[str, threading.Event] = {}
+        self.running: dict[str, threading.Event] = {}
+        self.paused_s: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.worker.start()
+
+    def submit(self, name: str, region: str, cost_s: float) -> Any:
+        self.gates[name], self.running[name] = threading.Event(), threading.Event()
+
+        def job() -> str:
+            with self._lock:
+                self.events.append(f"{name}+")
+            self.running[name].set()
+            assert self.gates[name].wait(ANTI_HANG_S)
+            point = self.backend.preempt_point
+            self.paused_s[name] = point() if point is not None else 0.0
+            with self._lock:
+                self.events.append(f"{name}-")
+            return name
+
+        return self.worker.submit(job, region=region, cost_s=cost_s)
+
+
+def test_another_regions_job_runs_nested_at_a_safe_point_and_the_paused_one_resumes() -> None:
+    w = _SafePoints()
+    a0 = w.submit("a0", "ra", 10.0)
+    assert w.running["a0"].wait(ANTI_HANG_S)
+    a1 = w.submit("a1", "ra", 1.0)  # ra's own next job: never preempts a0
+    b0 = w.submit("b0", "rb", 1.0)  # rb idle: its turn (tag 0) comes before a0's finish (tag 10)
+    w.gates["b0"].set()
+    w.gates["a0"].set()  # a0 reaches its safe point: b0 runs there, to its end
+    assert b0.result(ANTI_HANG_S) == "b0" and a0.result(ANTI_HANG_S) == "a0"
+    w.gates["a1"].set()
+    assert a1.result(ANTI_HANG_S) == "a1"
+    w.worker.stop()
+    assert w.events == ["a0+", "b0+", "b0-", "a0-", "a1+", "a1-"], w.events
+    assert w.worker.preemptions_total == 1
+    assert w.paused_s["a0"] > 0.0 and w.paused_s["b0"] == 0.0  # a0 learns how long it was paused
+
+
+def test_without_preemption_or_for_a_late_turn_the_running_job_ends_first() -> None:
+    for preempt, b_cost_after_s in ((False, 0.0), (True, 20.0)):
+        w = _SafePoints(preempt=preempt)
+        a0 = w.submit("a0", "ra", 10.0)
+        assert w.running["a0"].wait(ANTI_HANG_S)
+        if b_cost_after_s:  # b_early (tag 0) preempts; then rb's next tag (20) is after a0's finish (10)
+            w.submit("b_early", "rb", b_cost_after_s)
+            w.gates["b_early"].set()
+        b0 = w.submit("b0", "rb", 1.0)
+        w.gates["b0"].set()
+        w.gates["a0"].set()
+        assert a0.result(ANTI_HANG_S) == "a0" and b0.result(ANTI_HANG_S) == "b0"
+        w.worker.stop()
+        if not preempt:
+            assert w.events == ["a0+", "a0-", "b0+", "b0-"] and w.worker.preemptions_total == 0, w.events
+        else:  # b_early (tag 0) preempts; b0 (tag 20, behind b_early's 20 s) is checked again after it and waits
+            assert w.events == ["a0+", "b_early+", "b_early-", "a0-", "b0+", "b0-"], w.events
+            assert w.worker.preemptions_total == 1
+
+
+def test_the_emulated_prefill_moves_its_remaining_layers_by_the_pause() -> None:
+    cfg = default_config()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    from prfaas.serve.emulated_backend import EmulatedBackend
+
+    base = make_emulated_backend(msgspec.structs.replace(cfg.model, engine="emulated"), ClusterKind.PRFAAS)
+    backend = EmulatedBackend(base.prefill_model, 0.01, clock=lambda: now[0], sleep=sleep)
+    tokens = [1 + i % 1000 for i in range(8000)]
+    duration_s = backend.expected_prefill_s(len(tokens))
+    backend.prefill("r-0", tokens, SamplingMsg(max_tokens=2), None)
+    assert now[0] == pytest.approx(duration_s)
+    calls: list[float] = []
+
+    def point() -> float:  # another prefill ran here for 1 s (once)
+        calls.append(now[0])
+        if len(calls) == 1:
+            now[0] += 1.0
+            return 1.0
+        return 0.0
+
+    backend.preempt_point = point
+    now[0] = 0.0
+    backend.prefill("r-1", tokens, SamplingMsg(max_tokens=2), None)
+    assert len(calls) == len(backend.layers) - 1  # between layers, not after the last
+    assert now[0] == pytest.approx(duration_s + 1.0)  # its own layers still take their time after the pause
+
+
 # --- the deployment's weights and costs ---------------------------------------------------------------------
 TOPOLOGY_TOML = """
 [model]
@@ -287,6 +390,68 @@ async def _live_order(cfg: Any) -> tuple[list[str], dict[str, int], int]:
             await asyncio.gather(*calls)
         spans = sorted(node.attempts.span_rows(), key=lambda row: row[2])
         return [row[0] for row in spans], statuses, queued_seen
+    finally:
+        gate.set()
+        await node.close()
+
+
+@pytest.mark.parametrize("preemption", [True, False])
+def test_node_pauses_a_running_prefill_for_another_regions_turn(tmp_path: Path, preemption: bool) -> None:
+    """ra's and rb's prefills queue behind a running job; ra's starts first (same tag, sent first), and rb's turn
+    comes before ra's prefill ends: rb's runs between two of ra's layers and ends first (`prefill_preemption`
+    false: after ra's)."""
+    text = TOPOLOGY_TOML.format(ra_traffic="", rb_traffic="").replace('name = "stub"', LIVE_MODEL)
+    policy = "" if preemption else "\n[policy]\nprefill_preemption = false\n"
+    (tmp_path / "deploy.toml").write_text(text + policy + '\n[transport]\ntls = "off"\n', encoding="utf-8")
+    spans, preemptions = asyncio.run(_live_pair(load_config(tmp_path / "deploy.toml")))
+    (a_start, a_end), (b_start, b_end) = spans["a0-0"], spans["b0-0"]
+    if preemption:
+        assert a_start < b_start < b_end < a_end, spans
+        assert preemptions == 1
+    else:
+        assert a_start < a_end <= b_start < b_end, spans
+        assert preemptions == 0
+
+
+async def _live_pair(cfg: Any) -> tuple[dict[str, tuple[float, float]], int]:
+    from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
+    from prfaas.serve.messages import DecodeTarget
+    from prfaas.serve.node import NodeServer
+
+    secret = b"s" * 32
+    backend = make_emulated_backend(cfg.model, ClusterKind.PRFAAS)
+    node = NodeServer(cfg, "pa-0", backend, secret)
+    await node.start()
+    gate, blocking = threading.Event(), threading.Event()
+    node.worker.submit(lambda: (blocking.set(), gate.wait(ANTI_HANG_S)), region="rc", cost_s=0.0)
+    assert await asyncio.to_thread(blocking.wait, ANTI_HANG_S)
+    target = DecodeTarget(name="pa-0", kv_host="127.0.0.1", kv_port=node.receiver.address[1])
+
+    async def send(session: aiohttp.ClientSession, name: str, region: str, num_tokens: int) -> int:
+        msg = PrefillRequest(request_id=f"{name}-0", token_ids=[1 + i % 1000 for i in range(num_tokens)],
+                             sampling=SamplingMsg(max_tokens=2), decode_target=target, route="forced", region=region)
+        async with session.post(f"{node.control_url}/prefill", data=encode(msg)) as resp:
+            await resp.read()
+            return resp.status
+
+    try:
+        auth = ControlAuth(secret, RefusalRecorder())
+        async with aiohttp.ClientSession(middlewares=(auth.client_middleware(),)) as session:
+            long_call = asyncio.ensure_future(send(session, "a0", "ra", 8000))
+            for _ in range(int(ANTI_HANG_S / 0.01)):
+                if node.worker.num_queued_jobs >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            short_call = asyncio.ensure_future(send(session, "b0", "rb", 500))
+            for _ in range(int(ANTI_HANG_S / 0.01)):
+                if node.worker.num_queued_jobs >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert node.worker.num_queued_jobs == 2
+            gate.set()
+            assert await asyncio.gather(long_call, short_call) == [200, 200]
+        spans = {f"{row[0]}-{row[1]}": (row[2], row[3]) for row in node.attempts.span_rows() if row[3] is not None}
+        return spans, node.tables().prefill_preemptions_total
     finally:
         gate.set()
         await node.close()

@@ -193,6 +193,8 @@ class PolicySection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     node_select: dict[str, Any] = msgspec.field(default_factory=dict)
     failure: dict[str, Any] = msgspec.field(default_factory=dict)
     site_selector: str = "prfaas-sites"  # with [topology]: which PrfaaS cluster takes an offload (policy.site_registry)
+    # a node pauses a prefill between layers for another region's whose fair turn comes first (serve.worker)
+    prefill_preemption: bool = True
 
 
 class SloSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

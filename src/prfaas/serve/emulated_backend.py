@@ -19,6 +19,8 @@ with the profile, not CPU contention, deciding latency.
   every request one token (tokens (first + i) mod vocab, like the stub); with `steps_per_event` n > 1 it sleeps
   n steps at once and emits n tokens per request (fewer events; the same token times at step granularity).
 - Sleeping is by deadline (monotonic clock), so the CPU spent filling or checking bytes is absorbed, not added.
+- Between layers a prefill is a safe point: `preempt_point` (set by the node's `ModelWorker`) may run another
+  region's prefill there (fair order, `serve.worker`); the deadlines of the remaining layers move by the pause.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class EmulatedBackend:
         self._running: dict[str, tuple[int, int, int]] = {}  # id -> (next token, generated, max_tokens)
         self._last_step_end = 0.0
         self.state_errors = 0  # requests refused because their bytes did not check
+        # set by the node's worker: called between layers, runs preempting jobs, returns the seconds paused
+        self.preempt_point: Callable[[], float] | None = None
 
     def _sleep_until(self, deadline: float) -> None:
         delay = deadline - self._clock()
@@ -120,6 +124,8 @@ class EmulatedBackend:
             self._sleep_until(started + duration_s * (i + 1) / num_layers)
             if on_layer_done is not None and i in by_layer:
                 on_layer_done(i, [memoryview(b) for b in by_layer[i]])
+            if self.preempt_point is not None and i + 1 < num_layers:
+                started += self.preempt_point()  # paused while a preempting prefill ran: its time is not ours
         return PrefillOutput((sum(tokens) + 1) % self.vocab_size, EmulatedState(layout, buffers), 0)
 
     def release(self, request_id: str) -> None:

@@ -210,5 +210,6 @@ class NodeTables(Message, frozen=True, kw_only=True, tag="node_tables"):
     in_flight: int
     prefills_cancelled_total: int
     decodes_cancelled_total: int
+    prefill_preemptions_total: int = 0  # prefills started nested in another region's (serve.worker preemption)
     # (request, attempt, start_s, end_s) of the last prefills run, `time.monotonic` (system-wide on Linux)
     prefill_spans: list[tuple[str, int, float, float | None]] = msgspec.field(default_factory=list)

@@ -77,7 +77,7 @@ class NodeServer(NodeCancellation):
         self.role = self.section.role
         self.backend = backend
         self.worker = ModelWorker(backend, cfg.model.max_batch_size, self._on_events_threadsafe,
-                                  region_weights=region_weights(cfg))
+                                  region_weights=region_weights(cfg), preempt=cfg.policy.prefill_preemption)
         self.inbox = StateInbox()
         self.attempts = AttemptTable()
         self.decodes_cancelled_total = 0

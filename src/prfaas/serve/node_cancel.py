@@ -194,6 +194,7 @@ class NodeCancellation:
                           queued_tokens=self.queued_tokens, in_flight=self.in_flight,
                           prefills_cancelled_total=self.attempts.cancelled_total,
                           decodes_cancelled_total=self.decodes_cancelled_total,
+                          prefill_preemptions_total=self.worker.preemptions_total,
                           prefill_spans=self.attempts.span_rows())
 
 

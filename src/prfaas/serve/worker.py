@@ -18,6 +18,14 @@ without a region is FIFO exactly, and a region-less job of cost 0 among regional
 virtual time (before queued work that is behind it in the fair order). Jobs and decode steps alternate, so a
 long prefill delays the running batch by at most one prefill. The asyncio loop never waits on this thread: it
 wraps the futures. `busy_s_total` is the time spent in jobs and steps (utilisation for the rebalancer).
+
+Preemption (`preempt=True`, the default): a backend with safe points inside its prefill (the emulated engine:
+between layers) calls `preempt_point()` there. When the fair order says the first queued job's turn comes before
+the running job ends and it is of another region (`FairQueue.preempts`), that job runs to its end right there,
+nested (itself pausable), and then the paused job goes on; `preempt_point` returns the seconds it was paused so
+the backend's own timing excludes them. So a region under its share waits about one layer, not a whole prefill
+of a bursting region. A region never preempts a job of its own (nor one stacked above its own paused job); at
+most `MAX_NESTED_JOBS` jobs are stacked. `preemptions_total` counts the nested starts.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
 NO_REGION = ""  # the fair queue's region of jobs that carry none (topology region names are never empty)
+MAX_NESTED_JOBS = 8  # jobs stacked by preemption at once (the running one and those it paused)
 _log = logging.getLogger(__name__)
 
 
@@ -51,7 +60,7 @@ class _Admission:
 
 class ModelWorker:
     def __init__(self, backend: Backend, max_batch: int, on_events: Callable[[list[DecodeEvent]], None],
-                 region_weights: Mapping[str, float] | None = None) -> None:
+                 region_weights: Mapping[str, float] | None = None, *, preempt: bool = True) -> None:
         self.backend = backend
         self.max_batch = max_batch
         self._on_events = on_events
@@ -62,6 +71,10 @@ class ModelWorker:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
         self.busy_s_total = 0.0
+        self.preemptions_total = 0
+        self._stack: list[tuple[str, float]] = []  # (region, virtual finish) of the running job and those it paused
+        if preempt and hasattr(backend, "preempt_point"):
+            backend.preempt_point = self.preempt_point
 
     @property
     def num_queued_jobs(self) -> int:
@@ -124,16 +137,40 @@ class ModelWorker:
                     self._cond.wait(0.5)
                 if self._stopped:
                     return
-                job = self._jobs.pop()[0] if self._jobs else None
+                entry = self._jobs.pop_entry() if self._jobs else None
                 cancels, self._cancels = self._cancels, set()
             started = time.monotonic()
-            if job is not None:
-                _run_job(*job)
+            if entry is not None:
+                self._run_entry(entry)
             self._apply_cancels(cancels)
             self._admit_waiting()
             if self.backend.num_running:
                 self._step()
             self.busy_s_total += time.monotonic() - started
+
+    def _run_entry(self, entry: tuple[tuple[Callable[[], Any], Future[Any]], str, float, float]) -> None:
+        (job, future), region, start, cost_s = entry
+        self._stack.append((region, self._jobs.finish_tag(region, start, cost_s)))
+        try:
+            _run_job(job, future)
+        finally:
+            self._stack.pop()
+
+    def preempt_point(self) -> float:
+        """A safe point of the running job (model thread only): run the queued jobs that preempt it, each to its
+        end; the seconds spent (0.0 when none did). See the module docstring."""
+        paused_since: float | None = None
+        while self._stack and len(self._stack) < MAX_NESTED_JOBS:
+            with self._cond:
+                regions = {region for region, _ in self._stack}
+                if self._stopped or not self._jobs.preempts(regions, self._stack[-1][1]):
+                    break
+                entry = self._jobs.pop_entry()
+            if paused_since is None:
+                paused_since = time.monotonic()
+            self.preemptions_total += 1
+            self._run_entry(entry)
+        return 0.0 if paused_since is None else time.monotonic() - paused_since
 
     def _apply_cancels(self, cancels: set[str]) -> None:
         for request_id in cancels:
