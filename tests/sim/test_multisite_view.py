@@ -1,4 +1,5 @@
-"""`sim.multisite_view.MergedLiveView` answers as the merged snapshot would, and a kept view stays as it was."""
+"""The multi-site region view (`sim.view.live_view` over a PD and a PrfaaS cluster's builders) answers as the
+merged snapshot would, and a kept view stays as it was."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from multisite_kit import run_scenario
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.policy.types import ClusterView
 from prfaas.sim.multisite import MultiSiteSimulator
-from prfaas.sim.multisite_view import MergedLiveView
+from prfaas.sim.view import LiveClusterView
 
 KEYS = [(c, r) for c in ClusterKind for r in Role]
 
@@ -29,7 +30,7 @@ def test_live_views_answer_as_the_merged_snapshot(monkeypatch: pytest.MonkeyPatc
 
     def both(sim: MultiSiteSimulator, region: str, site: str | None, now_s: float) -> ClusterView:
         live = original(sim, region, site, now_s)
-        assert isinstance(live, MergedLiveView)
+        assert isinstance(live, LiveClusterView)
         assert answers(live) == answers(sim.region_view(region, site))
         checked.append(int(site is not None))
         return original(sim, region, site, now_s)
@@ -57,13 +58,13 @@ def test_a_kept_view_is_sealed_as_it_was_at_the_decision(monkeypatch: pytest.Mon
 
 
 def test_views_the_router_does_not_keep_are_not_sealed(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = MergedLiveView._seal
+    original = LiveClusterView._seal
     sealed: list[int] = []
 
-    def counting(view: MergedLiveView) -> None:
+    def counting(view: LiveClusterView) -> None:
         sealed.append(1)
         original(view)
 
-    monkeypatch.setattr(MergedLiveView, "_seal", counting)
+    monkeypatch.setattr(LiveClusterView, "_seal", counting)
     result = run_scenario("multisite_link_degraded.toml")
     assert len(result.records) > 300 and not sealed  # the routers read the view and let it go

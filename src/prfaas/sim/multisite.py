@@ -67,11 +67,10 @@ from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
 from prfaas.sim.multisite_rebalance import RegionRebalancing
-from prfaas.sim.multisite_view import MergedLiveView
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
-from prfaas.sim.view import IndexedClusterView, RankEntry, ViewBuilder, _LiveLinks
+from prfaas.sim.view import IndexedClusterView, LiveClusterView, RankEntry, ViewBuilder, _LiveLinks, live_view
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
@@ -251,7 +250,7 @@ class MultiSiteSimulator(Simulator):
         return self._merged([site, region], links)
 
     def _live_region_view(self, region: str, site: str | None, now_s: float) -> ClusterView:
-        """`region_view` for one routing decision: on demand (`sim.multisite_view`); release it after."""
+        """`region_view` for one routing decision: on demand (`sim.view.live_view`); release it after."""
         key = (region, site)
         parts = self._live_parts.get(key)
         if parts is None:
@@ -269,7 +268,7 @@ class MultiSiteSimulator(Simulator):
         if parts is None:  # a cluster kind in two clusters: the merged snapshot
             return self.region_view(region, site)
         clusters, builders, owner, links = parts
-        return MergedLiveView(builders, owner, links, now_s, lambda sealed: self._merged(clusters, sealed))
+        return live_view(builders, owner, links, now_s, lambda sealed, _time_s: self._merged(clusters, sealed))
 
     def view(self) -> ClusterView:
         """Every node and link (the control loop's view)."""
@@ -342,8 +341,8 @@ class MultiSiteSimulator(Simulator):
         try:
             plan = router.route(req.info, view, now_s)
         finally:
-            if isinstance(view, MergedLiveView):
-                ViewBuilder.release(view)  # type: ignore[arg-type]  # sealed if the router kept it
+            if isinstance(view, LiveClusterView):
+                ViewBuilder.release(view)  # sealed if the router kept it
         if reason is not None:
             self.site_reason_of_request[rid] = reason
         else:

@@ -17,6 +17,11 @@ Two kinds of snapshot, answering exactly like a plain `ClusterView` (tests/sim/t
   calls `release(view)` right after the policy returned, which materialises the view (as `snapshot`
   would have) if the policy kept a reference to it or to one of its parts (CPython reference counts;
   deterministic), so a kept view never changes under its holder.
+
+The multi-site simulator's router sees its PD cluster plus one PrfaaS cluster, each with its own builder;
+`live_view(builders, owner, links, time_s, materialise)` is the same on-demand view over both (clusters of
+different `ClusterKind`s, so each (cluster, role) group is one builder's cached tuples; the tuple of all
+instances is built only if asked), sealed into the merged snapshot (`MultiSiteSimulator._merged`) when kept.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import bisect
 import operator
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, overload
@@ -147,30 +152,47 @@ class _LiveLinks(Mapping[str, LinkSnapshot]):
         return MappingProxyType({link_id: self[link_id] for link_id in self._links})
 
 
-class LiveClusterView(ClusterView):
-    """A `ClusterView` answering from a `ViewBuilder`'s current state; see the module docstring.
+Materialise = Callable[[Mapping[str, LinkSnapshot], float], "IndexedClusterView"]
 
-    Not a dataclass instance like its base (it sets no base field): `instances` and `links` are
-    properties, computed on demand until `ViewBuilder.release` seals the view.
+
+class LiveClusterView(ClusterView):
+    """A `ClusterView` answering from the current state of one or more `ViewBuilder`s; see the module docstring.
+
+    Several builders: the multi-site simulator's region view (its PD cluster plus one PrfaaS cluster), where the
+    builders hold clusters of disjoint `ClusterKind`s, so no (cluster, role) group spans two: `owner` names the
+    builder of each kind and `materialise(links, time_s)` is the merged snapshot the view seals into. Not a
+    dataclass instance like its base (it sets no base field): `instances` and `links` are properties, computed on
+    demand until `ViewBuilder.release` seals the view.
     """
 
-    __slots__ = ("_builder", "_cache", "_links_live", "_time_s")
-    _builder: ViewBuilder
+    __slots__ = ("_builders", "_cache", "_links_live", "_materialise", "_owner", "_time_s")
+    _builders: tuple[ViewBuilder, ...]
     _cache: IndexedClusterView | None
     _links_live: _LiveLinks
+    _materialise: Materialise
+    _owner: Mapping[ClusterKind, ViewBuilder]
     _time_s: float
 
-    def __init__(self, builder: ViewBuilder, links: Mapping[str, Snapshottable], time_s: float) -> None:
-        object.__setattr__(self, "_builder", builder)
+    def __init__(self, builders: tuple[ViewBuilder, ...], owner: Mapping[ClusterKind, ViewBuilder],
+                 links: Mapping[str, Snapshottable], time_s: float, materialise: Materialise) -> None:
+        object.__setattr__(self, "_builders", builders)
+        object.__setattr__(self, "_owner", owner)
         object.__setattr__(self, "_links_live", _LiveLinks(links))
         object.__setattr__(self, "_time_s", time_s)
+        object.__setattr__(self, "_materialise", materialise)
         object.__setattr__(self, "_cache", None)  # the sealed IndexedClusterView, once sealed
 
     @property
     def instances(self) -> tuple[InstanceView, ...]:
         if self._cache is not None:
             return self._cache.instances
-        return self._builder.instances_tuple()
+        builders = self._builders
+        if len(builders) == 1:
+            return builders[0].instances_tuple()
+        out: tuple[InstanceView, ...] = ()
+        for builder in builders:
+            out += builder.instances_tuple()
+        return out
 
     @property
     def links(self) -> Mapping[str, LinkSnapshot]:
@@ -185,25 +207,35 @@ class LiveClusterView(ClusterView):
     def up_instances(self, cluster: ClusterKind, role: Role) -> tuple[InstanceView, ...]:
         if self._cache is not None:
             return self._cache.up_instances(cluster, role)
-        return self._builder.group_tuple(group_id(cluster, role))
+        builder = self._owner.get(cluster)
+        return builder.group_tuple(group_id(cluster, role)) if builder is not None else ()
 
     def has_up_instances(self, cluster: ClusterKind, role: Role) -> bool:
         if self._cache is not None:
             return self._cache.has_up_instances(cluster, role)
-        return bool(self._builder.members[group_id(cluster, role)])
+        builder = self._owner.get(cluster)
+        return builder is not None and bool(builder.members[group_id(cluster, role)])
 
     def ranked(self, cluster: ClusterKind, role: Role) -> Sequence[InstanceView]:
         if self._cache is not None:
             return self._cache.ranked(cluster, role)
-        return RankedViews(self._builder.rank_tuple(group_id(cluster, role)))
+        builder = self._owner.get(cluster)
+        return RankedViews(builder.rank_tuple(group_id(cluster, role)) if builder is not None else ())
 
     def _seal(self) -> None:
         if self._cache is None:
-            links = self._links_live.seal()
-            object.__setattr__(self, "_cache", self._builder.materialise(links, self._time_s))
+            object.__setattr__(self, "_cache", self._materialise(self._links_live.seal(), self._time_s))
 
     def __repr__(self) -> str:
         return f"LiveClusterView(time_s={self._time_s}, sealed={self._cache is not None})"
+
+
+def live_view(builders: Sequence[ViewBuilder], owner: Mapping[ClusterKind, ViewBuilder],
+              links: Mapping[str, Snapshottable], time_s: float, materialise: Materialise) -> LiveClusterView:
+    """A `LiveClusterView` over several builders (clusters of disjoint kinds), each brought up to date first."""
+    for builder in builders:
+        builder.refresh()
+    return LiveClusterView(tuple(builders), owner, links, time_s, materialise)
 
 
 class ViewBuilder:
@@ -223,6 +255,8 @@ class ViewBuilder:
         self._group_tuples: list[tuple[InstanceView, ...] | None] = [()] * n_groups  # None: stale
         self._rank_tuples: list[tuple[RankEntry, ...] | None] = [()] * n_groups
         self._instances: tuple[InstanceView, ...] | None = None
+        self._alone = (self,)  # what `live` hands its view: this builder holds every cluster kind
+        self._owns_all: Mapping[ClusterKind, ViewBuilder] = MappingProxyType(dict.fromkeys(ClusterKind, self))
 
     # --- snapshots -------------------------------------------------------------------------------
     def snapshot(self, links: Mapping[str, LinkSnapshot], time_s: float) -> IndexedClusterView:
@@ -235,7 +269,7 @@ class ViewBuilder:
         """An on-demand snapshot; pass it to `release` as soon as the policy returned."""
         if self.dirty:
             self._refresh()
-        return LiveClusterView(self, links, time_s)
+        return LiveClusterView(self._alone, self._owns_all, links, time_s, self.materialise)
 
     def refresh(self) -> None:
         """Bring the kept views up to date with the touched nodes (what `snapshot` and `live` do first)."""
