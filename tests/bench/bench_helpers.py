@@ -24,3 +24,16 @@ def assert_nothing_lost(report: FaultReport) -> None:
     assert report.sent == report.completed + report.failed + report.lost, report
     assert report.sent > 0 and report.lost == 0, report
     assert report.recovered, f"routing did not return to normal after {report.fault.value}: {report}"
+
+
+def two_by_two_toml(rb_traffic_rps: float, far_links: tuple[tuple[str, str], ...]) -> str:
+    """A [topology] of PrfaaS sites pf-a, pf-b and PD regions ra (1 req/s), rb: home links pf-a->ra, pf-b->rb
+    (100 Gbps, 2 ms) and the `far_links` given as (prfaas, pd) (50 Gbps, 20 ms). One instance per site, 1 PD-P
+    and 1 PD-D per region (the live multi-site tests' smallest deployment)."""
+    sites = "".join(f'[[topology.prfaas]]\nname = "{name}"\ninstances = 1\n' for name in ("pf-a", "pf-b"))
+    regions = "".join(f'[[topology.pd]]\nname = "{name}"\ninstances = 2\nprefill_instances = 1\n'
+                      f"traffic_rps = {rps}\n" for name, rps in (("ra", 1.0), ("rb", rb_traffic_rps)))
+    links = [(p, d, 100, 0.002) for p, d in (("pf-a", "ra"), ("pf-b", "rb"))] + [(p, d, 50, 0.02)
+                                                                                for p, d in far_links]
+    return sites + regions + "".join(f'[[topology.links]]\nprfaas = "{p}"\npd = "{d}"\ncapacity_gbps = {c}\n'
+                                     f"latency_s = {lat}\n" for p, d, c, lat in links)

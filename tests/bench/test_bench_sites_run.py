@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from bench_helpers import two_by_two_toml
 from typer.testing import CliRunner
 
 from prfaas.bench.netns import can_emulate, namespace_exists
@@ -21,44 +22,7 @@ _OK, _WHY = can_emulate()
 pytestmark = [pytest.mark.network, pytest.mark.netns, pytest.mark.slow,
               pytest.mark.skipif(not _OK, reason=_WHY or "no netns")]
 
-TOPOLOGY = """
-[[topology.prfaas]]
-name = "pf-a"
-instances = 1
-[[topology.prfaas]]
-name = "pf-b"
-instances = 1
-[[topology.pd]]
-name = "ra"
-instances = 2
-prefill_instances = 1
-traffic_rps = 1.0
-[[topology.pd]]
-name = "rb"
-instances = 2
-prefill_instances = 1
-traffic_rps = 0.5
-[[topology.links]]
-prfaas = "pf-a"
-pd = "ra"
-capacity_gbps = 100
-latency_s = 0.002
-[[topology.links]]
-prfaas = "pf-b"
-pd = "rb"
-capacity_gbps = 100
-latency_s = 0.002
-[[topology.links]]
-prfaas = "pf-a"
-pd = "rb"
-capacity_gbps = 50
-latency_s = 0.02
-[[topology.links]]
-prfaas = "pf-b"
-pd = "ra"
-capacity_gbps = 50
-latency_s = 0.02
-"""
+TOPOLOGY = two_by_two_toml(0.5, (("pf-a", "rb"), ("pf-b", "ra")))
 
 
 def test_sites_run_with_a_site_lost_loses_nothing(tmp_path: Path) -> None:
