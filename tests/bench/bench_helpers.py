@@ -37,3 +37,28 @@ def two_by_two_toml(rb_traffic_rps: float, far_links: tuple[tuple[str, str], ...
                                                                                 for p, d in far_links]
     return sites + regions + "".join(f'[[topology.links]]\nprfaas = "{p}"\npd = "{d}"\ncapacity_gbps = {c}\n'
                                      f"latency_s = {lat}\n" for p, d, c, lat in links)
+
+
+def assert_sigterm_tears_down(script: str, num_namespaces: int) -> None:
+    """Run `script` (it prints the namespaces it made on one line, then sleeps) in a child process, SIGTERM it:
+    it exits by the signal and every namespace it printed is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from prfaas.bench.netns import namespace_exists
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        names = proc.stdout.readline().split()
+        assert len(names) == num_namespaces and all(namespace_exists(n) for n in names)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 128 + signal.SIGTERM
+        assert not any(namespace_exists(n) for n in names)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench_helpers import OPTS, THRESHOLD_TOKENS, assert_nothing_lost, fault_load, small_spec
+from bench_helpers import OPTS, THRESHOLD_TOKENS, assert_nothing_lost, assert_sigterm_tears_down, fault_load, small_spec
 from typer.testing import CliRunner
 
 from prfaas.bench.chaos import Fault, run_fault
@@ -159,27 +159,10 @@ def test_link_drop_loses_nothing_and_routing_recovers(site_deployment: Deploymen
     assert slowest > 0.0
 
 
-def test_sigterm_tears_the_sites_down(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-
+def test_sigterm_tears_the_sites_down() -> None:
     script = ("import sys, time\n"
               "from prfaas.bench.sites import SitesSpec, two_sites\n"
               "with two_sites(SitesSpec(cap_mbit=10)) as s:\n"
               "    print(s.info.prfaas_ns, s.info.local_ns, flush=True)\n"
               "    time.sleep(60)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        names = proc.stdout.readline().split()
-        assert len(names) == 2 and all(namespace_exists(n) for n in names)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 128 + signal.SIGTERM
-        assert not any(namespace_exists(n) for n in names)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    assert_sigterm_tears_down(script, 2)

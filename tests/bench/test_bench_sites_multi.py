@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench_helpers import assert_sigterm_tears_down
 from typer.testing import CliRunner
 
 from prfaas.bench.netns import can_emulate, entered, namespace_exists, run_cmd
@@ -108,12 +109,7 @@ def test_sites_are_deleted_when_the_body_fails() -> None:
     assert names and not any(namespace_exists(n) for n in names)
 
 
-def test_sigterm_tears_every_site_down(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-
+def test_sigterm_tears_every_site_down() -> None:
     script = ("import time\n"
               "from prfaas.bench.sites_multi import many_sites\n"
               "from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology\n"
@@ -122,19 +118,8 @@ def test_sigterm_tears_every_site_down(tmp_path: Path) -> None:
               "with many_sites(t) as s:\n"
               "    print(*s.info.namespace.values(), flush=True)\n"
               "    time.sleep(60)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        names = proc.stdout.readline().split()
-        assert len(names) == 3 and all(namespace_exists(n) for n in names)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 128 + signal.SIGTERM
-        assert not any(namespace_exists(n) for n in names)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    assert_sigterm_tears_down(script, 3)
+
 
 
 def test_cli_sites_up_with_a_topology_then_down(tmp_path: Path) -> None:
