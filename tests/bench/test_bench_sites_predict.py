@@ -6,6 +6,7 @@ a link-degraded fault as the link's capacity / 10, and the report showing sim be
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,10 +15,11 @@ import pytest
 from prfaas.bench.records import RequestRecord, RequestStatus
 from prfaas.bench.sites_predict import fault_script, live_node_counts, predict_sites, sim_topology
 from prfaas.bench.sites_report import format_reports, region_reports, sim_prediction
-from prfaas.bench.sites_run import RegionRun, SitesFault, SitesRunResult, SitesRunSpec, _nodes
+from prfaas.bench.sites_run import RegionRun, SitesFault, SitesRunResult, SitesRunSpec, _nodes, sites_config
 from prfaas.bench.workload import WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology
+from prfaas.serve.config import PolicySection
 from prfaas.sim.deployment import ScriptKind
 from prfaas.sim.multisite_deployment import SiteEventKind
 
@@ -76,6 +78,30 @@ def test_node_counts_and_links_are_the_live_runs() -> None:
     assert [lk.capacity_gbps for lk in topo.links] == pytest.approx(
         [lk.capacity_gbps * spec.link_scale for lk in TOPOLOGY.links])
     assert all(n.cluster is ClusterKind.PRFAAS for n in live if n.site in TOPOLOGY.prfaas_names)
+
+
+@pytest.mark.parametrize("preemption", [True, False])
+def test_the_prediction_preempts_prefills_when_the_live_nodes_do(preemption: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One setting, `SitesRunSpec.prefill_preemption`: the live nodes' `[policy] prefill_preemption` and the
+    simulator's `preempt_prefill`."""
+    import prfaas.bench.sites_predict as predict_module
+
+    spec = dataclasses.replace(_spec(), prefill_preemption=preemption)
+    names = [*TOPOLOGY.prfaas_names, *TOPOLOGY.pd_names]
+    fake_sites = SimpleNamespace(info=SimpleNamespace(addr=dict.fromkeys(names, "10.0.0.1")))
+    assert sites_config(TOPOLOGY, fake_sites, spec).policy.prefill_preemption is preemption  # type: ignore[arg-type]
+    seen: list[Any] = []
+    original = predict_module.simulate_multisite
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((kwargs["prefill_queue"], kwargs["preempt_prefill"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "simulate_multisite", spy)
+    predict_sites(TOPOLOGY, spec, _live(spec))
+    assert seen == [("node", preemption)]
+    assert SitesRunSpec().prefill_preemption is PolicySection().prefill_preemption  # the live default
 
 
 def test_prediction_runs_on_the_live_requests() -> None:

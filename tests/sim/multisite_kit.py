@@ -20,7 +20,8 @@ def run_scenario(name: str, **overrides: Any) -> MultiSiteResult:
     inp = build_multisite_inputs(cfg)
     kwargs: dict[str, Any] = {"selector": inp.selector, "selector_config": inp.selector_config,
                               "policy_config": inp.policy_config, "script": inp.script, "options": inp.options,
-                              "prefill_queue": cfg.sites.prefill_queue}
+                              "prefill_queue": cfg.sites.prefill_queue,
+                              "preempt_prefill": cfg.sites.prefill_preemption}
     kwargs.update(overrides)
     return simulate_multisite(inp.deployment, cfg.policy.name, inp.requests, inp.region_of, **kwargs)
 

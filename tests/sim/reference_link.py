@@ -1,5 +1,7 @@
 """The fair-share link model as it was before the incremental rewrite (O(flows) per event), kept as the
-reference that tests/sim/test_link_incremental.py compares the new `sim.link` against, event by event."""
+reference that tests/sim/test_link_incremental.py compares the new `sim.link` against, event by event.
+`set_release` (a paused or resumed prefill's release rate) was added with the prefill preemption: here it is just a
+new cap followed by the same full water-fill."""
 
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ class SimLink:
             return
         self._advance()
         flow.release_rate_bytes_per_s = None
+        self._reschedule()
+
+    def set_release(self, flow: Transfer, rate_bytes_per_s: float) -> None:
+        """The producing prefill's release rate changed (0.0: paused); only before `release_all`."""
+        if flow.release_rate_bytes_per_s is None:
+            raise ValueError("already fully released")
+        self._advance()
+        flow.release_rate_bytes_per_s = rate_bytes_per_s
         self._reschedule()
 
     def abort(self, flow: Transfer) -> None:

@@ -24,11 +24,15 @@ def full_scan(sim: MultiSiteSimulator) -> dict[str, PrfaasSiteView]:
             if not node.is_up or srv is None:
                 continue
             up += 1
-            queued += len(srv.queue)
+            queued += len(srv.queue) + len(srv.paused)
             if isinstance(srv.queue, FairPrefillQueue):
                 for region, seconds in srv.queue.fair.queued_s_by_region().items():
                     by_region[region] = by_region.get(region, 0.0) + seconds
                     work += seconds
+            for req, seconds in srv.paused:  # preempted prefills: their nominal work left
+                region = sim.region_of[req.request_id]
+                by_region[region] = by_region.get(region, 0.0) + seconds
+                work += seconds
             if srv.current is not None and srv.busy_until_s is not None:
                 left = max(srv.busy_until_s - now, 0.0)
                 region = sim.region_of[srv.current.request_id]
@@ -53,18 +57,24 @@ def test_sites_view_equals_a_full_scan_at_every_call(scenario: str, queue: str,
     original = MultiSiteSimulator.sites_view
     calls: list[int] = []
     busy: list[int] = []
+    paused_views: list[int] = []
 
     def checked(sim: MultiSiteSimulator, **kwargs: Any) -> SitesView:
         got = original(sim, **kwargs)
         want = full_scan(sim)
+        paused_views.extend(1 for nodes in sim.cluster_nodes.values() for n in nodes
+                            if n.prefill is not None and n.prefill.paused)
         assert got.sites == want, (sim.loop.now_s, got.sites, want)  # floats compared exactly
         calls.append(1)
         busy.append(sum(1 for s in want.values() if s.queued_work_s > 0))
         return got
 
     monkeypatch.setattr(MultiSiteSimulator, "sites_view", checked)
-    run_scenario(scenario, prefill_queue=queue)
+    result = run_scenario(scenario, prefill_queue=queue)
     assert len(calls) > 100 and sum(busy) > 50  # many decisions, many of them with work queued
+    if queue == "node":  # the per-instance queues preempt (two regions share the PrfaaS instances)
+        assert paused_views, "no decision saw a paused prefill"
+    assert result.records
 
 
 def test_the_check_fails_when_a_touched_instance_is_missed(monkeypatch: pytest.MonkeyPatch) -> None:

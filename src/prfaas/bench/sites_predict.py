@@ -21,7 +21,9 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
   burst (its extra requests are among the live records).
 - **queues**: as live, the router picks the PrfaaS instance and each instance's queue starts its prefills in
   `FairQueue` order over regions (`prefill_queue = "node"`; live: `serve.worker`, cost = the emulated prefill's
-  seconds, weights = the selector's).
+  seconds, weights = the selector's), and pauses a running prefill for another region's whose fair turn comes
+  first when the live nodes did (`preempt_prefill` = the spec's `prefill_preemption`, which `sites_run.sites_config`
+  gives the nodes as `[policy] prefill_preemption`; live the pause waits for the next layer, simulated it is at once).
 
 Differences that remain (docs/multisite-live.md): each live gateway sees only its own in-flight work; the
 simulated selector sees every region's. Control-plane and transport overheads are not simulated.
@@ -157,7 +159,7 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
     sent = requests if overhead is None else shifted(requests, overhead)
     sim = simulate_multisite(deployment, "prfaas", sent, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
-                             prefill_queue="node")
+                             prefill_queue="node", preempt_prefill=spec.prefill_preemption)
     prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead)
     rows = prediction.rows()
     for name in result.regions:

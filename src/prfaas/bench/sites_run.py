@@ -99,6 +99,7 @@ class SitesRunSpec:
     burst_s: float = 5.0  # burst: the window's length (from fault_at_s)
     request_timeout_s: float = 300.0
     tls: bool = False
+    prefill_preemption: bool = True  # the nodes' [policy] prefill_preemption (serve.worker); the prediction's too
 
     def __post_init__(self) -> None:
         if self.requests_per_region < 1 or not self.load > 0 or self.max_nodes_per_cluster < 1:
@@ -157,7 +158,7 @@ def sites_config(topology: SiteTopology, sites: MultiSites, spec: SitesRunSpec) 
         links=[LinkSection(capacity_gbps=None)],  # unpaced: each link's tc cap is the limit
         # the per-link loops' RTT baseline: the sites emulate no delay (bench.paper_config: why)
         policy=PolicySection(threshold_tokens=spec.threshold_tokens, rebalance=False,
-                             site_selector=spec.site_selector,
+                             site_selector=spec.site_selector, prefill_preemption=spec.prefill_preemption,
                              bandwidth={"rtt_baseline_ms": EMULATED_RTT_BASELINE_MS}),
         topology=emulated_topology(topology, spec.link_scale),
         gateways=[RegionGatewaySection(region=r.name, host=sites.info.addr[r.name], port=GATEWAY_PORT)

@@ -22,7 +22,9 @@ start, cost)` = S + c / w), i.e. the fair order would have started it before tha
 runs that job to its end (itself pausable) and resumes the paused one: a region under its share waits about
 one safe point, not a whole job. A region never preempts itself (its jobs stay in submission order), and a
 preempting region's own jobs are spaced c / w apart as usual, so the paused job is delayed by at most about
-its own virtual length of other regions' work. v never moves back (a resumed job keeps its old tag).
+its own virtual length of other regions' work. v never moves back (a resumed job keeps its old tag). At most
+`MAX_NESTED_JOBS` jobs are stacked at once (the running one and those it paused): a server asks `preempts` only
+below that depth (the live node, `serve.worker`, and the simulator, `sim.servers.PrefillServer`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+MAX_NESTED_JOBS = 8  # jobs stacked by preemption at once (the running one and those it paused)
 
 
 class FairQueue(Generic[T]):

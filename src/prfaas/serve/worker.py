@@ -39,14 +39,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from prfaas.policy.fair_queue import FairQueue
+from prfaas.policy.fair_queue import MAX_NESTED_JOBS, FairQueue
 from prfaas.serve.backend import ENGINE_ERROR, INPUT_ERROR, Backend, BackendInputError, DecodeEvent
 from prfaas.serve.inbox import state_nbytes
 from prfaas.serve.messages import SamplingMsg
 
 T = TypeVar("T")
 NO_REGION = ""  # the fair queue's region of jobs that carry none (topology region names are never empty)
-MAX_NESTED_JOBS = 8  # jobs stacked by preemption at once (the running one and those it paused)
 _log = logging.getLogger(__name__)
 
 

@@ -24,7 +24,8 @@ Multi-site scenarios (`sim.multisite`): a `[topology]` section (`core.topology` 
 `window_s` / `buffer_s` still apply). Each region's workload is `[workload]` with Poisson arrivals at its
 `traffic_rps` unless `[regions.NAME.workload]` gives its own (same fields); region k draws with seed + k.
     [sites]     selector = "prfaas-sites" | "home-only"; target_queue_s; min_available_fraction; weights;
-                prefill_queue = "cluster" | "node"
+                prefill_queue = "cluster" | "node"; prefill_preemption (with "node": a PrfaaS instance pauses a
+                prefill for another region's whose fair turn comes first, as the live `[policy]` knob; default on)
 Events name links by id (`{prfaas}->{pd}`, reverse `{pd}->{prfaas}`), nodes `{cluster}-{i}`, sites by name.
 
 Errors name the file, the key and its line (`catalog.tomlfile`). Validation only validates: building
@@ -137,6 +138,7 @@ class SitesSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     min_available_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.05
     weights: dict[str, NonNeg] | None = None
     prefill_queue: Literal["cluster", "node"] = "cluster"  # see sim.multisite_queue
+    prefill_preemption: bool = True  # with prefill_queue = "node" (sim.servers; live: [policy] prefill_preemption)
 
 
 class SimConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -17,7 +17,12 @@ Model (fluid, processor sharing):
   prefill rate (`bytes / T_prefill`, the fluid version of one layer after another), so its rate is capped
   at that release rate. When the prefill ends the cap is lifted (`release_all`). A transfer that was
   slowed below its release rate by sharing catches up only after its prefill ends (NOTE(sim): a
-  conservative simplification; it only matters on a congested link).
+  conservative simplification; it only matters on a congested link). A paused prefill (preempted by another
+  region's, `sim.servers.PrefillServer`) produces no layer: `set_release(flow, 0.0)` caps the flow at 0 (it
+  sends nothing during the pause; with the simplification above it had sent no more than was released), and on
+  resume `set_release(flow, rest / remaining compute)` releases the rest by the end of the remaining compute
+  (`Transfer.released_bytes`: what the producer made available so far). A cap change is a remove and re-insert
+  in the sorted capped flows (the flow keeps its bytes sent), then the same settling as any other event.
 - A transfer is delivered `latency_s` after its last byte leaves (one-way propagation).
 - Capacity 0 stalls every transfer (link down); rates resume when capacity returns.
 - Telemetry: cumulative bytes sent, goodput over a sliding window, and a piecewise-constant rate history
@@ -60,6 +65,17 @@ class Transfer:
     _s0: float = 0.0  # bytes sent at the reference point
     _t0: float = 0.0  # own-cap group: reference time
     _v0: float = 0.0  # level group: V at the reference point
+    _released0: float = 0.0  # bytes released at `_release_t0` (at the rate in force since then)
+    _release_t0: float = 0.0
+
+    @property
+    def released_bytes(self) -> float:
+        """Bytes the producing prefill has made available so far (all of them once its release ended)."""
+        rate = self.release_rate_bytes_per_s
+        if rate is None:
+            return self.total_bytes
+        now = self._link.loop.now_s if self._link is not None else self._release_t0
+        return min(self._released0 + rate * (now - self._release_t0), self.total_bytes)
 
     @property
     def sent_bytes(self) -> float:
@@ -148,7 +164,7 @@ class SimLink:
         self._advance()
         self._next_id += 1
         flow = Transfer(self._next_id, max(float(total_bytes), 0.0), on_delivered, release_rate_bytes_per_s,
-                        start_s=self.loop.now_s, owner=owner, _link=self)
+                        start_s=self.loop.now_s, owner=owner, _link=self, _release_t0=self.loop.now_s)
         self._in_flight += 1
         self._in_flight_bytes += flow.total_bytes
         if release_rate_bytes_per_s is None:
@@ -170,6 +186,26 @@ class SimLink:
             self._add_released(flow, sent)
         else:
             flow.release_rate_bytes_per_s = None
+        self._reschedule()
+
+    def set_release(self, flow: Transfer, rate_bytes_per_s: float) -> None:
+        """The producing prefill's layer rate changed: 0.0 while it is paused, on resume the rate that releases the
+        rest by the end of its remaining compute. Only before `release_all` (ValueError after)."""
+        if not rate_bytes_per_s >= 0 or math.isinf(rate_bytes_per_s):
+            raise ValueError(f"link {self.link_id}: release rate must be finite and >= 0, got {rate_bytes_per_s}")
+        if flow.release_rate_bytes_per_s is None:
+            raise ValueError(f"link {self.link_id}: transfer {flow.transfer_id} is already fully released")
+        if flow._link is not self:
+            raise ValueError(f"link {self.link_id}: transfer {flow.transfer_id} is not on this link")
+        self._advance()
+        flow._released0, flow._release_t0 = flow.released_bytes, self.loop.now_s
+        if flow._group == _NONE:  # aborted: nothing to re-rate
+            flow.release_rate_bytes_per_s = rate_bytes_per_s
+            return
+        sent = self._sent(flow)
+        self._remove_capped(flow)
+        flow.release_rate_bytes_per_s = rate_bytes_per_s
+        self._add_capped(flow, sent)
         self._reschedule()
 
     def abort(self, flow: Transfer) -> None:
@@ -268,7 +304,7 @@ class SimLink:
         self._n_released += 1
         heapq.heappush(self._heap, (self._v + flow.total_bytes - sent, flow.transfer_id, flow))
 
-    def _add_capped(self, flow: Transfer) -> None:
+    def _add_capped(self, flow: Transfer, sent: float = 0.0) -> None:
         assert flow.release_rate_bytes_per_s is not None
         key = (flow.release_rate_bytes_per_s, flow.transfer_id)
         pos = bisect.bisect_left(self._keys, key)
@@ -277,9 +313,9 @@ class SimLink:
         if pos < self._m:  # inside the own-cap prefix
             self._m += 1
             self._sum_own += key[0]
-            flow._group, flow._s0, flow._t0 = _OWN, 0.0, self.loop.now_s
+            flow._group, flow._s0, flow._t0 = _OWN, sent, self.loop.now_s
         else:
-            self._to_level(flow, 0.0)
+            self._to_level(flow, sent)
 
     def _remove_capped(self, flow: Transfer) -> None:
         assert flow.release_rate_bytes_per_s is not None

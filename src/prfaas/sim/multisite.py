@@ -15,7 +15,10 @@ It is the two-cluster `Simulator` with three things generalised (hooks `_route`,
   capacity and latency); a reverse link `{pd}->{prfaas}` per pair mirrors the two-cluster reverse link.
 - **Fair order at each PrfaaS instance.** A PrfaaS node's prefill queue is a `policy.fair_queue.FairQueue`
   over regions (start-time fair queueing, cost = the node's prefill seconds, weights = the selector's), so a
-  region under its share does not wait behind another's backlog. With one region it is FIFO.
+  region under its share does not wait behind another's backlog. With one region it is FIFO. With
+  `prefill_queue="node"` and `preempt_prefill` (the default, as the live node's `[policy] prefill_preemption`)
+  a running prefill is also paused when another region's queued job's fair turn comes before it ends
+  (`sim.servers`, `FairQueue.preempts`), and its state's layer-wise release pauses with it.
 
 Scripted events: the base ones (`link_capacity` on any link id, `node_fail`, `node_recover`) plus
 `SiteEvent` (a whole PrfaaS or PD cluster fails: every node fails, its requests are re-dispatched, nothing is
@@ -130,13 +133,14 @@ class MultiSiteSimulator(Simulator):
     """One multi-site run. `routers`: one per PD region; `region_of`: request id -> region (every request);
     `selector`: None only when every region has at most one link (then that link's cluster is used);
     `prefill_queue`: "cluster" or "node" (`sim.multisite_queue`); `fair_order=False`: the cluster queues are
-    FIFO (an ablation)."""
+    FIFO (an ablation); `preempt_prefill`: with "node", a PrfaaS instance pauses its running prefill for another
+    region's whose fair turn comes first (`sim.servers`; no effect with "cluster" or with one region)."""
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
                  selector: SiteSelector | None = None, kv_index: SiteKvIndexes | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
-                 prefill_queue: str = "cluster", fair_order: bool = True,
+                 prefill_queue: str = "cluster", fair_order: bool = True, preempt_prefill: bool = True,
                  rebalancers: Mapping[str, Rebalancer] | None = None,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
@@ -147,6 +151,7 @@ class MultiSiteSimulator(Simulator):
         if selector is None and any(len(topo.links_to(pd)) > 1 for pd in topo.pd_names):
             raise ValueError("a region with several links needs a SiteSelector")
         self.site_deployment = deployment
+        self.preempt_prefill = preempt_prefill
         self.topology = topo
         self.routers = dict(routers)
         self.region_of = region_of
@@ -375,8 +380,9 @@ class MultiSiteSimulator(Simulator):
         super()._open_servers(node)
         if node.prefill is not None and node.cluster is ClusterKind.PRFAAS and not self.site_queues:
             weights = self.selector.weights if self.selector is not None else None
-            node.prefill.queue = FairPrefillQueue(  # type: ignore[assignment]
-                self._region_of_req, self._site_cost_s(self.cluster_of_node[node.instance_id]), weights)
+            queue = FairPrefillQueue(self._region_of_req, self._site_cost_s(self.cluster_of_node[node.instance_id]),
+                                     weights, preempt=self.preempt_prefill)
+            node.prefill.set_queue(queue, queue if self.preempt_prefill else None)
 
     # --- the cluster-level queue (prefill_queue = "cluster") -------------------------------------
     def _enqueue_prefill(self, req: SimRequest) -> None:

@@ -1,8 +1,9 @@
 """Each PrfaaS cluster's queued prefill work, kept per instance from `SimNode.touch()` reports (`sim.multisite`).
 
 `PrfaasSiteView` needs, per cluster: the up instances, the queued requests, and the queued prefill seconds
-in total and per region (each instance's fair-queue backlog, then its running prefill's time left at `now`,
-summed in instance order; the cluster queue's backlog is added by the caller). Reading every instance's
+in total and per region (each instance's fair-queue backlog, then the nominal work left of each prefill it paused
+(preemption, in pause order), then its running prefill's time left at `now`, summed in instance order; the
+cluster queue's backlog is added by the caller). Reading every instance's
 servers at every routing decision is O(instances) of attribute lookups; `SiteLoad` keeps each instance's part
 (`(queued items, busy_until_s, region)`) and rereads only the instances touched since. The sums are the full
 scan's, bit for bit: without fair-queue backlogs at the instances (the cluster queue, the default) they are
@@ -64,7 +65,7 @@ class SiteLoad:
             srv = node.prefill
             part: Part | None = None
             up = queued = 0
-            if node.is_up and srv is not None and srv.current is None and not srv.queue:
+            if node.is_up and srv is not None and srv.is_idle:
                 self._free.add(i)
             else:
                 self._free.discard(i)
@@ -73,10 +74,12 @@ class SiteLoad:
                     self._always.add(i)
                 up = 1
                 queue = srv.queue
-                queued = len(queue)
+                queued = srv.num_queued
                 items: tuple[tuple[str, float], ...] = ()
                 if isinstance(queue, FairPrefillQueue):
                     items = tuple(queue.fair.queued_s_by_region().items())
+                if queued > len(queue):  # paused prefills: one item each (the scan's order)
+                    items += tuple((self._region_of_request(req.request_id), left_s) for req, left_s in srv.paused)
                 current = srv.current
                 if current is not None and srv.busy_until_s is not None:
                     part = (items, srv.busy_until_s, self._region_of_request(current.request_id))

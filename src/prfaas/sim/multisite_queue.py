@@ -8,14 +8,18 @@
   re-dispatched.
 - `FairPrefillQueue` (`prefill_queue = "node"`): each instance's own FCFS queue replaced by a FairQueue, so
   the router's instance choice stands (as in the two-cluster simulator). With one region it is FIFO: a 1x1
-  topology then gives exactly the two-cluster simulator's records.
+  topology then gives exactly the two-cluster simulator's records. With `preempt=True` (the simulator's
+  `preempt_prefill`, as the live node's `[policy] prefill_preemption`) it is also the server's `Preemption`: it
+  keeps the region and virtual finish tag of every job it started (until the server `forget`s it) and answers
+  `should_yield(stack)` with `FairQueue.preempts(regions of the stack, finish tag of its top)`, below
+  `MAX_NESTED_JOBS` stacked jobs. A region never preempts itself, so with one region nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from prfaas.policy.fair_queue import FairQueue
+from prfaas.policy.fair_queue import MAX_NESTED_JOBS, FairQueue
 from prfaas.sim.request import SimRequest
 
 
@@ -67,25 +71,41 @@ class SiteQueue:
 
 
 class FairPrefillQueue:
-    """A `PrefillServer.queue` (append / popleft / len / iter / clear) that starts work in `FairQueue` order."""
+    """A `PrefillServer.queue` (append / popleft / len / iter / clear) that starts work in `FairQueue` order;
+    with `preempt`, also its `Preemption` (module docstring)."""
 
-    __slots__ = ("_items", "cost_s_of", "fair", "region_of")
+    __slots__ = ("_items", "_started", "cost_s_of", "fair", "preempt", "region_of")
 
     def __init__(self, region_of: Callable[[SimRequest], str], cost_s_of: Callable[[SimRequest], float],
-                 weights: Mapping[str, float] | None = None) -> None:
+                 weights: Mapping[str, float] | None = None, *, preempt: bool = False) -> None:
         self.fair: FairQueue[SimRequest] = FairQueue(_positive(weights))
         self.region_of = region_of
         self.cost_s_of = cost_s_of
+        self.preempt = preempt
         self._items: dict[int, SimRequest] = {}
+        self._started: dict[int, tuple[str, float]] = {}  # request id -> (region, virtual finish), started jobs
 
     def append(self, req: SimRequest) -> None:
         self.fair.push(req, self.region_of(req), self.cost_s_of(req))
         self._items[req.request_id] = req
 
     def popleft(self) -> SimRequest:
-        req, _ = self.fair.pop()
+        req, region, start, cost_s = self.fair.pop_entry()
         del self._items[req.request_id]
+        if self.preempt:
+            self._started[req.request_id] = (region, self.fair.finish_tag(region, start, cost_s))
         return req
+
+    def should_yield(self, stack: Sequence[SimRequest]) -> bool:
+        """Should `stack[-1]` (a started job; it paused `stack[:-1]`) yield to the first queued job now?"""
+        if not self.preempt or not self._items or len(stack) >= MAX_NESTED_JOBS:
+            return False
+        started = self._started
+        _, finish_tag = started[stack[-1].request_id]
+        return self.fair.preempts({started[r.request_id][0] for r in stack}, finish_tag)
+
+    def forget(self, req: SimRequest) -> None:
+        self._started.pop(req.request_id, None)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -96,3 +116,4 @@ class FairPrefillQueue:
     def clear(self) -> None:
         self.fair.remove(lambda _: True)
         self._items.clear()
+        self._started.clear()

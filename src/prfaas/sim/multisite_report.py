@@ -22,7 +22,7 @@ def run_config(cfg: SimConfig, policy: str | None = None) -> MultiSiteResult:
                               selector=inp.selector, selector_config=inp.selector_config,
                               policy_config=inp.policy_config, script=inp.script, options=inp.options,
                               warmup_s=cfg.warmup_s, prefill_queue=cfg.sites.prefill_queue,
-                              rebalance=inp.rebalance)
+                              preempt_prefill=cfg.sites.prefill_preemption, rebalance=inp.rebalance)
 
 
 def summary_json(result: MultiSiteResult) -> dict[str, Any]:

@@ -74,10 +74,11 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        script: Sequence[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                        warmup_s: float = 0.0, measure_end_s: float | None = None,
                        kv_index: SiteKvIndexes | None = None, prefill_queue: str = "cluster",
-                       fair_order: bool = True, rebalance: bool = False,
+                       fair_order: bool = True, preempt_prefill: bool = True, rebalance: bool = False,
                        progress: Callable[[float], None] | None = None) -> MultiSiteResult:
     """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`
-    (`rebalance`: and its own `PdRebalancer`, every `options.control_interval_s`)."""
+    (`rebalance`: and its own `PdRebalancer`, every `options.control_interval_s`). `preempt_prefill`: with
+    `prefill_queue="node"`, PrfaaS instances preempt as the live node does (`MultiSiteSimulator`)."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
     topo = deployment.topology
@@ -102,7 +103,8 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        for pd, router in routers.items()}
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,
                              script=script, options=opts, prefill_queue=prefill_queue,
-                             fair_order=fair_order, rebalancers=rebalancers, progress=progress)
+                             fair_order=fair_order, preempt_prefill=preempt_prefill, rebalancers=rebalancers,
+                             progress=progress)
     start = time.perf_counter()
     records = [r for r in sim.run() if isinstance(r, MultiSiteRecord)]
     wall = time.perf_counter() - start

@@ -8,8 +8,9 @@ Views are cached: every state change goes through the simulator, which calls `to
 rebuilds the frozen `InstanceView` only for touched nodes, so a routing decision costs O(changed nodes).
 
 `InstanceView` fields as the simulator fills them:
-    prefill roles  queued_requests = waiting requests; queued_tokens = uncached tokens waiting plus the
-                   running prefill's; running_batch = 1 while prefilling; max_batch = 1; busy_until_s
+    prefill roles  queued_requests = waiting requests (queued or paused by a preemption); queued_tokens =
+                   uncached tokens waiting plus the running prefill's; running_batch = 1 while prefilling;
+                   max_batch = 1; busy_until_s (the running prefill's end)
     decode role    queued_requests = requests waiting for a slot plus requests routed here whose state
                    has not arrived yet; queued_tokens = their prompt tokens; running_batch; max_batch = BS_max
 """
@@ -146,7 +147,7 @@ class SimNode:
             srv = self.prefill
             running = srv.current
             running_tokens = running.uncached_tokens if running is not None else 0
-            return _make_view(spec.instance_id, spec.cluster, self.role, self.is_up, len(srv.queue),
+            return _make_view(spec.instance_id, spec.cluster, self.role, self.is_up, srv.num_queued,
                               srv.queued_tokens + running_tokens, int(running is not None), 1, srv.busy_until_s,
                               self.pending_role)
         if self.decode is not None:

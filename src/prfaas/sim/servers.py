@@ -4,6 +4,18 @@ Prefill (batching model: FCFS, one request at a time per instance, run to comple
 prefill takes `PrefillCostModel.t_prefill_s(uncached, cached)`; the cached prefix is looked up when the
 prefill starts (`on_start` fills `req.cached_tokens` / `req.uncached_tokens`).
 
+Preemption (optional, `set_queue(queue, preemption)`, as the live node's `serve.worker`): the queue may be another
+order than FCFS (`sim.multisite_queue.FairPrefillQueue`), and a server given a `Preemption` asks it, whenever its
+queue or its running job changes (an arrival, a start, a resume: the simulator's safe point is "at once"), whether
+the running job `stack[-1]` (which paused `stack[:-1]`) should yield to the first queued job. If so the running
+prefill is paused: its remaining nominal work is kept, its completion event cancelled (`_version`), it goes on a
+stack, and the queued job starts (itself pausable). When a job ends and the stack is not empty, the top paused job
+resumes with its remaining work, unless the queue says the first queued job preempts it again (then that one runs,
+nested). Paused requests count as queued (`num_queued`, `queued_tokens` with all their uncached tokens, as the
+running one's count) and are reported by `fail()`; `busy_until_s` is the running job's end. Hooks
+`on_pause(req)` / `on_resume(req, remaining_duration_s)` let the simulator pause the layer-wise release of the
+request's state (`SimLink.set_release`). The server stays compute-busy on its host across a pause.
+
 Decode (continuous batching, `max_batch` = BS_max slots): requests join and leave at step boundaries;
 a request occupies a slot for `output_tokens` steps. Simulated batch-wise, not per token: between two
 batch changes the batch is fixed, so the step time `DecodeCostModel.t_step_s(B, mean context)` is
@@ -30,16 +42,27 @@ from collections.abc import Callable
 from prfaas.perf.base import DecodeCostModel, PrefillCostModel
 from prfaas.sim.events import EventLoop, EventPriority
 from prfaas.sim.host_share import HostShare
+from prfaas.sim.prefill_queue import Preemption, PrefillQueue
 from prfaas.sim.request import SimRequest
 
 RequestHook = Callable[[SimRequest], None]
 StartHook = Callable[[SimRequest, float], None]
 
 
+def _no_pause(req: SimRequest) -> None:
+    return None
+
+
+def _no_resume(req: SimRequest, remaining_duration_s: float) -> None:
+    return None
+
+
 class PrefillServer:
-    """FCFS prefill queue of one instance."""
+    """Prefill queue of one instance: FCFS, or the order of the queue given to `set_queue` (then maybe preempting)."""
 
     __slots__ = (
+        "_paused",
+        "_preemption",
         "_version",
         "_work_left_s",
         "_work_since_s",
@@ -52,7 +75,10 @@ class PrefillServer:
         "lookup",
         "loop",
         "on_done",
+        "on_pause",
+        "on_resume",
         "on_start",
+        "preemptions_total",
         "queue",
         "queued_tokens",
         "speed",
@@ -67,9 +93,11 @@ class PrefillServer:
         self.lookup = lookup
         self.on_start = on_start
         self.on_done = on_done
-        self.queue: deque[SimRequest] = deque()
+        self.on_pause: RequestHook = _no_pause
+        self.on_resume: StartHook = _no_resume
+        self.queue: PrefillQueue = deque()
         self.current: SimRequest | None = None
-        self.queued_tokens = 0
+        self.queued_tokens = 0  # uncached tokens of the queued and the paused requests
         self.busy_s = 0.0
         self.busy_since_s = 0.0
         self.busy_until_s: float | None = None
@@ -78,14 +106,31 @@ class PrefillServer:
         self.speed = 1.0
         self._work_left_s = 0.0  # nominal seconds of the running prefill not yet done at `_work_since_s`
         self._work_since_s = 0.0
+        self._preemption: Preemption | None = None
+        self._paused: list[tuple[SimRequest, float]] = []  # (request, nominal seconds left), in pause order
+        self.preemptions_total = 0  # jobs started nested in another (a pause each)
+
+    def set_queue(self, queue: PrefillQueue, preemption: Preemption | None = None) -> None:
+        """Replace the FCFS queue by `queue` (before any request came). `preemption`: pause the running prefill
+        when it says so (module docstring); None: every prefill runs to completion."""
+        if self.current is not None or self.queue:
+            raise ValueError("set_queue on a server that already holds requests")
+        self.queue = queue
+        self._preemption = preemption
 
     @property
     def num_queued(self) -> int:
-        return len(self.queue)
+        """Requests waiting: queued, and paused by a preemption."""
+        return len(self.queue) + len(self._paused)
 
     @property
     def is_idle(self) -> bool:
-        return self.current is None and not self.queue
+        return self.current is None and not self.queue and not self._paused
+
+    @property
+    def paused(self) -> tuple[tuple[SimRequest, float], ...]:
+        """The paused prefills, in pause order: (request, nominal seconds of work left)."""
+        return tuple(self._paused)
 
     def busy_time_s(self, now_s: float) -> float:
         """Seconds spent prefilling since creation (including the running prefill up to now)."""
@@ -97,6 +142,8 @@ class PrefillServer:
         self.queued_tokens += req.uncached_tokens
         if self.current is None:
             self._start_next()
+        elif self._preemption is not None:
+            self._preempt_while_due()
 
     def _start_next(self) -> None:
         if not self.queue:
@@ -140,19 +187,86 @@ class PrefillServer:
         self.current = None
         self.busy_until_s = None
         req.prefill_end_s = now
-        self._start_next()
+        if self._preemption is None:
+            self._start_next()
+        else:
+            self._preemption.forget(req)
+            self._next_after_finish(self._preemption)
         if self.current is None and self.host is not None:
             self.host.set_busy(self, False)
         self.on_done(req)
 
+    # --- preemption (module docstring) -----------------------------------------------------------
+    def _next_after_finish(self, preemption: Preemption) -> None:
+        """A job ended: resume the top paused job, unless the first queued job preempts it again; then run the
+        queued jobs that preempt whatever runs."""
+        if self._paused:
+            if self.queue and preemption.should_yield([r for r, _ in self._paused]):
+                self.preemptions_total += 1
+                self._start_next()  # nested in the paused stack
+            else:
+                self._resume()
+        else:
+            self._start_next()
+        self._preempt_while_due()
+
+    def _preempt_while_due(self) -> None:
+        preemption = self._preemption
+        assert preemption is not None
+        while self.current is not None and self.queue:
+            if not preemption.should_yield([*(r for r, _ in self._paused), self.current]):
+                return
+            self._pause()
+            self.preemptions_total += 1
+            self._start_next()
+
+    def _pause(self) -> None:
+        """Stop the running prefill now and keep its remaining nominal work (host speed accrued up to now)."""
+        req = self.current
+        assert req is not None and self.busy_until_s is not None
+        now = self.loop.now_s
+        if self.host is not None:
+            left_s = max(self._work_left_s - (now - self._work_since_s) * self.speed, 0.0)
+        else:
+            left_s = max(self.busy_until_s - now, 0.0)
+        self.busy_s += now - self.busy_since_s
+        self._paused.append((req, left_s))
+        self.queued_tokens += req.uncached_tokens
+        self.current = None
+        self.busy_until_s = None
+        self._version += 1  # its completion event is void
+        self.on_pause(req)
+
+    def _resume(self) -> None:
+        req, left_s = self._paused.pop()
+        self.queued_tokens -= req.uncached_tokens
+        now = self.loop.now_s
+        self.current = req
+        self.busy_since_s = now
+        duration = left_s
+        if self.host is not None:
+            self.speed = self.host.set_busy(self, True)
+            self._work_left_s = left_s
+            self._work_since_s = now
+            duration = left_s / self.speed
+        self.busy_until_s = now + duration
+        self._version += 1
+        self.loop.schedule(self.busy_until_s, EventPriority.COMPLETION, self._finish, self._version)
+        self.on_resume(req, duration)
+
     def fail(self) -> list[SimRequest]:
-        """The instance died: return the running and queued requests (running first) and reset."""
+        """The instance died: return the running, paused (last paused first) and queued requests, and reset."""
         now = self.loop.now_s
         lost: list[SimRequest] = []
         if self.current is not None:
             self.busy_s += now - self.busy_since_s
             lost.append(self.current)
             self.current = None
+        lost.extend(r for r, _ in reversed(self._paused))
+        self._paused.clear()
+        if self._preemption is not None:
+            for req in lost:
+                self._preemption.forget(req)
         lost.extend(self.queue)
         self.queue.clear()
         self.queued_tokens = 0

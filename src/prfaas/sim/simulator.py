@@ -4,6 +4,8 @@ Lifecycle of a request (each step an event on the virtual clock, see `events.Eve
 
     arrival -> dispatch: build a `ClusterView`, call `Router.route` (the same object the gateway uses)
             -> [cache transfer over the reverse link, if planned] -> prefill queue (FCFS) on the node
+               (multi-site: fair order over regions, and a prefill may be paused by another region's;
+               `sim.servers`: the state's release pauses with it, `_on_prefill_pause` / `_on_prefill_resume`)
             -> prefill starts: the node's cached prefix is looked up; an offloaded request opens its
                egress transfer now (layer-wise: bytes released at the prefill rate)
             -> prefill ends: the node caches the prompt's full blocks; the transfer's cap is lifted
@@ -222,6 +224,25 @@ class Simulator:
             release = size / duration_s if duration_s > 0 else None
             req.flow = self._egress_for(req).start(size, self._on_state_delivered_flow, release, owner=req)
 
+    def _on_prefill_pause(self, req: SimRequest) -> None:
+        """Another region's prefill preempted this one (`sim.servers`, never in a two-cluster run): no new layer
+        is produced, so its state's release stops until it resumes."""
+        self.nodes[req.prefill_id].touch()
+        flow = req.flow
+        if isinstance(flow, Transfer) and flow.release_rate_bytes_per_s is not None:
+            self._egress_for(req).set_release(flow, 0.0)
+
+    def _on_prefill_resume(self, req: SimRequest, remaining_s: float) -> None:
+        """The paused prefill goes on for `remaining_s`: the rest of its state is released by then."""
+        self.nodes[req.prefill_id].touch()
+        flow = req.flow
+        if isinstance(flow, Transfer) and flow.release_rate_bytes_per_s is not None:
+            link = self._egress_for(req)
+            if remaining_s > 0:
+                link.set_release(flow, (flow.total_bytes - flow.released_bytes) / remaining_s)
+            else:
+                link.release_all(flow)
+
     def _offload_bytes(self, req: SimRequest) -> float:
         cost = self._prefill_cost_model(req.prefill_id)
         hashes = req.wl.block_hashes
@@ -392,6 +413,8 @@ class Simulator:
             node.prefill = PrefillServer(self.loop, spec.prefill_cost, self._prefix_lookup,
                                          self._on_prefill_start, self._on_prefill_done,
                                          self._hosts.get(spec.instance_id))
+            node.prefill.on_pause = self._on_prefill_pause
+            node.prefill.on_resume = self._on_prefill_resume
         elif node.role is Role.PD_DECODE:
             assert spec.decode_cost is not None
             node.decode = DecodeServer(self.loop, spec.decode_cost, spec.max_batch, self._on_decode_join,
