@@ -226,7 +226,7 @@ def test_fair_queue_alternates_backlogged_regions_and_gives_no_idle_credit() -> 
     assert sorted(dropped) == [6, 6, 7, 7] and len(weighted) == 4
 
 
-def test_preempts_only_for_another_region_whose_turn_comes_before_the_running_job_ends() -> None:
+def test_preempts_only_for_a_less_backlogged_region_whose_turn_comes_before_the_running_job_ends() -> None:
     q: FairQueue[str] = FairQueue({"x": 1.0, "y": 2.0})
     q.push("x0", "x", 4.0)
     q.push("x1", "x", 4.0)
@@ -234,17 +234,34 @@ def test_preempts_only_for_another_region_whose_turn_comes_before_the_running_jo
     assert (item, region, start, cost) == ("x0", "x", 0.0, 4.0)
     finish = q.finish_tag("x", start, cost)
     assert finish == 4.0 and q.finish_tag("y", 0.0, 4.0) == 2.0  # c / w
-    assert not q.preempts({"x"}, finish)  # x's own next job (tag 4) never preempts x0: submission order
-    q.push("y0", "y", 1.0)  # y idle: it enters at v = 0 < 4
-    assert q.preempts({"x"}, finish)
-    assert not q.preempts({"x", "y"}, finish)  # y already has a paused job underneath: no nesting of a region
-    assert not q.preempts({"x"}, 0.0)  # the running job ends before y's turn (tag 0 is not below 0)
+    assert not q.preempts(["x"], finish)  # x's own next job (tag 4) never preempts x0: submission order
+    q.push("y0", "y", 1.0)  # y idle: it enters at v = 0 < 4; x has x1 queued, y nothing besides y0
+    assert q.preempts(["x"], finish)
+    assert not q.preempts(["y", "x"], finish)  # y already has a paused job underneath: no nesting of a region
+    assert not q.preempts(["x"], 0.0)  # the running job ends before y's turn (tag 0 is not below 0)
     assert q.pop_entry()[:3] == ("y0", "y", 0.0)
-    q.push("y1", "y", 10.0)  # y's next job starts at F_y = 0.5: still before x0's finish
-    assert q.preempts({"x"}, finish)
-    q.push("y2", "y", 1.0)  # behind y1's 10 s / 2: tag 5.5, after x0's finish
-    assert q.pop_entry()[0] == "y1" and not q.preempts({"x"}, finish)
-    assert [q.pop_entry()[0] for _ in range(2)] == ["x1", "y2"]  # tags 4 < 5.5
+    q.push("y1", "y", 3.0)  # y's next job: tag F_y = 0.5, before x0's finish; y has nothing else queued
+    assert q.preempts(["x"], finish)
+    q.push("y2", "y", 1.0)  # now y has 1 s / 2 queued behind y1 (0.5), x 4 s / 1: y is still the lighter one
+    assert q.preempts(["x"], finish)
+    q.push("y3", "y", 20.0)  # y: 21 s / 2 = 10.5 virtual seconds behind y1, more than x's 4: y may not preempt
+    assert not q.preempts(["x"], finish)
+    assert [q.pop_entry()[0] for _ in range(4)] == ["y1", "y2", "y3", "x1"]  # start tags 0.5, 2.0, 2.5, 4.0
+
+
+def test_calm_regions_do_not_pause_each_other_and_a_burst_never_pauses_a_quiet_region() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.push("x0", "x", 10.0)
+    _, region, start, cost = q.pop_entry()
+    q.push("y0", "y", 1.0)  # x has nothing queued: y's job waits the residual (no preemption without a backlog)
+    assert not q.preempts(["x"], q.finish_tag(region, start, cost))
+    q.push("x1", "x", 5.0)  # x now has a backlog behind x0: y's turn (tag 0 < 10) and y is lighter
+    assert q.preempts(["x"], q.finish_tag(region, start, cost))
+    y0, y_region, y_start, y_cost = q.pop_entry()
+    assert y0 == "y0"
+    q.push("x2", "x", 0.5)  # bursting x's jobs (tags 10, 15) never pause quiet y's running job
+    assert not q.preempts(["x", "y"], q.finish_tag(y_region, y_start, y_cost))
+    assert not q.preempts(["y"], q.finish_tag(y_region, y_start, y_cost))
 
 
 def test_registry_builds_both_selectors_and_names_the_known_ones() -> None:

@@ -163,24 +163,32 @@ def test_another_regions_job_runs_nested_at_a_safe_point_and_the_paused_one_resu
     assert w.paused_s["a0"] > 0.0 and w.paused_s["b0"] == 0.0  # a0 learns how long it was paused
 
 
-def test_without_preemption_or_for_a_late_turn_the_running_job_ends_first() -> None:
-    for preempt, b_cost_after_s in ((False, 0.0), (True, 20.0)):
+def test_without_preemption_or_for_a_late_turn_or_without_a_backlog_the_running_job_ends_first() -> None:
+    for preempt, b_cost_after_s, a_backlog in ((False, 0.0, True), (True, 20.0, True), (True, 0.0, False)):
         w = _SafePoints(preempt=preempt)
         a0 = w.submit("a0", "ra", 10.0)
         assert w.running["a0"].wait(ANTI_HANG_S)
+        # ra's backlog (2 s, more than rb's 1 s behind b_early): without one, ra is never paused
+        a1 = w.submit("a1", "ra", 2.0) if a_backlog else None
         if b_cost_after_s:  # b_early (tag 0) preempts; then rb's next tag (20) is after a0's finish (10)
             w.submit("b_early", "rb", b_cost_after_s)
             w.gates["b_early"].set()
         b0 = w.submit("b0", "rb", 1.0)
         w.gates["b0"].set()
+        if a1 is not None:
+            w.gates["a1"].set()
         w.gates["a0"].set()
         assert a0.result(ANTI_HANG_S) == "a0" and b0.result(ANTI_HANG_S) == "b0"
+        assert a1 is None or a1.result(ANTI_HANG_S) == "a1"
         w.worker.stop()
-        if not preempt:
-            assert w.events == ["a0+", "a0-", "b0+", "b0-"] and w.worker.preemptions_total == 0, w.events
-        else:  # b_early (tag 0) preempts; b0 (tag 20, behind b_early's 20 s) is checked again after it and waits
-            assert w.events == ["a0+", "b_early+", "b_early-", "a0-", "b0+", "b0-"], w.events
+        if not preempt:  # a1 (tag 10) and b0 (tag 0): the fair order starts b0 first once a0 ends
+            assert w.events == ["a0+", "a0-", "b0+", "b0-", "a1+", "a1-"] and w.worker.preemptions_total == 0, w.events
+        elif b_cost_after_s:  # b_early (tag 0) preempts; b0 (tag 20, behind b_early's 20 s) is checked again after
+            # it and waits; a1 (tag 10) then comes before b0
+            assert w.events == ["a0+", "b_early+", "b_early-", "a0-", "a1+", "a1-", "b0+", "b0-"], w.events
             assert w.worker.preemptions_total == 1
+        else:  # rb's turn comes first, but ra has nothing queued: calm regions do not pause each other
+            assert w.events == ["a0+", "a0-", "b0+", "b0-"] and w.worker.preemptions_total == 0, w.events
 
 
 def test_the_emulated_prefill_moves_its_remaining_layers_by_the_pause() -> None:
@@ -397,9 +405,9 @@ async def _live_order(cfg: Any) -> tuple[list[str], dict[str, int], int]:
 
 @pytest.mark.parametrize("preemption", [True, False])
 def test_node_pauses_a_running_prefill_for_another_regions_turn(tmp_path: Path, preemption: bool) -> None:
-    """ra's and rb's prefills queue behind a running job; ra's starts first (same tag, sent first), and rb's turn
-    comes before ra's prefill ends: rb's runs between two of ra's layers and ends first (`prefill_preemption`
-    false: after ra's)."""
+    """Two ra prefills and one rb prefill queue behind a running job; ra's first starts first (same tag, sent
+    first), rb's turn comes before it ends and ra has a backlog (its second prefill) where rb has none: rb's runs
+    between two of ra's layers and ends first (`prefill_preemption` false: after ra's)."""
     text = TOPOLOGY_TOML.format(ra_traffic="", rb_traffic="").replace('name = "stub"', LIVE_MODEL)
     policy = "" if preemption else "\n[policy]\nprefill_preemption = false\n"
     (tmp_path / "deploy.toml").write_text(text + policy + '\n[transport]\ntls = "off"\n', encoding="utf-8")
@@ -437,19 +445,16 @@ async def _live_pair(cfg: Any) -> tuple[dict[str, tuple[float, float]], int]:
     try:
         auth = ControlAuth(secret, RefusalRecorder())
         async with aiohttp.ClientSession(middlewares=(auth.client_middleware(),)) as session:
-            long_call = asyncio.ensure_future(send(session, "a0", "ra", 8000))
-            for _ in range(int(ANTI_HANG_S / 0.01)):
-                if node.worker.num_queued_jobs >= 1:
-                    break
-                await asyncio.sleep(0.01)
-            short_call = asyncio.ensure_future(send(session, "b0", "rb", 500))
-            for _ in range(int(ANTI_HANG_S / 0.01)):
-                if node.worker.num_queued_jobs >= 2:
-                    break
-                await asyncio.sleep(0.01)
-            assert node.worker.num_queued_jobs == 2
+            calls = []
+            for name, region, num_tokens in (("a0", "ra", 8000), ("a1", "ra", 500), ("b0", "rb", 500)):
+                calls.append(asyncio.ensure_future(send(session, name, region, num_tokens)))
+                for _ in range(int(ANTI_HANG_S / 0.01)):
+                    if node.worker.num_queued_jobs >= len(calls):
+                        break
+                    await asyncio.sleep(0.01)
+            assert node.worker.num_queued_jobs == 3
             gate.set()
-            assert await asyncio.gather(long_call, short_call) == [200, 200]
+            assert await asyncio.gather(*calls) == [200, 200, 200]
         spans = {f"{row[0]}-{row[1]}": (row[2], row[3]) for row in node.attempts.span_rows() if row[3] is not None}
         return spans, node.tables().prefill_preemptions_total
     finally:

@@ -51,6 +51,7 @@ def full_scan(sim: MultiSiteSimulator) -> dict[str, PrfaasSiteView]:
 
 @pytest.mark.parametrize(("scenario", "queue"), [("multisite_site_killed.toml", "cluster"),
                                                  ("multisite_link_degraded.toml", "node"),
+                                                 ("multisite_burst_one_instance.toml", "node"),
                                                  ("multisite_burst.toml", "cluster")])
 def test_sites_view_equals_a_full_scan_at_every_call(scenario: str, queue: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +73,7 @@ def test_sites_view_equals_a_full_scan_at_every_call(scenario: str, queue: str,
     monkeypatch.setattr(MultiSiteSimulator, "sites_view", checked)
     result = run_scenario(scenario, prefill_queue=queue)
     assert len(calls) > 100 and sum(busy) > 50  # many decisions, many of them with work queued
-    if queue == "node":  # the per-instance queues preempt (two regions share the PrfaaS instances)
+    if scenario == "multisite_burst_one_instance.toml":  # x's burst at the shared instance: y's jobs preempt
         assert paused_views, "no decision saw a paused prefill"
     assert result.records
 

@@ -15,14 +15,22 @@ and the gateway's PrfaaS dispatch can both hold one per cluster.
 
 Preemption (`preempts`): order alone cannot help a region whose job arrives while another region's long
 job runs: it waits for that job's residual. A server that can pause its running job at safe points (the
-emulated engine between layers, the simulator at once) asks `preempts(running, finish_tag)` there: True
-when the first queued job is of a region not in `running` (the regions of the running job and of every job
-it already paused) and its start tag is below the running job's virtual finish tag (`finish_tag(region,
-start, cost)` = S + c / w), i.e. the fair order would have started it before that job ends. The server then
-runs that job to its end (itself pausable) and resumes the paused one: a region under its share waits about
-one safe point, not a whole job. A region never preempts itself (its jobs stay in submission order), and a
-preempting region's own jobs are spaced c / w apart as usual, so the paused job is delayed by at most about
-its own virtual length of other regions' work. v never moves back (a resumed job keeps its old tag). At most
+emulated engine between layers, the simulator at once) asks `preempts(running, finish_tag)` there, `running`
+being the regions of the job stack (those paused, then the running job's last) and `finish_tag` the running
+job's virtual finish (`finish_tag(region, start, cost)` = S + c / w). True when the first queued job
+(1) is of a region not in `running` (a region never preempts itself: its jobs stay in submission order, and
+never nests twice), (2) has its start tag below `finish_tag` (the fair order gives it its turn before the
+running job ends), and (3) its region is *less backlogged* than the running job's: queued seconds per unit
+weight, `queued_s(r) / w_r` (this job included), below the running region's. The server then runs that job to
+its end (itself pausable) and resumes the paused one.
+
+Why (3): with (1) and (2) alone every arrival of an idle region preempts (it enters at v, below any running
+finish), so two calm regions pause each other's long prefills all the time (P90 up ~10% in the simulator
+without any burst), and a bursting region's next job (start = the running job's finish) preempts a quiet
+region's long job, which then runs at about half speed (weighted processor sharing). With (3) a quiet region's
+job cuts in front of a burst's running prefill, a burst never pauses a quiet region's, and calm regions (no
+backlog on either side) run to completion as without preemption: the share policy protects the region under
+its share, not each job's slot. v never moves back (a resumed job keeps its old tag). At most
 `MAX_NESTED_JOBS` jobs are stacked at once (the running one and those it paused): a server asks `preempts` only
 below that depth (the live node, `serve.worker`, and the simulator, `sim.servers.PrefillServer`).
 """
@@ -31,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -79,13 +87,20 @@ class FairQueue(Generic[T]):
         """The virtual finish of a job of `region` that started at tag `start` and costs `cost_s`."""
         return start + cost_s / self.weights.get(region, self.default_weight)
 
-    def preempts(self, running: Collection[str], finish_tag: float) -> bool:
-        """Should the running job (virtual finish `finish_tag`; `running`: its region and those of the jobs it
-        paused) yield to the first queued job at this safe point? (module docstring)"""
-        if not self._heap:
+    def preempts(self, running: Sequence[str], finish_tag: float) -> bool:
+        """Should the running job (virtual finish `finish_tag`; `running`: the regions of the jobs it paused, then
+        its own last) yield to the first queued job at this safe point? (module docstring)"""
+        if not self._heap or not running:
             return False
-        start, _, region, _, _ = self._heap[0]
-        return start < finish_tag and region not in running
+        start, _, region, cost_s, _ = self._heap[0]
+        if region in running or start >= finish_tag:
+            return False
+        weight = self.weights.get(region, self.default_weight)
+        return self._backlog(region) - cost_s / weight < self._backlog(running[-1])
+
+    def _backlog(self, region: str) -> float:
+        """Queued (not started) virtual seconds of `region`: its queued seconds over its weight."""
+        return self._queued_s.get(region, 0.0) / self.weights.get(region, self.default_weight)
 
     def remove(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop every queued job whose item satisfies `predicate(item)` (a failed cluster's work); returns them."""

@@ -102,7 +102,7 @@ class FairPrefillQueue:
             return False
         started = self._started
         _, finish_tag = started[stack[-1].request_id]
-        return self.fair.preempts({started[r.request_id][0] for r in stack}, finish_tag)
+        return self.fair.preempts([started[r.request_id][0] for r in stack], finish_tag)
 
     def forget(self, req: SimRequest) -> None:
         self._started.pop(req.request_id, None)
