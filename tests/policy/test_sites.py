@@ -9,7 +9,7 @@ import pytest
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology, check_topology
 from prfaas.policy.bandwidth_aware import BandwidthAwareConfig
-from prfaas.policy.fair_queue import FairQueue
+from prfaas.policy.fair_queue import RECENT_JOBS, FairQueue
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelectConfig, SiteSelector, SitesView
 
 TOPO = check_topology(SiteTopology(
@@ -226,42 +226,89 @@ def test_fair_queue_alternates_backlogged_regions_and_gives_no_idle_credit() -> 
     assert sorted(dropped) == [6, 6, 7, 7] and len(weighted) == 4
 
 
+def _with_history(q: FairQueue[str], jobs: list[tuple[str, float]]) -> None:
+    """Run `jobs` (region, cost) through `q` one at a time: the server's recent use, nothing left queued."""
+    for k, (region, cost_s) in enumerate(jobs):
+        q.push(f"h{k}", region, cost_s)
+        q.pop_entry()
+    q.idle()
+
+
 def test_preempts_only_for_a_less_backlogged_region_whose_turn_comes_before_the_running_job_ends() -> None:
     q: FairQueue[str] = FairQueue({"x": 1.0, "y": 2.0})
+    _with_history(q, [("x", 2.0), ("y", 4.0)] * 4)  # equal recent use per weight: only backlogs decide
     q.push("x0", "x", 4.0)
     q.push("x1", "x", 4.0)
     item, region, start, cost = q.pop_entry()
-    assert (item, region, start, cost) == ("x0", "x", 0.0, 4.0)
+    assert (item, region, cost) == ("x0", "x", 4.0)
     finish = q.finish_tag("x", start, cost)
-    assert finish == 4.0 and q.finish_tag("y", 0.0, 4.0) == 2.0  # c / w
-    assert not q.preempts(["x"], finish)  # x's own next job (tag 4) never preempts x0: submission order
-    q.push("y0", "y", 1.0)  # y idle: it enters at v = 0 < 4; x has x1 queued, y nothing besides y0
+    assert finish == start + 4.0 and q.finish_tag("y", 0.0, 4.0) == 2.0  # c / w
+    assert not q.preempts(["x"], finish)  # x's own next job never preempts x0: submission order
+    q.push("y0", "y", 1.0)  # y idle: it enters at v < x0's finish; x has x1 queued, y nothing besides y0
     assert q.preempts(["x"], finish)
     assert not q.preempts(["y", "x"], finish)  # y already has a paused job underneath: no nesting of a region
-    assert not q.preempts(["x"], 0.0)  # the running job ends before y's turn (tag 0 is not below 0)
-    assert q.pop_entry()[:3] == ("y0", "y", 0.0)
-    q.push("y1", "y", 3.0)  # y's next job: tag F_y = 0.5, before x0's finish; y has nothing else queued
+    assert not q.preempts(["x"], start)  # the running job ends before y's turn (its tag is not below)
+    assert q.pop_entry()[0] == "y0"
+    q.push("y1", "y", 3.0)  # y's next job: tag v + 0.5, before x0's finish; y has nothing else queued
     assert q.preempts(["x"], finish)
-    q.push("y2", "y", 1.0)  # now y has 1 s / 2 queued behind y1 (0.5), x 4 s / 1: y is still the lighter one
+    q.push("y2", "y", 1.0)  # now y has 1 s / 2 queued behind y1, x 4 s / 1: y is still the lighter one
     assert q.preempts(["x"], finish)
     q.push("y3", "y", 20.0)  # y: 21 s / 2 = 10.5 virtual seconds behind y1, more than x's 4: y may not preempt
     assert not q.preempts(["x"], finish)
-    assert [q.pop_entry()[0] for _ in range(4)] == ["y1", "y2", "y3", "x1"]  # start tags 0.5, 2.0, 2.5, 4.0
+    assert [q.pop_entry()[0] for _ in range(4)] == ["y1", "y2", "y3", "x1"]  # by start tag
 
 
 def test_calm_regions_do_not_pause_each_other_and_a_burst_never_pauses_a_quiet_region() -> None:
     q: FairQueue[str] = FairQueue()
+    _with_history(q, [("x", 3.0), ("y", 3.0)] * 8)  # calm: both used the server alike
     q.push("x0", "x", 10.0)
     _, region, start, cost = q.pop_entry()
-    q.push("y0", "y", 1.0)  # x has nothing queued: y's job waits the residual (no preemption without a backlog)
+    q.push("y0", "y", 1.0)  # x has nothing queued and used it no more than y: y waits the residual
     assert not q.preempts(["x"], q.finish_tag(region, start, cost))
-    q.push("x1", "x", 5.0)  # x now has a backlog behind x0: y's turn (tag 0 < 10) and y is lighter
+    q.push("x1", "x", 5.0)  # x now has a backlog behind x0: y's turn comes first and y is lighter
     assert q.preempts(["x"], q.finish_tag(region, start, cost))
     y0, y_region, y_start, y_cost = q.pop_entry()
     assert y0 == "y0"
-    q.push("x2", "x", 0.5)  # bursting x's jobs (tags 10, 15) never pause quiet y's running job
+    q.push("x2", "x", 0.5)  # bursting x's jobs never pause quiet y's running job
     assert not q.preempts(["x", "y"], q.finish_tag(y_region, y_start, y_cost))
     assert not q.preempts(["y"], q.finish_tag(y_region, y_start, y_cost))
+
+
+def test_a_region_that_used_the_server_far_less_recently_preempts_without_a_backlog_here() -> None:
+    """A burst spread over several nodes may have nothing queued at this one; its recent use of this node
+    (the last RECENT_JOBS started jobs, per weight) shows it: a region that used it SHARE_MARGIN times less
+    preempts, one that used it about as much does not."""
+    burst: FairQueue[str] = FairQueue()
+    _with_history(burst, [("x", 3.0)] * 6 + [("y", 3.0)])
+    burst.push("x0", "x", 10.0)
+    _, region, start, cost = burst.pop_entry()
+    burst.push("y0", "y", 1.0)  # no backlog on either side, but x used the node 7x as much as y
+    assert burst.preempts(["x"], burst.finish_tag(region, start, cost))
+    even: FairQueue[str] = FairQueue()
+    _with_history(even, [("x", 3.0), ("y", 3.0)] * 4)
+    even.push("x0", "x", 3.0)
+    _, region, start, cost = even.pop_entry()
+    even.push("y0", "y", 1.0)  # x used it (x0 counted) 15 s against y's 12: not 2x, and no backlog: no preemption
+    assert not even.preempts(["x"], even.finish_tag(region, start, cost))
+    window: FairQueue[str] = FairQueue()
+    _with_history(window, [("x", 1.0)] * (RECENT_JOBS + 5) + [("y", 1.0)] * RECENT_JOBS)  # x's use aged out
+    window.push("x0", "x", 1.0)
+    _, region, start, cost = window.pop_entry()
+    window.push("y0", "y", 1.0)
+    assert not window.preempts(["x"], window.finish_tag(region, start, cost))
+
+
+def test_idle_ends_the_busy_period_so_nobody_starts_behind_its_own_past_work() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.push("x0", "x", 10.0)
+    q.pop_entry()  # v = 0, F_x = 10
+    q.push("y0", "y", 1.0)
+    q.idle()  # jobs are queued: a no-op
+    assert q.pop_entry()[2] == 0.0
+    q.idle()  # nothing queued: v = 10 (the largest finish tag), every region starts there
+    q.push("x1", "x", 1.0)
+    q.push("y1", "y", 1.0)
+    assert [q.pop_entry()[:3] for _ in range(2)] == [("x1", "x", 10.0), ("y1", "y", 10.0)]
 
 
 def test_registry_builds_both_selectors_and_names_the_known_ones() -> None:

@@ -415,7 +415,8 @@ def test_node_pauses_a_running_prefill_for_another_regions_turn(tmp_path: Path, 
     (a_start, a_end), (b_start, b_end) = spans["a0-0"], spans["b0-0"]
     if preemption:
         assert a_start < b_start < b_end < a_end, spans
-        assert preemptions == 1
+        # b0's, and maybe the node's own region-less state releases (cost 0), run at safe points of ra's jobs
+        assert preemptions >= 1
     else:
         assert a_start < a_end <= b_start < b_end, spans
         assert preemptions == 0

@@ -39,11 +39,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 MAX_NESTED_JOBS = 8  # jobs stacked by preemption at once (the running one and those it paused)
+RECENT_JOBS = 32  # started jobs over which a region's recent use of the server is measured (preempts)
+SHARE_MARGIN = 2.0  # a region preempts one that used the server this many times more (per weight), recently
 
 
 class FairQueue(Generic[T]):
@@ -59,6 +62,8 @@ class FairQueue(Generic[T]):
         self._virtual = 0.0
         self._seq = itertools.count()
         self._queued_s: dict[str, float] = {}
+        self._recent: deque[tuple[str, float]] = deque()  # (region, cost_s) of the last RECENT_JOBS started jobs
+        self._recent_s: dict[str, float] = {}  # their cost per region
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -81,26 +86,51 @@ class FairQueue(Generic[T]):
         start, _, region, cost_s, item = heapq.heappop(self._heap)
         self._virtual = max(self._virtual, start)
         self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
+        self._recent.append((region, cost_s))
+        self._recent_s[region] = self._recent_s.get(region, 0.0) + cost_s
+        if len(self._recent) > RECENT_JOBS:
+            old_region, old_cost_s = self._recent.popleft()
+            self._recent_s[old_region] = max(self._recent_s[old_region] - old_cost_s, 0.0)
         return item, region, start, cost_s
 
     def finish_tag(self, region: str, start: float, cost_s: float) -> float:
         """The virtual finish of a job of `region` that started at tag `start` and costs `cost_s`."""
         return start + cost_s / self.weights.get(region, self.default_weight)
 
-    def preempts(self, running: Sequence[str], finish_tag: float) -> bool:
-        """Should the running job (virtual finish `finish_tag`; `running`: the regions of the jobs it paused, then
-        its own last) yield to the first queued job at this safe point? (module docstring)"""
+    def preempts(self, running: Sequence[str], finish_tag: float, running_cost_s: float = 0.0) -> bool:
+        """Should the running job (virtual finish `finish_tag`, cost `running_cost_s`; `running`: the regions of
+        the jobs it paused, then its own last) yield to the first queued job at this safe point? (module
+        docstring)"""
         if not self._heap or not running:
             return False
         start, _, region, cost_s, _ = self._heap[0]
         if region in running or start >= finish_tag:
             return False
         weight = self.weights.get(region, self.default_weight)
-        return self._backlog(region) - cost_s / weight < self._backlog(running[-1])
+        top = running[-1]
+        if self._backlog(region) - cost_s / weight < self._backlog(top):
+            return True
+        top_weight = self.weights.get(top, self.default_weight)
+        return SHARE_MARGIN * self._recent_use(region) < self._recent_use(top) - running_cost_s / top_weight
+
+    def _recent_use(self, region: str) -> float:
+        """Seconds of the last RECENT_JOBS started jobs that were `region`'s, over its weight."""
+        return self._recent_s.get(region, 0.0) / self.weights.get(region, self.default_weight)
 
     def _backlog(self, region: str) -> float:
         """Queued (not started) virtual seconds of `region`: its queued seconds over its weight."""
         return self._queued_s.get(region, 0.0) / self.weights.get(region, self.default_weight)
+
+    def idle(self) -> None:
+        """The server has nothing running, paused or queued: its busy period ends. As in SFQ, v becomes the largest
+        finish tag given, so every region's next job starts at the same virtual time: a region whose last job
+        was long does not enter the next busy period behind its own past work (nor, with preemption, look more
+        backlogged than a region that was merely silent). A no-op while jobs are queued."""
+        if self._heap:
+            return
+        if self._finish:
+            self._virtual = max(self._virtual, max(self._finish.values()))
+            self._finish.clear()
 
     def remove(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop every queued job whose item satisfies `predicate(item)` (a failed cluster's work); returns them."""

@@ -72,7 +72,8 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
         self.busy_s_total = 0.0
         self.preemptions_total = 0
-        self._stack: list[tuple[str, float]] = []  # (region, virtual finish) of the running job and those it paused
+        self._preempt = preempt
+        self._stack: list[tuple[str, float, float]] = []  # (region, virtual finish, cost s): running job, paused ones
         if preempt and hasattr(backend, "preempt_point"):
             backend.preempt_point = self.preempt_point
 
@@ -150,11 +151,14 @@ class ModelWorker:
 
     def _run_entry(self, entry: tuple[tuple[Callable[[], Any], Future[Any]], str, float, float]) -> None:
         (job, future), region, start, cost_s = entry
-        self._stack.append((region, self._jobs.finish_tag(region, start, cost_s)))
+        self._stack.append((region, self._jobs.finish_tag(region, start, cost_s), cost_s))
         try:
             _run_job(job, future)
         finally:
             self._stack.pop()
+            if self._preempt and not self._stack:
+                with self._cond:
+                    self._jobs.idle()  # a no-op unless nothing is queued: the busy period ends (FairQueue.idle)
 
     def preempt_point(self) -> float:
         """A safe point of the running job (model thread only): run the queued jobs that preempt it, each to its
@@ -162,8 +166,9 @@ class ModelWorker:
         paused_since: float | None = None
         while self._stack and len(self._stack) < MAX_NESTED_JOBS:
             with self._cond:
-                regions = [region for region, _ in self._stack]
-                if self._stopped or not self._jobs.preempts(regions, self._stack[-1][1]):
+                regions = [region for region, _, _ in self._stack]
+                _, finish_tag, cost_s = self._stack[-1]
+                if self._stopped or not self._jobs.preempts(regions, finish_tag, cost_s):
                     break
                 entry = self._jobs.pop_entry()
             if paused_since is None:

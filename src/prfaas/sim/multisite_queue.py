@@ -83,7 +83,7 @@ class FairPrefillQueue:
         self.cost_s_of = cost_s_of
         self.preempt = preempt
         self._items: dict[int, SimRequest] = {}
-        self._started: dict[int, tuple[str, float]] = {}  # request id -> (region, virtual finish), started jobs
+        self._started: dict[int, tuple[str, float, float]] = {}  # request id -> (region, virtual finish, cost s)
 
     def append(self, req: SimRequest) -> None:
         self.fair.push(req, self.region_of(req), self.cost_s_of(req))
@@ -93,7 +93,7 @@ class FairPrefillQueue:
         req, region, start, cost_s = self.fair.pop_entry()
         del self._items[req.request_id]
         if self.preempt:
-            self._started[req.request_id] = (region, self.fair.finish_tag(region, start, cost_s))
+            self._started[req.request_id] = (region, self.fair.finish_tag(region, start, cost_s), cost_s)
         return req
 
     def should_yield(self, stack: Sequence[SimRequest]) -> bool:
@@ -101,11 +101,13 @@ class FairPrefillQueue:
         if not self.preempt or not self._items or len(stack) >= MAX_NESTED_JOBS:
             return False
         started = self._started
-        _, finish_tag = started[stack[-1].request_id]
-        return self.fair.preempts([started[r.request_id][0] for r in stack], finish_tag)
+        _, finish_tag, cost_s = started[stack[-1].request_id]
+        return self.fair.preempts([started[r.request_id][0] for r in stack], finish_tag, cost_s)
 
     def forget(self, req: SimRequest) -> None:
         self._started.pop(req.request_id, None)
+        if not self._started and not self._items:  # nothing running, paused or queued: the busy period ends
+            self.fair.idle()
 
     def __len__(self) -> int:
         return len(self._items)
