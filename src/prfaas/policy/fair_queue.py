@@ -13,26 +13,36 @@ weights two backlogged regions alternate; a region that sends one job now and th
 one job of each other backlogged region, whatever their backlog. Pure and deterministic; the simulator's
 and the gateway's PrfaaS dispatch can both hold one per cluster.
 
+Busy periods (`idle`): a server with nothing running, paused or queued calls `idle()`; as in SFQ, v becomes
+the largest finish tag given, so every region's next job starts at the same virtual time and a region whose
+last job was long does not enter the next busy period behind its own past work.
+
 Preemption (`preempts`): order alone cannot help a region whose job arrives while another region's long
 job runs: it waits for that job's residual. A server that can pause its running job at safe points (the
-emulated engine between layers, the simulator at once) asks `preempts(running, finish_tag)` there, `running`
-being the regions of the job stack (those paused, then the running job's last) and `finish_tag` the running
-job's virtual finish (`finish_tag(region, start, cost)` = S + c / w). True when the first queued job
+emulated engine between layers, the simulator at once) asks `preempts(running, finish_tag, running_cost_s)`
+there, `running` being the regions of the job stack (those paused, then the running job's last) and
+`finish_tag` the running job's virtual finish (`finish_tag(region, start, cost)` = S + c / w). True when the
+first queued job
 (1) is of a region not in `running` (a region never preempts itself: its jobs stay in submission order, and
 never nests twice), (2) has its start tag below `finish_tag` (the fair order gives it its turn before the
-running job ends), and (3) its region is *less backlogged* than the running job's: queued seconds per unit
-weight, `queued_s(r) / w_r` (this job included), below the running region's. The server then runs that job to
-its end (itself pausable) and resumes the paused one.
+running job ends), and either
+(3) its region is *less backlogged* here than the running job's: queued seconds per unit weight, not counting
+this job, below the running region's; or
+(4) its region *used this server far less recently*: over the last `RECENT_JOBS` started jobs, its seconds per
+unit weight times `SHARE_MARGIN` are below the running region's (the running job itself not counted).
+The server then runs that job to its end (itself pausable) and resumes the paused one.
 
-Why (3): with (1) and (2) alone every arrival of an idle region preempts (it enters at v, below any running
-finish), so two calm regions pause each other's long prefills all the time (P90 up ~10% in the simulator
-without any burst), and a bursting region's next job (start = the running job's finish) preempts a quiet
-region's long job, which then runs at about half speed (weighted processor sharing). With (3) a quiet region's
-job cuts in front of a burst's running prefill, a burst never pauses a quiet region's, and calm regions (no
-backlog on either side) run to completion as without preemption: the share policy protects the region under
-its share, not each job's slot. v never moves back (a resumed job keeps its old tag). At most
-`MAX_NESTED_JOBS` jobs are stacked at once (the running one and those it paused): a server asks `preempts` only
-below that depth (the live node, `serve.worker`, and the simulator, `sim.servers.PrefillServer`).
+Why (3) and (4): with (1) and (2) alone every arrival of an idle region preempts (it enters at v, below any
+running finish), so two calm regions pause each other's long prefills all the time (y's P90 +15% in the
+simulator without any burst), and a bursting region's next job (start = the running job's finish) preempts a
+quiet region's long job, which then runs at about half speed (weighted processor sharing). (3) lets a quiet
+region's job cut in front of a burst's running prefill when the burst has work queued here, and never the
+reverse; (4) does the same when the burst is spread over several servers and has nothing queued at this one,
+but has been using it. Calm regions (no backlog here, similar recent use) run to completion as without
+preemption: the share policy protects the region under its share, not each job's slot. v never moves back (a
+resumed job keeps its old tag). At most `MAX_NESTED_JOBS` jobs are stacked at once (the running one and those
+it paused): a server asks `preempts` only below that depth (the live node, `serve.worker`, and the simulator,
+`sim.servers.PrefillServer`).
 """
 
 from __future__ import annotations
