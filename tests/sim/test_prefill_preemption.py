@@ -92,22 +92,14 @@ def test_a_short_job_of_another_region_runs_at_once_and_the_long_one_resumes() -
     b.assert_no_leak()
 
 
-def test_a_region_never_preempts_itself() -> None:
+@pytest.mark.parametrize("second_region", ["A", "B"])
+def test_a_region_never_preempts_itself_nor_a_region_without_a_backlog(second_region: str) -> None:
+    """A: A's own next job waits (submission order). B: calm regions, A's lone job runs to its end although B's
+    job would start first in the fair order (B is no less backlogged than A, which has nothing queued, and
+    neither used the server before)."""
     b = Bench()
     b.submit(0.0, 0, "A", 10.0)
-    b.submit(2.0, 1, "A", 1.0)
-    b.run()
-    assert b.done == {0: pytest.approx(10.0), 1: pytest.approx(11.0)}
-    assert b.events == [] and b.srv.preemptions_total == 0
-    b.assert_no_leak()
-
-
-def test_a_region_without_a_backlog_is_not_paused() -> None:
-    """Calm regions: A's lone job runs to its end although B's job would start first in the fair order (B is no
-    less backlogged than A, which has nothing queued)."""
-    b = Bench()
-    b.submit(0.0, 0, "A", 10.0)
-    b.submit(2.0, 1, "B", 1.0)
+    b.submit(2.0, 1, second_region, 1.0)
     b.run()
     assert b.done == {0: pytest.approx(10.0), 1: pytest.approx(11.0)}
     assert b.events == [] and b.srv.preemptions_total == 0
