@@ -228,3 +228,33 @@ def test_bad_burst_options_fail_before_anything_starts(tmp_path: Path, args: lis
     assert result.exit_code != 0
     assert message in result.output + str(result.exception)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["chaos", "--faults", "burst"], True),
+    (["chaos", "--faults", "burst", "--no-preemption"], False),
+    (["compare", "--no-preemption"], False),
+    (["run", "--fault", "burst", "--no-preemption"], False),
+    (["run", "--preemption"], True),
+])
+def test_the_preemption_flag_reaches_the_nodes_and_the_prediction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   args: list[str], expected: bool) -> None:
+    """`--preemption/--no-preemption` sets `SitesRunSpec.prefill_preemption`: the nodes' `[policy]
+    prefill_preemption` (sites_run.sites_config) and the prediction's `preempt_prefill` (sites_predict)."""
+    import prfaas.bench.sites_compare as compare_module
+    from prfaas.cli import build_app
+
+    seen: list[bool] = []
+
+    def capture(topology: Any, spec: Any, *rest: Any, **kwargs: Any) -> Any:
+        seen.append(spec.prefill_preemption)
+        raise RuntimeError("captured")
+
+    for name in ("chaos_faults", "compare_selectors", "run_with_prediction"):
+        monkeypatch.setattr(compare_module, name, capture)
+    topo = tmp_path / "topo.toml"
+    topo.write_text(TWO_REGIONS_TOML, encoding="utf-8")
+    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", args[0], "--topology", str(topo),
+                                                       *args[1:], "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "captured", result.output
+    assert seen == [expected]

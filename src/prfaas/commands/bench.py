@@ -146,6 +146,9 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   burst_s: Annotated[float, typer.Option(help="burst: the window's length in s.")] = 5.0,
                   probes: Annotated[int, typer.Option(help="Request-path probes per region before the load, "
                                                             "added to the prediction (0: none).")] = 6,
+                  preemption: Annotated[bool, typer.Option(
+                      "--preemption/--no-preemption", help="PrfaaS nodes pause a prefill at a safe point for another "
+                                                           "region's turn; the prediction too.")] = True,
                   seed: Seed = 0, out: Out = None) -> None:
     from prfaas.bench.sites_compare import run_with_prediction
     from prfaas.bench.sites_report import format_reports
@@ -167,7 +170,7 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                         time_scale=time_scale, state_scale=state_scale, scale=scale,
                         max_nodes_per_cluster=nodes_per_cluster, site_selector=selector, seed=seed, fault=chosen,
                         fault_at_s=fault_at_s, fault_target=fault_target, burst_factor=burst_factor,
-                        burst_s=burst_s)
+                        burst_s=burst_s, prefill_preemption=preemption)
     out_dir = _out(out, "sites")
     typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
                f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")

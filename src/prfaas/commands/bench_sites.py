@@ -34,16 +34,19 @@ Out = Annotated[Path | None, typer.Option(help="Output folder (default: a fresh 
 FaultAt = Annotated[float, typer.Option(help="Inject each fault this long after the load starts.")]
 BurstFactor = Annotated[float, typer.Option(help="burst: the region's arrival rate x this in the window.")]
 BurstS = Annotated[float, typer.Option(help="burst: the window's length in s (from --fault-at-s).")]
+Preemption = Annotated[bool, typer.Option(
+    "--preemption/--no-preemption", help="PrfaaS nodes pause a prefill at a safe point for another region's turn "
+                                         "([policy] prefill_preemption); the prediction does the same.")]
 
 
 def _spec(requests: int, load: float, nodes_per_cluster: int, seed: int, fault_at_s: float = 3.0,
-          threshold: int = 19400, max_tokens: int = 8, burst_factor: float = 5.0, burst_s: float = 5.0
-          ) -> SitesRunSpec:
+          threshold: int = 19400, max_tokens: int = 8, burst_factor: float = 5.0, burst_s: float = 5.0,
+          preemption: bool = True) -> SitesRunSpec:
     from prfaas.bench.sites_run import SitesRunSpec
 
     return SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
                         max_nodes_per_cluster=nodes_per_cluster, seed=seed, fault_at_s=fault_at_s,
-                        burst_factor=burst_factor, burst_s=burst_s)
+                        burst_factor=burst_factor, burst_s=burst_s, prefill_preemption=preemption)
 
 
 def _out(out: Path | None, cmd: str) -> Path:
@@ -70,14 +73,14 @@ def sites_compare_cmd(topology: Topology,
                       selectors: Annotated[str, typer.Option(help="Comma-separated site selectors.")] =
                       "home-only,prfaas-sites",
                       requests: Requests = 20, load: Load = 0.5, nodes_per_cluster: NodesPerCluster = 1,
-                      probes: Probes = 6, seed: Seed = 0, out: Out = None) -> None:
+                      probes: Probes = 6, seed: Seed = 0, preemption: Preemption = True, out: Out = None) -> None:
     from prfaas.bench.sites_compare import check_selectors, compare_selectors
     from prfaas.bench.sites_compare_report import SelectorRuns, compare_rows, format_compare
     from prfaas.planner.multi_build import load_topology
 
     names = check_selectors(selectors.split(","))
     _check_probes(probes)
-    spec = _spec(requests, load, nodes_per_cluster, seed)
+    spec = _spec(requests, load, nodes_per_cluster, seed, preemption=preemption)
     topo, _ = load_topology(str(topology))
     out_dir = _out(out, "sites-compare")
     runs = compare_selectors(topo, spec, names, out_dir, probes, log=typer.echo)
@@ -106,7 +109,8 @@ def sites_chaos_cmd(topology: Topology,
                         "--two-site/--no-two-site", help="link-degraded: also run the two-site system with the "
                                                          "same total capacity (one more deployment).")] = True,
                     requests: Requests = 20, load: Load = 0.5, nodes_per_cluster: NodesPerCluster = 1,
-                    fault_at_s: FaultAt = 3.0, probes: Probes = 6, seed: Seed = 0, out: Out = None) -> None:
+                    fault_at_s: FaultAt = 3.0, probes: Probes = 6, seed: Seed = 0, preemption: Preemption = True,
+                    out: Out = None) -> None:
     from prfaas.bench.sites_compare import burst_target, chaos_faults, chaos_targets, check_faults
     from prfaas.bench.sites_run import SitesFault
     from prfaas.planner.multi_build import load_topology
@@ -115,7 +119,8 @@ def sites_chaos_cmd(topology: Topology,
     _check_probes(probes)
     if not fault_at_s > 0:
         raise ConfigError(f"--fault-at-s must be > 0, got {fault_at_s}")
-    spec = _spec(requests, load, nodes_per_cluster, seed, fault_at_s, burst_factor=burst_factor, burst_s=burst_s)
+    spec = _spec(requests, load, nodes_per_cluster, seed, fault_at_s, burst_factor=burst_factor, burst_s=burst_s,
+                 preemption=preemption)
     topo, _ = load_topology(str(topology))
     if SitesFault.SITE_LOST in chosen or SitesFault.LINK_DEGRADED in chosen:  # before anything starts
         chaos_targets(topo, lost_site, degraded_link)
