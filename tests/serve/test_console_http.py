@@ -150,7 +150,11 @@ def test_prfaas_up_prints_the_console_and_it_serves_the_live_feed(tmp_path: Any)
         lines: list[str] = []
         while not lines or "Ctrl-C" not in lines[-1]:  # the banner ends with "Ctrl-C stops everything."
             lines.append(proc.stdout.readline())
-            assert lines[-1] and len(lines) < 40, lines
+            if not lines[-1]:  # stdout closed: `prfaas up` ended before its banner; say why
+                assert proc.stderr is not None
+                proc.wait(30)
+                raise AssertionError(f"prfaas up exited ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+            assert len(lines) < 40, lines
         token = next(ln for ln in lines if "admin token" in ln).rsplit(" ", 1)[1].strip()
         console = next(ln for ln in lines if ln.strip().startswith("console:")).split()[1]
         status, _h, page = _get(console)

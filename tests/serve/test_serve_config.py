@@ -44,6 +44,23 @@ def test_resolved_ports_of_a_large_deployment_are_all_distinct() -> None:
     assert len(set(config_module.free_ports("127.0.0.1", 30))) == 30
 
 
+
+def test_resolved_ports_never_repeat_a_port_the_config_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed gateway port that nothing has bound yet (a caller probed it with free_port and released it) may be
+    handed out again by the OS: a node must not get it (the gateway and the node would collide and `prfaas up`
+    would exit before its banner; the cause of a flaky console test)."""
+    import msgspec
+
+    from prfaas.serve import config as config_module
+
+    base = default_config()
+    cfg = msgspec.structs.replace(base, gateway=msgspec.structs.replace(base.gateway, port=41000))
+    handed_out = iter(range(41000, 41100))  # the OS hands out the fixed port first
+    monkeypatch.setattr(config_module, "free_ports", lambda host, count: [next(handed_out) for _ in range(count)])
+    resolved = resolve_ports(cfg)
+    ports = [p for n in resolved.nodes for p in (n.port, n.kv_port)]
+    assert resolved.gateway.port == 41000 and 41000 not in ports and len(set(ports)) == len(ports)
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "deploy.toml"
     path.write_text(text, encoding="utf-8")

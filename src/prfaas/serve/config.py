@@ -476,12 +476,17 @@ def free_ports(host: str, count: int) -> list[int]:
 
 
 def resolve_ports(cfg: DeployConfig) -> DeployConfig:
-    """Replace every port 0 (gateway, node control, node KV) with a free port on that host, all distinct."""
+    """Replace every port 0 (gateway, node control, node KV) with a free port on that host, all distinct and none
+    equal to a port the config fixes on that host (the OS may hand out a fixed port that nothing has bound yet,
+    e.g. one a caller probed with `free_port` and released: the gateway and a node would then collide)."""
     wanted: dict[str, int] = {}
+    fixed: dict[str, set[int]] = {}
 
     def want(host: str, port: int | None) -> None:
         if not port:
             wanted[host] = wanted.get(host, 0) + 1
+        else:
+            fixed.setdefault(host, set()).add(port)
 
     want(cfg.gateway.host, cfg.gateway.port)
     for n in cfg.nodes:
@@ -489,7 +494,10 @@ def resolve_ports(cfg: DeployConfig) -> DeployConfig:
         want(n.host, n.kv_port)
     for g in cfg.gateways:
         want(g.host, g.port)
-    pools = {host: free_ports(host, count) for host, count in wanted.items()}
+    pools = {}
+    for host, count in wanted.items():
+        taken = fixed.get(host, set())
+        pools[host] = [port for port in free_ports(host, count + len(taken)) if port not in taken][:count]
 
     def take(host: str, port: int | None) -> int:
         return port or pools[host].pop()
