@@ -116,20 +116,21 @@ class FairQueue(Generic[T]):
         start, _, region, cost_s, _ = self._heap[0]
         if region in running or start >= finish_tag:
             return False
-        weight = self.weights.get(region, self.default_weight)
         top = running[-1]
-        if self._backlog(region) - cost_s / weight < self._backlog(top):
+        if self._backlog(region) - cost_s / self._weight(region) < self._backlog(top):
             return True
-        top_weight = self.weights.get(top, self.default_weight)
-        return SHARE_MARGIN * self._recent_use(region) < self._recent_use(top) - running_cost_s / top_weight
+        return SHARE_MARGIN * self._recent_use(region) < self._recent_use(top) - running_cost_s / self._weight(top)
+
+    def _weight(self, region: str) -> float:
+        return self.weights.get(region, self.default_weight)
 
     def _recent_use(self, region: str) -> float:
         """Seconds of the last RECENT_JOBS started jobs that were `region`'s, over its weight."""
-        return self._recent_s.get(region, 0.0) / self.weights.get(region, self.default_weight)
+        return self._recent_s.get(region, 0.0) / self._weight(region)
 
     def _backlog(self, region: str) -> float:
         """Queued (not started) virtual seconds of `region`: its queued seconds over its weight."""
-        return self._queued_s.get(region, 0.0) / self.weights.get(region, self.default_weight)
+        return self._queued_s.get(region, 0.0) / self._weight(region)
 
     def idle(self) -> None:
         """The server has nothing running, paused or queued: its busy period ends. As in SFQ, v becomes the largest

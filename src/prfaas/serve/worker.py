@@ -21,8 +21,8 @@ wraps the futures. `busy_s_total` is the time spent in jobs and steps (utilisati
 
 Preemption (`preempt=True`, the default): a backend with safe points inside its prefill (the emulated engine:
 between layers) calls `preempt_point()` there. When the fair order says the first queued job's turn comes before
-the running job ends, it is of another region and that region is less backlogged than the running job's
-(`FairQueue.preempts`), that job runs to its end right there,
+the running job ends, it is of another region and that region is the lighter user of this node (less backlogged,
+or far less recent use; `FairQueue.preempts`), that job runs to its end right there,
 nested (itself pausable), and then the paused job goes on; `preempt_point` returns the seconds it was paused so
 the backend's own timing excludes them. So a region under its share waits about one layer, not a whole prefill
 of a bursting region. A region never preempts a job of its own (nor one stacked above its own paused job); at

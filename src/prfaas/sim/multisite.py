@@ -17,8 +17,9 @@ It is the two-cluster `Simulator` with three things generalised (hooks `_route`,
   over regions (start-time fair queueing, cost = the node's prefill seconds, weights = the selector's), so a
   region under its share does not wait behind another's backlog. With one region it is FIFO. With
   `prefill_queue="node"` and `preempt_prefill` (the default, as the live node's `[policy] prefill_preemption`)
-  a running prefill is also paused when another region's queued job's fair turn comes before it ends
-  (`sim.servers`, `FairQueue.preempts`), and its state's layer-wise release pauses with it.
+  a running prefill is also paused when another region's queued job's fair turn comes before it ends and that
+  region is the lighter user of the instance (`sim.servers`, `FairQueue.preempts`), and its state's layer-wise
+  release pauses with it.
 
 Scripted events: the base ones (`link_capacity` on any link id, `node_fail`, `node_recover`) plus
 `SiteEvent` (a whole PrfaaS or PD cluster fails: every node fails, its requests are re-dispatched, nothing is

@@ -11,7 +11,7 @@
   topology then gives exactly the two-cluster simulator's records. With `preempt=True` (the simulator's
   `preempt_prefill`, as the live node's `[policy] prefill_preemption`) it is also the server's `Preemption`: it
   keeps the region and virtual finish tag of every job it started (until the server `forget`s it) and answers
-  `should_yield(stack)` with `FairQueue.preempts(regions of the stack, finish tag of its top)`, below
+  `should_yield(stack)` with `FairQueue.preempts(regions of the stack, finish tag and cost of its top)`, below
   `MAX_NESTED_JOBS` stacked jobs. A region never preempts itself, so with one region nothing changes.
 """
 

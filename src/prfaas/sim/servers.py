@@ -154,17 +154,24 @@ class PrefillServer:
         self.current = req
         self.busy_since_s = now
         self.lookup(req)
-        duration = self.cost.t_prefill_s(max(req.uncached_tokens, 1), req.cached_tokens)
+        work_s = self.cost.t_prefill_s(max(req.uncached_tokens, 1), req.cached_tokens)
         req.prefill_start_s = now
+        self.on_start(req, self._run_for(work_s))
+
+    def _run_for(self, work_s: float) -> float:
+        """The current prefill has `work_s` nominal seconds left from now: at the host's speed, schedule its end;
+        the wall seconds it will take."""
+        now = self.loop.now_s
+        duration = work_s
         if self.host is not None:
             self.speed = self.host.set_busy(self, True)
-            self._work_left_s = duration
+            self._work_left_s = work_s
             self._work_since_s = now
-            duration = duration / self.speed
+            duration = work_s / self.speed
         self.busy_until_s = now + duration
         self._version += 1
-        self.loop.schedule(now + duration, EventPriority.COMPLETION, self._finish, self._version)
-        self.on_start(req, duration)
+        self.loop.schedule(self.busy_until_s, EventPriority.COMPLETION, self._finish, self._version)
+        return duration
 
     def rescale(self, speed: float) -> None:
         """The host's busy set changed: the running prefill continues at `speed` (see `sim.host_share`)."""
@@ -240,19 +247,9 @@ class PrefillServer:
     def _resume(self) -> None:
         req, left_s = self._paused.pop()
         self.queued_tokens -= req.uncached_tokens
-        now = self.loop.now_s
         self.current = req
-        self.busy_since_s = now
-        duration = left_s
-        if self.host is not None:
-            self.speed = self.host.set_busy(self, True)
-            self._work_left_s = left_s
-            self._work_since_s = now
-            duration = left_s / self.speed
-        self.busy_until_s = now + duration
-        self._version += 1
-        self.loop.schedule(self.busy_until_s, EventPriority.COMPLETION, self._finish, self._version)
-        self.on_resume(req, duration)
+        self.busy_since_s = self.loop.now_s
+        self.on_resume(req, self._run_for(left_s))
 
     def fail(self) -> list[SimRequest]:
         """The instance died: return the running, paused (last paused first) and queued requests, and reset."""
