@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from tests.integrations.vllm_fixtures import require_venv
 
-from prfaas.integrations.vllm.harness import free_ports, metric_value
+from prfaas.integrations.vllm.harness import metric_value
+from prfaas.transport.ports import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(2400)]
 
@@ -30,7 +31,7 @@ def _post(url: str, body: dict, route: str) -> tuple[dict, dict]:
 
 def test_up_engine_vllm_serves_both_routes_identically(tmp_path: Path) -> None:
     require_venv()
-    (port,) = free_ports(1)
+    (port,) = free_ports("127.0.0.1", 1)
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data") if os.environ.get("PRFAAS_TEST_FRESH_MODELS")
                else os.environ.get("XDG_DATA_HOME", str(Path.home() / ".local" / "share")))
     proc = subprocess.Popen([sys.executable, "-m", "prfaas.cli", "up", "--engine", "vllm", "--port", str(port),

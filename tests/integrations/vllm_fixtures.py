@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from prfaas.integrations.vllm import venv as vllm_venv
-from prfaas.integrations.vllm.harness import VllmServers, free_ports
+from prfaas.integrations.vllm.harness import VllmServers
 from prfaas.integrations.vllm.launch import VllmServerSpec
+from prfaas.transport.ports import free_ports
 
 
 def require_venv() -> Path:
@@ -55,7 +56,7 @@ def start_pair(venv: Path, root: Path, family: str, **spec_kwargs: object) -> Pa
     if not secret.exists():
         secret.write_text(secrets.token_hex(32))
         secret.chmod(0o600)
-    ports = free_ports(6)
+    ports = free_ports("127.0.0.1", 6)
     specs = [VllmServerSpec(model=str(model), port=ports[i], kv_port=ports[2 + i], telemetry_port=ports[4 + i],
                             secret_file=secret, node_name=f"{family}-{role}", cpu_threads_bind=str(i),
                             max_model_len=4096, **spec_kwargs)  # type: ignore[arg-type]

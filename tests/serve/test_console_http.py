@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from serve_helpers import complete, get_json, post, ready_deployment
 
-from prfaas.serve.config import free_port
 from prfaas.serve.launcher import Launcher
+from prfaas.transport.ports import free_port
 
 pytestmark = pytest.mark.network
 

@@ -24,11 +24,11 @@ import pytest
 from aiohttp import web
 from serve_helpers import get_json, metrics, post, ready_deployment
 
-from prfaas.serve.config import free_port
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder, UnauthenticatedReply
 from prfaas.serve.deploy_secrets import load_shared_secret
 from prfaas.serve.launcher import Launcher
 from prfaas.serve.messages import AbortReply, Heartbeat, decode, encode
+from prfaas.transport.ports import free_port
 
 pytestmark = pytest.mark.network
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from serve_helpers import complete, get_json
 
-from prfaas.serve.config import free_port
+from prfaas.transport.ports import free_port
 
 pytestmark = pytest.mark.network
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from serve_helpers import get_json
 
-from prfaas.serve.config import free_port
 from prfaas.serve.lifeline import ENV_FD, ENV_PID, Lifeline
+from prfaas.transport.ports import free_port
 
 pytestmark = [pytest.mark.network, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")]
 

@@ -16,8 +16,8 @@ from serve_helpers import get_json, metrics, post, ready_deployment
 from prfaas.catalog.models import load_model
 from prfaas.core.blocks import block_hash_chain
 from prfaas.perf.arch import s_kv_bytes
-from prfaas.serve.config import free_port
 from prfaas.serve.launcher import Launcher
+from prfaas.transport.ports import free_port
 
 pytest.importorskip("zmq")
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from fake_vllm import FakeCluster, FakeVllm
 
-from prfaas.serve.config import free_port, load_config
+from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.messages import Heartbeat, HeartbeatReply, NodeRegister, RegisterReply, decode, encode
 from prfaas.serve.signing import HEADER_NONCE
 from prfaas.serve.vllm_node import VllmNodeServer
+from prfaas.transport.ports import free_port
 
 SECRET = b"v" * 32
 ANTI_HANG_S = 60.0

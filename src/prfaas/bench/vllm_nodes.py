@@ -26,9 +26,10 @@ import msgspec
 from prfaas.bench.netns import entered
 from prfaas.bench.sites import Sites
 from prfaas.core.lifecycle import ClusterKind
-from prfaas.integrations.vllm.harness import VllmServers, free_ports
+from prfaas.integrations.vllm.harness import VllmServers
 from prfaas.integrations.vllm.launch import VllmServerSpec
 from prfaas.serve.config import DeployConfig, ModelSection, NodeSection
+from prfaas.transport.ports import free_ports
 
 VLLM_PORT_BASE = 8100  # on the sites (fresh namespaces: fixed ports); vLLM's OpenAI server of node i
 TELEMETRY_PORT_BASE = 9300
@@ -95,7 +96,7 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
     checkpoint = default_checkpoint(venv, log)
     secret = _write_secret(run_dir / "secrets")
     n = len(cfg.nodes)
-    loopback = free_ports(4 * n) if sites is None else []
+    loopback = free_ports("127.0.0.1", 4 * n) if sites is None else []
     specs = []
     for i, node in enumerate(cfg.nodes):
         site = _site_of(node, sites)

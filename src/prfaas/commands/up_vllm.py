@@ -18,9 +18,10 @@ from pathlib import Path
 import msgspec
 
 from prfaas.integrations.vllm import venv as vllm_venv
-from prfaas.integrations.vllm.harness import VllmServers, free_ports
+from prfaas.integrations.vllm.harness import VllmServers
 from prfaas.integrations.vllm.launch import VllmServerSpec
 from prfaas.serve.config import DeployConfig, ModelSection, default_config, default_nodes
+from prfaas.transport.ports import free_ports
 
 DEFAULT_FAMILY = "qwen3-next"
 DEFAULT_CHECKPOINT = "qwen3-next-tiny-v1"
@@ -64,7 +65,7 @@ def start_default(run_dir: Path, gateway_port: int | None, log: Callable[[str], 
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_hex(32))
     nodes = default_nodes()
-    ports = free_ports(4 * len(nodes))
+    ports = free_ports("127.0.0.1", 4 * len(nodes))
     specs = [VllmServerSpec(model=str(checkpoint), port=ports[4 * i], kv_port=ports[4 * i + 1],
                             telemetry_port=ports[4 * i + 2], kv_events_port=ports[4 * i + 3], secret_file=secret,
                             node_name=node.name, max_model_len=4096, kv_cache_gib=1.0)

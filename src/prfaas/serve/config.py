@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
-import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +32,7 @@ from prfaas.policy.config import PolicyConfig
 from prfaas.policy.overrides import POLICY_SUBCONFIGS, PolicyOverrideError, apply_policy_overrides
 from prfaas.policy.registry import list_routers
 from prfaas.policy.types import PRFAAS_EGRESS_LINK_ID
+from prfaas.transport.ports import free_ports
 
 Pos = Annotated[float, Meta(gt=0)]
 NonNeg = Annotated[float, Meta(ge=0)]
@@ -453,26 +453,6 @@ def policy_config(cfg: DeployConfig, doc: TomlDoc | None = None) -> PolicyConfig
         return apply_policy_overrides(tables, cfg.policy.threshold_tokens)
     except PolicyOverrideError as exc:
         raise _err(doc, exc.key, str(exc)) from None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (there is a small race until the process binds it)."""
-    return free_ports(host, 1)[0]
-
-
-def free_ports(host: str, count: int) -> list[int]:
-    """`count` distinct ports the OS says are free now: every socket is held until all are chosen (ports taken
-    one at a time can repeat: the OS may hand out a port again once its probe socket is closed)."""
-    held: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(sock)
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in held]
-    finally:
-        for sock in held:
-            sock.close()
 
 
 def resolve_ports(cfg: DeployConfig) -> DeployConfig:

@@ -27,20 +27,6 @@ class ServerFailed(RuntimeError):
     pass
 
 
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
 def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data, {"Content-Type": "application/json"} if data else {})
@@ -69,6 +55,23 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+ERROR_MARKERS = ("Error", "Exception", "error:", "Killed", "Traceback")
+MAX_ERROR_LINES = 20
+
+
+def failure_report(log_lines: Sequence[str], tail_lines: int = 30) -> str:
+    """The distinct lines of a server log that name an error (first `MAX_ERROR_LINES`), then its last lines."""
+    errors: list[str] = []
+    for line in log_lines:
+        text = line.strip()
+        if any(marker in text for marker in ERROR_MARKERS) and text not in errors:
+            errors.append(text)
+            if len(errors) == MAX_ERROR_LINES:
+                break
+    head = ["error lines:", *errors, "log tail:"] if errors else []
+    return "\n".join([*head, *log_lines[-tail_lines:]])
 
 
 class VllmServers:
@@ -113,7 +116,7 @@ class VllmServers:
             for port in list(pending):
                 proc = self.procs[port]
                 if proc.poll() is not None:
-                    raise ServerFailed(f"vLLM on port {port} exited ({proc.returncode}): {self.tail(port)}")
+                    raise ServerFailed(f"vLLM on port {port} exited ({proc.returncode}): {self.failure(port)}")
                 try:
                     with self.inside(self._spec(port)):
                         urllib.request.urlopen(f"{self.url(port)}/health", timeout=2)
@@ -127,10 +130,18 @@ class VllmServers:
         return time.monotonic() - started
 
     def tail(self, port: int, lines: int = 30) -> str:
+        return "\n".join(self._log_lines(port)[-lines:])
+
+    def failure(self, port: int, lines: int = 30) -> str:
+        """Why a server exited: the log's error lines (the root cause is often far above the tail: an engine core
+        process logs it before the API server's own traceback), then its tail."""
+        return failure_report(self._log_lines(port), lines)
+
+    def _log_lines(self, port: int) -> list[str]:
         path = self.logs.get(port)
         if path is None or not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            return []
+        return path.read_text(errors="replace").splitlines()
 
     def complete(self, port: int, body: dict[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
         body = {"model": self.model_of(port), "temperature": 0, "return_token_ids": True, **body}
