@@ -34,6 +34,7 @@ from prfaas.core.topology import SiteTopology
 from prfaas.policy.site_registry import list_site_selectors
 
 Log = Callable[[str], None]
+VLLM_READY_TIMEOUT_S = 600.0  # adapters and gateways, once the servers answer (they wait for no model load)
 
 
 @dataclass(slots=True)
@@ -97,6 +98,18 @@ def run_with_prediction(topology: SiteTopology, spec: SitesRunSpec, out_dir: Pat
     doc = {"regions": [dataclasses.asdict(r) for r in bare]}
     (out_dir / "report-without-path.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return SitesOutcome(spec, result, probe, with_path, without_path, reports, bare)
+
+
+def run_live(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path,
+             log: Log = print) -> tuple[SitesRunResult, list[RegionReport]]:
+    """One deployment and its load, live numbers only (engine vllm: the simulator has no profile of the CPU
+    servers, so nothing is predicted); written to `out_dir` as `run_with_prediction` writes it."""
+    with sites_deployment(topology, spec, out_dir / "deploy", ready_timeout_s=VLLM_READY_TIMEOUT_S, log=log) as dep:
+        log(describe(dep.sites))
+        result = run_regions(dep)
+    reports = region_reports(result)
+    write_sites_run(result, reports, out_dir)
+    return result, reports
 
 
 def compare_selectors(topology: SiteTopology, spec: SitesRunSpec, selectors: Sequence[str], out_dir: Path,

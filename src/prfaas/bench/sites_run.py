@@ -14,6 +14,9 @@ region's namespace, against its own gateway. Faults (mid-run, at `fault_at_s`): 
 of one PrfaaS cluster; `link-degraded` divides one link's cap by 10; `burst` multiplies one region's arrival rate
 by `burst_factor` over [fault_at_s, fault_at_s + burst_s) (extra requests in its workload, `bench.sites_burst`:
 every other request, and every other region's, is the no-burst run's). Everything is torn down on any exit.
+`engine = "vllm"` (`--engine vllm`): one vLLM server per node in the node's cluster namespace (`bench.vllm_nodes`,
+tiny Qwen3-Next on this CPU, prompts scaled to its 4,096-token context), the nodes adapters of them; the PrfaaS
+servers' connectors stream the state over the capped veths to the PD-D servers of any region.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,10 @@ KV_PORT_BASE = 9200
 PAPER_THRESHOLD_TOKENS = 19400
 
 
+ENGINES = ("emulated", "vllm")
+VLLM_THRESHOLD_TOKENS = 256  # engine vllm: the tiny checkpoint's context is 4,096 tokens (bench.vllm_nodes)
+
+
 class SitesFault(enum.Enum):
     SITE_LOST = "site-lost"
     LINK_DEGRADED = "link-degraded"
@@ -100,8 +107,11 @@ class SitesRunSpec:
     request_timeout_s: float = 300.0
     tls: bool = False
     prefill_preemption: bool = True  # the nodes' [policy] prefill_preemption (serve.worker); the prediction's too
+    engine: str = "emulated"  # "emulated" (serve.emulated_backend) or "vllm": one vLLM server per node (adapters)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.requests_per_region < 1 or not self.load > 0 or self.max_nodes_per_cluster < 1:
             raise ConfigError("need requests_per_region >= 1, load > 0 and max_nodes_per_cluster >= 1")
         if not self.time_scale > 0 or self.state_scale < 1 or (self.scale is not None and not self.scale > 0):
@@ -170,10 +180,14 @@ def sites_config(topology: SiteTopology, sites: MultiSites, spec: SitesRunSpec) 
 class SitesLauncher(Launcher):
     """Every process in its cluster's namespace; one gateway per region (`gateway-<region>`)."""
 
-    def __init__(self, cfg: DeployConfig, run_dir: Path, sites: MultiSites) -> None:
+    def __init__(self, cfg: DeployConfig, run_dir: Path, sites: MultiSites,
+                 spare_sessions: set[int] | None = None) -> None:
+        """`spare_sessions`: session ids the namespace sweep at `stop` leaves alone (vLLM servers, stopped by
+        their own harness afterwards)."""
         env = {"PYTHONPATH": os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
         super().__init__(cfg, run_dir, env=env)
         self.sites = sites
+        self.spare_sessions = set(spare_sessions or ())
         self.ns_of = {f"gateway-{r}": sites.namespace(r) for r in served_regions(cfg)}
         self.ns_of.update({n.name: sites.namespace(n.site or "") for n in cfg.nodes})
 
@@ -245,7 +259,8 @@ class SitesLauncher(Launcher):
         for ns in self.sites.info.namespace.values():  # what a killed wrapper may have left behind
             for pid in pids_in(ns):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    if os.getsid(pid) not in self.spare_sessions:
+                        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(slots=True)
@@ -258,14 +273,22 @@ class SitesDeployment:
 
 @contextlib.contextmanager
 def sites_deployment(topology: SiteTopology, spec: SitesRunSpec, run_dir: Path,
-                     ready_timeout_s: float = 180.0) -> Iterator[SitesDeployment]:
-    """The namespaces and links, then every process; ready; all torn down on any exit (SIGTERM included)."""
+                     ready_timeout_s: float = 180.0, log: Callable[[str], None] = print) -> Iterator[SitesDeployment]:
+    """The namespaces and links, then every process; ready; all torn down on any exit (SIGTERM included).
+    Engine vllm: one vLLM server per node first, in the node's cluster namespace (`bench.vllm_nodes`), and the
+    nodes are adapters of them; on exit the gateways and adapters stop, then the servers, then the sites."""
     if not topology.pd or not topology.prfaas:
         raise ConfigError("bench sites run needs at least one PrfaaS cluster and one PD region")
     run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         sites = stack.enter_context(many_sites(topology, MultiSitesSpec(scale=spec.link_scale)))
-        launcher = SitesLauncher(sites_config(topology, sites, spec), run_dir, sites)
+        cfg, spare = sites_config(topology, sites, spec), set[int]()
+        if spec.engine == "vllm":
+            from prfaas.bench.vllm_nodes import vllm_backends
+
+            backends = stack.enter_context(vllm_backends(cfg, sites, run_dir / "vllm", log))
+            cfg, spare = backends.cfg, backends.sessions
+        launcher = SitesLauncher(cfg, run_dir, sites, spare_sessions=spare)
         stack.callback(launcher.stop)
         launcher.start()
         launcher.wait_ready(ready_timeout_s)
@@ -296,8 +319,13 @@ def region_workload(topology: SiteTopology, spec: SitesRunSpec, index: int) -> t
     """Region `index`'s requests and Poisson rate (req/s live); a burst's extra requests if it is the target."""
     weight = topology.traffic_weights()[index]
     rate = max(weight, 1e-6) * spec.load / spec.time_scale
+    context = 131072 + spec.max_tokens + 2
+    if spec.engine == "vllm":
+        from prfaas.bench.vllm_nodes import MAX_MODEL_LEN
+
+        context = MAX_MODEL_LEN
     wl = WorkloadSpec(num_requests=spec.requests_per_region, rate_rps=rate, threshold_tokens=spec.threshold_tokens,
-                      length_factor=spec.length_factor, max_context_tokens=131072 + spec.max_tokens + 2,
+                      length_factor=spec.length_factor, max_context_tokens=context,
                       max_tokens=spec.max_tokens, seed=spec.seed * 1000 + index)
     requests = build_requests(wl, salt=index + 1)
     if spec.fault is SitesFault.BURST and topology.pd_names[index] == (spec.fault_target or topology.pd_names[0]):

@@ -25,6 +25,7 @@ import msgspec
 
 from prfaas.bench.netns import entered
 from prfaas.bench.sites import Sites
+from prfaas.bench.sites_multi import MultiSites
 from prfaas.core.lifecycle import ClusterKind
 from prfaas.integrations.vllm.harness import VllmServers
 from prfaas.integrations.vllm.launch import VllmServerSpec
@@ -46,9 +47,13 @@ class VllmBackends:
     sessions: set[int]
 
 
-def _site_of(node: NodeSection, sites: Sites | None) -> str | None:
+def _namespace_of(node: NodeSection, sites: Sites | MultiSites | None) -> str | None:
+    """The network namespace a node's server runs in: its cluster's (many sites), its side's (two sites), or
+    none (loopback)."""
     if sites is None:
         return None
+    if isinstance(sites, MultiSites):
+        return sites.namespace(node.site or "")
     info = sites.info
     return info.prfaas_ns if node.cluster is ClusterKind.PRFAAS else info.local_ns
 
@@ -84,11 +89,12 @@ def vllm_config(cfg: DeployConfig, checkpoint: str, specs: Sequence[VllmServerSp
 
 
 @contextlib.contextmanager
-def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
+def vllm_backends(cfg: DeployConfig, sites: Sites | MultiSites | None, run_dir: Path,
                   log: Callable[[str], None] = print, ready_timeout_s: float = READY_TIMEOUT_S,
                   ) -> Iterator[VllmBackends]:
-    """Start one vLLM server per node of `cfg` (placed: hosts are the sites' addresses, or loopback), wait until
-    all answer, yield the vLLM config; stop every server on exit (any exit)."""
+    """Start one vLLM server per node of `cfg` (placed: hosts are the sites' addresses, or loopback; `sites`: the
+    two sites of `bench run|compare|chaos` or the many of `bench sites`), wait until all answer, yield the vLLM
+    config; stop every server on exit (any exit)."""
     from prfaas.commands.up_vllm import default_checkpoint
     from prfaas.integrations.vllm import venv as vllm_venv
 
@@ -99,7 +105,7 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
     loopback = free_ports("127.0.0.1", 4 * n) if sites is None else []
     specs = []
     for i, node in enumerate(cfg.nodes):
-        site = _site_of(node, sites)
+        site = _namespace_of(node, sites)
         if site is None:
             port, kv_port, tport, eport = loopback[4 * i:4 * i + 4]
         else:  # fresh namespaces: fixed ports; kv_port is the placed one (the adapter itself does not listen on it)
@@ -109,8 +115,8 @@ def vllm_backends(cfg: DeployConfig, sites: Sites | None, run_dir: Path,
         specs.append(VllmServerSpec(model=str(checkpoint), port=port, kv_port=kv_port, telemetry_port=tport,
                                     kv_events_port=eport, secret_file=secret, node_name=node.name, host=host,
                                     kv_host=host, max_model_len=MAX_MODEL_LEN, kv_cache_gib=1.0,
-                                    exec_prefix=tuple(sites.exec_prefix(site)) if sites and site else ()))
-    ns_of = {spec.port: _site_of(node, sites) for spec, node in zip(specs, cfg.nodes, strict=True)}
+                                    exec_prefix=("ip", "netns", "exec", site) if site else ()))
+    ns_of = {spec.port: _namespace_of(node, sites) for spec, node in zip(specs, cfg.nodes, strict=True)}
 
     def inside(spec: VllmServerSpec) -> contextlib.AbstractContextManager[None]:
         ns = ns_of[spec.port]

@@ -128,7 +128,8 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   requests: Annotated[int, typer.Option(help="Requests per region.")] = 20,
                   load: Annotated[float, typer.Option(help="Region j offers traffic_rps_j x load (paper req/s).")]
                   = 0.5,
-                  threshold: Annotated[int, typer.Option(help="Offload threshold (tokens).")] = 19400,
+                  threshold: Annotated[int | None, typer.Option(
+                      help="Offload threshold (tokens; default 19,400, engine vllm 256).")] = None,
                   max_tokens: MaxTokens = 8,
                   time_scale: Annotated[float, typer.Option(help="k_t (docs/emulated.md).")] = 0.25,
                   state_scale: Annotated[float, typer.Option(help="k_b.")] = 512.0,
@@ -149,10 +150,14 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
                   preemption: Annotated[bool, typer.Option(
                       "--preemption/--no-preemption", help="PrfaaS nodes pause a prefill at a safe point for another "
                                                            "region's turn; the prediction too.")] = True,
+                  engine: Annotated[str, typer.Option(
+                      help="emulated (accelerator timings, the simulator's prediction beside) or vllm (one vLLM "
+                           "server per node, tiny Qwen3-Next on this CPU; prompts scaled to its 4,096-token "
+                           "context, live numbers only).")] = "emulated",
                   seed: Seed = 0, out: Out = None) -> None:
-    from prfaas.bench.sites_compare import run_with_prediction
+    from prfaas.bench.sites_compare import run_live, run_with_prediction
     from prfaas.bench.sites_report import format_reports
-    from prfaas.bench.sites_run import SitesFault, SitesRunSpec
+    from prfaas.bench.sites_run import PAPER_THRESHOLD_TOKENS, VLLM_THRESHOLD_TOKENS, SitesFault, SitesRunSpec
     from prfaas.planner.multi_build import load_topology
 
     try:
@@ -166,14 +171,27 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
         from prfaas.bench.sites_compare import burst_target
 
         burst_target(topo, fault_target)
+    if threshold is None:
+        threshold = VLLM_THRESHOLD_TOKENS if engine == "vllm" else PAPER_THRESHOLD_TOKENS
+    length_factor = threshold / PAPER_THRESHOLD_TOKENS if engine == "vllm" else 1.0  # the paper's lengths, scaled
     spec = SitesRunSpec(requests_per_region=requests, load=load, threshold_tokens=threshold, max_tokens=max_tokens,
-                        time_scale=time_scale, state_scale=state_scale, scale=scale,
+                        length_factor=length_factor, time_scale=time_scale, state_scale=state_scale, scale=scale,
                         max_nodes_per_cluster=nodes_per_cluster, site_selector=selector, seed=seed, fault=chosen,
                         fault_at_s=fault_at_s, fault_target=fault_target, burst_factor=burst_factor,
-                        burst_s=burst_s, prefill_preemption=preemption)
+                        burst_s=burst_s, prefill_preemption=preemption, engine=engine)
     out_dir = _out(out, "sites")
     typer.echo(f"{len(topo.prfaas)} PrfaaS clusters, {len(topo.pd)} PD regions, {len(topo.links)} links; "
-               f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}")
+               f"links emulated at {spec.link_scale * 1000:g} Mbit/s per paper Gbps; selector {selector}; "
+               f"engine {engine}")
+    if engine == "vllm":
+        typer.echo(f"engine vllm: one vLLM server per node, threshold {threshold} tokens, prompt lengths x "
+                   f"{length_factor:.4f}; no prediction (the simulator has no profile of these CPU servers)")
+        result, reports = run_live(topo, spec, out_dir, log=typer.echo)
+        typer.echo(format_reports(reports, result))
+        typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")
+        if any(r.lost for r in reports):
+            raise typer.Exit(1)
+        return
     outcome = run_with_prediction(topo, spec, out_dir, probes, log=typer.echo)
     typer.echo(format_reports(outcome.reports, outcome.result))
     typer.echo(f"wrote {out_dir}/report.json (sim with the probed request path), report-without-path.json, "
