@@ -258,3 +258,57 @@ def test_the_preemption_flag_reaches_the_nodes_and_the_prediction(tmp_path: Path
                                                        *args[1:], "--out", str(tmp_path / "out")])
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "captured", result.output
     assert seen == [expected]
+
+
+def test_an_unknown_engine_fails_before_anything_starts(tmp_path: Path) -> None:
+    from prfaas.cli import build_app
+
+    topo = tmp_path / "topo.toml"
+    topo.write_text(TWO_REGIONS_TOML, encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", "run", "--topology", str(topo),
+                                                       "--engine", "sglang", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "engine must be one of emulated, vllm" in result.output + str(result.exception)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "threshold", "factor"), [
+    ([], 256, 256 / 19400),                      # the tiny checkpoint's scale by default
+    (["--threshold", "512"], 512, 512 / 19400),  # lengths scaled with the threshold given
+])
+def test_engine_vllm_runs_live_only_with_prompts_that_fit_the_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], threshold: int, factor: float) -> None:
+    """`--engine vllm` goes to `run_live` (no prediction: no profile of the CPU servers) with the threshold and the
+    length factor scaled to the tiny checkpoint, and every region's prompts fit its 4,096-token context."""
+    import prfaas.bench.sites_compare as compare_module
+    from prfaas.bench.vllm_nodes import MAX_MODEL_LEN
+    from prfaas.cli import build_app
+
+    seen: list[SitesRunSpec] = []
+
+    def capture(topology: Any, spec: Any, *rest: Any, **kwargs: Any) -> Any:
+        seen.append(spec)
+        raise RuntimeError("captured")
+
+    def never(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("engine vllm must not predict")
+
+    monkeypatch.setattr(compare_module, "run_live", capture)
+    monkeypatch.setattr(compare_module, "run_with_prediction", never)
+    topo = tmp_path / "topo.toml"
+    topo.write_text(TWO_REGIONS_TOML, encoding="utf-8")
+    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", "run", "--topology", str(topo),
+                                                       "--engine", "vllm", "--requests", "200", *args,
+                                                       "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "captured", result.output
+    (spec,) = seen
+    assert spec.engine == "vllm" and spec.threshold_tokens == threshold and spec.length_factor == factor
+    for index in range(2):
+        requests, _rate = region_workload(TOPOLOGY, spec, index)
+        lengths = [len(r.prompt_tokens) for r in requests]
+        assert max(lengths) + spec.max_tokens < MAX_MODEL_LEN
+        above = sum(n > threshold for n in lengths) / len(lengths)  # both routes are exercised
+        assert 0.2 < above < 0.8, above
+    emulated, _ = region_workload(TOPOLOGY, SitesRunSpec(requests_per_region=200), 0)
+    assert max(len(r.prompt_tokens) for r in emulated) > MAX_MODEL_LEN  # the emulated engine keeps paper lengths
