@@ -191,6 +191,53 @@ def test_without_preemption_or_for_a_late_turn_or_without_a_backlog_the_running_
             assert w.events == ["a0+", "a0-", "b0+", "b0-"] and w.worker.preemptions_total == 0, w.events
 
 
+def test_our_torch_engine_runs_another_regions_prefill_between_two_layers() -> None:
+    """The torch backend's safe points (engine.prefill): a PrfaaS node on our own engine pauses a running prefill
+    between two layers for another region's turn; both prefills give what they give alone."""
+    from prfaas.serve.torch_backend import TorchBackend
+
+    model = msgspec.structs.replace(default_config().model, num_layers=4, hidden_size=128)
+    backend = TorchBackend.load(model)
+    sampling = SamplingMsg(max_tokens=1)
+    long_prompt, short_prompt = list(range(3, 203)), list(range(7, 47))
+    alone = {name: backend.prefill(f"{name}-alone", tokens, sampling, None).first_token
+             for name, tokens in (("a0", long_prompt), ("b0", short_prompt))}
+    worker = ModelWorker(backend, max_batch=4, on_events=lambda _events: None)
+    assert backend.preempt_point == worker.preempt_point  # the worker wires the engine's safe points
+    order: list[str] = []
+    layers_a0: list[int] = []
+    queued: dict[str, Any] = {}
+
+    def prefill(name: str, tokens: list[int]) -> Any:
+        def job() -> int:
+            order.append(f"{name}+")
+
+            def on_layer(index: int, _views: Any) -> None:
+                if name != "a0":
+                    return
+                layers_a0.append(index)
+                if len(layers_a0) == 1:  # a0 is in its first layer: the others queue now
+                    queued["a1"] = worker.submit(prefill("a1", short_prompt), region="ra", cost_s=2.0)
+                    queued["b0"] = worker.submit(prefill("b0", short_prompt), region="rb", cost_s=1.0)
+
+            out = backend.prefill(name, tokens, sampling, on_layer)
+            order.append(f"{name}-")
+            return out.first_token
+
+        return job
+
+    worker.start()
+    try:
+        a0 = worker.submit(prefill("a0", long_prompt), region="ra", cost_s=10.0)
+        assert a0.result(ANTI_HANG_S) == alone["a0"]
+        assert queued["b0"].result(ANTI_HANG_S) == alone["b0"] and queued["a1"].result(ANTI_HANG_S) == alone["b0"]
+    finally:
+        worker.stop()
+    assert order == ["a0+", "b0+", "b0-", "a0-", "a1+", "a1-"], order
+    assert worker.preemptions_total == 1
+    assert layers_a0 == sorted(set(layers_a0)) and len(layers_a0) == 4  # each of a0's layers once, in order
+
+
 def test_the_emulated_prefill_moves_its_remaining_layers_by_the_pause() -> None:
     cfg = default_config()
     now = [0.0]

@@ -12,6 +12,13 @@ during the last forward. Only the last position's logits are computed (`logits_t
 sliding-window parts there (full-attention KV up to the boundary is a prefix of the final KV); the prefix cache
 pool keeps such snapshots so later prompts can resume at the boundary.
 
+Safe points: with `safe_point` set (the node's worker sets it through `TorchBackend.preempt_point`), the last
+forward calls it after each layer but the last, once that layer's part is handed to `on_layer_done`. It may run
+another prefill on this engine to its end right there (nested; a preemption at a safe point, `serve.worker`):
+each forward's hooks act only while their forward is the innermost one, so a nested prefill neither reports its
+layers to the outer one's callback nor is disturbed by it, and the outer forward resumes at its next layer with
+its own cache untouched.
+
 Bad input raises `EngineError`s before any compute: empty prompt, prompt beyond the context, token ids outside
 the vocabulary, a prefix whose layout does not match this model.
 """
@@ -57,10 +64,13 @@ def validate_tokens(tokens: Sequence[int], loaded: LoadedModel) -> None:
 
 
 class PrefillEngine:
-    """Runs prefills for one loaded model. Stateless between calls; not thread-safe (one forward at a time)."""
+    """Runs prefills for one loaded model. Stateless between calls; not thread-safe (one thread; forwards nest only
+    through `safe_point`)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
+        self.safe_point: Callable[[], float] | None = None  # called between layers of a prefill (module doc)
+        self._active: list[Callable[[int], None] | None] = []  # the collectors of the forwards running, innermost last
 
     def prefill(
         self,
@@ -121,6 +131,7 @@ class PrefillEngine:
         if start > 0:
             masks = continuation_masks(loaded.layer_types, loaded.geometries, [start], start, len(tokens),
                                        loaded.sliding_window, loaded.dtype, device)
+        self._active.append(collector)
         handles = self._register_hooks(collector) if collector is not None else []
         try:
             with torch.inference_mode():
@@ -129,13 +140,25 @@ class PrefillEngine:
         finally:
             for handle in handles:
                 handle.remove()
+            self._active.pop()
         return out.logits[0, -1]  # [V]
 
     def _register_hooks(self, collector: Callable[[int], None]) -> list[Any]:
-        def make_hook(index: int) -> Callable[..., None]:
-            return lambda _module, _inputs, _output: collector(index)
+        active = self._active
+        layers = self.loaded.decoder_layers()
+        last = len(layers) - 1
 
-        return [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(self.loaded.decoder_layers())]
+        def make_hook(index: int) -> Callable[..., None]:
+            def hook(_module: Any, _inputs: Any, _output: Any) -> None:
+                if active[-1] is not collector:  # a forward nested at our safe point runs this layer
+                    return
+                collector(index)
+                if index < last and self.safe_point is not None:
+                    self.safe_point()
+
+            return hook
+
+        return [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
 
     def _collector(
         self, cache: Any, num_tokens: int, parts: dict[int, LayerPart], on_layer_done: LayerDoneCallback | None

@@ -7,7 +7,7 @@ Only the node's model thread calls it (STYLE.md: the engine is single-threaded).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prfaas.core.state_layout import StateLayout
@@ -58,6 +58,16 @@ class TorchBackend:
         self._decoder = DecodeWorker(loaded, max_batch_size=max_batch_size, detokenize=detokenize)
         self._held_hex: frozenset[str] = frozenset()
         self._held_ints: frozenset[int] = frozenset()
+
+    @property
+    def preempt_point(self) -> Callable[[], float] | None:
+        """Set by the node's worker: called between layers of a prefill (`engine.prefill`, safe points); it may run
+        another region's queued prefill to its end there, nested."""
+        return self._engine.safe_point
+
+    @preempt_point.setter
+    def preempt_point(self, point: Callable[[], float] | None) -> None:
+        self._engine.safe_point = point
 
     @classmethod
     def load(cls, model: ModelSection) -> TorchBackend:

@@ -19,8 +19,9 @@ virtual time (before queued work that is behind it in the fair order). Jobs and 
 long prefill delays the running batch by at most one prefill. The asyncio loop never waits on this thread: it
 wraps the futures. `busy_s_total` is the time spent in jobs and steps (utilisation for the rebalancer).
 
-Preemption (`preempt=True`, the default): a backend with safe points inside its prefill (the emulated engine:
-between layers) calls `preempt_point()` there. When the fair order says the first queued job's turn comes before
+Preemption (`preempt=True`, the default): a backend with safe points inside its prefill (the emulated engine and
+our torch engine: between layers; a vLLM node's prefill is one call to its server, with none) calls
+`preempt_point()` there. When the fair order says the first queued job's turn comes before
 the running job ends, it is of another region and that region is the lighter user of this node (less backlogged,
 or far less recent use; `FairQueue.preempts`), that job runs to its end right there,
 nested (itself pausable), and then the paused job goes on; `preempt_point` returns the seconds it was paused so
