@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiohttp import web
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.serve.attempts import PrefillCancelled
 from prfaas.serve.backend import StubBackend
-from prfaas.serve.config import default_config, load_config
+from prfaas.serve.config import EngineKind, default_config, load_config
 from prfaas.serve.control import ControlPlane
 from prfaas.serve.driver import ForcedRoute, GenerationJob, RequestDriver
 from prfaas.serve.emulated_backend import make_emulated_backend
@@ -343,16 +344,48 @@ def test_prefill_cost_is_the_emulated_engines_seconds_else_proportional_to_token
 
 def test_a_region_gateway_stamps_its_region_on_the_prefill() -> None:
     regions = asyncio.run(_regions_sent("ra")), asyncio.run(_regions_sent(None))
-    assert regions == (["ra"], [None])
+    assert regions == ([("ra", 1.0)], [(None, 1.0)])  # no topology: no meter, the neutral ratio
 
 
-async def _regions_sent(region: str | None) -> list[str | None]:
-    """Drive one request through a gateway (region `region`) against a scripted node; the prefills' regions."""
-    seen: list[str | None] = []
+def test_a_region_gateway_stamps_its_offered_load_and_the_node_queue_takes_it() -> None:
+    from prfaas.policy.region_load import RegionLoadMeter
+
+    meter = RegionLoadMeter(expected_rps=2.0, window_s=4.0)
+    now_s = time.monotonic()  # the gateway's clock
+    meter.observe(now_s - 10.0)  # an old arrival: the window is full (and this one out of it)
+    for k in range(20):  # 20 arrivals in the last 4 s at an expected 2 req/s, then the request itself: 21 / 8
+        meter.observe(now_s - 3.9 + k * 0.19)
+    ((region, load),) = asyncio.run(_regions_sent("ra", meter))
+    assert region == "ra" and 2.5 < load <= 21 / 8
+    worker = ModelWorker(StubBackend(), max_batch=4, on_events=lambda _events: None)
+    worker.submit(lambda: None, region="ra", cost_s=1.0, load=load)
+    assert worker._jobs._load == {"ra": load}  # what FairQueue.preempts compares
+
+
+def test_the_gateway_meter_counts_its_region_against_its_weight_in_the_deployments_time(tmp_path: Path) -> None:
+    from prfaas.policy.region_load import LOAD_WINDOW_S
+    from prfaas.serve.prefill_order import region_load_meter
+
+    assert region_load_meter(default_config()) is None  # no topology
+    cfg = _topology_config(tmp_path, "traffic_rps = 3.0", "traffic_rps = 1.5")
+    eu = msgspec.structs.replace(cfg, gateway=msgspec.structs.replace(cfg.gateway, region="rb"))
+    meter = region_load_meter(eu)
+    assert meter is not None and meter.expected_rps == 1.5 and meter.window_s == LOAD_WINDOW_S
+    emulated = msgspec.structs.replace(eu, model=msgspec.structs.replace(
+        eu.model, engine=EngineKind.EMULATED, emulated=msgspec.structs.replace(eu.model.emulated, time_scale=0.25)))
+    assert region_load_meter(emulated).window_s == LOAD_WINDOW_S * 0.25  # type: ignore[union-attr]
+    other = msgspec.structs.replace(cfg, gateway=msgspec.structs.replace(cfg.gateway, region="nowhere"))
+    assert region_load_meter(other) is None
+
+
+async def _regions_sent(region: str | None, meter: Any = None) -> list[tuple[str | None, float]]:
+    """Drive one request through a gateway (region `region`; `meter`: its offered-load meter) against a scripted
+    node; the prefills' regions and offered-load ratios."""
+    seen: list[tuple[str | None, float]] = []
 
     async def prefill(request: web.Request) -> web.Response:
         msg = decode(await request.read(), PrefillRequest)
-        seen.append(msg.region)
+        seen.append((msg.region, msg.region_load))
         return web.Response(body=encode(PrefillReply(request_id=msg.request_id, first_token=3, num_prompt_tokens=20,
                                                      num_cached_tokens=0, queue_s=0.0, prefill_s=0.0,
                                                      transfer_bytes=0, transfer_s=None)))
@@ -378,7 +411,10 @@ async def _regions_sent(region: str | None) -> list[str | None]:
     try:
         async with aiohttp.ClientSession() as session:
             job = GenerationJob(1, tuple(range(10, 30)), SamplingMsg(max_tokens=2), ForcedRoute.LOCAL)
-            async for _delta in RequestDriver(control, session).generate(job):
+            driver = RequestDriver(control, session)
+            if meter is not None:
+                driver.region_load = meter
+            async for _delta in driver.generate(job):
                 pass
     finally:
         await runner.cleanup()

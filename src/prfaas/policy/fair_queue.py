@@ -31,6 +31,11 @@ this job, below the running region's; or
 (4) its region *used this server far less recently*: over the last `RECENT_JOBS` started jobs, its seconds per
 unit weight times `SHARE_MARGIN` are below the running region's (the running job itself not counted).
 The server then runs that job to its end (itself pausable) and resumes the paused one.
+Before (2)-(4), the regions' offered-load ratios (`set_load`, stamped by the region gateways or the simulator's
+meters, `policy.region_load`) may decide: a queued region pushing `BURST_RATIO` times harder than the running
+job's region (relative to their shares) never preempts it, and one pushing that much less always does (a node's
+local view cannot tell a burst spread over every site from a region that merely used this node more before).
+Regions without a ratio count as `NEUTRAL_RATIO`, so without stamps the rule is (1)-(4) as above.
 
 Why (3) and (4): with (1) and (2) alone every arrival of an idle region preempts (it enters at v, below any
 running finish), so two calm regions pause each other's long prefills all the time (y's P90 +15% in the
@@ -53,6 +58,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
+from prfaas.policy.region_load import NEUTRAL_RATIO, burst_order
+
 T = TypeVar("T")
 MAX_NESTED_JOBS = 8  # jobs stacked by preemption at once (the running one and those it paused)
 RECENT_JOBS = 32  # started jobs over which a region's recent use of the server is measured (preempts)
@@ -74,6 +81,7 @@ class FairQueue(Generic[T]):
         self._queued_s: dict[str, float] = {}
         self._recent: deque[tuple[str, float]] = deque()  # (region, cost_s) of the last RECENT_JOBS started jobs
         self._recent_s: dict[str, float] = {}  # their cost per region
+        self._load: dict[str, float] = {}  # each region's latest offered-load ratio (set_load)
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -103,6 +111,12 @@ class FairQueue(Generic[T]):
             self._recent_s[old_region] = max(self._recent_s[old_region] - old_cost_s, 0.0)
         return item, region, start, cost_s
 
+    def set_load(self, region: str, ratio: float) -> None:
+        """`region`'s offered-load ratio now (`policy.region_load`): what its latest job was stamped with."""
+        if not ratio >= 0:
+            raise ValueError(f"load ratio must be >= 0, got {ratio}")
+        self._load[region] = ratio
+
     def finish_tag(self, region: str, start: float, cost_s: float) -> float:
         """The virtual finish of a job of `region` that started at tag `start` and costs `cost_s`."""
         return start + cost_s / self.weights.get(region, self.default_weight)
@@ -114,9 +128,14 @@ class FairQueue(Generic[T]):
         if not self._heap or not running:
             return False
         start, _, region, cost_s, _ = self._heap[0]
-        if region in running or start >= finish_tag:
+        if region in running:
             return False
         top = running[-1]
+        by_load = burst_order(self._load.get(region, NEUTRAL_RATIO), self._load.get(top, NEUTRAL_RATIO))
+        if by_load is not None:
+            return by_load
+        if start >= finish_tag:
+            return False
         if self._backlog(region) - cost_s / self._weight(region) < self._backlog(top):
             return True
         return SHARE_MARGIN * self._recent_use(region) < self._recent_use(top) - running_cost_s / self._weight(top)

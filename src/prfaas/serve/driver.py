@@ -29,6 +29,7 @@ import msgspec
 from prfaas.core.blocks import block_hash_chain
 from prfaas.core.lifecycle import ClusterKind
 from prfaas.policy.failures import decide_failure
+from prfaas.policy.region_load import NEUTRAL_RATIO
 from prfaas.policy.routers.base import RouterBase
 from prfaas.policy.types import (
     BLOCK_TOKENS,
@@ -57,6 +58,7 @@ from prfaas.serve.messages import (
     decode,
     encode,
 )
+from prfaas.serve.prefill_order import region_load_meter
 
 _log = logging.getLogger(__name__)
 
@@ -146,6 +148,7 @@ class RequestDriver:
         self.session = session
         self.cfg = control.cfg
         self.admission = admission
+        self.region_load = region_load_meter(self.cfg)  # a region gateway's offered load (PrefillRequest.region_load)
 
     async def generate(self, job: GenerationJob) -> AsyncIterator[TokenDelta]:
         """The request's deltas. Cancelled (its client went away, its deadline passed, an abort), it sends `/abort`
@@ -166,6 +169,8 @@ class RequestDriver:
         forced = job.forced
         attempt = 0
         admitted_s = time.monotonic()
+        if self.region_load is not None:
+            self.region_load.observe(admitted_s)
         while True:
             router = self.control.router
             plan = await self._route(router, job, len(job.prompt_tokens) + len(generated), forced)
@@ -294,7 +299,9 @@ class RequestDriver:
                               cached_tokens=min(held, len(prompt)))
         msg = PrefillRequest(request_id=rid, token_ids=prompt, sampling=sampling, decode_target=target,
                              route=plan.reason.value, debug_stall_s=stall_s, start_within_s=start_within_s,
-                             region=self.cfg.gateway.region)
+                             region=self.cfg.gateway.region,
+                             region_load=NEUTRAL_RATIO if self.region_load is None
+                             else self.region_load.ratio(time.monotonic()))
         prefill_node.gateway_prefills += 1
         prefill_node.gateway_prefill_tokens += plan.uncached_tokens
         inbound = decode_node is not prefill_node

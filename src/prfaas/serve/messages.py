@@ -110,6 +110,9 @@ class PrefillRequest(Message, frozen=True, kw_only=True, tag="prefill"):
     # the PD region of the gateway that sent it (`[topology]` deployments): the node starts its queued prefills in
     # weighted fair order across regions (`serve.worker`); None (one gateway, no topology): FIFO
     region: str | None = None
+    # that region's offered-load ratio now (`policy.region_load`): the node's fair queue compares it with the running
+    # prefill's region's before pausing one for the other; 1.0 (neutral) without a topology
+    region_load: float = 1.0
 
 
 class PrefillReply(Message, frozen=True, kw_only=True, tag="prefill_reply"):

@@ -263,7 +263,8 @@ class NodeServer(NodeCancellation):
             live.transfer = transfer
         started: list[float] = []
         live.job_future = self.worker.submit(self._prefill_job(msg, transfer, started, live), region=msg.region,
-                                             cost_s=prefill_cost_s(self.backend, len(msg.token_ids)))
+                                             cost_s=prefill_cost_s(self.backend, len(msg.token_ids)),
+                                             load=msg.region_load)
         try:
             output = await await_start(live.job_future, msg.start_within_s)
         except BackendInputError as exc:

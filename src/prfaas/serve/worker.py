@@ -100,11 +100,15 @@ class ModelWorker:
             self._cond.notify_all()
         self._thread.join(timeout_s)
 
-    def submit(self, job: Callable[[], T], region: str | None = None, cost_s: float = 0.0) -> Future[T]:
+    def submit(self, job: Callable[[], T], region: str | None = None, cost_s: float = 0.0,
+               load: float | None = None) -> Future[T]:
         """Queue `job` for the model thread. `region`: the PD region it serves (None: `NO_REGION`); `cost_s`: its
-        expected seconds on this thread (the fair order's cost; irrelevant while one region queues)."""
+        expected seconds on this thread (the fair order's cost; irrelevant while one region queues); `load`: the
+        region's offered-load ratio its gateway stamped (`FairQueue.set_load`; None: unchanged)."""
         future: Future[T] = Future()
         with self._cond:
+            if region is not None and load is not None:
+                self._jobs.set_load(region, load)
             self._jobs.push((job, future), NO_REGION if region is None else region, cost_s)
             self._cond.notify()
         return future

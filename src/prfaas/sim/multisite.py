@@ -45,6 +45,7 @@ from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import link_id
 from prfaas.policy.kv_index import cached_tokens_for
+from prfaas.policy.region_load import NEUTRAL_RATIO, RegionLoadMeter
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
 from prfaas.policy.types import (
     PRFAAS_EGRESS_LINK_ID,
@@ -167,6 +168,12 @@ class MultiSiteSimulator(Simulator):
                                 for s in topo.prfaas}
         self.site_of_request: dict[int, str] = {}
         self.site_reason_of_request: dict[int, SiteReason] = {}
+        # each region gateway's offered-load meter (policy.region_load), only where an instance may preempt; the
+        # ratio stamped on each offload at its routing, as the live gateway stamps PrefillRequest.region_load
+        self._region_loads = ({pd: RegionLoadMeter(w) for pd, w in zip(topo.pd_names, topo.traffic_weights(),
+                                                                       strict=True) if w > 0}
+                              if preempt_prefill and prefill_queue == "node" else {})
+        self._load_of_request: dict[int, float] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
         super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=self.site_kv,
@@ -340,6 +347,11 @@ class MultiSiteSimulator(Simulator):
     def _route(self, req: SimRequest, now_s: float) -> RoutePlan:
         rid = req.request_id
         region = self.region_of[rid]
+        meter = self._region_loads.get(region)
+        if meter is not None:
+            if req.attempt == 0:
+                meter.observe(now_s)
+            self._load_of_request[rid] = meter.ratio(now_s)
         router = self.routers[region]
         base = getattr(router, "threshold_tokens", None) or 0
         site, reason = self._choose_site(req, region, base, now_s)
@@ -373,6 +385,9 @@ class MultiSiteSimulator(Simulator):
     def _region_of_req(self, req: SimRequest) -> str:
         return self.region_of[req.request_id]
 
+    def _load_of_req(self, req: SimRequest) -> float:
+        return self._load_of_request.get(req.request_id, NEUTRAL_RATIO)
+
     def _site_cost_s(self, site: str) -> Callable[[SimRequest], float]:
         cost = self.site_deployment.prefill_model(site)
         return lambda r: cost.t_prefill_s(max(r.uncached_tokens, 1), r.cached_tokens)
@@ -382,7 +397,8 @@ class MultiSiteSimulator(Simulator):
         if node.prefill is not None and node.cluster is ClusterKind.PRFAAS and not self.site_queues:
             weights = self.selector.weights if self.selector is not None else None
             queue = FairPrefillQueue(self._region_of_req, self._site_cost_s(self.cluster_of_node[node.instance_id]),
-                                     weights, preempt=self.preempt_prefill)
+                                     weights, preempt=self.preempt_prefill,
+                                     load_of=self._load_of_req if self._region_loads else None)
             node.prefill.set_queue(queue, queue if self.preempt_prefill else None)
 
     # --- the cluster-level queue (prefill_queue = "cluster") -------------------------------------

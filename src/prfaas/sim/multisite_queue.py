@@ -74,19 +74,26 @@ class FairPrefillQueue:
     """A `PrefillServer.queue` (append / popleft / len / iter / clear) that starts work in `FairQueue` order;
     with `preempt`, also its `Preemption` (module docstring)."""
 
-    __slots__ = ("_items", "_started", "cost_s_of", "fair", "preempt", "region_of")
+    __slots__ = ("_items", "_started", "cost_s_of", "fair", "load_of", "preempt", "region_of")
 
     def __init__(self, region_of: Callable[[SimRequest], str], cost_s_of: Callable[[SimRequest], float],
-                 weights: Mapping[str, float] | None = None, *, preempt: bool = False) -> None:
+                 weights: Mapping[str, float] | None = None, *, preempt: bool = False,
+                 load_of: Callable[[SimRequest], float] | None = None) -> None:
+        """`load_of(req)`: the offered-load ratio its region gateway stamped on it (`FairQueue.set_load`, as the
+        live node does with `PrefillRequest.region_load`); None: none (every region neutral)."""
         self.fair: FairQueue[SimRequest] = FairQueue(_positive(weights))
         self.region_of = region_of
         self.cost_s_of = cost_s_of
+        self.load_of = load_of
         self.preempt = preempt
         self._items: dict[int, SimRequest] = {}
         self._started: dict[int, tuple[str, float, float]] = {}  # request id -> (region, virtual finish, cost s)
 
     def append(self, req: SimRequest) -> None:
-        self.fair.push(req, self.region_of(req), self.cost_s_of(req))
+        region = self.region_of(req)
+        if self.load_of is not None:
+            self.fair.set_load(region, self.load_of(req))
+        self.fair.push(req, region, self.cost_s_of(req))
         self._items[req.request_id] = req
 
     def popleft(self) -> SimRequest:
