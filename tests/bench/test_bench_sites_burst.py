@@ -113,6 +113,22 @@ def test_burst_report_judges_the_other_regions_offloads_against_the_bar(
     assert chaos_report(TOPOLOGY, base, {"burst": run}) == []  # the burst is judged here, not as a site fault
 
 
+def test_the_node_side_is_reported_beside_the_live_verdict_and_not_judged() -> None:
+    """Queue + prefill + transfer of the other region's offloads in the window, from the gateway log: here the
+    TTFT grew 50% (fail) while the node side did not move, so the time went into the request path."""
+    base, burst = _result(1.0, burst=False), _result(1.5, burst=True)
+    for result in (base, burst):
+        for row in result.regions["rb"].log:
+            row.update(queue_s=0.01, prefill_s=0.5 + 0.001 * row["id"], transfer_s=0.02 if row["id"] != 5 else None)
+    entry = burst_report(ChaosRun(base, _sim(1.0)), ChaosRun(burst, _sim(1.0)))
+    live = entry["regions"][1]["live"]
+    # window [2, 6): offloads rb 2 (id 3) and 4 (id 5, no transfer time: 0); P90 of two = the larger
+    assert live["node_p90_s"] == pytest.approx(0.01 + 0.503 + 0.02) == live["baseline_node_p90_s"]
+    assert live["node_change"] == pytest.approx(0.0) and live["verdict"] == "fail"
+    assert "node side (queue + prefill + transfer) P90 0.53 s vs 0.53 s: +0% (not judged)" in format_burst(entry)
+    assert "node_p90_s" not in entry["regions"][1]["sim"]
+
+
 def test_burst_report_counts_lost_and_refuses_other_runs() -> None:
     base = ChaosRun(_result(1.0, burst=False), _sim(1.0))
     res = _result(1.0, burst=True)

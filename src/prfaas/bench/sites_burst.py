@@ -12,6 +12,10 @@ The report judges the *other* regions (issue 14's fairness criterion): per regio
 requests sent in the window that were prefilled at a PrfaaS site, in the burst run and in the no-burst
 baseline (each run's own offloads), live and sim, and whether the burst run's stays within +20% of the
 baseline's (pass), plus where each region's window requests were prefilled, so that a shared site is visible.
+Beside the live verdict, a diagnostic that is not judged: the P90 of the same offloads' *node side* (queue + prefill
++ state transfer, from the gateway log: what the PrfaaS sites and their share policy decide), burst vs baseline.
+When the TTFT grows and the node side does not, the time went into the request path (gateway, decode, the load
+generator) of a small emulation host processing the burst, not into the shared site.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from prfaas.bench.records import RequestStatus
 from prfaas.bench.sites_compare_report import ChaosRun, Row, live_rows
 from prfaas.bench.sites_report import LOCAL
-from prfaas.bench.sites_run import SitesFault
+from prfaas.bench.sites_run import SitesFault, SitesRunResult
 from prfaas.bench.summary import nearest_rank
 from prfaas.bench.workload import BenchRequest, WorkloadSpec, build_requests
 
@@ -57,6 +61,24 @@ def offloaded_p90_s(rows: Sequence[Row], region: str, start_s: float, end_s: flo
     and how many there were."""
     ttfts = [t for _, _, place, t in _in_window(rows, region, start_s, end_s) if place != LOCAL and t is not None]
     return nearest_rank(ttfts, 0.9), len(ttfts)
+
+
+def node_side_p90_s(result: SitesRunResult, region: str, start_s: float, end_s: float) -> float | None:
+    """P90 of queue + prefill + transfer seconds (the gateway log's) of `region`'s completed offloads sent in
+    [start_s, end_s): the part of their TTFT spent at the PrfaaS site and on its link."""
+    run = result.regions.get(region)
+    if run is None:
+        return None
+    by_id = {int(row["id"]): row for row in run.log if "id" in row}
+    sides = []
+    for rec in run.records:
+        row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
+        if (row is None or row.get("route") != "prfaas" or rec.status is not RequestStatus.COMPLETED
+                or not start_s <= rec.send_s < end_s):
+            continue
+        sides.append(float(row.get("queue_s") or 0.0) + float(row.get("prefill_s") or 0.0)
+                     + float(row.get("transfer_s") or 0.0))
+    return nearest_rank(sides, 0.9)
 
 
 def places(rows: Sequence[Row], region: str, start_s: float, end_s: float) -> dict[str, int]:
@@ -104,8 +126,11 @@ def burst_report(baseline: ChaosRun, run: ChaosRun) -> dict[str, Any]:
                             "sim": {"places": places(run.sim_rows, region, start_s, end_s)},
                             "lost": _lost(run, region)})
             continue
+        live_side = _side(live, base_live, region, start_s, end_s)
+        node, base_node = (node_side_p90_s(r, region, start_s, end_s) for r in (res, baseline.result))
+        live_side.update(node_p90_s=node, baseline_node_p90_s=base_node, node_change=change(node, base_node))
         regions.append({"region": region, "burst": False,
-                        "live": _side(live, base_live, region, start_s, end_s),
+                        "live": live_side,
                         "sim": _side(run.sim_rows, baseline.sim_rows, region, start_s, end_s),
                         "lost": _lost(run, region)})
     lost = sum(r["lost"] for r in regions) + sum(_lost(baseline, r) for r in baseline.result.regions)
@@ -146,6 +171,9 @@ def format_burst(entry: Mapping[str, Any]) -> str:
                          f" vs {_f(s['baseline_offloaded_p90_s'])} s ({s['baseline_num_offloaded']}): "
                          f"{_pct(s['change'])} {s['verdict'].upper()}   prefilled at {_places(s['places'])} "
                          f"(baseline {_places(s['baseline_places'])})")
+            if "node_p90_s" in s:
+                lines.append(f"  {'':<8} {'':<4} node side (queue + prefill + transfer) P90 {_f(s['node_p90_s'])} s "
+                             f"vs {_f(s['baseline_node_p90_s'])} s: {_pct(s['node_change'])} (not judged)")
         lines.append(f"  {r['region']:<8} lost {r['lost']}")
     lines.append(f"  lost {e['lost']}" + ("" if e["lost"] == 0 else "  <-- requests lost"))
     return "\n".join(lines)
