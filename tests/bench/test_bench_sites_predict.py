@@ -175,3 +175,32 @@ def test_report_shows_sim_beside_live_with_the_error() -> None:
     assert "(sim " in text and "err " in text and " pp)" in text
     no_sim = format_reports(region_reports(live), live)
     assert "sim n/a" in no_sim
+
+
+def test_a_requests_path_residual_follows_it_across_runs_whose_merge_numbers_differ() -> None:
+    """The measured path's residual a simulated request gets is picked by its region and live index: a burst's
+    extra requests in one region renumber the merged requests, and the other region's requests must keep their
+    residuals, or the burst-vs-baseline comparison of that region measures the renumbering."""
+    import dataclasses
+
+    from prfaas.bench.paper_overhead import RequestOverhead
+
+    spec = _spec()
+    base = _live(spec)
+    burst = _live(spec)
+    ra = burst.regions["ra"]
+    extra = [RequestRecord(index=len(ra.records) + k, send_s=0.001 * (k + 1), prompt_tokens=500, max_tokens=8,
+                           status=RequestStatus.COMPLETED, ttft_s=1.0) for k in range(3)]  # before everything
+    burst.regions["ra"] = dataclasses.replace(ra, records=[*extra, *ra.records])
+    overhead = RequestOverhead(0.01, 0.0, 7, tuple(0.05 * k for k in range(7)))  # residuals 0..0.3 s
+
+    def rb_paths(result: SitesRunResult) -> list[float]:
+        pred = predict_sites(TOPOLOGY, spec, result, overhead=overhead)
+        sent = {rid: (pred.region_of[rid], pred.live_index_of[rid]) for rid in pred.region_of}
+        live_send = {(name, r.index): r.send_s for name, run in result.regions.items() for r in run.records}
+        return [rec.arrival_s - live_send[sent[rec.request_id]]  # the path the simulator put in front of it
+                for rec in pred.sim.records if pred.region_of[rec.request_id] == "rb"]
+
+    paths = rb_paths(base)
+    assert sorted(paths) == pytest.approx(sorted(rb_paths(burst)))
+    assert len(set(round(p, 6) for p in paths)) > 3  # different residuals per request: the check has teeth

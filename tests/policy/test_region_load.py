@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from prfaas.policy.fair_queue import FairQueue
-from prfaas.policy.region_load import BURST_RATIO, NEUTRAL_RATIO, RegionLoadMeter, burst_order
+from prfaas.policy.region_load import BURST_RATIO, MIN_ARRIVALS, NEUTRAL_RATIO, RegionLoadMeter, burst_order
 
 
 def _arrivals(meter: RegionLoadMeter, start_s: float, end_s: float, rate_rps: float) -> None:
@@ -26,9 +26,11 @@ def test_the_ratio_is_arrivals_over_the_window_against_the_expected_rate() -> No
     assert meter.ratio(40.0) == pytest.approx(5.0, abs=0.11)
     assert meter.ratio(60.0) < 0.4  # 20 s of silence: the last 16 arrivals over the time since the oldest
     early = RegionLoadMeter(expected_rps=1.0, window_s=8.0)
-    early.observe(0.0)
-    early.observe(1.0)  # 2 arrivals in the first second: over a quarter window (2 s), not over 1 s
-    assert early.ratio(1.0) == pytest.approx(1.0)
+    for k in range(MIN_ARRIVALS - 1):  # fewer than MIN_ARRIVALS: however fast, not yet a measure
+        early.observe(0.01 * k)
+    assert early.ratio(0.2) == NEUTRAL_RATIO
+    early.observe(0.2)  # the 16th in 0.2 s, 8 s expected for them: over the time since the first arrival
+    assert early.ratio(0.2) == pytest.approx(MIN_ARRIVALS / 0.2)
 
 
 def test_a_slow_region_is_measured_over_its_last_arrivals_not_a_few_in_the_window() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +97,13 @@ def fit_overhead(points: Sequence[tuple[int, float]]) -> RequestOverhead:
     return RequestOverhead(intercept, slope, len(points), residuals)
 
 
-def shifted(requests: Sequence[WorkloadRequest], overhead: RequestOverhead) -> list[WorkloadRequest]:
-    """Each request as the prefill side first sees it: `overhead(l)` after its arrival, order kept by time."""
-    moved = [dataclasses.replace(r, arrival_s=r.arrival_s + overhead.at(r.input_tokens, r.request_id))
-             for r in requests]
+def shifted(requests: Sequence[WorkloadRequest], overhead: RequestOverhead,
+            residual_key: Mapping[int, int] | None = None) -> list[WorkloadRequest]:
+    """Each request as the prefill side first sees it: `overhead(l)` after its arrival, order kept by time.
+    `residual_key[request_id]`: the id that picks its residual (default the request id itself; a prediction that
+    renumbers requests passes a stable one, so that the same request gets the same residual in every run)."""
+    moved = [dataclasses.replace(r, arrival_s=r.arrival_s + overhead.at(
+        r.input_tokens, r.request_id if residual_key is None else residual_key[r.request_id])) for r in requests]
     return sorted(moved, key=lambda r: r.arrival_s)
 
 

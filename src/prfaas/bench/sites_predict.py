@@ -45,6 +45,7 @@ from prfaas.core.lifecycle import ClusterKind
 from prfaas.core.topology import SiteTopology
 from prfaas.perf.emulated import EmulatedDecodeModel, EmulationScale
 from prfaas.policy.overrides import apply_policy_overrides
+from prfaas.policy.region_load import LOAD_WINDOW_S
 from prfaas.serve.config import EmulatedSection, ModelSection
 from prfaas.serve.emulated_backend import emulated_models
 from prfaas.sim.deployment import ScriptedEvent, ScriptKind, SimOptions
@@ -131,13 +132,16 @@ class SitesPrediction:
     script: tuple[ScriptedEvent | SiteEvent, ...]
     regions: dict[str, dict[str, Any]]  # region -> what the report shows beside the live numbers
     overhead: RequestOverhead | None = None  # the measured request path the simulator was given (None: none)
+    residual_key: Mapping[int, int] | None = None  # simulated id -> the id that picks its path residual
 
     def rows(self) -> list[tuple[str, float, str, float | None]]:
         """Per simulated request: (region, arrival s as sent live, where prefilled (site or "local"), TTFT s
         from that arrival, the request path included; None unless it finished OK)."""
         out = []
+        keys = self.residual_key
         for r in self.sim.records:
-            path_s = 0.0 if self.overhead is None else self.overhead.at(r.input_tokens, r.request_id)
+            key = r.request_id if keys is None else keys[r.request_id]
+            path_s = 0.0 if self.overhead is None else self.overhead.at(r.input_tokens, key)
             ttft = r.ttft_s + path_s if r.is_ok and r.ttft_s is not None else None
             out.append((self.region_of[r.request_id], r.arrival_s - path_s, r.prfaas_site or LOCAL, ttft))
         return out
@@ -156,11 +160,16 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
     requests, region_of, live_index = live_requests(result, deployment.topology.pd_names)
     script = fault_script(topology, spec, result)
     policy = apply_policy_overrides({}, spec.threshold_tokens)
-    sent = requests if overhead is None else shifted(requests, overhead)
+    # each request's path residual is picked by its region and live index, not by the merged id: a burst's extra
+    # requests renumber the merge, and the other regions' requests must get the same residuals in both runs
+    order = {name: k for k, name in enumerate(deployment.topology.pd_names)}
+    residual_key = {rid: live_index[rid] * len(order) + order[region_of[rid]] for rid in live_index}
+    sent = requests if overhead is None else shifted(requests, overhead, residual_key)
     sim = simulate_multisite(deployment, "prfaas", sent, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
-                             prefill_queue="node", preempt_prefill=spec.prefill_preemption)
-    prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead)
+                             prefill_queue="node", preempt_prefill=spec.prefill_preemption,
+                             load_window_s=LOAD_WINDOW_S * spec.time_scale)  # the gateways' window (live time)
+    prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead, residual_key)
     rows = prediction.rows()
     for name in result.regions:
         own = [row for row in rows if row[0] == name]

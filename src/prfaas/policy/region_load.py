@@ -27,7 +27,7 @@ NEUTRAL_RATIO = 1.0  # what a region without a meter or an expected rate reports
 class RegionLoadMeter:
     """Arrivals of one region over a sliding window, against its expected rate."""
 
-    __slots__ = ("_arrivals", "_first_s", "expected_rps", "window_s")
+    __slots__ = ("_arrivals", "_first_s", "_seen", "expected_rps", "window_s")
 
     def __init__(self, expected_rps: float, window_s: float = LOAD_WINDOW_S) -> None:
         if not expected_rps > 0 or not window_s > 0:
@@ -36,23 +36,24 @@ class RegionLoadMeter:
         self.window_s = window_s
         self._arrivals: deque[float] = deque()
         self._first_s: float | None = None
+        self._seen = 0
 
     def observe(self, now_s: float) -> None:
         if self._first_s is None:
             self._first_s = now_s
+        self._seen += 1
         self._arrivals.append(now_s)
         self._trim(now_s)
 
     def ratio(self, now_s: float) -> float:
-        """The arrival rate over the expected one; `NEUTRAL_RATIO` before any arrival. The rate: arrivals over the
-        window, or over the last `MIN_ARRIVALS` where the window holds fewer (they span longer), or since the
-        first arrival while the meter is younger than the window (at least a quarter window)."""
-        if self._first_s is None:
+        """The arrival rate over the expected one: arrivals over the window, or over the last `MIN_ARRIVALS` where
+        the window holds fewer (they span longer). `NEUTRAL_RATIO` until `MIN_ARRIVALS` arrivals were seen: a
+        handful of arrivals cannot tell a burst from chance (three in a second against one is not a 3x burst)."""
+        if self._first_s is None or self._seen < MIN_ARRIVALS:
             return NEUTRAL_RATIO
         self._trim(now_s)
         arrivals = self._arrivals
-        oldest_s = arrivals[0] if arrivals else now_s
-        span_s = max(min(self.window_s, now_s - self._first_s), now_s - oldest_s, self.window_s / 4)
+        span_s = max(min(self.window_s, now_s - self._first_s), now_s - arrivals[0], 1e-9)
         return len(arrivals) / (span_s * self.expected_rps)
 
     def _trim(self, now_s: float) -> None:

@@ -45,7 +45,7 @@ from prfaas.core.lifecycle import ClusterKind, RequestState, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.core.topology import link_id
 from prfaas.policy.kv_index import cached_tokens_for
-from prfaas.policy.region_load import NEUTRAL_RATIO, RegionLoadMeter
+from prfaas.policy.region_load import LOAD_WINDOW_S, NEUTRAL_RATIO, RegionLoadMeter
 from prfaas.policy.sites import PrfaasSiteView, SiteReason, SiteSelector, SitesView
 from prfaas.policy.types import (
     PRFAAS_EGRESS_LINK_ID,
@@ -136,14 +136,15 @@ class MultiSiteSimulator(Simulator):
     `selector`: None only when every region has at most one link (then that link's cluster is used);
     `prefill_queue`: "cluster" or "node" (`sim.multisite_queue`); `fair_order=False`: the cluster queues are
     FIFO (an ablation); `preempt_prefill`: with "node", a PrfaaS instance pauses its running prefill for another
-    region's whose fair turn comes first (`sim.servers`; no effect with "cluster" or with one region)."""
+    region's whose fair turn comes first (`sim.servers`; no effect with "cluster" or with one region), judging the
+    regions' offered load over `load_window_s` as their gateways do (`policy.region_load`)."""
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
                  selector: SiteSelector | None = None, kv_index: SiteKvIndexes | None = None,
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                  prefill_queue: str = "cluster", fair_order: bool = True, preempt_prefill: bool = True,
-                 rebalancers: Mapping[str, Rebalancer] | None = None,
+                 rebalancers: Mapping[str, Rebalancer] | None = None, load_window_s: float = LOAD_WINDOW_S,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
         if prefill_queue not in PREFILL_QUEUES:
@@ -170,9 +171,10 @@ class MultiSiteSimulator(Simulator):
         self.site_reason_of_request: dict[int, SiteReason] = {}
         # each region gateway's offered-load meter (policy.region_load), only where an instance may preempt; the
         # ratio stamped on each offload at its routing, as the live gateway stamps PrefillRequest.region_load
-        self._region_loads = ({pd: RegionLoadMeter(w) for pd, w in zip(topo.pd_names, topo.traffic_weights(),
-                                                                       strict=True) if w > 0}
-                              if preempt_prefill and prefill_queue == "node" else {})
+        metered = preempt_prefill and prefill_queue == "node"
+        self._region_loads = {pd: RegionLoadMeter(w, load_window_s)
+                              for pd, w in zip(topo.pd_names, topo.traffic_weights(), strict=True)
+                              if metered and w > 0}
         self._load_of_request: dict[int, float] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from prfaas.policy.config import PolicyConfig
 from prfaas.policy.rebalancer import PdRebalancer
+from prfaas.policy.region_load import LOAD_WINDOW_S
 from prfaas.policy.registry import make_router
 from prfaas.policy.site_registry import make_site_selector
 from prfaas.policy.sites import SiteSelectConfig
@@ -75,10 +76,12 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        warmup_s: float = 0.0, measure_end_s: float | None = None,
                        kv_index: SiteKvIndexes | None = None, prefill_queue: str = "cluster",
                        fair_order: bool = True, preempt_prefill: bool = True, rebalance: bool = False,
+                       load_window_s: float = LOAD_WINDOW_S,
                        progress: Callable[[float], None] | None = None) -> MultiSiteResult:
     """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`
     (`rebalance`: and its own `PdRebalancer`, every `options.control_interval_s`). `preempt_prefill`: with
-    `prefill_queue="node"`, PrfaaS instances preempt as the live node does (`MultiSiteSimulator`)."""
+    `prefill_queue="node"`, PrfaaS instances preempt as the live node does (`MultiSiteSimulator`);
+    `load_window_s`: the regions' offered-load window (`policy.region_load`, in the simulation's seconds)."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
     topo = deployment.topology
@@ -104,7 +107,7 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,
                              script=script, options=opts, prefill_queue=prefill_queue,
                              fair_order=fair_order, preempt_prefill=preempt_prefill, rebalancers=rebalancers,
-                             progress=progress)
+                             load_window_s=load_window_s, progress=progress)
     start = time.perf_counter()
     records = [r for r in sim.run() if isinstance(r, MultiSiteRecord)]
     wall = time.perf_counter() - start
