@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from prfaas.core.lifecycle import ClusterKind, Role
-from prfaas.serve.attempts import PrefillCancelled
+from prfaas.serve.attempts import PrefillCancelled, split_attempt_id
 from prfaas.serve.backend import StubBackend
 from prfaas.serve.config import EngineKind, default_config, load_config
 from prfaas.serve.control import ControlPlane
@@ -343,8 +343,18 @@ def test_prefill_cost_is_the_emulated_engines_seconds_else_proportional_to_token
 
 
 def test_a_region_gateway_stamps_its_region_on_the_prefill() -> None:
-    regions = asyncio.run(_regions_sent("ra")), asyncio.run(_regions_sent(None))
-    assert regions == ([("ra", 1.0)], [(None, 1.0)])  # no topology: no meter, the neutral ratio
+    sent = asyncio.run(_prefills_sent("ra")), asyncio.run(_prefills_sent(None))
+    assert [[(m.region, m.region_load) for m in msgs] for msgs in sent] == [[("ra", 1.0)], [(None, 1.0)]]  # no
+    # topology: no meter, the neutral ratio
+
+
+def test_attempt_ids_are_unique_across_region_gateways_and_gateway_restarts() -> None:
+    """Every gateway counts its requests from the same start; a PrfaaS node serving two regions keys prefills,
+    transfers and aborts by attempt id, so the ids carry the gateway's region and a token of its process."""
+    ids = [m.request_id for region in ("ra", "rb", "ra") for m in asyncio.run(_prefills_sent(region))]
+    assert len(set(ids)) == 3  # the same request number 1, attempt 0, in three gateways (the third a restart)
+    assert ids[0].startswith("ra.") and ids[1].startswith("rb.") and all(i.endswith(".1-0") for i in ids)
+    assert split_attempt_id(ids[0]) == (ids[0].removesuffix("-0"), 0)
 
 
 def test_a_region_gateway_stamps_its_offered_load_and_the_node_queue_takes_it() -> None:
@@ -355,7 +365,8 @@ def test_a_region_gateway_stamps_its_offered_load_and_the_node_queue_takes_it() 
     meter.observe(now_s - 10.0)  # an old arrival: the window is full (and this one out of it)
     for k in range(20):  # 20 arrivals in the last 4 s at an expected 2 req/s, then the request itself: 21 / 8
         meter.observe(now_s - 3.9 + k * 0.19)
-    ((region, load),) = asyncio.run(_regions_sent("ra", meter))
+    (msg,) = asyncio.run(_prefills_sent("ra", meter))
+    region, load = msg.region, msg.region_load
     assert region == "ra" and 2.5 < load <= 21 / 8
     worker = ModelWorker(StubBackend(), max_batch=4, on_events=lambda _events: None)
     worker.submit(lambda: None, region="ra", cost_s=1.0, load=load)
@@ -378,14 +389,14 @@ def test_the_gateway_meter_counts_its_region_against_its_weight_in_the_deploymen
     assert region_load_meter(other) is None
 
 
-async def _regions_sent(region: str | None, meter: Any = None) -> list[tuple[str | None, float]]:
-    """Drive one request through a gateway (region `region`; `meter`: its offered-load meter) against a scripted
-    node; the prefills' regions and offered-load ratios."""
-    seen: list[tuple[str | None, float]] = []
+async def _prefills_sent(region: str | None, meter: Any = None) -> list[PrefillRequest]:
+    """Drive request 1 through a gateway (region `region`; `meter`: its offered-load meter) against a scripted
+    node; the prefill requests it sent."""
+    seen: list[PrefillRequest] = []
 
     async def prefill(request: web.Request) -> web.Response:
         msg = decode(await request.read(), PrefillRequest)
-        seen.append((msg.region, msg.region_load))
+        seen.append(msg)
         return web.Response(body=encode(PrefillReply(request_id=msg.request_id, first_token=3, num_prompt_tokens=20,
                                                      num_cached_tokens=0, queue_s=0.0, prefill_s=0.0,
                                                      transfer_bytes=0, transfer_s=None)))

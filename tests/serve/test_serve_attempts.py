@@ -56,7 +56,8 @@ def _spans(dep: Launcher, request: str) -> list[tuple[str, int, float, float | N
     rows = []
     for node in dep.cfg.nodes:
         spans = node_tables(dep, node.name).prefill_spans
-        rows += [(node.name, attempt, start, end) for r, attempt, start, end in spans if r == request]
+        rows += [(node.name, attempt, start, end) for r, attempt, start, end in spans
+                 if r.rpartition(".")[2] == request]  # the gateway prefixes its attempt ids (driver.attempt_prefix)
     return sorted(rows, key=lambda row: row[2])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,15 @@ def route_label(plan: RoutePlan, forced: ForcedRoute | None) -> str:
     return "prfaas" if plan.is_offloaded else "local"
 
 
+def attempt_prefix(region: str | None) -> str:
+    """What makes this gateway's attempt ids its own: its region and a random token of this process. Nodes key
+    prefills, transfers, decodes and aborts by attempt id, and a PrfaaS node serves several region gateways, each
+    counting its requests from the same start (and a restarted gateway counts again): without it one region's
+    "1016-0" was answered as another's (the node's duplicate-attempt rule), its state went to the other region's
+    decode node, and the first region's decode waited out `state_wait_s`."""
+    return f"{region or 'gw'}.{secrets.token_hex(4)}."
+
+
 class RequestDriver:
     def __init__(self, control: ControlPlane, session: aiohttp.ClientSession,
                  admission: AdmissionControl | None = None) -> None:
@@ -149,6 +159,7 @@ class RequestDriver:
         self.cfg = control.cfg
         self.admission = admission
         self.region_load = region_load_meter(self.cfg)  # a region gateway's offered load (PrefillRequest.region_load)
+        self.attempt_prefix = attempt_prefix(self.cfg.gateway.region)
 
     async def generate(self, job: GenerationJob) -> AsyncIterator[TokenDelta]:
         """The request's deltas. Cancelled (its client went away, its deadline passed, an abort), it sends `/abort`
@@ -181,7 +192,7 @@ class RequestDriver:
             if self.admission is not None:
                 self.admission.routed(job.request_id)
             prefill_node, decode_node = self._nodes(plan, forced)
-            rid = f"{job.request_id}-{attempt}"
+            rid = f"{self.attempt_prefix}{job.request_id}-{attempt}"
             remaining = msgspec.structs.replace(job.sampling, max_tokens=job.sampling.max_tokens - len(generated))
             prompt = [*job.prompt_tokens, *generated]
             stall_s = job.debug_stall_s if attempt == 0 else 0.0
