@@ -31,6 +31,7 @@ simulated selector sees every region's. Control-plane and transport overheads ar
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -162,8 +163,9 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
     policy = apply_policy_overrides({}, spec.threshold_tokens)
     # each request's path residual is picked by its region and live index, not by the merged id: a burst's extra
     # requests renumber the merge, and the other regions' requests must get the same residuals in both runs
-    order = {name: k for k, name in enumerate(deployment.topology.pd_names)}
-    residual_key = {rid: live_index[rid] * len(order) + order[region_of[rid]] for rid in live_index}
+    # (a well-mixed key: `RequestOverhead.at` takes it modulo the residuals' count, which a key like
+    # index * regions + region would confine to one region's residue class)
+    residual_key = {rid: zlib.crc32(f"{region_of[rid]}/{live_index[rid]}".encode()) for rid in live_index}
     sent = requests if overhead is None else shifted(requests, overhead, residual_key)
     sim = simulate_multisite(deployment, "prfaas", sent, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
