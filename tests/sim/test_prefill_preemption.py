@@ -402,17 +402,24 @@ def test_preemption_keeps_a_quiet_regions_offloaded_ttft_through_anothers_burst(
 def test_each_offload_carries_its_regions_offered_load_as_the_live_gateway_stamps_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The simulator meters each region's arrivals as a region gateway does (`policy.region_load`) and stamps the
-    ratio on each offload at its routing; the instance's fair queue takes it. In x's 5x burst x's stamps are
-    BURST_RATIO times y's and more; before it both are about 1."""
+    ratio on each offload queued at an instance (in the event that routed it); the instance's fair queue takes it.
+    In x's 5x burst x's stamps are BURST_RATIO times y's and more; before it both are about 1."""
     import prfaas.sim.multisite_run as run_module
     from prfaas.policy.region_load import BURST_RATIO
 
     kept: list[MultiSiteSimulator] = []
+    stamped: list[dict[int, float]] = []
 
     class Keep(MultiSiteSimulator):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
             kept.append(self)
+            stamped.append({})
+
+        def _load_of_req(self, req: SimRequest) -> float:
+            ratio = super()._load_of_req(req)
+            stamped[kept.index(self)][req.request_id] = ratio
+            return ratio
 
     monkeypatch.setattr(run_module, "MultiSiteSimulator", Keep)
     cfg = msgspec.structs.replace(load_config(SCENARIOS / "multisite_burst_one_instance.toml"), seed=0)
@@ -420,8 +427,7 @@ def test_each_offload_carries_its_regions_offered_load_as_the_live_gateway_stamp
     result = simulate_multisite(inp.deployment, cfg.policy.name, inp.requests, inp.region_of, selector=inp.selector,
                                 selector_config=inp.selector_config, policy_config=inp.policy_config,
                                 script=inp.script, options=inp.options, prefill_queue="node", preempt_prefill=True)
-    (sim,) = kept
-    stamps = sim._load_of_request
+    (stamps,) = stamped
     arrival = {r.request_id: (r.region, r.arrival_s) for r in result.records}
 
     def median_stamp(region: str, lo_s: float, hi_s: float) -> float:
@@ -434,7 +440,7 @@ def test_each_offload_carries_its_regions_offered_load_as_the_live_gateway_stamp
     simulate_multisite(off.deployment, cfg.policy.name, off.requests, off.region_of, selector=off.selector,
                        selector_config=off.selector_config, policy_config=off.policy_config, script=off.script,
                        options=off.options, prefill_queue="node", preempt_prefill=False)
-    assert kept[1]._load_of_request == {}  # nothing to stamp for without preemption
+    assert stamped[1] == {}  # nothing to stamp for without preemption
 
 
 @pytest.mark.parametrize("setting", [None, "true", "false"])

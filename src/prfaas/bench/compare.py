@@ -34,7 +34,7 @@ from prfaas.bench.host_load import HostLoadSampler
 from prfaas.bench.loadgen import LoadOptions, ProgressBar
 from prfaas.bench.paper_overhead import RequestOverhead, fit_overhead
 from prfaas.bench.plots import plot_compare
-from prfaas.bench.records import RequestRecord, RequestStatus
+from prfaas.bench.records import RequestRecord, RequestStatus, node_side_s, with_log_rows
 from prfaas.bench.run import Deployment, RunResult, write_run
 from prfaas.bench.summary import BenchSummary, Slo
 from prfaas.bench.workload import WorkloadKind, WorkloadSpec, build_requests, workload_requests
@@ -171,16 +171,13 @@ def _profile(runs: dict[str, RunResult], profile_path: Path | None,
 def overhead_points(run: RunResult) -> list[tuple[int, float]]:
     """(prompt tokens, client TTFT - (node queue + prefill + transfer)) per completed request of a live run: the
     request path outside the model (the method of `bench.paper_overhead`, on in-memory records)."""
-    by_id = {int(row["id"]): row for row in run.gateway_log if "id" in row}
     out = []
-    for rec in run.records:
-        row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
+    for rec, row in with_log_rows(run.records, run.gateway_log):
         if rec.status is not RequestStatus.COMPLETED or rec.ttft_s is None or row is None:
             continue
-        if row.get("prefill_s") is None or row.get("prompt_tokens") != rec.prompt_tokens:
-            continue
-        inside = float(row.get("queue_s") or 0.0) + float(row["prefill_s"]) + float(row.get("transfer_s") or 0.0)
-        out.append((rec.prompt_tokens, rec.ttft_s - inside))
+        inside = node_side_s(row)
+        if inside is not None and row.get("prompt_tokens") == rec.prompt_tokens:
+            out.append((rec.prompt_tokens, rec.ttft_s - inside))
     return out
 
 

@@ -3,6 +3,8 @@
     RequestRecord   one request as the client saw it (status, TTFT/TPOT from the SSE stream, route)
     LinkSample      one sample of the cross-site link (goodput from counters, capacity, utilisation)
     write_jsonl / read_records / read_link_samples
+    with_log_rows   each record beside its request's row of the gateway log (`/admin/requests`)
+    node_side_s     a log row's queue + prefill + transfer seconds (the TTFT spent at the prefill node and link)
 
 Status contract (the fault-injection invariant is `LOST == 0`):
 - COMPLETED: the stream ended with a finish reason and `[DONE]`;
@@ -16,9 +18,9 @@ Requests the generator never sent (time budget exhausted) are not recorded.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -104,3 +106,18 @@ def count_by_status(records: Sequence[RequestRecord]) -> dict[RequestStatus, int
     for record in records:
         counts[record.status] += 1
     return counts
+
+
+def with_log_rows(records: Iterable[RequestRecord], log: Iterable[Mapping[str, Any]],
+                  ) -> list[tuple[RequestRecord, Mapping[str, Any] | None]]:
+    """Each record with its request's gateway log row (matched by `gateway_id`), None where the log has none."""
+    by_id = {int(row["id"]): row for row in log if "id" in row}
+    return [(rec, by_id.get(rec.gateway_id) if rec.gateway_id is not None else None) for rec in records]
+
+
+def node_side_s(row: Mapping[str, Any]) -> float | None:
+    """Queue + prefill + state transfer seconds of a gateway log row: the part of the request's TTFT spent at its
+    prefill node and on the link; None when the row has no prefill time."""
+    if row.get("prefill_s") is None:
+        return None
+    return float(row.get("queue_s") or 0.0) + float(row["prefill_s"]) + float(row.get("transfer_s") or 0.0)

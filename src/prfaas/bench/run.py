@@ -29,7 +29,7 @@ from prfaas.bench.deploy import BenchLauncher, CorruptPlan, place_on_sites
 from prfaas.bench.linkmon import LinkMonitor
 from prfaas.bench.loadgen import LoadOptions, ProgressFn, drive
 from prfaas.bench.plots import plot_run
-from prfaas.bench.records import LinkSample, RequestRecord, RequestStatus, write_jsonl
+from prfaas.bench.records import LinkSample, RequestRecord, RequestStatus, with_log_rows, write_jsonl
 from prfaas.bench.sites import Sites, SitesSpec, sigterm_as_exit, two_sites
 from prfaas.bench.summary import BenchSummary, Slo, format_summary, summarize
 from prfaas.bench.workload import FIRST_TOKEN_ID, BenchRequest
@@ -51,10 +51,8 @@ class RunResult:
 
 
 def _join(records: Sequence[RequestRecord], log: Sequence[dict[str, Any]]) -> list[RequestRecord]:
-    by_id = {int(row["id"]): row for row in log if "id" in row}
     out = []
-    for r in records:
-        row = by_id.get(r.gateway_id) if r.gateway_id is not None else None
+    for r, row in with_log_rows(records, log):
         if row is None or row.get("prompt_tokens") != r.prompt_tokens:
             out.append(r)
             continue

@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prfaas.bench.records import RequestStatus
+from prfaas.bench.records import RequestStatus, node_side_s, with_log_rows
 from prfaas.bench.sites_compare_report import ChaosRun, Row, live_rows
 from prfaas.bench.sites_report import LOCAL
 from prfaas.bench.sites_run import SitesFault, SitesRunResult
@@ -69,16 +69,10 @@ def node_side_p90_s(result: SitesRunResult, region: str, start_s: float, end_s: 
     run = result.regions.get(region)
     if run is None:
         return None
-    by_id = {int(row["id"]): row for row in run.log if "id" in row}
-    sides = []
-    for rec in run.records:
-        row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
-        if (row is None or row.get("route") != "prfaas" or rec.status is not RequestStatus.COMPLETED
-                or not start_s <= rec.send_s < end_s):
-            continue
-        sides.append(float(row.get("queue_s") or 0.0) + float(row.get("prefill_s") or 0.0)
-                     + float(row.get("transfer_s") or 0.0))
-    return nearest_rank(sides, 0.9)
+    sides = [node_side_s(row) for rec, row in with_log_rows(run.records, run.log)
+             if row is not None and row.get("route") == "prfaas" and rec.status is RequestStatus.COMPLETED
+             and start_s <= rec.send_s < end_s]
+    return nearest_rank([s for s in sides if s is not None], 0.9)
 
 
 def places(rows: Sequence[Row], region: str, start_s: float, end_s: float) -> dict[str, int]:

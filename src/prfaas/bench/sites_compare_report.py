@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prfaas.bench.records import RequestStatus
+from prfaas.bench.records import RequestStatus, with_log_rows
 from prfaas.bench.sites_report import LOCAL, RegionReport, prefilled_at
 from prfaas.bench.sites_run import SitesFault, SitesRunResult
 from prfaas.bench.summary import nearest_rank
@@ -114,10 +114,8 @@ def live_rows(result: SitesRunResult) -> list[Row]:
     """Per live request: (region, send_s, where prefilled, TTFT s; None unless completed)."""
     rows: list[Row] = []
     for name, run in result.regions.items():
-        by_id = {int(r["id"]): r for r in run.log if "id" in r}
-        for rec in run.records:
+        for rec, row in with_log_rows(run.records, run.log):
             ok = rec.status is RequestStatus.COMPLETED
-            row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
             rows.append((name, rec.send_s, prefilled_at(row, result.site_of) if ok else LOCAL,
                          rec.ttft_s if ok else None))
     return rows

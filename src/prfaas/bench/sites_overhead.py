@@ -35,7 +35,7 @@ from typing import Any
 from prfaas.bench.loadgen import LoadOptions, drive
 from prfaas.bench.netns import entered
 from prfaas.bench.paper_overhead import RequestOverhead, fit_overhead
-from prfaas.bench.records import RequestRecord, RequestStatus
+from prfaas.bench.records import RequestRecord, RequestStatus, node_side_s, with_log_rows
 from prfaas.bench.workload import FIRST_TOKEN_ID, BenchRequest
 
 PROBE_LENGTHS_TOKENS = (1_500, 5_000, 10_000)  # one per length bin of paper_overhead.LENGTH_BINS, all local
@@ -56,16 +56,13 @@ def probe_requests(region_index: int, num_probes: int, max_tokens: int) -> list[
 
 def path_points(records: Sequence[RequestRecord], log: Sequence[Mapping[str, Any]]) -> list[tuple[int, float]]:
     """(prompt tokens, path s) of every completed record whose gateway log row has its prefill time."""
-    by_id = {int(row["id"]): row for row in log if "id" in row}
     points = []
-    for rec in records:
-        row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
+    for rec, row in with_log_rows(records, log):
         if rec.status is not RequestStatus.COMPLETED or rec.ttft_s is None or row is None:
             continue
-        if row.get("prefill_s") is None:
-            continue
-        inside_s = float(row.get("queue_s") or 0.0) + float(row["prefill_s"]) + float(row.get("transfer_s") or 0.0)
-        points.append((rec.prompt_tokens, rec.ttft_s - inside_s))
+        inside_s = node_side_s(row)
+        if inside_s is not None:
+            points.append((rec.prompt_tokens, rec.ttft_s - inside_s))
     return points
 
 

@@ -13,11 +13,12 @@ percentage points, over every site either side used.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prfaas.bench.records import RequestStatus, write_jsonl
+from prfaas.bench.records import RequestStatus, with_log_rows, write_jsonl
 from prfaas.bench.sites_predict import predict_sites
 from prfaas.bench.sites_run import SitesRunResult, SitesRunSpec
 from prfaas.bench.summary import nearest_rank
@@ -64,7 +65,7 @@ def with_errors(live_mean_s: float | None, live_p90_s: float | None, live_share:
             "offload_share_err_pp": {k: 100.0 * (sim_share.get(k, 0.0) - live_share.get(k, 0.0)) for k in keys}}
 
 
-def prefilled_at(row: dict[str, Any] | None, site_of: dict[str, str]) -> str:
+def prefilled_at(row: Mapping[str, Any] | None, site_of: Mapping[str, str]) -> str:
     """Where a gateway log row's request was prefilled: its PrfaaS site, "local", or "?" (unknown node)."""
     if row is None or row.get("route") != "prfaas":
         return LOCAL
@@ -84,11 +85,9 @@ def region_reports(result: SitesRunResult, bin_s: float | None = None,
         bin_s = max(0.5, round(span / 6, 1))
     reports = []
     for name, run in result.regions.items():
-        by_id = {int(r["id"]): r for r in run.log if "id" in r}
         done = [r for r in run.records if r.status is RequestStatus.COMPLETED]
         ttfts = [r.ttft_s for r in done if r.ttft_s is not None]
-        placed = [(r.send_s, prefilled_at(by_id.get(r.gateway_id) if r.gateway_id is not None else None,
-                                          result.site_of)) for r in done]
+        placed = [(r.send_s, prefilled_at(row, result.site_of)) for r, row in with_log_rows(done, run.log)]
         over_time = []
         end_s = max((t for t, _ in placed), default=0.0)
         k = 0

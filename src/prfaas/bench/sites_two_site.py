@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prfaas.bench.records import RequestStatus
+from prfaas.bench.records import RequestStatus, with_log_rows
 from prfaas.bench.sites_compare_report import Row, window_p90_s
 from prfaas.bench.sites_multi import describe
 from prfaas.bench.sites_overhead import fit_probes, probe_regions
@@ -116,10 +116,8 @@ def origin_live_rows(out: TwoSiteOutcome) -> list[Row]:
     """The live rows with each request's origin region (`sites_compare_report.live_rows`, relabelled)."""
     rows: list[Row] = []
     for run in out.result.regions.values():
-        by_id = {int(r["id"]): r for r in run.log if "id" in r}
-        for rec in run.records:
+        for rec, row in with_log_rows(run.records, run.log):
             ok = rec.status is RequestStatus.COMPLETED
-            row = by_id.get(rec.gateway_id) if rec.gateway_id is not None else None
             rows.append((out.origin[rec.index][0], rec.send_s,
                          prefilled_at(row, out.result.site_of) if ok else LOCAL, rec.ttft_s if ok else None))
     return rows

@@ -187,16 +187,14 @@ def sites_run_cmd(topology: Annotated[Path, typer.Option(help="A [topology] TOML
         typer.echo(f"engine vllm: one vLLM server per node, threshold {threshold} tokens, prompt lengths x "
                    f"{length_factor:.4f}; no prediction (the simulator has no profile of these CPU servers)")
         result, reports = run_live(topo, spec, out_dir, log=typer.echo)
-        typer.echo(format_reports(reports, result))
-        typer.echo(f"wrote {out_dir}/report.json, report.txt, records-<region>.jsonl")
-        if any(r.lost for r in reports):
-            raise typer.Exit(1)
-        return
-    outcome = run_with_prediction(topo, spec, out_dir, probes, log=typer.echo)
-    typer.echo(format_reports(outcome.reports, outcome.result))
-    typer.echo(f"wrote {out_dir}/report.json (sim with the probed request path), report-without-path.json, "
-               "overhead.json, report.txt, records-<region>.jsonl")
-    if any(r.lost for r in outcome.reports):
+        written = "report.json"
+    else:
+        outcome = run_with_prediction(topo, spec, out_dir, probes, log=typer.echo)
+        result, reports = outcome.result, outcome.reports
+        written = "report.json (sim with the probed request path), report-without-path.json, overhead.json"
+    typer.echo(format_reports(reports, result))
+    typer.echo(f"wrote {out_dir}/{written}, report.txt, records-<region>.jsonl")
+    if any(r.lost for r in reports):
         raise typer.Exit(1)
 
 

@@ -49,10 +49,11 @@ class RegionLoadMeter:
         """The arrival rate over the expected one: arrivals over the window, or over the last `MIN_ARRIVALS` where
         the window holds fewer (they span longer). `NEUTRAL_RATIO` until `MIN_ARRIVALS` arrivals were seen: a
         handful of arrivals cannot tell a burst from chance (three in a second against one is not a 3x burst)."""
-        if self._first_s is None or self._seen < MIN_ARRIVALS:
+        if self._seen < MIN_ARRIVALS:
             return NEUTRAL_RATIO
         self._trim(now_s)
         arrivals = self._arrivals
+        assert self._first_s is not None  # seen at least one
         span_s = max(min(self.window_s, now_s - self._first_s), now_s - arrivals[0], 1e-9)
         return len(arrivals) / (span_s * self.expected_rps)
 

@@ -169,13 +169,13 @@ class MultiSiteSimulator(Simulator):
                                 for s in topo.prfaas}
         self.site_of_request: dict[int, str] = {}
         self.site_reason_of_request: dict[int, SiteReason] = {}
-        # each region gateway's offered-load meter (policy.region_load), only where an instance may preempt; the
-        # ratio stamped on each offload at its routing, as the live gateway stamps PrefillRequest.region_load
+        # each region gateway's offered-load meter (policy.region_load), only where an instance may preempt: it
+        # counts the region's arrivals at their routing, and an offload queued at an instance carries its ratio
+        # then (the instant it was routed), as the live gateway stamps PrefillRequest.region_load
         metered = preempt_prefill and prefill_queue == "node"
         self._region_loads = {pd: RegionLoadMeter(w, load_window_s)
                               for pd, w in zip(topo.pd_names, topo.traffic_weights(), strict=True)
                               if metered and w > 0}
-        self._load_of_request: dict[int, float] = {}
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
         super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=self.site_kv,
@@ -350,10 +350,8 @@ class MultiSiteSimulator(Simulator):
         rid = req.request_id
         region = self.region_of[rid]
         meter = self._region_loads.get(region)
-        if meter is not None:
-            if req.attempt == 0:
-                meter.observe(now_s)
-            self._load_of_request[rid] = meter.ratio(now_s)
+        if meter is not None and req.attempt == 0:
+            meter.observe(now_s)
         router = self.routers[region]
         base = getattr(router, "threshold_tokens", None) or 0
         site, reason = self._choose_site(req, region, base, now_s)
@@ -388,7 +386,9 @@ class MultiSiteSimulator(Simulator):
         return self.region_of[req.request_id]
 
     def _load_of_req(self, req: SimRequest) -> float:
-        return self._load_of_request.get(req.request_id, NEUTRAL_RATIO)
+        """The offered-load ratio of `req`'s region now (queued at an instance in the event that routed it)."""
+        meter = self._region_loads.get(self.region_of[req.request_id])
+        return NEUTRAL_RATIO if meter is None else meter.ratio(self.loop.now_s)
 
     def _site_cost_s(self, site: str) -> Callable[[SimRequest], float]:
         cost = self.site_deployment.prefill_model(site)
