@@ -204,3 +204,33 @@ def test_a_requests_path_residual_follows_it_across_runs_whose_merge_numbers_dif
     paths = rb_paths(base)
     assert sorted(paths) == pytest.approx(sorted(rb_paths(burst)))
     assert len(set(round(p, 6) for p in paths)) > 3  # different residuals per request: the check has teeth
+
+
+def test_the_probes_a_gateway_admitted_before_the_load_reach_the_simulated_meters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A region gateway's offered-load meter counts the path probes sent before the load (`policy.region_load`);
+    `PathProbe.arrivals_before` puts their send times on the load's clock (negative), `predict_sites` hands them
+    to the simulator's meters, and `overhead.json` keeps them (a prediction can be recomputed from the folder)."""
+    import prfaas.bench.sites_predict as predict_module
+    from prfaas.bench.sites_overhead import fit_probes
+
+    probe = fit_probes({"ra": [(1_500, 0.05)], "rb": [(1_500, 0.06)]},
+                       {"ra": [100.0, 100.4], "rb": [101.0, 101.5]})
+    start_mono_s = 103.0
+    before = probe.arrivals_before(start_mono_s)
+    assert before == {"ra": pytest.approx([-3.0, -2.6]), "rb": pytest.approx([-2.0, -1.5])}
+    assert probe.arrivals_before(None) == {}  # a run that did not note its start: nothing (a cold meter)
+    assert probe.as_json(start_mono_s)["sent_before_load_s"] == before
+    spec = _spec()
+    live = _live(spec)
+    seen: list[Any] = []
+    original = predict_module.simulate_multisite
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["load_history"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "simulate_multisite", spy)
+    predict_sites(TOPOLOGY, spec, live, before_load_s=before)
+    predict_sites(TOPOLOGY, spec, live)
+    assert seen == [before, None]

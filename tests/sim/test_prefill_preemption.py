@@ -462,3 +462,45 @@ def test_the_sites_prefill_preemption_knob_reaches_the_simulator(setting: str | 
                         lambda *args, **kwargs: seen.append((kwargs["prefill_queue"], kwargs["preempt_prefill"])))
     report_module.run_config(cfg)
     assert seen == [("node", setting != "false")]
+
+
+def _first_stamps(monkeypatch: pytest.MonkeyPatch, load_history: dict[str, list[float]] | None,
+                  count: int) -> dict[str, list[float]]:
+    """The offered-load stamps of each region's first `count` offloads (by arrival) in the one-instance burst
+    scenario, with `load_history` given to the simulator."""
+    import prfaas.sim.multisite_run as run_module
+
+    stamped: dict[int, float] = {}
+
+    class Keep(MultiSiteSimulator):
+        def _load_of_req(self, req: SimRequest) -> float:
+            ratio = super()._load_of_req(req)
+            stamped.setdefault(req.request_id, ratio)
+            return ratio
+
+    monkeypatch.setattr(run_module, "MultiSiteSimulator", Keep)
+    cfg = msgspec.structs.replace(load_config(SCENARIOS / "multisite_burst_one_instance.toml"), seed=0,
+                                  duration_s=120.0)
+    inp = build_multisite_inputs(cfg)
+    result = simulate_multisite(inp.deployment, cfg.policy.name, inp.requests, inp.region_of, selector=inp.selector,
+                                selector_config=inp.selector_config, policy_config=inp.policy_config,
+                                options=inp.options, prefill_queue="node", preempt_prefill=True,
+                                load_history=load_history)
+    order = sorted((r.arrival_s, r.request_id, r.region) for r in result.records if r.request_id in stamped)
+    return {region: [stamped[rid] for _, rid, reg in order if reg == region][:count] for region in ("x", "y")}
+
+
+def test_arrivals_a_gateway_saw_before_the_run_warm_its_regions_meter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load_history`: the arrivals a region gateway's meter counted before the run's requests (a live run's path
+    probes) are observed first, as live. Cold, a meter is neutral (1.0) until it has seen 16 arrivals; x's 16
+    arrivals in the second before the run make x's first offload carry x's measured ratio (far above 1: 16 in a
+    second against 0.3 req/s expected), while y, without history, stays neutral."""
+    from prfaas.policy.region_load import BURST_RATIO, NEUTRAL_RATIO
+
+    cold = _first_stamps(monkeypatch, None, 3)
+    assert cold["x"] == cold["y"] == [NEUTRAL_RATIO] * 3
+    warm = _first_stamps(monkeypatch, {"x": [-1.0 + k / 16 for k in range(16)]}, 3)
+    assert warm["y"] == [NEUTRAL_RATIO] * 3
+    assert all(ratio > BURST_RATIO for ratio in warm["x"])
+    with pytest.raises(ValueError, match="not a PD region"):
+        _first_stamps(monkeypatch, {"nowhere": [-1.0]}, 1)

@@ -89,12 +89,14 @@ def run_with_prediction(topology: SiteTopology, spec: SitesRunSpec, out_dir: Pat
         probe = probe_regions(dep, num_probes) if num_probes > 0 else fit_probes({})
         log(f"request path: {probe.overhead.describe()}")
         result = run_regions(dep)
-    without_path = predict_sites(topology, spec, result)
-    with_path = predict_sites(topology, spec, result, overhead=probe.overhead)
+    before_load_s = probe.arrivals_before(result.start_mono_s)  # the gateways' meters counted the probes
+    without_path = predict_sites(topology, spec, result, before_load_s=before_load_s)
+    with_path = predict_sites(topology, spec, result, overhead=probe.overhead, before_load_s=before_load_s)
     reports = region_reports(result, sim=with_path.regions)
     bare = region_reports(result, sim=without_path.regions)
     write_sites_run(result, reports, out_dir)
-    (out_dir / "overhead.json").write_text(json.dumps(probe.as_json(), indent=2) + "\n", encoding="utf-8")
+    overhead_doc = probe.as_json(result.start_mono_s)
+    (out_dir / "overhead.json").write_text(json.dumps(overhead_doc, indent=2) + "\n", encoding="utf-8")
     doc = {"regions": [dataclasses.asdict(r) for r in bare]}
     (out_dir / "report-without-path.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return SitesOutcome(spec, result, probe, with_path, without_path, reports, bare)
@@ -132,7 +134,9 @@ def add_loaded_paths(topology: SiteTopology, runs: dict[str, SitesOutcome], out_
         if path is None:
             continue
         outcome.loaded_path = path
-        outcome.with_loaded_path = predict_sites(topology, outcome.spec, outcome.result, overhead=path)
+        outcome.with_loaded_path = predict_sites(
+            topology, outcome.spec, outcome.result, overhead=path,
+            before_load_s=outcome.probe.arrivals_before(outcome.result.start_mono_s))
         outcome.reports_loaded_path = region_reports(outcome.result, sim=outcome.with_loaded_path.regions)
         doc = {"loaded_path": {"fixed_s": path.fixed_s, "per_token_s": path.per_token_s,
                                "num_points": path.num_points, "describe": path.describe(),

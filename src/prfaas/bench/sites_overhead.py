@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prfaas.bench.loadgen import LoadOptions, drive
@@ -68,34 +69,50 @@ def path_points(records: Sequence[RequestRecord], log: Sequence[Mapping[str, Any
 
 @dataclass(frozen=True, slots=True)
 class PathProbe:
-    """What the probes measured: the points per region and the pooled fit."""
+    """What the probes measured: the points per region and the pooled fit; `sent_mono_s`: when each region's
+    probes were sent (`time.monotonic()`): its gateway's offered-load meter counted them
+    (`policy.region_load`), and so does the simulated gateway's (`arrivals_before`)."""
 
     points: dict[str, list[tuple[int, float]]]
     overhead: RequestOverhead
+    sent_mono_s: dict[str, list[float]] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
+    def arrivals_before(self, start_mono_s: float | None) -> dict[str, list[float]]:
+        """Per region, its probes' send times relative to the load's start `start_mono_s` (negative; the load's
+        clock): the arrivals its gateway's meter saw before the load. Empty when the start is unknown."""
+        if start_mono_s is None:
+            return {}
+        return {k: [t - start_mono_s for t in v] for k, v in self.sent_mono_s.items()}
+
+    def as_json(self, start_mono_s: float | None = None) -> dict[str, Any]:
         return {"fixed_s": self.overhead.fixed_s, "per_token_s": self.overhead.per_token_s,
                 "num_points": self.overhead.num_points, "describe": self.overhead.describe(),
-                "points": {k: [list(p) for p in v] for k, v in self.points.items()}}
+                "points": {k: [list(p) for p in v] for k, v in self.points.items()},
+                "sent_before_load_s": self.arrivals_before(start_mono_s)}
 
 
-def fit_probes(points: Mapping[str, Sequence[tuple[int, float]]]) -> PathProbe:
+def fit_probes(points: Mapping[str, Sequence[tuple[int, float]]],
+               sent_mono_s: Mapping[str, Sequence[float]] | None = None) -> PathProbe:
     pooled = [p for region in points.values() for p in region]
-    return PathProbe({k: list(v) for k, v in points.items()}, fit_overhead(pooled))
+    return PathProbe({k: list(v) for k, v in points.items()}, fit_overhead(pooled),
+                     {k: list(v) for k, v in (sent_mono_s or {}).items()})
 
 
 def probe_regions(dep: Any, num_per_region: int = 6) -> PathProbe:
     """Probe each region's gateway in turn from its namespace (`dep`: a `bench.sites_run.SitesDeployment`)."""
     opts = LoadOptions(max_concurrency=1, request_timeout_s=120.0)
     points: dict[str, list[tuple[int, float]]] = {}
+    sent_mono_s: dict[str, list[float]] = {}
     for index, name in enumerate(dep.topology.pd_names):
         before = max((int(x["id"]) for x in dep.launcher.get(name, "/admin/requests") or []), default=0)
         requests = probe_requests(index, num_per_region, dep.spec.max_tokens)
         with entered(dep.sites.namespace(name)):
+            start_mono_s = time.monotonic()  # the drive's clock starts right after (send_s counts from it)
             records = asyncio.run(drive(dep.launcher.region_url(name), requests, opts))
+        sent_mono_s[name] = [start_mono_s + rec.send_s for rec in records]
         log = dep.launcher.get(name, f"/admin/requests?since={before}") or []
         points[name] = path_points(records, [r for r in log if int(r.get("id", 0)) > before])
-    return fit_probes(points)
+    return fit_probes(points, sent_mono_s)
 
 
 # --- the path under load, across runs ------------------------------------------------------------

@@ -19,6 +19,8 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
 - **fault**: the one the live run injected, at the time it injected it (`result.fault_s`): `site_fail` of the
   killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none, or a
   burst (its extra requests are among the live records).
+- **the regions' offered-load meters** (`policy.region_load`): the gateways' window in live seconds, and every
+  request a gateway admitted before the load (the path probes, `before_load_s`) observed first, as live;
 - **queues**: as live, the router picks the PrfaaS instance and each instance's queue starts its prefills in
   `FairQueue` order over regions (`prefill_queue = "node"`; live: `serve.worker`, cost = the emulated prefill's
   seconds, weights = the selector's), and pauses a running prefill for another region's whose fair turn comes
@@ -153,10 +155,13 @@ def _shares(places: list[str]) -> dict[str, float]:
 
 
 def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunResult,
-                  overhead: RequestOverhead | None = None) -> SitesPrediction:
+                  overhead: RequestOverhead | None = None,
+                  before_load_s: Mapping[str, Sequence[float]] | None = None) -> SitesPrediction:
     """The simulator on the live run's requests, nodes, cost models, links, policy and fault (module docstring).
     `overhead`: the measured request path (`bench.sites_overhead`); each request then reaches the gateway's
-    policy `overhead(l)` after it was sent, and its TTFT is counted from when it was sent."""
+    policy `overhead(l)` after it was sent, and its TTFT is counted from when it was sent. `before_load_s`: per
+    region, when (s before the load's start, negative) its gateway admitted requests before the load (the path
+    probes, `PathProbe.arrivals_before`): its offered-load meter counted them, and so does the simulated one."""
     deployment = sim_deployment(topology, spec)
     requests, region_of, live_index = live_requests(result, deployment.topology.pd_names)
     script = fault_script(topology, spec, result)
@@ -170,7 +175,8 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
     sim = simulate_multisite(deployment, "prfaas", sent, region_of, selector=spec.site_selector,
                              policy_config=policy, script=script, options=SimOptions(),
                              prefill_queue="node", preempt_prefill=spec.prefill_preemption,
-                             load_window_s=LOAD_WINDOW_S * spec.time_scale)  # the gateways' window (live time)
+                             load_window_s=LOAD_WINDOW_S * spec.time_scale,  # the gateways' window (live time)
+                             load_history=before_load_s)
     prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead, residual_key)
     rows = prediction.rows()
     for name in result.regions:

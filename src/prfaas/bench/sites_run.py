@@ -313,6 +313,7 @@ class SitesRunResult:
     fault_end_s: float | None = None  # burst: the window's end (the other faults last to the end of the run)
     site_of: dict[str, str] = field(default_factory=dict)  # node -> PrfaaS cluster
     tx_bytes: dict[str, int] = field(default_factory=dict)  # per link, at the end
+    start_mono_s: float | None = None  # time.monotonic() when every region's load started (their send_s's 0)
 
 
 def region_workload(topology: SiteTopology, spec: SitesRunSpec, index: int) -> tuple[list[BenchRequest], float]:
@@ -393,7 +394,7 @@ def run_regions(dep: SitesDeployment,
     for t in threads:
         t.start()
     start.wait(60)  # every region's load and the fault clock start together
-    t0 = time.monotonic()
+    t0 = result.start_mono_s = time.monotonic()
     injector = threading.Thread(target=_inject, args=(dep, result, t0, done), daemon=True)
     injector.start()
     for t in threads:

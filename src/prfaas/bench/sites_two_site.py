@@ -107,7 +107,8 @@ def run_two_site(topology: SiteTopology, spec: SitesRunSpec, out_dir: Path, num_
         log(describe(dep.sites))
         probe = probe_regions(dep, num_probes) if num_probes > 0 else fit_probes({})
         result = run_regions(dep, workloads=[(requests, rate)])
-    prediction = predict_sites(one, one_spec, result, overhead=probe.overhead)
+    prediction = predict_sites(one, one_spec, result, overhead=probe.overhead,
+                               before_load_s=probe.arrivals_before(result.start_mono_s))
     write_sites_run(result, region_reports(result, sim=prediction.regions), out_dir)
     return TwoSiteOutcome(one, one_spec, result, prediction, origin)
 

@@ -137,7 +137,9 @@ class MultiSiteSimulator(Simulator):
     `prefill_queue`: "cluster" or "node" (`sim.multisite_queue`); `fair_order=False`: the cluster queues are
     FIFO (an ablation); `preempt_prefill`: with "node", a PrfaaS instance pauses its running prefill for another
     region's whose fair turn comes first (`sim.servers`; no effect with "cluster" or with one region), judging the
-    regions' offered load over `load_window_s` as their gateways do (`policy.region_load`)."""
+    regions' offered load over `load_window_s` as their gateways do (`policy.region_load`); `load_history`: per
+    region, arrivals its gateway's meter saw before these requests (times in the simulation's seconds, before the
+    first request: a live run's probes), observed first."""
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
@@ -145,6 +147,7 @@ class MultiSiteSimulator(Simulator):
                  script: Iterable[ScriptedEvent | SiteEvent] = (), options: SimOptions | None = None,
                  prefill_queue: str = "cluster", fair_order: bool = True, preempt_prefill: bool = True,
                  rebalancers: Mapping[str, Rebalancer] | None = None, load_window_s: float = LOAD_WINDOW_S,
+                 load_history: Mapping[str, Sequence[float]] | None = None,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
         if prefill_queue not in PREFILL_QUEUES:
@@ -176,6 +179,13 @@ class MultiSiteSimulator(Simulator):
         self._region_loads = {pd: RegionLoadMeter(w, load_window_s)
                               for pd, w in zip(topo.pd_names, topo.traffic_weights(), strict=True)
                               if metered and w > 0}
+        for region, times_s in (load_history or {}).items():
+            if region not in topo.pd_names:
+                raise ValueError(f"load_history names {region!r}, not a PD region ({', '.join(topo.pd_names)})")
+            meter = self._region_loads.get(region)
+            if meter is not None:
+                for t_s in sorted(times_s):
+                    meter.observe(t_s)
         self._link_of_request: dict[int, SimLink] = {}
         script = list(script)
         super().__init__(deployment.deployment(), RegionRouters(self), requests, kv_index=self.site_kv,
