@@ -64,6 +64,7 @@ class FakeVllm:
         self.stop_token: int | None = None  # an end-of-sequence token: generation stops after it ("stop")
         self.cut_stream_after: int | None = None  # the next stream's connection is cut after this many tokens
         self.kv_usage = 0.125
+        self.prefill_hold_s = 0.0  # a non-streamed completion (a prefill that sends its state) takes this long more
         self.calls: list[Call] = []
         self.running = 0
         self.block_counter = 0
@@ -232,7 +233,7 @@ class FakeVllm:
         self.publish_stored(prompt)
         seq = list(prompt)
         if not call.stream:
-            await asyncio.sleep(self.step_s)
+            await asyncio.sleep(self.step_s + self.prefill_hold_s)
             tokens, reason = [], "length"
             for _ in range(int(body["max_tokens"])):
                 tokens.append(next_token(seq))

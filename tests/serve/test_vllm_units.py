@@ -199,6 +199,7 @@ def _vllm_config(**kw: object) -> DeployConfig:
     ({"engine": "prfaas", "vllm_url": None, "kv_port": 0}, "every node of a deployment runs the same engine"),
     ({"state_bytes_model": "no-such-model"}, "state_bytes_model: not a catalog model or checkpoint folder"),
     ({"vllm_api_key_file": "/k", "vllm_api_key_env": "K"}, "vllm_api_key_env: give one of"),
+    ({"engine": "prfaas", "vllm_url": None, "vllm_prefill_tokens": 4096}, "vllm_prefill_tokens is for engine"),
 ])
 def test_vllm_node_config_errors_name_the_key(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -297,3 +298,22 @@ def test_a_prefill_skips_only_whole_vllm_blocks_the_decode_node_holds() -> None:
     assert skip(node, 512, 3000) == 0  # less than a block: ship everything
     assert skip(node, 5000, 2304) == 1152  # never the whole prompt: the last position is computed at decode
     assert skip(SimpleNamespace(cache_block_tokens=0), 4096, 5000) == 0
+
+
+def test_a_negative_vllm_prefill_budget_is_refused_at_load(tmp_path: Path) -> None:
+    from prfaas.serve.config import load_config
+
+    text = """
+[[nodes]]
+name = "pd-0"
+cluster = "pd"
+role = "pd_decode"
+engine = "vllm"
+vllm_url = "http://127.0.0.1:8100"
+kv_port = 9100
+vllm_prefill_tokens = -1
+"""
+    path = tmp_path / "deploy.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="vllm_prefill_tokens"):
+        load_config(path)

@@ -99,6 +99,10 @@ class FairQueue(Generic[T]):
         item, region, _, _ = self.pop_entry()
         return item, region
 
+    def head(self) -> T:
+        """The job `pop` would return next, left queued; IndexError when empty."""
+        return self._heap[0][4]
+
     def pop_entry(self) -> tuple[T, str, float, float]:
         """The next job to start: (item, region, start tag, cost_s); IndexError when empty."""
         start, _, region, cost_s, item = heapq.heappop(self._heap)

@@ -169,6 +169,9 @@ class NodeSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     # vLLM's `--api-key`, sent as `Authorization: Bearer` on every call (a file, mode 0600, or an environment variable)
     vllm_api_key_file: str | None = None
     vllm_api_key_env: str | None = None
+    # prompt tokens of the prefills inside vLLM at once; the rest wait at the adapter in the regions' fair order
+    # (`serve.vllm_turns`; None: its default, 16,384; 0: no gate, vLLM's own first-come order)
+    vllm_prefill_tokens: Annotated[int, Meta(ge=0)] | None = None
     site: str | None = None  # with [topology]: this node's cluster (a PrfaaS cluster or a PD region), else unset
 
 
@@ -336,7 +339,7 @@ def validate(cfg: DeployConfig, doc: TomlDoc | None) -> None:
 
 ENGINES = ("prfaas", "vllm")
 _VLLM_KEYS = ("vllm_url", "kv_host", "telemetry_url", "kv_events_endpoint", "vllm_model", "state_bytes_model",
-              "vllm_api_key_file", "vllm_api_key_env")
+              "vllm_api_key_file", "vllm_api_key_env", "vllm_prefill_tokens")
 
 
 def _http_url_error(url: str) -> str | None:

@@ -7,6 +7,9 @@ To the gateway it is a node like `serve.node.NodeServer`: the same control endpo
 /role /health /tables), the same signatures (`serve.node_http`), the same register + heartbeat thread
 (`serve.liveness`), the same messages. Behind them (docs/vllm.md):
 
+- /prefill: each waits for its turn into vLLM (`serve.vllm_turns`: the prompt tokens inside vLLM stay within
+  `vllm_prefill_tokens`, and the waiting prefills enter in the regions' fair order, as our engine's worker runs
+  them); the wait is the reply's `queue_s`, `prefill_s` counts from the turn.
 - /prefill, decode on another node: one non-streaming completion, `max_tokens: 1`, with
   `kv_transfer_params = SendParams(transfer_id=attempt id, peer = the target's kv_host:kv_port)`
   (`integrations.vllm.params`); the prfaas connector inside vLLM streams the state to the target's connector
@@ -48,6 +51,7 @@ from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
 from prfaas.integrations.vllm.params import RecvParams, SendParams, to_params
 from prfaas.perf.arch import s_kv_bytes
+from prfaas.serve.admission import SHED_KIND
 from prfaas.serve.cache_report import NO_REPORT, CacheReporter
 from prfaas.serve.config import DeployConfig, NodeSection
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
@@ -69,11 +73,13 @@ from prfaas.serve.messages import (
     encode,
 )
 from prfaas.serve.node_http import error, reply, start_control
+from prfaas.serve.prefill_order import region_weights
 from prfaas.serve.sites import node_gateways
 from prfaas.serve.vllm_arch import served_arch
 from prfaas.serve.vllm_events import KvEventSubscriber, PrefixTracker
 from prfaas.serve.vllm_http import VllmClient, VllmError, VllmTokens, completion_body
 from prfaas.serve.vllm_metrics import VllmLoad, cache_block_tokens, parse_metrics, parse_telemetry
+from prfaas.serve.vllm_turns import DEFAULT_BUDGET_TOKENS, PrefillTurns, TurnDeadlinePassed, TurnWithdrawn
 
 _log = logging.getLogger(__name__)
 
@@ -122,6 +128,8 @@ class VllmNodeServer:
         self.max_context_tokens = 0
         self.in_flight = 0
         self.queued_tokens = 0
+        budget = self.section.vllm_prefill_tokens
+        self.turns = PrefillTurns(DEFAULT_BUDGET_TOKENS if budget is None else budget, region_weights(cfg))
         self.busy_s_total = 0.0
         self.decodes_cancelled_total = 0
         self.prefills_cancelled_total = 0
@@ -344,14 +352,22 @@ class VllmNodeServer:
         self.in_flight += 1
         self.queued_tokens += len(msg.token_ids)
         try:
-            if msg.decode_target.name == self.section.name:
-                return await self._prefill_colocated(msg)
-            return await self._prefill_remote(msg)
+            async with self.turns.turn(msg.request_id, msg.region or "", len(msg.token_ids), msg.region_load,
+                                       msg.start_within_s) as queue_s:
+                if msg.decode_target.name == self.section.name:
+                    return await self._prefill_colocated(msg, queue_s)
+                return await self._prefill_remote(msg, queue_s)
+        except TurnWithdrawn:  # aborted while it waited for its turn: vLLM never saw it
+            self.prefills_cancelled_total += 1
+            return error(CANCELLED, f"prefill of {msg.request_id} aborted", 409)
+        except TurnDeadlinePassed as exc:  # as our node sheds a prefill that did not start in time
+            _log.info("prefill %s shed: %s", msg.request_id, exc)
+            return error(SHED_KIND, f"{self.section.name} shed prefill {msg.request_id}: {exc}", 503)
         finally:
             self.in_flight -= 1
             self.queued_tokens -= len(msg.token_ids)
 
-    async def _prefill_remote(self, msg: PrefillRequest) -> web.Response:
+    async def _prefill_remote(self, msg: PrefillRequest, queue_s: float = 0.0) -> web.Response:
         target = msg.decode_target
         skip = self.skip_tokens(target.cached_tokens, len(msg.token_ids))
         params = to_params(SendParams(transfer_id=msg.request_id, peer_host=target.kv_host,
@@ -381,9 +397,9 @@ class VllmNodeServer:
         finish = "stop" if tokens.finish_reason == "stop" else None
         return self._prefill_reply(msg, tokens.token_ids[0], tokens.cached_tokens, time.monotonic() - started_s,
                                    transfer_s=0.0, transfer_bytes=self.shipped_bytes(len(msg.token_ids), skip),
-                                   finish_reason=finish, skip_tokens=skip)
+                                   finish_reason=finish, skip_tokens=skip, queue_s=queue_s)
 
-    async def _prefill_colocated(self, msg: PrefillRequest) -> web.Response:
+    async def _prefill_colocated(self, msg: PrefillRequest, queue_s: float = 0.0) -> web.Response:
         body = completion_body(self.client.model or "", msg.token_ids, msg.sampling,
                                max_tokens=msg.sampling.max_tokens, stream=True, kv_params=None)
         started_s = time.monotonic()
@@ -410,14 +426,15 @@ class VllmNodeServer:
         else:
             pump.head = VllmTokens(first.token_ids[1:], first.finish_reason)  # what /decode passes on first
         return self._prefill_reply(msg, first.token_ids[0], first.cached_tokens, time.monotonic() - started_s,
-                                   transfer_s=None, finish_reason=finish)
+                                   transfer_s=None, finish_reason=finish, queue_s=queue_s)
 
     def _prefill_reply(self, msg: PrefillRequest, first_token: int, cached: int | None, prefill_s: float, *,
                        transfer_s: float | None, transfer_bytes: int = 0,
-                       finish_reason: str | None = None, skip_tokens: int = 0) -> web.Response:
+                       finish_reason: str | None = None, skip_tokens: int = 0,
+                       queue_s: float = 0.0) -> web.Response:
         self._remember_prefilled(msg.token_ids)
         return reply(PrefillReply(request_id=msg.request_id, first_token=first_token,
-                                  num_prompt_tokens=len(msg.token_ids), num_cached_tokens=cached or 0, queue_s=0.0,
+                                  num_prompt_tokens=len(msg.token_ids), num_cached_tokens=cached or 0, queue_s=queue_s,
                                   prefill_s=prefill_s, transfer_bytes=transfer_bytes,
                                   transfer_s=transfer_s, finish_reason=finish_reason, skip_tokens=skip_tokens))
 
@@ -547,7 +564,7 @@ class VllmNodeServer:
         self._aborted[rid] = None
         while len(self._aborted) > ABORTED_MAX:
             self._aborted.popitem(last=False)
-        found = False
+        found = self.turns.withdraw(rid)
         call = self._calls.get(rid)
         if call is not None:
             call.cancel()
