@@ -15,7 +15,15 @@ import pytest
 from prfaas.bench.records import RequestRecord, RequestStatus
 from prfaas.bench.sites_predict import fault_script, live_node_counts, predict_sites, sim_topology
 from prfaas.bench.sites_report import format_reports, region_reports, sim_prediction
-from prfaas.bench.sites_run import RegionRun, SitesFault, SitesRunResult, SitesRunSpec, _nodes, sites_config
+from prfaas.bench.sites_run import (
+    HEARTBEAT_S,
+    RegionRun,
+    SitesFault,
+    SitesRunResult,
+    SitesRunSpec,
+    _nodes,
+    sites_config,
+)
 from prfaas.bench.workload import WorkloadSpec, build_requests
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology
@@ -227,10 +235,13 @@ def test_the_probes_a_gateway_admitted_before_the_load_reach_the_simulated_meter
     original = predict_module.simulate_multisite
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs["load_history"])
+        seen.append((kwargs["load_history"], kwargs["gateway_heartbeat_s"]))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(predict_module, "simulate_multisite", spy)
     predict_sites(TOPOLOGY, spec, live, before_load_s=before)
     predict_sites(TOPOLOGY, spec, live)
-    assert seen == [before, None]
+    # and the selector sees the sites as the live gateways do, through the live nodes' heartbeat interval
+    assert seen == [(before, HEARTBEAT_S), (None, HEARTBEAT_S)]
+    assert sites_config(TOPOLOGY, SimpleNamespace(info=SimpleNamespace(addr=dict.fromkeys(  # type: ignore[arg-type]
+        [*TOPOLOGY.prfaas_names, *TOPOLOGY.pd_names], "10.0.0.1"))), spec).gateway.heartbeat_interval_s == HEARTBEAT_S

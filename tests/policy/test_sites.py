@@ -99,6 +99,20 @@ def test_per_link_loop_raises_only_its_own_links_threshold() -> None:
     assert choice.site == "b"
 
 
+def test_a_region_gateways_tick_updates_only_its_own_links_loops() -> None:
+    """Each region's gateway ticks the loops with its own view (`tick(view, now, region)`): a hot link to x seen
+    in y's view (a view y cannot have of x's link, but it shows the rule) changes nothing; x's tick raises it."""
+    bw = BandwidthAwareConfig(control_interval_s=0.5, hot_updates=2)
+    sel = selector(bandwidth=bw)
+    hot = view(a_x=snap("a->x", goodput=95.0))
+    for k in range(4):
+        sel.tick(hot, k * 0.5, "y")
+    assert sel.link_threshold("a", "x", 10_000) == 10_000
+    for k in range(4, 8):
+        sel.tick(hot, k * 0.5, "x")
+    assert sel.link_threshold("a", "x", 10_000) > 10_000
+
+
 def test_fair_share_admits_a_quiet_region_while_refusing_the_bursting_one() -> None:
     sel = selector(target_queue_s=2.0)
     # a is congested (16 s queued on 4 instances > 2 s each), almost all of it from x

@@ -15,7 +15,9 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
 - **links**: the emulated capacities (paper Gbps x link scale, `sites_run.emulated_topology`: the tc caps);
   latency as the topology states it (the gateways' selectors see it; the veths add none);
 - **policy**: the same router defaults with the run's threshold, the same site selector (`SiteSelectConfig`
-  defaults, as the gateways build it);
+  defaults, as the gateways build it), seeing the sites as each region's gateway does (`sim.multisite_gateway`:
+  each PrfaaS node's prefill tokens as of its last heartbeat, every `HEARTBEAT_S`, the region's own in flight,
+  T(tokens) per node), not the simulator's exact view;
 - **fault**: the one the live run injected, at the time it injected it (`result.fault_s`): `site_fail` of the
   killed cluster (site-lost), or the link's capacity / 10 (link-degraded). None if the run injected none, or a
   burst (its extra requests are among the live records).
@@ -27,8 +29,9 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
   first when the live nodes did (`preempt_prefill` = the spec's `prefill_preemption`, which `sites_run.sites_config`
   gives the nodes as `[policy] prefill_preemption`; live the pause waits for the next layer, simulated it is at once).
 
-Differences that remain (docs/multisite-live.md): each live gateway sees only its own in-flight work; the
-simulated selector sees every region's. Control-plane and transport overheads are not simulated.
+Differences that remain (docs/multisite-live.md): the routers' view of the nodes (which PD node, which instance
+of a site) is the simulator's exact one; the links' telemetry is the simulated link's, not a heartbeat's.
+Control-plane and transport overheads are the measured request path only (`overhead`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 import msgspec
 
 from prfaas.bench.paper_overhead import RequestOverhead, shifted
-from prfaas.bench.sites_run import SitesFault, SitesRunResult, SitesRunSpec, emulated_topology
+from prfaas.bench.sites_run import HEARTBEAT_S, SitesFault, SitesRunResult, SitesRunSpec, emulated_topology
 from prfaas.bench.summary import nearest_rank
 from prfaas.core.errors import ConfigError
 from prfaas.core.lifecycle import ClusterKind
@@ -176,7 +179,7 @@ def predict_sites(topology: SiteTopology, spec: SitesRunSpec, result: SitesRunRe
                              policy_config=policy, script=script, options=SimOptions(),
                              prefill_queue="node", preempt_prefill=spec.prefill_preemption,
                              load_window_s=LOAD_WINDOW_S * spec.time_scale,  # the gateways' window (live time)
-                             load_history=before_load_s)
+                             load_history=before_load_s, gateway_heartbeat_s=HEARTBEAT_S)
     prediction = SitesPrediction(sim, tuple(requests), region_of, live_index, script, {}, overhead, residual_key)
     rows = prediction.rows()
     for name in result.regions:

@@ -73,6 +73,7 @@ GATEWAY_PORT = 8000
 CONTROL_PORT_BASE = 9000
 KV_PORT_BASE = 9200
 PAPER_THRESHOLD_TOKENS = 19400
+HEARTBEAT_S = 0.5  # the nodes' heartbeat interval (wall seconds): how stale a gateway's view of other regions' work is
 
 
 ENGINES = ("emulated", "vllm")
@@ -158,7 +159,7 @@ def sites_config(topology: SiteTopology, sites: MultiSites, spec: SitesRunSpec) 
     big = 10**9
     cfg = DeployConfig(
         model=model,
-        gateway=GatewaySection(port=0, heartbeat_interval_s=0.5, heartbeat_timeout_s=2.0, route_wait_s=60.0,
+        gateway=GatewaySection(port=0, heartbeat_interval_s=HEARTBEAT_S, heartbeat_timeout_s=2.0, route_wait_s=60.0,
                                request_timeout_s=spec.request_timeout_s),
         admission=AdmissionSection(max_in_flight=100_000, node_max_queued_requests=100_000,
                                    node_max_queued_tokens=big, queue_deadline_s=86_400.0),

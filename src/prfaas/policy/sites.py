@@ -143,9 +143,12 @@ class SiteSelector:
         self._tables_of = topology
 
     # --- the per-link bandwidth loops -------------------------------------------------------------
-    def tick(self, view: SitesView, now_s: float) -> None:
-        """Update every link's loop from its snapshot and its PrfaaS cluster's queue."""
+    def tick(self, view: SitesView, now_s: float, region: str | None = None) -> None:
+        """Update every link's loop (`region`: only the links to that PD region, whose gateway's `view` this is)
+        from its snapshot and its PrfaaS cluster's queue."""
         for lk in self.topology.links:
+            if region is not None and lk.pd != region:
+                continue
             snap = view.links.get(lk.link_id)
             site = view.sites.get(lk.prfaas)
             queue = site.queued_requests / site.up_instances if site is not None and site.is_up else 0.0

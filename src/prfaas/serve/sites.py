@@ -316,7 +316,7 @@ class SiteRouting:
         return any(r.is_up for other in self.sites if other != site for r in self._site_records(other))
 
     def tick(self, now_s: float) -> None:
-        self.selector.tick(self.sites_view(now_s), now_s)
+        self.selector.tick(self.sites_view(now_s), now_s, self.region)  # this gateway's links: its view
 
     async def tick_loop(self) -> None:
         while True:

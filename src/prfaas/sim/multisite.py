@@ -68,6 +68,7 @@ from prfaas.sim.multisite_deployment import (
     SiteEventKind,
     reverse_link_id,
 )
+from prfaas.sim.multisite_gateway import GatewaySiteViews
 from prfaas.sim.multisite_kv import SiteKvIndexes
 from prfaas.sim.multisite_load import SiteLoad
 from prfaas.sim.multisite_queue import FairPrefillQueue, SiteQueue
@@ -117,7 +118,10 @@ class RegionRouters:
         for region, router in sim.routers.items():
             if router.tick_interval_s is not None:
                 router.tick(sim.region_view(region, sim.home_site(region)), now_s)
-        if sim.selector is not None:
+        if sim.selector is not None and sim.models_gateway_views:
+            for region in sim.topology.pd_names:  # each region gateway ticks its links' loops with its own view
+                sim.selector.tick(sim.sites_view(region=region), now_s, region)
+        elif sim.selector is not None:
             sim.selector.tick(sim.sites_view(), now_s)
 
     def route(self, req: RequestInfo, view: ClusterView, now_s: float) -> RoutePlan:
@@ -139,7 +143,9 @@ class MultiSiteSimulator(Simulator):
     region's whose fair turn comes first (`sim.servers`; no effect with "cluster" or with one region), judging the
     regions' offered load over `load_window_s` as their gateways do (`policy.region_load`); `load_history`: per
     region, arrivals its gateway's meter saw before these requests (times in the simulation's seconds, before the
-    first request: a live run's probes), observed first."""
+    first request: a live run's probes), observed first. `gateway_heartbeat_s`: the site selector sees the sites
+    as a live region gateway does (`sim.multisite_gateway`: the nodes' prefill tokens as of their last heartbeat,
+    this often, and the region's own in flight; for predictions of live runs); None: the exact view."""
 
     def __init__(self, deployment: MultiSiteDeployment, routers: Mapping[str, Router],
                  requests: Iterable[WorkloadRequest], region_of: Mapping[int, str], *,
@@ -148,6 +154,7 @@ class MultiSiteSimulator(Simulator):
                  prefill_queue: str = "cluster", fair_order: bool = True, preempt_prefill: bool = True,
                  rebalancers: Mapping[str, Rebalancer] | None = None, load_window_s: float = LOAD_WINDOW_S,
                  load_history: Mapping[str, Sequence[float]] | None = None,
+                 gateway_heartbeat_s: float | None = None,
                  progress: Callable[[float], None] | None = None) -> None:
         topo = deployment.topology
         if prefill_queue not in PREFILL_QUEUES:
@@ -210,6 +217,11 @@ class MultiSiteSimulator(Simulator):
         self._site_loads = {name: SiteLoad(members[name], region_of.__getitem__, topo.pd_names)
                             for name in self._prfaas_names if name in members}
         self._homes = {pd: (links[0].prfaas if (links := topo.links_to(pd)) else None) for pd in topo.pd_names}
+        self._gateway_views: GatewaySiteViews | None = None
+        if gateway_heartbeat_s is not None:
+            if selector is None:
+                raise ValueError("gateway_heartbeat_s needs a SiteSelector (it is the selector's view)")
+            self._gateway_views = GatewaySiteViews(gateway_heartbeat_s, self.cluster_of_node, selector.prefill_time_s)
         self.rebalancing: RegionRebalancing | None = None
         if rebalancers:
             if self.options.control_interval_s is None:
@@ -244,6 +256,11 @@ class MultiSiteSimulator(Simulator):
         return self.links[self.topology.links[0].link_id]
 
     # --- views -----------------------------------------------------------------------------------
+    @property
+    def models_gateway_views(self) -> bool:
+        """Whether the site selector sees the sites as the live region gateways do (`gateway_heartbeat_s`)."""
+        return self._gateway_views is not None
+
     def home_site(self, region: str) -> str | None:
         return self._homes[region]
 
@@ -300,14 +317,18 @@ class MultiSiteSimulator(Simulator):
         links = {lid: link.snapshot() for lid, link in self.links.items()}
         return self._merged([*self.topology.prfaas_names, *self.topology.pd_names], links)
 
-    def sites_view(self, *, live_links: bool = False) -> SitesView:
+    def sites_view(self, *, live_links: bool = False, region: str | None = None) -> SitesView:
         """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link.
 
         `live_links`: link snapshots taken on first use (for one decision; pass the view to
-        `_release_sites_view` right after)."""
+        `_release_sites_view` right after). `region`: the view of that region's gateway where the simulator
+        models the gateways' view (`gateway_heartbeat_s`; otherwise every region sees the exact view)."""
         now = self.loop.now_s
         sites: dict[str, PrfaasSiteView] = {}
         for name in self._prfaas_names:
+            if self._gateway_views is not None and region is not None:
+                sites[name] = self._gateway_site(name, region, now)
+                continue
             by_region: dict[str, float] = {}
             load = self._site_loads.get(name)
             if load is None:
@@ -326,6 +347,13 @@ class MultiSiteSimulator(Simulator):
         if live_links:
             return SitesView(sites, _LiveLinks(self._site_links))
         return SitesView(sites, {lk.link_id: self.links[lk.link_id].snapshot() for lk in self.topology.links})
+
+    def _gateway_site(self, name: str, region: str, now_s: float) -> PrfaasSiteView:
+        """Cluster `name` as region `region`'s live gateway sees it (`sim.multisite_gateway`)."""
+        assert self._gateway_views is not None
+        up = [n.instance_id for n in self.cluster_nodes.get(name, ()) if n.is_up and n.prefill is not None]
+        work, own, queued = self._gateway_views.site_parts(now_s, region, name, up)
+        return PrfaasSiteView(name, len(up), work, {region: own}, queued)
 
     def _cached_by_site(self, req: SimRequest) -> dict[str, int]:
         hashes = req.wl.block_hashes
@@ -348,7 +376,7 @@ class MultiSiteSimulator(Simulator):
             return self._homes[region], None
         if base_threshold > 0 and req.wl.input_tokens <= base_threshold:
             return None, None  # the router keeps it local whatever the sites look like
-        view = self.sites_view(live_links=True)
+        view = self.sites_view(live_links=True, region=region)
         try:
             choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), view, now_s,
                                           base_threshold)
@@ -377,6 +405,12 @@ class MultiSiteSimulator(Simulator):
             self.site_reason_of_request.pop(rid, None)
         if self.rebalancing is not None:
             self.rebalancing.on_routed(region, req, plan)
+        views = self._gateway_views
+        if views is not None:
+            if plan.prefill_cluster is ClusterKind.PRFAAS:
+                views.sent(now_s, rid, region, plan.prefill_instance_id, plan.uncached_tokens)
+            else:
+                views.answered(now_s, rid)  # an earlier attempt's, if any
         if plan.prefill_cluster is ClusterKind.PRFAAS:
             assert site is not None
             self.site_of_request[rid] = site
@@ -388,6 +422,11 @@ class MultiSiteSimulator(Simulator):
             self.site_of_request.pop(rid, None)
             self._link_of_request.pop(rid, None)
         return plan
+
+    def _on_state_delivered(self, req: SimRequest) -> None:
+        if self._gateway_views is not None:
+            self._gateway_views.answered(self.loop.now_s, req.request_id)  # the prefill's reply (its state sent)
+        super()._on_state_delivered(req)
 
     def _egress_for(self, req: SimRequest) -> SimLink:
         return self._link_of_request[req.request_id]

@@ -78,12 +78,14 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
                        fair_order: bool = True, preempt_prefill: bool = True, rebalance: bool = False,
                        load_window_s: float = LOAD_WINDOW_S,
                        load_history: Mapping[str, Sequence[float]] | None = None,
+                       gateway_heartbeat_s: float | None = None,
                        progress: Callable[[float], None] | None = None) -> MultiSiteResult:
     """Run `requests` (region of each in `region_of`) over the topology; every region runs router `policy`
     (`rebalance`: and its own `PdRebalancer`, every `options.control_interval_s`). `preempt_prefill`: with
     `prefill_queue="node"`, PrfaaS instances preempt as the live node does (`MultiSiteSimulator`);
     `load_window_s`: the regions' offered-load window (`policy.region_load`, in the simulation's seconds);
-    `load_history`: arrivals the regions' meters saw before `requests` (`MultiSiteSimulator`)."""
+    `load_history`: arrivals the regions' meters saw before `requests`; `gateway_heartbeat_s`: the selector sees
+    the sites as the live region gateways do (`MultiSiteSimulator`, `sim.multisite_gateway`)."""
     opts = options or SimOptions()
     cfg = policy_config or PolicyConfig()
     topo = deployment.topology
@@ -109,7 +111,8 @@ def simulate_multisite(deployment: MultiSiteDeployment, policy: str, requests: S
     sim = MultiSiteSimulator(deployment, routers, requests, region_of, selector=site_selector, kv_index=index,
                              script=script, options=opts, prefill_queue=prefill_queue,
                              fair_order=fair_order, preempt_prefill=preempt_prefill, rebalancers=rebalancers,
-                             load_window_s=load_window_s, load_history=load_history, progress=progress)
+                             load_window_s=load_window_s, load_history=load_history,
+                             gateway_heartbeat_s=gateway_heartbeat_s, progress=progress)
     start = time.perf_counter()
     records = [r for r in sim.run() if isinstance(r, MultiSiteRecord)]
     wall = time.perf_counter() - start

@@ -1,0 +1,99 @@
+"""The region gateways' view of the PrfaaS sites in the simulator (`sim.multisite_gateway`, used by the predictions
+of live `bench sites` runs): each node's prefill tokens as of its last heartbeat, the region's own in flight
+exactly, T(tokens) per node; and a simulation in which that staleness decides a site choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from prfaas.bench.sites_predict import sim_deployment
+from prfaas.bench.sites_run import SitesRunSpec
+from prfaas.core.topology import PdSite, PrfaasSite, SiteLink, SiteTopology
+from prfaas.sim.multisite_gateway import GatewaySiteViews
+from prfaas.sim.multisite_run import simulate_multisite
+from prfaas.workload.request import WorkloadRequest
+
+SITE_OF = {"a-0": "A", "a-1": "A", "b-0": "B"}
+
+
+def quadratic_s(site: str, tokens: float, cached: float) -> float:
+    """A superlinear prefill time: T(a + b) > T(a) + T(b), so one call per node's total is checked."""
+    assert cached == 0.0
+    return (2.0 if site == "B" else 1.0) * (tokens / 1000.0) ** 2
+
+
+def test_another_regions_work_shows_at_the_next_heartbeat_and_its_own_at_once() -> None:
+    views = GatewaySiteViews(0.5, SITE_OF, quadratic_s)
+    up = ["a-0", "a-1"]
+    assert views.site_parts(0.0, "x", "A", up) == (0.0, 0.0, 0)  # the heartbeat at 0: nothing held
+    views.sent(0.1, 1, "x", "a-0", 1_000)
+    views.sent(0.2, 2, "y", "a-0", 2_000)
+    # before the heartbeat at 0.5: each region sees its own prefill only
+    assert views.site_parts(0.3, "x", "A", up) == (1.0, 1.0, 1)
+    assert views.site_parts(0.3, "y", "A", up) == (4.0, 4.0, 1)
+    # from 0.5 on the node's heartbeat holds both: T(3,000 tokens) in one call, the larger of its and the own count
+    assert views.site_parts(0.5, "x", "A", up) == (9.0, 1.0, 2)
+    views.answered(0.6, 1)  # x's reply is back: x knows at once, y only from the next heartbeat
+    assert views.site_parts(0.6, "x", "A", up) == (9.0, 0.0, 2)
+    assert views.site_parts(0.99, "y", "A", up) == (9.0, 4.0, 2)
+    assert views.site_parts(1.0, "y", "A", up) == (4.0, 4.0, 1)
+    assert views.site_parts(1.0, "y", "B", ["b-0"]) == (0.0, 0.0, 0)  # another site's nodes are not counted
+    assert views.site_parts(1.0, "y", "A", ["a-1"]) == (0.0, 0.0, 0)  # a node that is down (not up) neither
+
+
+def test_a_heartbeat_reports_the_state_it_found_not_a_later_one() -> None:
+    """No change between two heartbeats: the one at 1.0 holds what the change at 0.2 left, though the first
+    query after it comes at 1.7 after more changes at 1.6."""
+    views = GatewaySiteViews(0.5, SITE_OF, quadratic_s)
+    views.sent(0.2, 1, "x", "a-0", 1_000)
+    views.sent(1.6, 2, "x", "a-0", 3_000)  # the beats at 0.5, 1.0, 1.5 found only request 1
+    assert views.site_parts(1.7, "y", "A", ["a-0"]) == (1.0, 0.0, 1)
+    assert views.site_parts(2.0, "y", "A", ["a-0"]) == (16.0, 0.0, 2)
+
+
+def test_a_retried_request_is_counted_once_and_bad_intervals_are_refused() -> None:
+    views = GatewaySiteViews(0.5, SITE_OF, quadratic_s)
+    views.sent(0.1, 7, "x", "a-0", 1_000)
+    views.sent(0.2, 7, "x", "b-0", 1_000)  # its attempt at a-0 was abandoned and retried at b-0
+    assert views.site_parts(0.3, "x", "A", ["a-0"]) == (0.0, 0.0, 0)
+    assert views.site_parts(0.3, "x", "B", ["b-0"]) == (2.0, 2.0, 1)
+    views.answered(0.4, 7)
+    views.answered(0.4, 7)  # twice, or for a request never sent: nothing
+    views.answered(0.4, 99)
+    assert views.site_parts(0.6, "x", "B", ["b-0"]) == (0.0, 0.0, 0)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        GatewaySiteViews(0.0, SITE_OF, quadratic_s)
+
+
+TOPOLOGY = SiteTopology(
+    prfaas=[PrfaasSite(name="A", instances=1), PrfaasSite(name="B", instances=1)],
+    pd=[PdSite(name="x", instances=2, traffic_rps=1.0), PdSite(name="y", instances=2, traffic_rps=1.0)],
+    links=[SiteLink(prfaas=s, pd=r, capacity_gbps=100, latency_s=0.005) for s in ("A", "B") for r in ("x", "y")])
+
+
+@pytest.mark.parametrize(("heartbeat_s", "y_first_site"), [(None, "B"), (0.5, "A")])
+def test_within_a_heartbeat_a_region_does_not_see_anothers_offload(heartbeat_s: float | None,
+                                                                   y_first_site: str) -> None:
+    """x offloads a long prompt at 0.1 s (both sites idle: A, first in order); y offloads one at 0.2 s. The exact
+    view shows A busy and sends y to B; a live gateway of y has heard nothing since A's heartbeat at 0 s, so A
+    looks idle and y's prompt queues there too. y's next offload at 0.7 s comes after the heartbeat at 0.5 s,
+    which reported both at A: it goes to B (the exact view has seen them all along)."""
+    spec = SitesRunSpec(max_nodes_per_cluster=1)
+    deployment = sim_deployment(TOPOLOGY, spec)
+    requests = [WorkloadRequest(0, 0.1, 60_000, 4), WorkloadRequest(1, 0.2, 60_000, 4),
+                WorkloadRequest(2, 0.7, 60_000, 4)]
+    result = simulate_multisite(deployment, "prfaas", requests, {0: "x", 1: "y", 2: "y"}, prefill_queue="node",
+                                gateway_heartbeat_s=heartbeat_s)
+    site = {r.request_id: r.prfaas_site for r in result.records}
+    assert site[0] == "A" and site[1] == y_first_site
+    if heartbeat_s is not None:
+        assert site[2] == "B"
+        by_id = {r.request_id: r for r in result.records}
+        assert by_id[1].prefill_queue_s > 0.1  # it waited behind x's prefill at A
+
+
+def test_the_gateways_view_needs_a_site_selector() -> None:
+    deployment = sim_deployment(TOPOLOGY, SitesRunSpec(max_nodes_per_cluster=1))
+    with pytest.raises(ValueError, match="SiteSelector"):
+        simulate_multisite(deployment, "prfaas", [WorkloadRequest(0, 0.1, 60_000, 4)], {0: "x"}, selector=None,
+                           prefill_queue="node", gateway_heartbeat_s=0.5)
