@@ -29,8 +29,9 @@ What the simulator gets, each as the live run had it (`bench.sites_run`):
   first when the live nodes did (`preempt_prefill` = the spec's `prefill_preemption`, which `sites_run.sites_config`
   gives the nodes as `[policy] prefill_preemption`; live the pause waits for the next layer, simulated it is at once).
 
-Differences that remain (docs/multisite-live.md): the routers' view of the nodes (which PD node, which instance
-of a site) is the simulator's exact one; the links' telemetry is the simulated link's, not a heartbeat's.
+Differences that remain (docs/multisite-live.md): the routers see the chosen site's PrfaaS nodes as the gateway
+does (`GatewaySiteViews.instance_view`) but their own region's PD nodes exactly; the links' telemetry is the
+simulated link's, not a heartbeat's.
 Control-plane and transport overheads are the measured request path only (`overhead`).
 """
 

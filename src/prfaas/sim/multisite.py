@@ -292,7 +292,14 @@ class MultiSiteSimulator(Simulator):
         return self._merged([site, region], links)
 
     def _live_region_view(self, region: str, site: str | None, now_s: float) -> ClusterView:
-        """`region_view` for one routing decision: on demand (`sim.view.live_view`); release it after."""
+        """`region_view` for one routing decision: on demand (`sim.view.live_view`); release it after. Where the
+        gateways' view is modelled, the site's PrfaaS nodes as the region's gateway sees them."""
+        views = self._gateway_views
+        if views is not None and site is not None:
+            merged = self.region_view(region, site)
+            instances = tuple(views.instance_view(now_s, region, inst) if inst.cluster is ClusterKind.PRFAAS
+                              else inst for inst in merged.instances)
+            return ClusterView(instances=instances, links=merged.links, time_s=merged.time_s)
         key = (region, site)
         parts = self._live_parts.get(key)
         if parts is None:
