@@ -6,6 +6,7 @@ requests, the degraded region's verdict against it, and option checks (nothing s
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from prfaas.bench.records import RequestRecord, RequestStatus
-from prfaas.bench.sites_burst import burst_report, format_burst, offloaded_p90_s, verdict, with_burst
+from prfaas.bench.sites_burst import (
+    burst_report,
+    format_burst,
+    offloaded_p90_s,
+    pooled_burst_report,
+    verdict,
+    with_burst,
+)
 from prfaas.bench.sites_compare import burst_target, check_faults
 from prfaas.bench.sites_compare_report import ChaosRun, chaos_report
 from prfaas.bench.sites_predict import fault_script, live_node_counts
@@ -139,6 +147,32 @@ def test_burst_report_counts_lost_and_refuses_other_runs() -> None:
         burst_report(base, base)
 
 
+def test_pooled_report_judges_every_seeds_window_requests_together() -> None:
+    """Ten seeds' runs of one command: nine where rb's window offloads keep their 1.0 s, one where both take 1.5 s.
+    That one alone fails the bar (+50%: a 2-offload window's P90 is its largest value); pooled, its two values are
+    the top 2 of 20 and the P90 (18th) is 1.0 s: pass. Node sides, counts and lost are pooled too."""
+    pairs = []
+    for k in range(10):
+        base, burst = _result(1.0, burst=False), _result(1.5 if k == 3 else 1.0, burst=True)
+        for result in (base, burst):
+            for row in result.regions["rb"].log:
+                row.update(queue_s=0.0, prefill_s=0.5, transfer_s=0.0)
+        pairs.append((ChaosRun(base, _sim(1.0)), ChaosRun(burst, _sim(1.0))))
+    assert burst_report(*pairs[3])["regions"][1]["live"]["verdict"] == "fail"
+    entry = pooled_burst_report(pairs)
+    rb = entry["regions"][1]["live"]
+    assert entry["runs"] == 10 and entry["burst_sent"] == 140 and entry["baseline_sent"] == 40 and entry["lost"] == 0
+    assert rb["num_offloaded"] == 20 and rb["offloaded_p90_s"] == 1.0 and rb["verdict"] == "pass"
+    assert rb["node_p90_s"] == 0.5 and rb["places"] == {"local": 20, "pf-a": 20}
+    assert "(10 runs pooled)" in format_burst(entry)
+    odd = _result(1.0, burst=True)
+    odd.fault_end_s = 7.0
+    with pytest.raises(ValueError, match="differ in window"):
+        pooled_burst_report([*pairs, (pairs[0][0], ChaosRun(odd, _sim(1.0)))])
+    with pytest.raises(ValueError, match="no burst run"):
+        pooled_burst_report([])
+
+
 def test_offloaded_p90_and_verdict_edges() -> None:
     assert offloaded_p90_s([("rb", 1.0, "local", 2.0)], "rb", 0.0, 5.0) == (None, 0)
     assert verdict(None) == "n/a" and verdict(0.2) == "pass" and verdict(0.2001) == "fail"
@@ -230,6 +264,7 @@ pd = "rb"
     (["chaos", "--faults", "burst", "--burst-region", "zz"], "'zz' is not a PD region"),
     (["chaos", "--faults", "burst", "--burst-factor", "0.5"], "burst_factor >= 1"),
     (["chaos", "--faults", "burst", "--burst-s", "-1"], "burst_s > 0"),
+    (["chaos", "--faults", "burst", "--repeats", "0"], "--repeats must be 1-20"),
     (["run", "--fault", "burst", "--fault-target", "pf-a"], "'pf-a' is not a PD region"),
     (["run", "--fault", "burst", "--burst-factor", "0"], "burst_factor >= 1"),
 ])
@@ -328,3 +363,39 @@ def test_engine_vllm_runs_live_only_with_prompts_that_fit_the_checkpoint(
         assert 0.2 < above < 0.8, above
     emulated, _ = region_workload(TOPOLOGY, SitesRunSpec(requests_per_region=200), 0)
     assert max(len(r.prompt_tokens) for r in emulated) > MAX_MODEL_LEN  # the emulated engine keeps paper lengths
+
+
+def test_repeats_run_every_seed_into_its_folder_and_pool_the_bursts(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--repeats 3`: seeds 5, 6, 7, each chaos run in OUT/seed-S/ with its own chaos.txt, then the bursts pooled
+    in OUT/pooled.json|txt (the runs here are fakes: no deployment)."""
+    from types import SimpleNamespace
+
+    import prfaas.bench.sites_compare as compare_module
+    from prfaas.cli import build_app
+
+    seeds: list[int] = []
+
+    def fake_chaos(topology: Any, spec: Any, out_dir: Path, *rest: Any, **kwargs: Any) -> Any:
+        seeds.append(spec.seed)
+        out_dir.mkdir(parents=True)
+
+        def outcome(result: SitesRunResult) -> Any:
+            probe = SimpleNamespace(overhead=SimpleNamespace(describe=lambda: "fake path"))
+            return SimpleNamespace(result=result, with_path=SimpleNamespace(rows=lambda: _sim(1.0)),
+                                   with_loaded_path=None, loaded_path=None, probe=probe, reports=[])
+        return {"baseline": outcome(_result(1.0, burst=False)), "burst": outcome(_result(1.0, burst=True))}
+
+    monkeypatch.setattr(compare_module, "chaos_faults", fake_chaos)
+    topo = tmp_path / "topo.toml"
+    topo.write_text(TWO_REGIONS_TOML, encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(build_app(["bench"]), ["bench", "sites", "chaos", "--topology", str(topo),
+                                                       "--faults", "burst", "--seed", "5", "--repeats", "3",
+                                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert seeds == [5, 6, 7]
+    assert all((out / f"seed-{s}" / "chaos.txt").exists() for s in seeds)
+    pooled = json.loads((out / "pooled.json").read_text())
+    assert pooled["runs"] == 3 and pooled["regions"][1]["live"]["num_offloaded"] == 6
+    assert "(3 runs pooled)" in (out / "pooled.txt").read_text()

@@ -2,6 +2,7 @@
 
     requests = with_burst(base, wl, start_s=3.0, burst_s=5.0, factor=5.0, salt=1)   # base + (F - 1) x rate extra
     entry = burst_report(baseline, run)        # the other regions' offloaded TTFT P90 in the window, both runs
+    entry = pooled_burst_report([(b1, r1), (b2, r2), ...])   # the same over several seeds' runs, pooled
 
 The burst region's requests are its no-burst requests (same seed: same arrivals, lengths, prompts) plus extra
 Poisson arrivals at (F - 1) x its rate over [start_s, start_s + burst_s), drawn from their own seed, renumbered
@@ -63,16 +64,21 @@ def offloaded_p90_s(rows: Sequence[Row], region: str, start_s: float, end_s: flo
     return nearest_rank(ttfts, 0.9), len(ttfts)
 
 
-def node_side_p90_s(result: SitesRunResult, region: str, start_s: float, end_s: float) -> float | None:
-    """P90 of queue + prefill + transfer seconds (the gateway log's) of `region`'s completed offloads sent in
+def node_sides_s(result: SitesRunResult, region: str, start_s: float, end_s: float) -> list[float]:
+    """Queue + prefill + transfer seconds (the gateway log's) of `region`'s completed offloads sent in
     [start_s, end_s): the part of their TTFT spent at the PrfaaS site and on its link."""
     run = result.regions.get(region)
     if run is None:
-        return None
+        return []
     sides = [node_side_s(row) for rec, row in with_log_rows(run.records, run.log)
              if row is not None and row.get("route") == "prfaas" and rec.status is RequestStatus.COMPLETED
              and start_s <= rec.send_s < end_s]
-    return nearest_rank([s for s in sides if s is not None], 0.9)
+    return [s for s in sides if s is not None]
+
+
+def node_side_p90_s(result: SitesRunResult, region: str, start_s: float, end_s: float) -> float | None:
+    """P90 of `node_sides_s`."""
+    return nearest_rank(node_sides_s(result, region, start_s, end_s), 0.9)
 
 
 def places(rows: Sequence[Row], region: str, start_s: float, end_s: float) -> dict[str, int]:
@@ -105,31 +111,49 @@ def _side(rows: Sequence[Row], base_rows: Sequence[Row], region: str, start_s: f
 
 def burst_report(baseline: ChaosRun, run: ChaosRun) -> dict[str, Any]:
     """The burst run beside the no-burst baseline (module docstring); live and sim (the probed path)."""
-    res = run.result
-    if res.fault != SitesFault.BURST.value or res.fault_s is None or res.fault_end_s is None:
-        raise ValueError("not a burst run")
-    start_s, end_s, burst_region = res.fault_s, res.fault_end_s, res.fault_target
-    live, base_live = live_rows(res), live_rows(baseline.result)
+    return pooled_burst_report([(baseline, run)])
+
+
+def pooled_burst_report(pairs: Sequence[tuple[ChaosRun, ChaosRun]]) -> dict[str, Any]:
+    """`burst_report` over several (baseline, burst) pairs of the same command (seeds): every pair's window
+    requests pooled, so the P90s are over all their offloads (a window of one run holds 5-12: its P90 is its largest
+    value or next to it). The pairs must share the window and the bursting region."""
+    if not pairs:
+        raise ValueError("no burst run to report")
+    windows = set()
+    for _, run in pairs:
+        res = run.result
+        if res.fault != SitesFault.BURST.value or res.fault_s is None or res.fault_end_s is None:
+            raise ValueError("not a burst run")
+        windows.add((res.fault_s, res.fault_end_s, res.fault_target))
+    if len(windows) > 1:
+        raise ValueError(f"the burst runs differ in window or region: {sorted(windows)}")
+    ((start_s, end_s, burst_region),) = windows
+    live = [row for _, run in pairs for row in live_rows(run.result)]
+    base_live = [row for baseline, _ in pairs for row in live_rows(baseline.result)]
+    sim = [row for _, run in pairs for row in run.sim_rows]
+    base_sim = [row for baseline, _ in pairs for row in baseline.sim_rows]
     sent = sum(1 for r in live if r[0] == burst_region and start_s <= r[1] < end_s)
     base_sent = sum(1 for r in base_live if r[0] == burst_region and start_s <= r[1] < end_s)
     regions: list[dict[str, Any]] = []
-    for region in res.regions:
+    for region in pairs[0][1].result.regions:
+        lost = sum(_lost(run, region) for _, run in pairs)
         if region == burst_region:
             regions.append({"region": region, "burst": True, "live": {"places": places(live, region, start_s,
                                                                                          end_s)},
-                            "sim": {"places": places(run.sim_rows, region, start_s, end_s)},
-                            "lost": _lost(run, region)})
+                            "sim": {"places": places(sim, region, start_s, end_s)}, "lost": lost})
             continue
         live_side = _side(live, base_live, region, start_s, end_s)
-        node, base_node = (node_side_p90_s(r, region, start_s, end_s) for r in (res, baseline.result))
+        node = nearest_rank([v for _, run in pairs for v in node_sides_s(run.result, region, start_s, end_s)], 0.9)
+        base_node = nearest_rank([v for baseline, _ in pairs
+                                  for v in node_sides_s(baseline.result, region, start_s, end_s)], 0.9)
         live_side.update(node_p90_s=node, baseline_node_p90_s=base_node, node_change=change(node, base_node))
-        regions.append({"region": region, "burst": False,
-                        "live": live_side,
-                        "sim": _side(run.sim_rows, baseline.sim_rows, region, start_s, end_s),
-                        "lost": _lost(run, region)})
-    lost = sum(r["lost"] for r in regions) + sum(_lost(baseline, r) for r in baseline.result.regions)
-    return {"fault": res.fault, "target": burst_region, "fault_s": start_s, "end_s": end_s,
-            "burst_sent": sent, "baseline_sent": base_sent, "regions": regions, "lost": lost}
+        regions.append({"region": region, "burst": False, "live": live_side,
+                        "sim": _side(sim, base_sim, region, start_s, end_s), "lost": lost})
+    lost = sum(r["lost"] for r in regions) + sum(_lost(baseline, r) for baseline, _ in pairs
+                                                 for r in baseline.result.regions)
+    return {"fault": SitesFault.BURST.value, "target": burst_region, "fault_s": start_s, "end_s": end_s,
+            "burst_sent": sent, "baseline_sent": base_sent, "regions": regions, "lost": lost, "runs": len(pairs)}
 
 
 def _lost(run: ChaosRun, region: str) -> int:
@@ -151,9 +175,10 @@ def _places(counts: Mapping[str, int]) -> str:
 
 def format_burst(entry: Mapping[str, Any]) -> str:
     e = entry
-    lines = [f"burst of {e['target']} over [{e['fault_s']:.1f}, {e['end_s']:.1f}) s: it sent {e['burst_sent']} "
-             f"requests in the window (baseline {e['baseline_sent']}); other regions' offloaded TTFT P90 in the "
-             f"window, burst vs no-burst baseline (bar: +{FAIRNESS_BAR:.0%})"]
+    pooled = f" ({e['runs']} runs pooled)" if e.get("runs", 1) > 1 else ""
+    lines = [f"burst of {e['target']} over [{e['fault_s']:.1f}, {e['end_s']:.1f}) s{pooled}: it sent "
+             f"{e['burst_sent']} requests in the window (baseline {e['baseline_sent']}); other regions' offloaded "
+             f"TTFT P90 in the window, burst vs no-burst baseline (bar: +{FAIRNESS_BAR:.0%})"]
     for r in e["regions"]:
         if r["burst"]:
             lines.append(f"  {r['region']:<8} (bursting) prefilled at: live {_places(r['live']['places'])}; "

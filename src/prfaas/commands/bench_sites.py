@@ -20,6 +20,7 @@ from prfaas.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from prfaas.bench.sites_compare import SitesOutcome
+    from prfaas.bench.sites_compare_report import ChaosRun
     from prfaas.bench.sites_run import SitesRunSpec
     from prfaas.bench.sites_two_site import TwoSiteOutcome
     from prfaas.core.topology import SiteTopology
@@ -110,7 +111,11 @@ def sites_chaos_cmd(topology: Topology,
                                                          "same total capacity (one more deployment).")] = True,
                     requests: Requests = 20, load: Load = 0.5, nodes_per_cluster: NodesPerCluster = 1,
                     fault_at_s: FaultAt = 3.0, probes: Probes = 6, seed: Seed = 0, preemption: Preemption = True,
+                    repeats: Annotated[int, typer.Option(
+                        help="Run everything this many times, seeds seed, seed+1, ... (OUT/seed-S/ each); a burst "
+                             "is also judged on all runs' window requests pooled (OUT/pooled.txt).")] = 1,
                     out: Out = None) -> None:
+    from prfaas.bench.sites_burst import format_burst, pooled_burst_report
     from prfaas.bench.sites_compare import burst_target, chaos_faults, chaos_targets, check_faults
     from prfaas.bench.sites_run import SitesFault
     from prfaas.planner.multi_build import load_topology
@@ -119,37 +124,59 @@ def sites_chaos_cmd(topology: Topology,
     _check_probes(probes)
     if not fault_at_s > 0:
         raise ConfigError(f"--fault-at-s must be > 0, got {fault_at_s}")
-    spec = _spec(requests, load, nodes_per_cluster, seed, fault_at_s, burst_factor=burst_factor, burst_s=burst_s,
-                 preemption=preemption)
+    if not 1 <= repeats <= 20:
+        raise ConfigError(f"--repeats must be 1-20, got {repeats}")
     topo, _ = load_topology(str(topology))
     if SitesFault.SITE_LOST in chosen or SitesFault.LINK_DEGRADED in chosen:  # before anything starts
         chaos_targets(topo, lost_site, degraded_link)
     if SitesFault.BURST in chosen:
         burst_target(topo, burst_region)
     out_dir = _out(out, "sites-chaos")
-    runs = chaos_faults(topo, spec, out_dir, probes, lost_site, degraded_link, log=typer.echo, faults=chosen,
-                        burst_region=burst_region)
-    two = None
-    if two_site and SitesFault.LINK_DEGRADED in chosen:
-        from prfaas.bench.sites_two_site import run_two_site
+    lost = False
+    pairs: list[tuple[ChaosRun, ChaosRun]] = []
+    for k in range(repeats):
+        spec = _spec(requests, load, nodes_per_cluster, seed + k, fault_at_s, burst_factor=burst_factor,
+                     burst_s=burst_s, preemption=preemption)
+        one_dir = out_dir if repeats == 1 else out_dir / f"seed-{seed + k}"
+        if repeats > 1:
+            typer.echo(f"=== seed {seed + k} ({k + 1} of {repeats})")
+        runs = chaos_faults(topo, spec, one_dir, probes, lost_site, degraded_link, log=typer.echo, faults=chosen,
+                            burst_region=burst_region)
+        two = None
+        if two_site and SitesFault.LINK_DEGRADED in chosen:
+            from prfaas.bench.sites_two_site import run_two_site
 
-        typer.echo("--- two-site (same total capacity)")
-        link_spec = runs[SitesFault.LINK_DEGRADED.value].spec
-        two = run_two_site(topo, link_spec, out_dir / "two-site", probes, log=typer.echo)
-    _chaos_out(topo, runs, two, out_dir)
+            typer.echo("--- two-site (same total capacity)")
+            link_spec = runs[SitesFault.LINK_DEGRADED.value].spec
+            two = run_two_site(topo, link_spec, one_dir / "two-site", probes, log=typer.echo)
+        chaos, one_lost = _chaos_out(topo, runs, two, one_dir)
+        lost = lost or one_lost
+        if SitesFault.BURST.value in chaos:
+            pairs.append((chaos["baseline"], chaos[SitesFault.BURST.value]))
+    if repeats > 1 and pairs:
+        entry = pooled_burst_report(pairs)
+        text = format_burst(entry)
+        (out_dir / "pooled.json").write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+        (out_dir / "pooled.txt").write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"=== {len(pairs)} seeds pooled\n{text}")
+        typer.echo(f"wrote {out_dir}/pooled.json, pooled.txt")
+    if lost:
+        raise typer.Exit(1)
 
 
 def _chaos_out(topo: SiteTopology, runs: dict[str, SitesOutcome], two: TwoSiteOutcome | None,
-               out_dir: Path) -> None:
+               out_dir: Path) -> tuple[dict[str, ChaosRun], bool]:
+    """Write and print one chaos run's report; its runs as the reports see them, and whether any request was lost."""
     from prfaas.bench.records import RequestStatus
     from prfaas.bench.sites_burst import burst_report, format_burst
     from prfaas.bench.sites_compare_report import ChaosRun, chaos_report, format_chaos
     from prfaas.bench.sites_run import SitesFault
     from prfaas.bench.sites_two_site import format_two_site, origin_live_rows, origin_sim_rows, two_site_entry
 
-    chaos = {name: ChaosRun(o.result, o.with_path.rows(),
+    every = {name: ChaosRun(o.result, o.with_path.rows(),
                             None if o.with_loaded_path is None else o.with_loaded_path.rows())
              for name, o in runs.items()}
+    chaos = dict(every)
     baseline = chaos.pop("baseline")
     faults = chaos_report(topo, baseline, chaos)
     lines = [f"request path ({n}): {d}" for n, d in _paths(runs).items()]
@@ -174,5 +201,4 @@ def _chaos_out(topo: SiteTopology, runs: dict[str, SitesOutcome], two: TwoSiteOu
     typer.echo(f"wrote {out_dir}/chaos.json, chaos.txt, <run>/report.json")
     lost = (any(f["lost"] or f.get("two_site", {}).get("lost") for f in faults) or any(b["lost"] for b in bursts)
             or any(r.lost for o in runs.values() for r in o.reports))
-    if lost:
-        raise typer.Exit(1)
+    return every, bool(lost)
