@@ -105,3 +105,34 @@ def test_neutral_or_close_ratios_keep_the_fair_queues_own_rule() -> None:
     assert verdicts({"x": 1.2, "y": 0.8}) == [True, False] == verdicts({"x": 1.0, "y": 1.0})
     with pytest.raises(ValueError, match="load ratio"):
         FairQueue().set_load("x", -1.0)
+
+
+def test_a_bursting_regions_backlog_does_not_start_before_a_calm_regions_queued_job() -> None:
+    """At the quiet region's home node, where it used the node a lot before (its finish tag is far ahead) and the
+    bursting region rarely did: by start tags alone the burst's whole backlog starts first. With the regions'
+    ratios 3x apart the calm region's queued job starts next, then the burst's in their own order; within 3x
+    (or without ratios) the plain start-tag order stands."""
+    def fill(q: FairQueue[str]) -> None:
+        for k in range(6):
+            q.push(f"us{k}", "us", 1.0)
+            q.pop()  # us has used this node: its next start tag is 6 ahead
+        for k in range(4):
+            q.push(f"eu{k}", "eu", 1.0)  # the burst's backlog, start tags 5..8 (us-next: 6)
+        q.push("us-next", "us", 1.0)
+
+    plain: FairQueue[str] = FairQueue()
+    fill(plain)
+    assert [plain.pop()[0] for _ in range(5)] == ["eu0", "eu1", "us-next", "eu2", "eu3"]
+    stamped: FairQueue[str] = FairQueue()
+    fill(stamped)
+    stamped.set_load("eu", 5.0)
+    stamped.set_load("us", 1.0)
+    assert stamped.head() == "us-next"
+    assert [stamped.pop()[0] for _ in range(5)] == ["us-next", "eu0", "eu1", "eu2", "eu3"]
+    close: FairQueue[str] = FairQueue()
+    fill(close)
+    close.set_load("eu", 2.5)
+    close.set_load("us", 1.0)
+    assert [close.pop()[0] for _ in range(5)] == ["eu0", "eu1", "us-next", "eu2", "eu3"]
+    with pytest.raises(IndexError):
+        FairQueue().pop()

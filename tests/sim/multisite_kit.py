@@ -21,7 +21,8 @@ def run_scenario(name: str, **overrides: Any) -> MultiSiteResult:
     kwargs: dict[str, Any] = {"selector": inp.selector, "selector_config": inp.selector_config,
                               "policy_config": inp.policy_config, "script": inp.script, "options": inp.options,
                               "prefill_queue": cfg.sites.prefill_queue,
-                              "preempt_prefill": cfg.sites.prefill_preemption}
+                              "preempt_prefill": cfg.sites.prefill_preemption,
+                              "gateway_heartbeat_s": cfg.sites.gateway_heartbeat_s}
     kwargs.update(overrides)
     return simulate_multisite(inp.deployment, cfg.policy.name, inp.requests, inp.region_of, **kwargs)
 

@@ -4,6 +4,8 @@ exactly, T(tokens) per node; and a simulation in which that staleness decides a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -15,6 +17,8 @@ from prfaas.policy.types import InstanceView
 from prfaas.sim.multisite_gateway import GatewaySiteViews
 from prfaas.sim.multisite_run import simulate_multisite
 from prfaas.workload.request import WorkloadRequest
+
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 SITE_OF = {"a-0": "A", "a-1": "A", "b-0": "B"}
 
@@ -137,3 +141,27 @@ def test_within_a_heartbeat_a_regions_router_takes_the_node_another_region_just_
                                 gateway_heartbeat_s=heartbeat_s)
     node = {r.request_id: r.prefill_instance for r in result.records}
     assert node == {0: "A-0", 1: y_node}
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, None), ("0.5", 0.5)])
+def test_the_sites_gateway_heartbeat_knob_reaches_the_simulator(setting: str | None, expected: float | None,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[sites] gateway_heartbeat_s` (unset: the exact view) is what `prfaas simulate --config` passes on; a
+    non-positive interval is refused at load, naming the key."""
+    import prfaas.sim.multisite_report as report_module
+    from prfaas.core.errors import ConfigError
+    from prfaas.sim.config import load_config
+
+    text = (SCENARIOS / "multisite_burst_one_instance.toml").read_text()
+    if setting is not None:
+        text = text.replace('prefill_queue = "node"\n', f'prefill_queue = "node"\ngateway_heartbeat_s = {setting}\n')
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    seen: list[float | None] = []
+    monkeypatch.setattr(report_module, "simulate_multisite",
+                        lambda *args, **kwargs: seen.append(kwargs["gateway_heartbeat_s"]))
+    report_module.run_config(load_config(path))
+    assert seen == [expected]
+    path.write_text(text.replace('prefill_queue = "node"\n', 'prefill_queue = "node"\ngateway_heartbeat_s = 0\n'))
+    with pytest.raises(ConfigError, match="gateway_heartbeat_s"):
+        load_config(path)

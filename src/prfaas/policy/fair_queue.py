@@ -35,7 +35,11 @@ Before (2)-(4), the regions' offered-load ratios (`set_load`, stamped by the reg
 meters, `policy.region_load`) may decide: a queued region pushing `BURST_RATIO` times harder than the running
 job's region (relative to their shares) never preempts it, and one pushing that much less always does (a node's
 local view cannot tell a burst spread over every site from a region that merely used this node more before).
-Regions without a ratio count as `NEUTRAL_RATIO`, so without stamps the rule is (1)-(4) as above.
+Regions without a ratio count as `NEUTRAL_RATIO`, so without stamps the rule is (1)-(4) as above. The same ratios
+order the queue itself: when the region of the job with the smallest start tag pushes `BURST_RATIO` times harder
+than another region with a job queued, that region's first job starts next (a burst spread over every site may
+hold low start tags at a site it rarely used, the quiet region's home site, and would otherwise start its whole
+backlog there before the quiet region's next job).
 
 Why (3) and (4): with (1) and (2) alone every arrival of an idle region preempts (it enters at v, below any
 running finish), so two calm regions pause each other's long prefills all the time (y's P90 +15% in the
@@ -99,13 +103,44 @@ class FairQueue(Generic[T]):
         item, region, _, _ = self.pop_entry()
         return item, region
 
+    def _next_index(self) -> int:
+        """Where in the heap the next job to start is: the smallest start tag, unless its region pushes
+        `BURST_RATIO` times harder (offered-load ratios, `set_load`) than a region with a job queued: then the
+        first such job of those regions (smallest start tag). A burst's backlog does not start before a calm
+        region's queued job, as it never pauses one running; without ratios (or within 3x) it is plain SFQ."""
+        heap = self._heap
+        if not self._load or len(heap) < 2:
+            return 0
+        loads = self._load
+        head_load = loads.get(heap[0][2], NEUTRAL_RATIO)
+        best = 0
+        for i in range(1, len(heap)):
+            entry = heap[i]
+            if burst_order(head_load, loads.get(entry[2], NEUTRAL_RATIO)) is False and (
+                    best == 0 or entry[:2] < heap[best][:2]):
+                best = i
+        return best
+
+    def _take(self, index: int) -> tuple[float, int, str, float, T]:
+        heap = self._heap
+        if index == 0:
+            return heapq.heappop(heap)
+        entry = heap[index]
+        last = heap.pop()
+        if index < len(heap):
+            heap[index] = last
+            heapq.heapify(heap)
+        return entry
+
     def head(self) -> T:
         """The job `pop` would return next, left queued; IndexError when empty."""
-        return self._heap[0][4]
+        return self._heap[self._next_index()][4]
 
     def pop_entry(self) -> tuple[T, str, float, float]:
         """The next job to start: (item, region, start tag, cost_s); IndexError when empty."""
-        start, _, region, cost_s, item = heapq.heappop(self._heap)
+        if not self._heap:
+            raise IndexError("pop from an empty fair queue")
+        start, _, region, cost_s, item = self._take(self._next_index())
         self._virtual = max(self._virtual, start)
         self._queued_s[region] = max(self._queued_s[region] - cost_s, 0.0)
         self._recent.append((region, cost_s))
@@ -131,7 +166,7 @@ class FairQueue(Generic[T]):
         docstring)"""
         if not self._heap or not running:
             return False
-        start, _, region, cost_s, _ = self._heap[0]
+        start, _, region, cost_s, _ = self._heap[self._next_index()]
         if region in running:
             return False
         top = running[-1]

@@ -25,7 +25,9 @@ Multi-site scenarios (`sim.multisite`): a `[topology]` section (`core.topology` 
 `traffic_rps` unless `[regions.NAME.workload]` gives its own (same fields); region k draws with seed + k.
     [sites]     selector = "prfaas-sites" | "home-only"; target_queue_s; min_available_fraction; weights;
                 prefill_queue = "cluster" | "node"; prefill_preemption (with "node": a PrfaaS instance pauses a
-                prefill for another region's whose fair turn comes first, as the live `[policy]` knob; default on)
+                prefill for another region's whose fair turn comes first, as the live `[policy]` knob; default on);
+                gateway_heartbeat_s (the selector and routers see the sites as live gateways do, with the
+                nodes' heartbeats this often: `sim.multisite_gateway`; unset: the exact view)
 Events name links by id (`{prfaas}->{pd}`, reverse `{pd}->{prfaas}`), nodes `{cluster}-{i}`, sites by name.
 
 Errors name the file, the key and its line (`catalog.tomlfile`). Validation only validates: building
@@ -139,6 +141,10 @@ class SitesSection(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     weights: dict[str, NonNeg] | None = None
     prefill_queue: Literal["cluster", "node"] = "cluster"  # see sim.multisite_queue
     prefill_preemption: bool = True  # with prefill_queue = "node" (sim.servers; live: [policy] prefill_preemption)
+    # the site selector and routers see the PrfaaS sites as live region gateways do: the nodes' work as of their
+    # last heartbeat, this often (live: [gateway] heartbeat_interval_s), plus the region's own in flight
+    # (sim.multisite_gateway); unset: the exact view
+    gateway_heartbeat_s: Pos | None = None
 
 
 class SimConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -22,7 +22,8 @@ def run_config(cfg: SimConfig, policy: str | None = None) -> MultiSiteResult:
                               selector=inp.selector, selector_config=inp.selector_config,
                               policy_config=inp.policy_config, script=inp.script, options=inp.options,
                               warmup_s=cfg.warmup_s, prefill_queue=cfg.sites.prefill_queue,
-                              preempt_prefill=cfg.sites.prefill_preemption, rebalance=inp.rebalance)
+                              preempt_prefill=cfg.sites.prefill_preemption, rebalance=inp.rebalance,
+                              gateway_heartbeat_s=cfg.sites.gateway_heartbeat_s)
 
 
 def summary_json(result: MultiSiteResult) -> dict[str, Any]:
