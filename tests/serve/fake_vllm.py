@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -278,3 +279,49 @@ class FakeVllm:
         finally:
             self.running -= 1
         return response
+
+
+def two_region_config(tmp_path: Path, fake: FakeVllm, gateway_ports: dict[str, int], *, heartbeat_s: float,
+                      prfaas_extra: str = "") -> Any:
+    """A deployment of vLLM adapter nodes behind `fake`: PrfaaS cluster pa (node pa-0) linked to regions ra and rb
+    (decode nodes ra-d, rb-d), one gateway per region on `gateway_ports`; `prfaas_extra`: more keys for pa-0."""
+    from prfaas.serve.config import load_config
+    from prfaas.transport.ports import free_port
+
+    def node(name: str, cluster: str, role: str, site: str, extra: str = "") -> str:
+        return (f'\n[[nodes]]\nname = "{name}"\ncluster = "{cluster}"\nrole = "{role}"\nsite = "{site}"\n'
+                f'engine = "vllm"\nvllm_url = "{fake.url}"\nkv_port = {free_port()}\n{extra}')
+
+    text = f"""
+[model]
+num_layers = 4
+hidden_size = 128
+[gateway]
+heartbeat_interval_s = {heartbeat_s}
+[policy]
+rebalance = false
+[[topology.prfaas]]
+name = "pa"
+[[topology.pd]]
+name = "ra"
+instances = 2
+prefill_instances = 1
+[[topology.pd]]
+name = "rb"
+instances = 2
+prefill_instances = 1
+[[topology.links]]
+prfaas = "pa"
+pd = "ra"
+capacity_gbps = 10
+[[topology.links]]
+prfaas = "pa"
+pd = "rb"
+capacity_gbps = 10
+"""
+    text += "".join(f'[[gateways]]\nregion = "{r}"\nport = {p}\n' for r, p in gateway_ports.items())
+    text += node("pa-0", "prfaas", "prfaas_prefill", "pa", prfaas_extra)
+    text += node("ra-d", "pd", "pd_decode", "ra") + node("rb-d", "pd", "pd_decode", "rb")
+    path = tmp_path / "deploy.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)

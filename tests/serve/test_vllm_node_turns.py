@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from fake_vllm import FakeCluster, FakeVllm
+import pytest
+from fake_vllm import FakeCluster, FakeVllm, two_region_config
 
-from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.messages import DecodeTarget, PrefillReply, PrefillRequest, SamplingMsg, decode, encode
 from prfaas.serve.vllm_node import VllmNodeServer
@@ -25,59 +26,8 @@ HOLD_S = 0.2
 
 def _config(tmp_path: Path, fake: FakeVllm, budget_tokens: int | None) -> Any:
     budget = "" if budget_tokens is None else f"vllm_prefill_tokens = {budget_tokens}\n"
-    text = f"""
-[model]
-num_layers = 4
-hidden_size = 128
-[gateway]
-heartbeat_interval_s = 0.2
-[policy]
-rebalance = false
-[[topology.prfaas]]
-name = "pa"
-[[topology.pd]]
-name = "ra"
-instances = 2
-prefill_instances = 1
-[[topology.pd]]
-name = "rb"
-instances = 2
-prefill_instances = 1
-[[topology.links]]
-prfaas = "pa"
-pd = "ra"
-capacity_gbps = 10
-[[topology.links]]
-prfaas = "pa"
-pd = "rb"
-capacity_gbps = 10
-[[gateways]]
-region = "ra"
-port = {free_port()}
-[[gateways]]
-region = "rb"
-port = {free_port()}
-[[nodes]]
-name = "pa-0"
-cluster = "prfaas"
-role = "prfaas_prefill"
-site = "pa"
-engine = "vllm"
-vllm_url = "{fake.url}"
-kv_port = {free_port()}
-{budget}""" + "".join(f"""
-[[nodes]]
-name = "{region}-d"
-cluster = "pd"
-role = "pd_decode"
-site = "{region}"
-engine = "vllm"
-vllm_url = "{fake.url}"
-kv_port = {free_port()}
-""" for region in ("ra", "rb"))
-    path = tmp_path / "deploy.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path)
+    return two_region_config(tmp_path, fake, {"ra": free_port(), "rb": free_port()}, heartbeat_s=0.2,
+                             prfaas_extra=budget)
 
 
 async def _burst_then_lone(cfg: Any, gated: bool) -> tuple[dict[str, int], dict[str, float], int]:
@@ -128,13 +78,18 @@ def _sent_order(fake: FakeVllm) -> list[str]:
             if call.body.get("kv_transfer_params")]
 
 
-def test_a_lone_regions_prefill_enters_vllm_after_the_running_one_not_after_the_burst(tmp_path: Path) -> None:
-    fake = FakeVllm(FakeCluster(), kv_port=free_port()).start()
-    fake.prefill_hold_s = HOLD_S
-    try:
-        statuses, queue_s, waited = asyncio.run(_burst_then_lone(_config(tmp_path, fake, 1_000), gated=True))
-    finally:
-        fake.close()
+@pytest.fixture
+def fake() -> Iterator[FakeVllm]:
+    """A fake vLLM whose prefills (non-streamed completions) take HOLD_S."""
+    started = FakeVllm(FakeCluster(), kv_port=free_port()).start()
+    started.prefill_hold_s = HOLD_S
+    yield started
+    started.close()
+
+
+def test_a_lone_regions_prefill_enters_vllm_after_the_running_one_not_after_the_burst(
+        tmp_path: Path, fake: FakeVllm) -> None:
+    statuses, queue_s, waited = asyncio.run(_burst_then_lone(_config(tmp_path, fake, 1_000), gated=True))
     assert _sent_order(fake) == ["a0", "b0", "a1", "a2", "a3", "a4"]  # vLLM's first come would put b0 after a4
     assert statuses == {**{f"a{i}": 200 for i in range(5)}, "b0": 200, "a5": 409}, statuses
     assert waited == 6
@@ -142,26 +97,16 @@ def test_a_lone_regions_prefill_enters_vllm_after_the_running_one_not_after_the_
     assert queue_s["a0"] < 0.1 and 0.5 * HOLD_S < queue_s["b0"] < 3 * HOLD_S < queue_s["a4"]
 
 
-def test_without_a_budget_every_prefill_goes_to_vllm_at_once(tmp_path: Path) -> None:
-    fake = FakeVllm(FakeCluster(), kv_port=free_port()).start()
-    fake.prefill_hold_s = HOLD_S
-    try:
-        statuses, queue_s, waited = asyncio.run(_burst_then_lone(_config(tmp_path, fake, 0), gated=False))
-    finally:
-        fake.close()
+def test_without_a_budget_every_prefill_goes_to_vllm_at_once(tmp_path: Path, fake: FakeVllm) -> None:
+    statuses, queue_s, waited = asyncio.run(_burst_then_lone(_config(tmp_path, fake, 0), gated=False))
     assert _sent_order(fake)[-2:] == ["b0", "a5"] and waited == 0
     assert set(statuses.values()) == {200} and max(queue_s.values()) == 0.0
 
 
-def test_the_default_budget_lets_short_prompts_in_together(tmp_path: Path) -> None:
+def test_the_default_budget_lets_short_prompts_in_together(tmp_path: Path, fake: FakeVllm) -> None:
     """16,384 tokens by default: the seven 800-token prefills all go to vLLM at once (nothing waits), so vLLM
     batches them as it would without the adapter."""
-    fake = FakeVllm(FakeCluster(), kv_port=free_port()).start()
-    fake.prefill_hold_s = HOLD_S
-    try:
-        cfg = _config(tmp_path, fake, None)
-        statuses, queue_s, waited = asyncio.run(_burst_then_lone(cfg, gated=False))
-    finally:
-        fake.close()
+    cfg = _config(tmp_path, fake, None)
+    statuses, queue_s, waited = asyncio.run(_burst_then_lone(cfg, gated=False))
     assert cfg.node("pa-0").vllm_prefill_tokens is None and waited == 0
     assert set(statuses.values()) == {200} and max(queue_s.values()) < 0.1

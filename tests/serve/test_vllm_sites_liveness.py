@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from fake_vllm import FakeCluster, FakeVllm
+from fake_vllm import FakeCluster, FakeVllm, two_region_config
 
-from prfaas.serve.config import load_config
 from prfaas.serve.control_auth import ControlAuth, RefusalRecorder
 from prfaas.serve.messages import Heartbeat, HeartbeatReply, NodeRegister, RegisterReply, decode, encode
 from prfaas.serve.signing import HEADER_NONCE
@@ -58,53 +57,8 @@ def _gateway(seen: list[tuple[str, str, int]]) -> ThreadingHTTPServer:
     return server
 
 
-def _node(name: str, cluster: str, role: str, site: str, fake: FakeVllm) -> str:
-    return f"""
-[[nodes]]
-name = "{name}"
-cluster = "{cluster}"
-role = "{role}"
-site = "{site}"
-engine = "vllm"
-vllm_url = "{fake.url}"
-kv_port = {free_port()}
-"""
-
-
 def _config(tmp_path: Path, ports: dict[str, int], fake: FakeVllm) -> Any:
-    text = """
-[model]
-num_layers = 4
-hidden_size = 128
-[gateway]
-heartbeat_interval_s = 0.05
-[policy]
-rebalance = false
-[[topology.prfaas]]
-name = "pa"
-[[topology.pd]]
-name = "ra"
-instances = 2
-prefill_instances = 1
-[[topology.pd]]
-name = "rb"
-instances = 2
-prefill_instances = 1
-[[topology.links]]
-prfaas = "pa"
-pd = "ra"
-capacity_gbps = 10
-[[topology.links]]
-prfaas = "pa"
-pd = "rb"
-capacity_gbps = 10
-"""
-    text += "".join(f'[[gateways]]\nregion = "{r}"\nport = {p}\n' for r, p in ports.items())
-    text += _node("pa-0", "prfaas", "prfaas_prefill", "pa", fake) + _node("ra-d", "pd", "pd_decode", "ra", fake)
-    text += _node("rb-d", "pd", "pd_decode", "rb", fake)
-    path = tmp_path / "deploy.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path)
+    return two_region_config(tmp_path, fake, ports, heartbeat_s=0.05)
 
 
 def test_vllm_nodes_heartbeat_to_their_region_gateways(tmp_path: Path) -> None:
