@@ -152,9 +152,10 @@ def test_the_sites_gateway_heartbeat_knob_reaches_the_simulator(setting: str | N
     from prfaas.core.errors import ConfigError
     from prfaas.sim.config import load_config
 
-    text = (SCENARIOS / "multisite_burst_one_instance.toml").read_text()
+    base = (SCENARIOS / "multisite_burst_one_instance.toml").read_text()
+    text = base
     if setting is not None:
-        text = text.replace('prefill_queue = "node"\n', f'prefill_queue = "node"\ngateway_heartbeat_s = {setting}\n')
+        text = base.replace('prefill_queue = "node"\n', f'prefill_queue = "node"\ngateway_heartbeat_s = {setting}\n')
     path = tmp_path / "scenario.toml"
     path.write_text(text)
     seen: list[float | None] = []
@@ -162,6 +163,6 @@ def test_the_sites_gateway_heartbeat_knob_reaches_the_simulator(setting: str | N
                         lambda *args, **kwargs: seen.append(kwargs["gateway_heartbeat_s"]))
     report_module.run_config(load_config(path))
     assert seen == [expected]
-    path.write_text(text.replace('prefill_queue = "node"\n', 'prefill_queue = "node"\ngateway_heartbeat_s = 0\n'))
+    path.write_text(base.replace('prefill_queue = "node"\n', 'prefill_queue = "node"\ngateway_heartbeat_s = 0\n'))
     with pytest.raises(ConfigError, match="gateway_heartbeat_s"):
         load_config(path)
