@@ -66,6 +66,8 @@ async def _burst_then_lone(cfg: Any, gated: bool) -> tuple[dict[str, int], dict[
             await until(lambda: node.in_flight == 7)
             if gated:
                 await until(lambda: node.turns.waiting == 6)
+                # the heartbeat counts the prefills waiting here (the fake vLLM reports none waiting)
+                assert node.heartbeat(with_cache_report=False).queued_requests == 6
                 assert node.abort("a5-0")  # waiting for its turn: withdrawn, vLLM never sees it
             await asyncio.wait_for(asyncio.gather(*calls), ANTI_HANG_S)
         return statuses, queue_s, node.turns.waited_total

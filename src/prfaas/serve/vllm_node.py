@@ -320,7 +320,8 @@ class VllmNodeServer:
         load = self.load
         reporter = reporter or self.cache_reporter
         cache = reporter.report(self.cached_blocks()) if with_cache_report else NO_REPORT
-        return Heartbeat(name=self.section.name, role=self.role, queued_requests=load.waiting,
+        # queued: vLLM's waiting requests and the prefills waiting here for their turn into vLLM
+        return Heartbeat(name=self.section.name, role=self.role, queued_requests=load.waiting + self.turns.waiting,
                          queued_tokens=self.queued_tokens, running_batch=load.running, in_flight=self.in_flight,
                          busy_s_total=self.busy_s_total, prefill_tokens_total=load.computed_prompt_tokens_total,
                          links=list(self.links), cache_seq=cache.seq, cache_full=cache.is_full,

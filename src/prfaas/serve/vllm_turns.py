@@ -58,11 +58,8 @@ class PrefillTurns:
 
     @property
     def waiting(self) -> int:
+        """Prefills waiting for their turn (read by the heartbeat thread: a length, atomic in CPython)."""
         return len(self._queue)
-
-    @property
-    def waiting_tokens(self) -> int:
-        return round(sum(self._queue.queued_s_by_region().values()) / FALLBACK_S_PER_TOKEN)
 
     def _fits(self, num_tokens: int) -> bool:
         return self.inside == 0 or self.inside_tokens + num_tokens <= self.budget_tokens
