@@ -76,11 +76,6 @@ def node_sides_s(result: SitesRunResult, region: str, start_s: float, end_s: flo
     return [s for s in sides if s is not None]
 
 
-def node_side_p90_s(result: SitesRunResult, region: str, start_s: float, end_s: float) -> float | None:
-    """P90 of `node_sides_s`."""
-    return nearest_rank(node_sides_s(result, region, start_s, end_s), 0.9)
-
-
 def places(rows: Sequence[Row], region: str, start_s: float, end_s: float) -> dict[str, int]:
     out: dict[str, int] = {}
     for _, _, place, t in _in_window(rows, region, start_s, end_s):

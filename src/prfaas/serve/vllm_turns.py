@@ -1,7 +1,7 @@
 """The regions' fair order at a vLLM node: prefills enter vLLM in `policy.fair_queue.FairQueue` order.
 
     turns = PrefillTurns(budget_tokens=16384, weights=region_weights(cfg))
-    async with turns.turn(region="us", num_tokens=len(prompt), load=msg.region_load) as waited_s:
+    async with turns.turn(attempt_id, "us", len(prompt), msg.region_load, msg.start_within_s) as waited_s:
         ...  # the prefill's vLLM call; leave the block when its first token is back
 
 vLLM schedules what it holds first come, first served (chunked prefill gives the oldest running prompts the step's
@@ -75,11 +75,8 @@ class PrefillTurns:
 
     def _admit(self) -> None:
         """Let the heads of the fair order in while they fit; a busy period that ends is told to the queue."""
-        while len(self._queue):
+        while len(self._queue):  # a queued future is never done: every way out of the queue removes it (_drop)
             future, num_tokens = self._queue.head()
-            if future.done():  # its waiter was cancelled: gone
-                self._queue.pop()
-                continue
             if not self._fits(num_tokens):
                 return
             self._queue.pop()
@@ -88,15 +85,19 @@ class PrefillTurns:
         if self.inside == 0:
             self._queue.idle()
 
+    def _drop(self, future: asyncio.Future[None]) -> None:
+        """Take a waiting prefill out of the queue; it may have been the head that held the others back."""
+        self._queue.remove(lambda entry: entry[0] is future)
+        self._admit()
+
     def withdraw(self, key: str) -> bool:
         """Take the prefill `key` out of the queue if it waits for its turn: its `turn` raises `TurnWithdrawn`.
         False when it does not wait (inside vLLM already, or unknown)."""
         future = self._waiting.pop(key, None)
         if future is None or future.done():
             return False
-        self._queue.remove(lambda entry: entry[0] is future)
         future.set_exception(TurnWithdrawn(key))
-        self._admit()  # it may have been the head that held the others back
+        self._drop(future)
         return True
 
     @contextlib.asynccontextmanager
@@ -123,16 +124,14 @@ class PrefillTurns:
             try:
                 await asyncio.wait_for(future, start_within_s)  # None: no deadline
             except TimeoutError:  # wait_for cancelled the future: out of the queue, unsent
-                self._queue.remove(lambda entry: entry[0] is future)
-                self._admit()
+                self._drop(future)
                 raise TurnDeadlinePassed(f"{key} did not enter vLLM within {start_within_s} s") from None
             except asyncio.CancelledError:
                 if future.done() and not future.cancelled():  # let in, then cancelled before it ran: free it
                     self._leave(num_tokens)
                 else:  # still queued (the task's cancel cancelled the future it awaited)
                     future.cancel()
-                    self._queue.remove(lambda entry: entry[0] is future)
-                    self._admit()  # it may have been the head that held the others back
+                    self._drop(future)
                 raise
             finally:
                 if self._waiting.get(key) is future:

@@ -79,11 +79,12 @@ class GatewaySiteViews:
         else:
             self._at_node[instance] = (held - tokens, count - 1)
 
-    def _own(self, region: str, site: str) -> dict[str, tuple[int, int]]:
-        """Region `region`'s prefills in flight to `site`'s nodes: instance -> (tokens, prefills)."""
+    def _own(self, region: str, site: str, only: str | None = None) -> dict[str, tuple[int, int]]:
+        """Region `region`'s prefills in flight to `site`'s nodes (`only`: to that node alone): instance ->
+        (tokens, prefills)."""
         own: dict[str, tuple[int, int]] = {}
         for reg, instance, tokens in self._inflight.values():
-            if reg == region and self.site_of.get(instance) == site:
+            if reg == region and (instance == only if only is not None else self.site_of.get(instance) == site):
                 held, count = own.get(instance, (0, 0))
                 own[instance] = (held + tokens, count + 1)
         return own
@@ -94,7 +95,7 @@ class GatewaySiteViews:
         self._catch_up(now_s)
         site = self.site_of.get(inst.instance_id, "")
         beat_tokens, beat_queued = self._beat.get(inst.instance_id, (0, 0))
-        own_tokens, own_count = self._own(region, site).get(inst.instance_id, (0, 0))
+        own_tokens, own_count = self._own(region, site, inst.instance_id).get(inst.instance_id, (0, 0))
         return dataclasses.replace(inst, queued_tokens=max(beat_tokens, own_tokens),
                                    queued_requests=beat_queued + own_count, busy_until_s=None)
 
