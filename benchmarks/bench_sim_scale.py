@@ -1,7 +1,7 @@
 """Simulator at datacenter scale: 10,000 GPUs (1,250 eight-GPU instances) for 10 simulated minutes.
 
     python benchmarks/bench_sim_scale.py [--instances 1250] [--minutes 10] [--load 0.85] [--repeats 1]
-                                         [--reference-link] [--profile] [--sites 4]
+                                         [--reference-link] [--profile] [--sites 4] [--native]
 
 The paper's PrfaaS-PD proportions scaled up: PrfaaS : PD = 4 : 8 and PD-P : PD-D = 3 : 5 (Table 5
 profile, planner threshold), Poisson arrivals at `--load` x the planner's Lambda_max for that
@@ -13,6 +13,8 @@ shared machine), events, events/s and simulated seconds per wall second; with `-
 for a before/after ratio on the same machine; the records are the same (tests/sim/test_link_incremental.py).
 `--profile` runs the simulation once more under cProfile and prints its own time (tottime) grouped by
 part of the simulator (docs/sim-speed.md has the breakdown before and after the issue-14 work).
+`--native` runs it on the compiled simulator (`prfaas native build`: mypyc, the same records; built first when
+the sources changed); run the same command with and without it for the ratio.
 `--sites 4` runs the same instances as 2 PrfaaS + 2 PD sites (`sim.multisite`): each site half of its kind,
 each region half of the traffic, a link per pair (home links 2 ms, far links 20 ms one way, each with the
 capacity of its PrfaaS site's share of the egress), every region's router `prfaas` with the `prfaas-sites`
@@ -26,9 +28,11 @@ import cProfile
 import os
 import pstats
 import statistics
+import sys
 import time
 from typing import NamedTuple
 
+from prfaas.native import build_native, is_native
 from prfaas.planner.optimize import optimize
 from prfaas.planner.paper import paper_case
 from prfaas.planner.scenario import Scenario
@@ -199,6 +203,13 @@ def _use_reference_link() -> None:
     simulator_module.Transfer = reference_link.Transfer  # type: ignore[misc]
 
 
+def _reexec_native() -> None:
+    """Run this script again with the compiled build first on PYTHONPATH (built now if the sources changed)."""
+    where = build_native()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(where), os.environ.get("PYTHONPATH")) if p))
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=1250)
@@ -208,9 +219,14 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also run the 12-instance paper deployment")
     parser.add_argument("--reference-link", action="store_true", help="use the old O(flows) link model")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile breakdown by simulator part")
+    parser.add_argument("--native", action="store_true",
+                        help="run on the compiled simulator (`prfaas native build`, built first if needed)")
     parser.add_argument("--sites", type=int, choices=(2, 4), default=2,
                         help="2: the two-cluster deployment; 4: 2 PrfaaS + 2 PD sites (sim.multisite)")
     args = parser.parse_args()
+    if args.native and not is_native():
+        _reexec_native()
+    print(f"simulator: {'compiled (prfaas.native)' if is_native() else 'pure Python'}")
     if args.reference_link:
         _use_reference_link()
     rows = [run_scale(12, args.minutes, args.load, max(args.repeats, 3))] if args.compare else []

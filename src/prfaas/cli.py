@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "bench": ("prfaas.commands.bench", "Load generation, live benchmarks and link emulation."),
     "demo": ("prfaas.commands.demo", "Drive a mixed workload through a running deployment."),
     "certs": ("prfaas.commands.certs", "TLS material for the KV transport (dev CA, node certificates)."),
+    "native": ("prfaas.commands.native_cmd", "The compiled (mypyc) build of the simulator and its policy."),
     "vllm": ("prfaas.commands.vllm_cmd", "The vLLM backend: its environment, tiny checkpoints, command lines."),
 }
 

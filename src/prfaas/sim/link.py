@@ -59,7 +59,7 @@ class Transfer:
     release_rate_bytes_per_s: float | None = None
     start_s: float = 0.0
     last_byte_s: float | None = None
-    owner: object = field(default=None)
+    owner: object | None = None
     _link: SimLink | None = field(default=None, repr=False)
     _group: int = _NONE
     _s0: float = 0.0  # bytes sent at the reference point

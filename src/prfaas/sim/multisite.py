@@ -76,7 +76,8 @@ from prfaas.sim.multisite_rebalance import RegionRebalancing
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
-from prfaas.sim.view import IndexedClusterView, LiveClusterView, RankEntry, ViewBuilder, _LiveLinks, live_view
+from prfaas.sim.view import IndexedClusterView, LiveClusterView, RankEntry, _LiveLinks, live_view, release_view
+from prfaas.sim.view_builder import ViewBuilder
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
@@ -85,7 +86,7 @@ PREFILL_QUEUES = ("cluster", "node")  # where offloads wait at a PrfaaS cluster 
 
 def _release_sites_view(view: SitesView) -> None:
     """Take every link snapshot now if anything besides the caller still refers to `view` or its links (as
-    `ViewBuilder.release` does for a routing view: CPython reference counts, deterministic)."""
+    `sim.view.release_view` does for a routing view: CPython reference counts, deterministic)."""
     # expected: the caller's variable and getrefcount's argument; the view's slot and getrefcount's argument
     if sys.getrefcount(view) > 3 or sys.getrefcount(view.links) > 2:
         links = view.links
@@ -405,7 +406,7 @@ class MultiSiteSimulator(Simulator):
             plan = router.route(req.info, view, now_s)
         finally:
             if isinstance(view, LiveClusterView):
-                ViewBuilder.release(view)  # sealed if the router kept it
+                release_view(view)  # sealed if the router kept it
         if reason is not None:
             self.site_reason_of_request[rid] = reason
         else:

@@ -199,9 +199,12 @@ class PrefillServer:
         else:
             self._preemption.forget(req)
             self._next_after_finish(self._preemption)
-        if self.current is None and self.host is not None:
+        if self.host is not None and self._idle():  # a method: mypy's narrowing of `current` is stale here
             self.host.set_busy(self, False)
         self.on_done(req)
+
+    def _idle(self) -> bool:
+        return self.current is None
 
     # --- preemption (module docstring) -----------------------------------------------------------
     def _next_after_finish(self, preemption: Preemption) -> None:

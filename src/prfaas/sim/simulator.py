@@ -54,7 +54,8 @@ from prfaas.sim.link import SimLink, Transfer
 from prfaas.sim.node import PREFILL_ROLES, SimNode
 from prfaas.sim.request import RequestRecord, SimRequest, make_record
 from prfaas.sim.servers import DecodeServer, PrefillServer
-from prfaas.sim.view import ViewBuilder
+from prfaas.sim.view import release_view
+from prfaas.sim.view_builder import ViewBuilder
 from prfaas.workload.request import WorkloadRequest
 
 
@@ -167,7 +168,7 @@ class Simulator:
         try:
             return self.router.route(req.info, view, now_s)
         finally:
-            self._views.release(view)
+            release_view(view)
 
     def _egress_for(self, req: SimRequest) -> SimLink:
         """The PrfaaS -> PD link an offloaded request's state crosses (a hook, like `_route`)."""

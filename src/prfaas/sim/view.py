@@ -14,7 +14,7 @@ Two kinds of snapshot, answering exactly like a plain `ClusterView` (tests/sim/t
 - `live(links, time_s)` -> `LiveClusterView`: answers each question on demand from the builder's state
   (no O(instances) work unless a question needs it: `has_up_instances` and `ranked` are O(1) plus a
   cached tuple), link snapshots are taken on first use. Valid only while nothing changes: the driver
-  calls `release(view)` right after the policy returned, which materialises the view (as `snapshot`
+  calls `release_view(view)` right after the policy returned, which materialises the view (as `snapshot`
   would have) if the policy kept a reference to it or to one of its parts (CPython reference counts;
   deterministic), so a kept view never changes under its holder.
 
@@ -26,18 +26,19 @@ instances is built only if asked), sealed into the merged snapshot (`MultiSiteSi
 
 from __future__ import annotations
 
-import bisect
 import operator
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from prfaas.core.lifecycle import ClusterKind, Role
 from prfaas.core.link import LinkSnapshot
-from prfaas.policy.types import ClusterView, InstanceView, load_key
-from prfaas.sim.node import SimNode
+from prfaas.policy.types import ClusterView, InstanceView
+
+if TYPE_CHECKING:
+    from prfaas.sim.view_builder import ViewBuilder
 
 GroupKey = tuple[ClusterKind, Role]
 RankEntry = tuple[float, float, str, InstanceView]  # load_key + the view (ids are unique: views never compared)
@@ -162,7 +163,7 @@ class LiveClusterView(ClusterView):
     builders hold clusters of disjoint `ClusterKind`s, so no (cluster, role) group spans two: `owner` names the
     builder of each kind and `materialise(links, time_s)` is the merged snapshot the view seals into. Not a
     dataclass instance like its base (it sets no base field): `instances` and `links` are properties, computed on
-    demand until `ViewBuilder.release` seals the view.
+    demand until `release_view` seals the view.
     """
 
     __slots__ = ("_builders", "_cache", "_links_live", "_materialise", "_owner", "_time_s")
@@ -230,132 +231,21 @@ class LiveClusterView(ClusterView):
         return f"LiveClusterView(time_s={self._time_s}, sealed={self._cache is not None})"
 
 
+def release_view(view: LiveClusterView) -> None:
+    """Seal `view` if anything besides the caller still refers to it or to its link mapping (call it right after
+    the policy returned, with the caller's own reference the only other one). Interpreted on purpose
+    (`prfaas.native` leaves this module out): the counts are CPython's."""
+    # Expected references: the caller's variable, this frame's argument and getrefcount's argument (the view);
+    # the view's own slot and getrefcount's argument (the link mapping). Any other count seals too: a compiled
+    # caller may pass a borrowed reference, which makes the counts lower by one, so a count below the expected
+    # one cannot vouch for an unkept view.
+    if sys.getrefcount(view) != 3 or sys.getrefcount(view._links_live) != 2:
+        view._seal()
+
+
 def live_view(builders: Sequence[ViewBuilder], owner: Mapping[ClusterKind, ViewBuilder],
               links: Mapping[str, Snapshottable], time_s: float, materialise: Materialise) -> LiveClusterView:
     """A `LiveClusterView` over several builders (clusters of disjoint kinds), each brought up to date first."""
     for builder in builders:
         builder.refresh()
     return LiveClusterView(tuple(builders), owner, links, time_s, materialise)
-
-
-class ViewBuilder:
-    """Incrementally maintained views of `nodes` (their order is the snapshot order)."""
-
-    def __init__(self, nodes: Sequence[SimNode]) -> None:
-        self._nodes = list(nodes)
-        self.dirty: set[int] = set(range(len(self._nodes)))
-        for i, node in enumerate(self._nodes):
-            node.attach(self.dirty, i)
-        n_groups = len(GROUP_KEYS)
-        self._views: list[InstanceView] = [node.view() for node in self._nodes]
-        self._group_of: list[int] = [_NO_GROUP] * len(self._nodes)
-        self.members: list[list[int]] = [[] for _ in range(n_groups)]  # node indices, ascending
-        self._entries: list[RankEntry | None] = [None] * len(self._nodes)
-        self._sorted: list[list[RankEntry]] = [[] for _ in range(n_groups)]
-        self._group_tuples: list[tuple[InstanceView, ...] | None] = [()] * n_groups  # None: stale
-        self._rank_tuples: list[tuple[RankEntry, ...] | None] = [()] * n_groups
-        self._instances: tuple[InstanceView, ...] | None = None
-        self._alone = (self,)  # what `live` hands its view: this builder holds every cluster kind
-        self._owns_all: Mapping[ClusterKind, ViewBuilder] = MappingProxyType(dict.fromkeys(ClusterKind, self))
-
-    # --- snapshots -------------------------------------------------------------------------------
-    def snapshot(self, links: Mapping[str, LinkSnapshot], time_s: float) -> IndexedClusterView:
-        """A materialised snapshot (may be kept)."""
-        if self.dirty:
-            self._refresh()
-        return self.materialise(links, time_s)
-
-    def live(self, links: Mapping[str, Snapshottable], time_s: float) -> LiveClusterView:
-        """An on-demand snapshot; pass it to `release` as soon as the policy returned."""
-        if self.dirty:
-            self._refresh()
-        return LiveClusterView(self._alone, self._owns_all, links, time_s, self.materialise)
-
-    def refresh(self) -> None:
-        """Bring the kept views up to date with the touched nodes (what `snapshot` and `live` do first)."""
-        if self.dirty:
-            self._refresh()
-
-    @staticmethod
-    def release(view: LiveClusterView) -> None:
-        """Seal `view` if anything besides the caller still refers to it or to its link mapping."""
-        # Expected references: the caller's variable and getrefcount's argument (the view); the view's
-        # own slot and getrefcount's argument (the link mapping).
-        if sys.getrefcount(view) > 3 or sys.getrefcount(view._links_live) > 2:
-            view._seal()
-
-    def materialise(self, links: Mapping[str, LinkSnapshot], time_s: float) -> IndexedClusterView:
-        groups = {}
-        ranks = {}
-        for gid, key in enumerate(GROUP_KEYS):
-            if self.members[gid]:
-                groups[key] = self.group_tuple(gid)
-                ranks[key] = self.rank_tuple(gid)
-        return IndexedClusterView(instances=self.instances_tuple(), links=links, time_s=time_s,
-                                  groups=MappingProxyType(groups), ranks=MappingProxyType(ranks))
-
-    # --- cached immutable parts (valid until the next refresh that changes them) -----------------
-    def instances_tuple(self) -> tuple[InstanceView, ...]:
-        if self._instances is None:
-            self._instances = tuple(self._views)
-        return self._instances
-
-    def group_tuple(self, gid: int) -> tuple[InstanceView, ...]:
-        cached = self._group_tuples[gid]
-        if cached is None:
-            cached = _pick(self._views, self.members[gid])
-            self._group_tuples[gid] = cached
-        return cached
-
-    def rank_tuple(self, gid: int) -> tuple[RankEntry, ...]:
-        cached = self._rank_tuples[gid]
-        if cached is None:
-            cached = tuple(self._sorted[gid])
-            self._rank_tuples[gid] = cached
-        return cached
-
-    # --- incremental update ----------------------------------------------------------------------
-    def _refresh(self) -> None:
-        views = self._views
-        nodes = self._nodes
-        group_of = self._group_of
-        group_tuples = self._group_tuples
-        rank_tuples = self._rank_tuples
-        members = self.members
-        ranks = self._sorted
-        entries = self._entries
-        gid_by_id = _GROUP_ID_BY_ID
-        draining = Role.DRAINING
-        insort = bisect.insort
-        for i in sorted(self.dirty):
-            view = nodes[i].view()
-            views[i] = view
-            old = group_of[i]
-            if view.is_up and view.role is not draining and view.pending_role is None:  # view.can_accept
-                new = gid_by_id[(id(view.cluster), id(view.role))]
-            else:
-                new = _NO_GROUP
-            if old != _NO_GROUP:
-                group_tuples[old] = None
-                rank_tuples[old] = None
-                if old != new:
-                    members[old].remove(i)
-                entry = entries[i]
-                if entry is not None:  # out of the old group's ranking
-                    ranked = ranks[old]
-                    pos = bisect.bisect_left(ranked, entry)
-                    assert ranked[pos] is entry
-                    del ranked[pos]
-                    entries[i] = None
-            if new != _NO_GROUP:
-                group_tuples[new] = None
-                rank_tuples[new] = None
-                if old != new:
-                    insort(members[new], i)
-                k0, k1, instance_id = load_key(view)
-                entry = (k0, k1, instance_id, view)
-                insort(ranks[new], entry)
-                entries[i] = entry
-            group_of[i] = new
-        self.dirty.clear()
-        self._instances = None
