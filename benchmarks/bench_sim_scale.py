@@ -28,11 +28,10 @@ import cProfile
 import os
 import pstats
 import statistics
-import sys
 import time
 from typing import NamedTuple
 
-from prfaas.native import build_native, is_native
+from prfaas.native import is_native, run_native
 from prfaas.planner.optimize import optimize
 from prfaas.planner.paper import paper_case
 from prfaas.planner.scenario import Scenario
@@ -203,13 +202,6 @@ def _use_reference_link() -> None:
     simulator_module.Transfer = reference_link.Transfer  # type: ignore[misc]
 
 
-def _reexec_native() -> None:
-    """Run this script again with the compiled build first on PYTHONPATH (built now if the sources changed)."""
-    where = build_native()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(where), os.environ.get("PYTHONPATH")) if p))
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=1250)
@@ -224,8 +216,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, choices=(2, 4), default=2,
                         help="2: the two-cluster deployment; 4: 2 PrfaaS + 2 PD sites (sim.multisite)")
     args = parser.parse_args()
-    if args.native and not is_native():
-        _reexec_native()
+    if args.native:
+        run_native()
     print(f"simulator: {'compiled (prfaas.native)' if is_native() else 'pure Python'}")
     if args.reference_link:
         _use_reference_link()

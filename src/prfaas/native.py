@@ -138,6 +138,25 @@ def build_native(cache_dir: Path | None = None, *, opt_level: int = 3, force: bo
     return target
 
 
+def default_opt_level() -> int:
+    """The opt level `run_native` builds at: PRFAAS_NATIVE_OPT_LEVEL, else 3."""
+    raw = os.environ.get("PRFAAS_NATIVE_OPT_LEVEL", "3")
+    if raw not in ("0", "1", "2", "3"):
+        raise NativeBuildError(f"PRFAAS_NATIVE_OPT_LEVEL must be 0-3, got {raw!r}")
+    return int(raw)
+
+
+def run_native(argv: list[str] | None = None) -> None:
+    """Replace this process by the same command on the compiled build (built first if the sources changed); does
+    nothing when it already runs compiled. `argv`: the command line to run again (default `sys.argv`)."""
+    if is_native():
+        return
+    where = build_native(opt_level=default_opt_level())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(where), os.environ.get("PYTHONPATH")) if p))
+    args = list(sys.argv if argv is None else argv)
+    os.execve(sys.executable, [sys.executable, *args], env)
+
+
 def is_native() -> bool:
     """Whether this process runs the compiled simulator (`prfaas.sim.simulator` is an extension module)."""
     import prfaas.sim.simulator as simulator

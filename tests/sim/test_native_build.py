@@ -4,7 +4,7 @@ multi-site degraded link, burst, killed site, the 4-site fleet) gives the same r
 and event counts, compared field by field with the references and exactly with the pure run.
 
 The build takes a couple of minutes (opt level 0 here: the same C code, compiled faster); it is cached per source
-digest in PRFAAS_NATIVE_CACHE when set (else a temporary folder of this session)."""
+digest under PRFAAS_NATIVE_CACHE_HOME when set (else a temporary folder of this session)."""
 
 from __future__ import annotations
 
@@ -44,10 +44,15 @@ def _run_cases(pythonpath: Path, out: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def native_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = os.environ.get("PRFAAS_NATIVE_CACHE")
-    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("native")
-    return build_native(cache_dir, opt_level=0)
+def xdg_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An XDG_CACHE_HOME whose prfaas/native holds the build (PRFAAS_NATIVE_CACHE_HOME keeps it across runs)."""
+    cache = os.environ.get("PRFAAS_NATIVE_CACHE_HOME")
+    return Path(cache) if cache else tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(scope="session")
+def native_build(xdg_cache: Path) -> Path:
+    return build_native(xdg_cache / "prfaas" / "native", opt_level=0)
 
 
 @pytest.mark.slow
@@ -122,3 +127,22 @@ def test_the_path_command_fails_until_the_sources_are_built(tmp_path: Path) -> N
     result = subprocess.run([sys.executable, "-m", "prfaas.cli", "native", "path", "--cache-dir", str(tmp_path)],
                             capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.returncode == 0 and result.stdout.strip() == str(built)
+
+
+@pytest.mark.slow
+def test_simulate_native_runs_the_compiled_build_with_the_same_output(native_build: Path, xdg_cache: Path) -> None:
+    scenario = str(HERE / "scenarios" / "multisite_burst.toml")
+
+    def simulate(*extra: str) -> tuple[dict[str, Any], str]:
+        env = dict(os.environ, PYTHONPATH=str(SRC), XDG_CACHE_HOME=str(xdg_cache), PRFAAS_NATIVE_OPT_LEVEL="0")
+        result = subprocess.run([sys.executable, "-m", "prfaas.cli", "simulate", "--config", scenario, "--json",
+                                 *extra], capture_output=True, text=True, env=env, timeout=300, check=True)
+        out: dict[str, Any] = json.loads(result.stdout)
+        out.pop("wall_s")
+        return out, result.stderr
+
+    pure, pure_err = simulate()
+    native, native_err = simulate("--native")
+    assert "compiled build" not in pure_err
+    assert f"on the compiled build ({native_build})" in native_err and "compiling" not in native_err
+    assert native == pure and native["events"] > 1000
