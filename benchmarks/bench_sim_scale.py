@@ -43,7 +43,7 @@ from prfaas.workload.request import WorkloadRequest
 
 PROFILE_PARTS = (  # (substring of the file path or function name, part), first match wins
     ("sim/multisite", "multi-site (sim/multisite*)"),
-    ("sim/view.py", "view refresh (sim/view, sim/node)"), ("sim/node.py", "view refresh (sim/view, sim/node)"),
+    ("sim/view", "view refresh (sim/view, sim/node)"), ("sim/node.py", "view refresh (sim/view, sim/node)"),
     ("policy/", "router (policy/)"), ("sim/link.py", "link (sim/link)"), ("core/link.py", "link (sim/link)"),
     ("sim/servers.py", "servers + cost models"), ("perf/", "servers + cost models"), ("numpy", "servers + cost models"),
     ("sim/request.py", "records + summary"), ("sim/metrics.py", "records + summary"),

@@ -131,7 +131,12 @@ def build_native(cache_dir: Path | None = None, *, opt_level: int = 3, force: bo
         (work / _MARKER).write_text(f"{len(modules)} modules, opt level {opt_level}\n")
         if target.exists():
             shutil.rmtree(target)
-        work.rename(target)
+        try:
+            work.rename(target)
+        except OSError:
+            if not (target / _MARKER).is_file():
+                raise
+            # another build of the same sources finished first: use it (this one is removed below)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

@@ -111,6 +111,15 @@ def test_a_failed_build_says_where_its_log_is_and_leaves_no_finished_folder(tmp_
     assert [p.name for p in cache.iterdir()] == [log.name]  # the temporary build folder is gone
 
 
+def test_a_finished_build_is_reused_without_compiling(tmp_path: Path) -> None:
+    pkg = _tiny_package(tmp_path / "src", 'X: int = "would not compile"\n')
+    done = native_dir(tmp_path / "cache", opt_level=0, root=pkg)
+    done.mkdir(parents=True)
+    (done / "BUILT").write_text("done\n")
+    assert build_native(tmp_path / "cache", opt_level=0, root=pkg) == done  # no mypyc run: it would fail
+    assert built_native_dir(tmp_path / "cache", opt_level=0, root=pkg) == done
+
+
 def test_a_bad_opt_level_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NativeBuildError, match="opt_level"):
         build_native(tmp_path, opt_level=7)
