@@ -37,7 +37,6 @@ supported on 1x1 topologies only.
 from __future__ import annotations
 
 import operator
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -76,22 +75,20 @@ from prfaas.sim.multisite_rebalance import RegionRebalancing
 from prfaas.sim.node import SimNode
 from prfaas.sim.request import RequestRecord, SimRequest
 from prfaas.sim.simulator import Simulator
-from prfaas.sim.view import IndexedClusterView, LiveClusterView, RankEntry, _LiveLinks, live_view, release_view
+from prfaas.sim.view import (
+    IndexedClusterView,
+    LiveClusterView,
+    RankEntry,
+    _LiveLinks,
+    live_view,
+    release_sites_view,
+    release_view,
+)
 from prfaas.sim.view_builder import ViewBuilder
 from prfaas.workload.request import WorkloadRequest
 
 SELECTOR_TICK_S = 0.5  # how often the per-link bandwidth loops are fed between arrivals
 PREFILL_QUEUES = ("cluster", "node")  # where offloads wait at a PrfaaS cluster (`sim.multisite_queue`)
-
-
-def _release_sites_view(view: SitesView) -> None:
-    """Take every link snapshot now if anything besides the caller still refers to `view` or its links (as
-    `sim.view.release_view` does for a routing view: CPython reference counts, deterministic)."""
-    # expected: the caller's variable and getrefcount's argument; the view's slot and getrefcount's argument
-    if sys.getrefcount(view) > 3 or sys.getrefcount(view.links) > 2:
-        links = view.links
-        if isinstance(links, _LiveLinks):
-            object.__setattr__(view, "links", links.seal())
 
 
 class RegionRouters:
@@ -329,7 +326,7 @@ class MultiSiteSimulator(Simulator):
         """Each PrfaaS cluster's up instances and queued prefill seconds (per region), and every link.
 
         `live_links`: link snapshots taken on first use (for one decision; pass the view to
-        `_release_sites_view` right after). `region`: the view of that region's gateway where the simulator
+        `sim.view.release_sites_view` right after). `region`: the view of that region's gateway where the simulator
         models the gateways' view (`gateway_heartbeat_s`; otherwise every region sees the exact view)."""
         now = self.loop.now_s
         sites: dict[str, PrfaasSiteView] = {}
@@ -389,7 +386,7 @@ class MultiSiteSimulator(Simulator):
             choice = self.selector.choose(region, req.wl.input_tokens, self._cached_by_site(req), view, now_s,
                                           base_threshold)
         finally:
-            _release_sites_view(view)
+            release_sites_view(view)
         return choice.site, choice.reason
 
     def _route(self, req: SimRequest, now_s: float) -> RoutePlan:

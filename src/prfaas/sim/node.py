@@ -30,22 +30,12 @@ PREFILL_ROLES = (Role.PRFAAS_PREFILL, Role.PD_PREFILL)
 _VIEW_FIELDS = ("instance_id", "cluster", "role", "is_up", "queued_requests", "queued_tokens", "running_batch",
                 "max_batch", "free_kv_bytes", "busy_until_s", "pending_role")
 assert tuple(f.name for f in fields(InstanceView)) == _VIEW_FIELDS, "InstanceView changed: update _make_view"
-# Compiled (`prfaas.sim.compiled`), `InstanceView` is a native class: its constructor is the fast path.
-_VIEW_IS_NATIVE = hasattr(InstanceView, "__mypyc_attrs__")
-if not _VIEW_IS_NATIVE:
-    (_set_id, _set_cluster, _set_role, _set_up, _set_qr, _set_qt, _set_rb, _set_mb, _set_free, _set_busy,
-     _set_pending) = (getattr(InstanceView, name).__set__ for name in _VIEW_FIELDS)
+(_set_id, _set_cluster, _set_role, _set_up, _set_qr, _set_qt, _set_rb, _set_mb, _set_free, _set_busy,
+ _set_pending) = (getattr(InstanceView, name).__set__ for name in _VIEW_FIELDS)
 _new_view = object.__new__
 
 
-def _make_view_native(instance_id: str, cluster: ClusterKind, role: Role, is_up: bool, queued_requests: int,
-                      queued_tokens: int, running_batch: int, max_batch: int, busy_until_s: float | None,
-                      pending_role: Role | None) -> InstanceView:
-    return InstanceView(instance_id, cluster, role, is_up, queued_requests, queued_tokens, running_batch, max_batch,
-                        None, busy_until_s, pending_role)
-
-
-def _make_view_by_slots(instance_id: str, cluster: ClusterKind, role: Role, is_up: bool, queued_requests: int,
+def _make_view(instance_id: str, cluster: ClusterKind, role: Role, is_up: bool, queued_requests: int,
                queued_tokens: int, running_batch: int, max_batch: int, busy_until_s: float | None,
                pending_role: Role | None) -> InstanceView:
     """`InstanceView(...)` with these fields (and `free_kv_bytes=None`), without the dataclass `__init__`."""
@@ -62,9 +52,6 @@ def _make_view_by_slots(instance_id: str, cluster: ClusterKind, role: Role, is_u
     _set_busy(view, busy_until_s)
     _set_pending(view, pending_role)
     return view
-
-
-_make_view = _make_view_native if _VIEW_IS_NATIVE else _make_view_by_slots
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from prfaas.core.link import LinkSnapshot
 from prfaas.policy.types import ClusterView, InstanceView
 
 if TYPE_CHECKING:
+    from prfaas.policy.sites import SitesView
     from prfaas.sim.view_builder import ViewBuilder
 
 GroupKey = tuple[ClusterKind, Role]
@@ -234,13 +235,23 @@ class LiveClusterView(ClusterView):
 def release_view(view: LiveClusterView) -> None:
     """Seal `view` if anything besides the caller still refers to it or to its link mapping (call it right after
     the policy returned, with the caller's own reference the only other one). Interpreted on purpose
-    (`prfaas.native` leaves this module out): the counts are CPython's."""
+    (`prfaas.native` leaves this module out, so these frames are CPython's: a compiled function holds no
+    reference to its arguments)."""
     # Expected references: the caller's variable, this frame's argument and getrefcount's argument (the view);
     # the view's own slot and getrefcount's argument (the link mapping). Any other count seals too: a compiled
     # caller may pass a borrowed reference, which makes the counts lower by one, so a count below the expected
     # one cannot vouch for an unkept view.
     if sys.getrefcount(view) != 3 or sys.getrefcount(view._links_live) != 2:
         view._seal()
+
+
+def release_sites_view(view: SitesView) -> None:
+    """Take every link snapshot of the site selector's `view` now if anything besides the caller still refers to it
+    or to its links (as `release_view` does for a routing view; the same counts, the same rule)."""
+    if sys.getrefcount(view) != 3 or sys.getrefcount(view.links) != 2:
+        links = view.links
+        if isinstance(links, _LiveLinks):
+            object.__setattr__(view, "links", links.seal())
 
 
 def live_view(builders: Sequence[ViewBuilder], owner: Mapping[ClusterKind, ViewBuilder],
